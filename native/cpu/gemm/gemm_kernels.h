@@ -1,0 +1,90 @@
+// Shared vocabulary of the CPU GEMM family: the packed layouts, the fused
+// epilogue and the per-ISA kernel tables the driver chooses from at run time.
+//
+// Packed layouts (GotoBLAS/BLIS style; every ISA reads the same B layout, so a
+// weight packed once serves whatever ISA is active when it is used):
+//   B f32   : ceil(N/32) panels; panel j holds K rows of 32 floats,
+//             row k = W[32j .. 32j+31][k] (zero-padded past N).
+//   B bf16  : ceil(N/32) panels of ceil(K/2) rows of 32 uint32 "pairs";
+//             pair (p, c) = bf16(W[32j+c][2p]) | bf16(W[32j+c][2p+1]) << 16,
+//             the operand layout of vdpbf16ps (zero-padded past N and K).
+//   A f32   : ceil(M/MR) panels of K rows of MR floats (row k = x[MR·i ..][k]).
+//   A bf16  : ceil(M/MR) panels of ceil(K/2) rows of MR uint32 pairs.
+// MR depends on the ISA (A is packed per call); NR is 32 everywhere.
+#pragma once
+#include <cstdint>
+
+#include "tessera/gemm.h"
+#include "tessera/tensor.h"
+
+namespace tessera::cpu::gemm {
+
+constexpr int kNR = 32;
+
+// What happens to a finished tile before it reaches `out`:
+//   y = alpha·act(acc + bias[n]) + beta·residual[m][n], rounded to out_dtype.
+// Linear uses alpha = beta = 1; matmul uses its alpha/beta with residual = C.
+struct Epilogue {
+  const float* bias = nullptr;      // indexed by column, or null
+  const float* residual = nullptr;  // row m at residual + m·res_ld, or null
+  int64_t res_ld = 0;
+  void* out = nullptr;  // row m at out + m·out_ld elements
+  int64_t out_ld = 0;
+  DType out_dtype = DType::kF32;
+  Activation act = Activation::kNone;
+  float alpha = 1.f, beta = 1.f;
+};
+
+// The valid part of a register tile: rows [m0, m0+rows), columns [n0, n0+cols).
+struct Tile {
+  int64_t m0, n0;
+  int rows, cols;
+};
+
+// acc points at an MR×32 f32 buffer used to carry partial sums across K
+// blocks: read first when load_acc, written back when epi is null; when epi
+// is set the finished tile goes through the epilogue to epi->out instead.
+// kc counts K elements; the bf16 kernel reads ceil(kc/2) pair rows.
+using GemmF32Fn = void (*)(const Tile& t, int64_t kc, const float* a, const float* b, float* acc,
+                           bool load_acc, const Epilogue* epi);
+using GemmBf16Fn = void (*)(const Tile& t, int64_t kc, const uint32_t* a, const uint32_t* b, float* acc,
+                            bool load_acc, const Epilogue* epi);
+
+// Decode GEMV for M ≤ kGemvMaxM rows read straight from an unpacked weight:
+// y[m][n] = Σ_k x[m][k]·W[n][k] for n in [n0, n1), n1 − n0 ≤ kGemvChunk, then
+// the epilogue. x is f32 (already converted); W is f32, bf16 or f16.
+constexpr int kGemvMaxM = 4;
+constexpr int kGemvChunk = 64;
+struct GemvArgs {
+  int M;
+  int64_t K;
+  const float* x;
+  int64_t x_ld;
+  const void* w;
+  int64_t w_ld;
+  DType w_dtype;
+  Epilogue epi;
+};
+using GemvFn = void (*)(const GemvArgs& g, int64_t n0, int64_t n1);
+
+struct IsaKernels {
+  int mr;             // rows of the register tile (A panel height)
+  GemmF32Fn f32;      // any rows in [1, mr]
+  GemmBf16Fn bf16;    // null where the CPU has no bf16 dot product
+  GemvFn gemv;
+};
+
+const IsaKernels& kernels_scalar();
+const IsaKernels& kernels_avx2();
+const IsaKernels& kernels_avx512();
+const IsaKernels& kernels_avx512bf16();
+
+// Entry points of the AVX-512 file that the AVX512-BF16 table reuses.
+void gemm_f32_avx512(const Tile& t, int64_t kc, const float* a, const float* b, float* acc, bool load_acc,
+                     const Epilogue* epi);
+void gemv_avx512(const GemvArgs& g, int64_t n0, int64_t n1);
+
+// Scalar epilogue for one value (reference semantics of every ISA's version).
+void store_scalar(const Epilogue& e, int64_t m, int64_t n, float acc);
+
+}  // namespace tessera::cpu::gemm

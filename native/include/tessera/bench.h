@@ -1,0 +1,20 @@
+// Machine ceilings measured at run time, the denominators of `tessera bench`
+// (a kernel's GFLOP/s or GB/s is reported as a fraction of these).
+#pragma once
+#include <cstddef>
+
+namespace tessera {
+
+// Peak multiply-add throughput on `threads` threads of the global pool (capped
+// at its size): independent accumulator chains of FMAs (bf16 = false) or
+// vdpbf16ps (bf16 = true) for about 0.2 s, in the widest ISA active_isa()
+// allows. Without AVX512-BF16 the bf16 figure is the fp32 one, since the bf16
+// GEMM path then runs the fp32 kernel.
+double measure_fma_peak_gflops(int threads, bool bf16);
+
+// Copy bandwidth in GB/s counting bytes read + bytes written (2·bytes per
+// pass, write-allocate traffic not counted), between two pooled, pre-touched
+// buffers of `bytes` each, split across `threads` threads; median of passes.
+double measure_copy_bandwidth_gbs(int threads, size_t bytes);
+
+}  // namespace tessera
