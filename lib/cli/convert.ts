@@ -1,0 +1,46 @@
+// `tessera convert <in> <out>`: checkpoints to safetensors (optionally bf16).
+import { extname } from 'node:path';
+
+import { TesseraError } from '../errors.js';
+import { openCheckpoint } from '../io/checkpoint.js';
+import { toBf16 } from '../io/convert-dtype.js';
+import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { parseArgs, type Command } from './args.js';
+
+export const convertCommand: Command = {
+  name: 'convert',
+  summary: 'convert a checkpoint (.pth/.pt/.safetensors) to safetensors, optionally to bf16',
+  usage: `Usage: tessera convert <in> <out.safetensors> [--dtype bf16|keep]
+
+Reads a PyTorch checkpoint (zip or legacy; restricted unpickler) or a
+safetensors file and writes safetensors with the same tensor names. With
+--dtype bf16, floating tensors are rounded to bfloat16 (round to nearest
+even, as PyTorch does); integer tensors are kept. The output is written to a
+temporary file and renamed, so an interrupted run never leaves a half file.
+
+Options:
+  --dtype bf16|keep   tensor dtype in the output (default: keep)
+  --help              show this help`,
+  async run(argv) {
+    const args = parseArgs(argv, ['dtype']);
+    if (args.flags.has('help')) { console.log(this.usage); return 0; }
+    const [input, output] = args.positional;
+    if (!input || !output) { console.error(this.usage); return 2; }
+    const dtype = (args.flags.get('dtype') as string | undefined) ?? 'keep';
+    if (dtype !== 'keep' && dtype !== 'bf16') throw new TesseraError('ERR_INVALID_ARGUMENT', `--dtype must be bf16 or keep, got ${dtype}`);
+    if (extname(output) !== '.safetensors') throw new TesseraError('ERR_INVALID_ARGUMENT', `the output must end in .safetensors (got ${output}); scene conversion is not implemented yet`);
+    const ck = openCheckpoint(input);
+    try {
+      const out: TensorToWrite[] = [];
+      for (const t of ck.tensors.values()) {
+        const a = dtype === 'bf16' ? toBf16(t.load()) : t.load();
+        out.push({ name: t.name, dtype: a.dtype, shape: a.shape, data: a.data });
+      }
+      writeSafetensors(output, out, { ...ck.metadata, converted_from: ck.format });
+      console.log(`wrote ${out.length} tensors to ${output}`);
+      return 0;
+    } finally {
+      ck.close();
+    }
+  },
+};
