@@ -132,6 +132,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_tensor(env, exports);
   init_attention(env, exports);
   init_gemm(env, exports);
+  init_bench(env, exports);
   return exports;
 }
 

@@ -88,5 +88,6 @@ class OpWorker : public Napi::AsyncWorker {
 void init_tensor(Napi::Env env, Napi::Object exports);
 void init_attention(Napi::Env env, Napi::Object exports);
 void init_gemm(Napi::Env env, Napi::Object exports);
+void init_bench(Napi::Env env, Napi::Object exports);
 
 }  // namespace tessera::bindings

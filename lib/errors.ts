@@ -12,7 +12,8 @@ export type TesseraErrorCode =
   | 'ERR_DISPOSED'
   | 'ERR_NO_BINARY'
   | 'ERR_FORMAT'  // a file that is not what it claims to be (checkpoints, scenes)
-  | 'ERR_IO';     // reading or writing a file failed
+  | 'ERR_IO'      // reading or writing a file failed
+  | 'ERR_UNSAFE'; // a checkpoint asks for code execution (restricted unpickler)
 
 export class TesseraError extends Error {
   readonly code: TesseraErrorCode;

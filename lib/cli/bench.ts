@@ -1,0 +1,26 @@
+// `tessera bench <what>`: benchmarks are commands, never timed tests.
+import { parseArgs, type Command } from './args.js';
+import { benchAttentionCommand } from './bench_attention.js';
+import { benchGemmCommand } from './bench_gemm.js';
+
+const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand];
+
+export const benchCommand: Command = {
+  name: 'bench',
+  summary: 'benchmarks side by side with peers (attention, gemm)',
+  usage: `Usage: tessera bench <attention|gemm> [options]
+
+${BENCHES.map((b) => `  ${b.name.padEnd(10)} ${b.summary}`).join('\n')}
+
+Run \`tessera bench <name> --help\` for each benchmark's options.`,
+  async run(argv) {
+    const [which, ...rest] = argv;
+    const bench = BENCHES.find((b) => b.name === which);
+    if (!bench) {
+      if (which === undefined || parseArgs([which]).flags.has('help')) { console.log(this.usage); return which ? 0 : 2; }
+      console.error(`tessera bench: unknown benchmark '${which}'\n\n${this.usage}`);
+      return 2;
+    }
+    return bench.run(rest);
+  },
+};
