@@ -84,7 +84,4 @@ void gemm_f32_avx512(const Tile& t, int64_t kc, const float* a, const float* b, 
                      const Epilogue* epi);
 void gemv_avx512(const GemvArgs& g, int64_t n0, int64_t n1);
 
-// Scalar epilogue for one value (reference semantics of every ISA's version).
-void store_scalar(const Epilogue& e, int64_t m, int64_t n, float acc);
-
 }  // namespace tessera::cpu::gemm

@@ -26,7 +26,7 @@ void pack_b_all(const Src& w, int64_t N, int64_t K, DType compute, DType round, 
 size_t packed_a_bytes(int64_t M, int64_t K, int mr, DType compute);
 void pack_a_all(const Src& x, int64_t M, int64_t K, int mr, DType compute, DType round, void* dst);
 
-// Widens kc rows of a bf16 B panel (from pair row kc0/2) to an f32 panel.
+// Widens rows [k0, k0 + kc) (k0 even) of a bf16 B panel to kc rows of 32 floats.
 void unpack_bf16_panel(const uint32_t* panel, int64_t k0, int64_t kc, float* dst);
 
 }  // namespace tessera::cpu::gemm

@@ -21,6 +21,19 @@ double activate(Activation act, double x) {
   return x;
 }
 
+// The epilogue for one value: the semantics every ISA's vector version mirrors.
+void store_scalar(const Epilogue& e, int64_t m, int64_t n, float acc) {
+  double v = acc;
+  if (e.bias) v += e.bias[n];
+  v = activate(e.act, v) * e.alpha;
+  if (e.residual) v += static_cast<double>(e.beta) * e.residual[m * e.res_ld + n];
+  const float f = static_cast<float>(v);
+  const int64_t idx = m * e.out_ld + n;
+  if (e.out_dtype == DType::kF32) static_cast<float*>(e.out)[idx] = f;
+  else if (e.out_dtype == DType::kBF16) static_cast<uint16_t*>(e.out)[idx] = f32_to_bf16(f);
+  else static_cast<uint16_t*>(e.out)[idx] = f32_to_f16(f);
+}
+
 void gemm_f32_scalar(const Tile& t, int64_t kc, const float* a, const float* b, float* acc, bool load_acc,
                      const Epilogue* epi) {
   float c[kMR][kNR];
@@ -60,18 +73,6 @@ void gemv_scalar(const GemvArgs& g, int64_t n0, int64_t n1) {
 }
 
 }  // namespace
-
-void store_scalar(const Epilogue& e, int64_t m, int64_t n, float acc) {
-  double v = acc;
-  if (e.bias) v += e.bias[n];
-  v = activate(e.act, v) * e.alpha;
-  if (e.residual) v += static_cast<double>(e.beta) * e.residual[m * e.res_ld + n];
-  const float f = static_cast<float>(v);
-  const int64_t idx = m * e.out_ld + n;
-  if (e.out_dtype == DType::kF32) static_cast<float*>(e.out)[idx] = f;
-  else if (e.out_dtype == DType::kBF16) static_cast<uint16_t*>(e.out)[idx] = f32_to_bf16(f);
-  else static_cast<uint16_t*>(e.out)[idx] = f32_to_f16(f);
-}
 
 const IsaKernels& kernels_scalar() {
   static const IsaKernels k{kMR, gemm_f32_scalar, nullptr, gemv_scalar};
