@@ -1,0 +1,6 @@
+// Instantiations for head dim 96 (a file per head dim so they compile in parallel).
+#include "cuda/attention_mma.cuh"
+
+namespace tessera::cuda {
+template void launch_attention_mma_d<96>(const AttnParams&, bool, int, cudaStream_t);
+}  // namespace tessera::cuda

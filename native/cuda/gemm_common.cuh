@@ -1,0 +1,60 @@
+// GEMM pieces shared by the tensor-core and SIMT kernels: the fused epilogue
+// (alpha, bias, activation, residual, beta·C, output dtype) and launchers.
+#pragma once
+#include "cuda/common.cuh"
+
+namespace tessera::cuda {
+
+struct Epilogue {
+  float alpha = 1.f, beta = 0.f;  // matmul: alpha·acc + beta·C (C read only when beta != 0)
+  const float* bias = nullptr;    // [N]
+  int act = 0;                    // tessera::Activation
+  const float* residual = nullptr;
+  int64_t r_sm = 0;               // residual row stride (columns contiguous)
+  void* out = nullptr;
+  int out_dt = kDtF32;
+  int64_t o_sm = 0, o_sn = 1;
+};
+
+__device__ __forceinline__ void epilogue_store(const Epilogue& e, int64_t m, int64_t n, float acc) {
+  float v = e.alpha * acc;
+  if (e.bias) v += e.bias[n];
+  if (e.act == 1) {
+    const float c = 0.7978845608028654f;  // sqrt(2/pi)
+    v = 0.5f * v * (1.f + tanhf(c * (v + 0.044715f * v * v * v)));
+  } else if (e.act == 2) {
+    v = v / (1.f + expf(-v));
+  }
+  if (e.residual) v += e.residual[m * e.r_sm + n];
+  const int64_t oi = m * e.o_sm + n * e.o_sn;
+  if (e.beta != 0.f) v += e.beta * load_as_float(e.out, e.out_dt, oi);
+  store_from_float(e.out, e.out_dt, oi, v);
+}
+
+// C[m][n] = Σ_k A(m,k)·B(k,n) with A(m,k) = a[m·a_sm + k·a_sk] and
+// B(k,n) = b[k·b_sk + n·b_sn], any float dtypes, f32 arithmetic.
+struct SimtGemm {
+  const void* a;
+  int a_dt;
+  int64_t a_sm, a_sk;
+  const void* b;
+  int b_dt;
+  int64_t b_sk, b_sn;
+  int64_t M, N, K;
+};
+void launch_gemm_simt(const SimtGemm& g, const Epilogue& e, cudaStream_t s);
+
+// Tensor-core path: x [M,K] (row stride lda) times W [N,K] (row stride ldw),
+// both bf16 or both f16, K-contiguous, 16-byte aligned, K % 8 == 0.
+struct MmaGemm {
+  const void* x;
+  int64_t lda;
+  const void* w;
+  int64_t ldw;
+  int dt;
+  int64_t M, N, K;
+};
+bool gemm_mma_supported(const MmaGemm& g);
+void launch_gemm_mma(const MmaGemm& g, const Epilogue& e, int device, cudaStream_t s);
+
+}  // namespace tessera::cuda
