@@ -69,7 +69,9 @@ void rope_apply(const RopeArgs& args);
 void rope_table_1d(int64_t num_positions, int32_t rotary_dim, double base, float* cos, float* sin);
 // LlamaGen 2D: F = R/4 frequencies ω_k = base^(-2k/(R/2)); position p = r·grid + c
 // (for p < grid²); pair j < F uses angle r·ω_j, pair j >= F uses c·ω_(j-F).
-// Rows: num_prefix leading rows of angle 0 (class-token slots), then grid² cells.
+// Rows: num_prefix leading rows (class-token slots), then grid² cells. The
+// prefix rows are cos = sin = 0, not angle 0: LlamaGen prepends zeros to its
+// table, so q and k of the class token become zero vectors; we match that.
 void rope_table_2d(int32_t grid, int32_t num_prefix, int32_t rotary_dim, double base, float* cos,
                    float* sin);
 // 3D (OctGPT): per head h, angle(p, h, j) = Σ_axis xyz[p][axis] · freqs[h][j][axis].

@@ -1,0 +1,151 @@
+// fp32 tiled attention: operand packing and the register-blocked
+// micro-kernels for S = Q·Kᵀ and O = α·O + P·V. Any input dtype is widened
+// to fp32 while packing. Per-ISA like attention_vec.h.
+#pragma once
+#include <algorithm>
+
+#include "cpu/attention/attention_vec.h"
+#include "tessera/threadpool.h"
+
+namespace tessera::cpu::attn::TESSERA_ATTN_NS {
+
+// Accumulators of the micro-kernels: kRows rows × NVK (NVD) vectors. AVX-512
+// has 32 registers (24 accumulators + loads); 16-register ISAs take 12.
+constexpr int kSVecs = W == 16 ? 4 : 2;
+constexpr int kPvVecs = W == 16 ? 4 : 2;
+
+// S[r][c] = Σ_d Q[r][d]·Kt[d][c] for kRows rows and NVK·W key columns.
+// Kt is a packed tile [Dp][kKeyTile] (already offset to the first column).
+template <int NVK>
+inline void s_micro(const float* q, int64_t Dp, const float* kt, float* s) {
+  vf acc[kRows][NVK];
+  for (int r = 0; r < kRows; ++r)
+    for (int c = 0; c < NVK; ++c) acc[r][c] = vf{};
+  for (int64_t d = 0; d < Dp; ++d) {
+    vf kv[NVK];
+    for (int c = 0; c < NVK; ++c) kv[c] = load(kt + d * kKeyTile + c * W);
+    for (int r = 0; r < kRows; ++r) {
+      const vf qb = splat(q[r * Dp + d]);
+      for (int c = 0; c < NVK; ++c) acc[r][c] += qb * kv[c];
+    }
+  }
+  for (int r = 0; r < kRows; ++r)
+    for (int c = 0; c < NVK; ++c) store(s + r * kKeyTile + c * W, acc[r][c]);
+}
+
+// O[r][d0 .. d0 + NVD·W) = α_r·O[r][..] + Σ_{j<nk} P[r][j]·V[j][..].
+template <int NVD>
+inline void pv_micro(const float* pm, const float* alpha, const float* v, int64_t vs, int nk, float* o, int64_t os) {
+  vf acc[kRows][NVD];
+  for (int r = 0; r < kRows; ++r) {
+    const vf a = splat(alpha[r]);
+    for (int c = 0; c < NVD; ++c) acc[r][c] = load(o + r * os + c * W) * a;
+  }
+  for (int j = 0; j < nk; ++j) {
+    vf vv[NVD];
+    for (int c = 0; c < NVD; ++c) vv[c] = load(v + j * vs + c * W);
+    for (int r = 0; r < kRows; ++r) {
+      const vf pb = splat(pm[r * kKeyTile + j]);
+      for (int c = 0; c < NVD; ++c) acc[r][c] += pb * vv[c];
+    }
+  }
+  for (int r = 0; r < kRows; ++r)
+    for (int c = 0; c < NVD; ++c) store(o + r * os + c * W, acc[r][c]);
+}
+
+// One task's packed operands. Keys [0, kend) of the task's kv head are packed
+// once (Kᵀ tiles; V only when it cannot be read in place) and reused by all
+// query tiles of the task. Scratch slots: 0 Kᵀ, 1 V, 2 Q tile.
+class F32Kernel {
+ public:
+  static constexpr bool kRoundP = false;
+  const int64_t Dp;  // head dim padded to whole vectors (padding is zero)
+
+  F32Kernel(const Problem& p, int tid, int64_t b, int64_t h, int64_t kend)
+      : Dp(round_up(p.D, W)), p_(p), b_(b), h_(h) {
+    const int64_t hk = h / p.group, ntiles = (kend + kKeyTile - 1) / kKeyTile;
+    kt_ = static_cast<float*>(thread_scratch(tid, 0, sizeof(float) * (ntiles * Dp * kKeyTile + Dp)));
+    float* row = kt_ + ntiles * Dp * kKeyTile;  // one widened key row
+    const char* kb = p.k.data + (b * p.k.sb + hk * p.k.sh) * static_cast<int64_t>(dtype_size(p.k.dtype));
+    for (int64_t t = 0; t < ntiles; ++t) {
+      float* tile = kt_ + t * Dp * kKeyTile;
+      for (int jj = 0; jj < kKeyTile; ++jj) {
+        const int64_t j = t * kKeyTile + jj;
+        if (j < p.Lk) {
+          load_row(kb + j * p.k.sl * static_cast<int64_t>(dtype_size(p.k.dtype)), p.k.dtype, p.D, row);
+          if (p.l2norm) l2_normalize(row, p.D);
+        }
+        for (int64_t d = 0; d < Dp; ++d) tile[d * kKeyTile + jj] = j < p.Lk && d < p.D ? row[d] : 0.f;
+      }
+    }
+    const char* vb = p.v.data + (b * p.v.sb + hk * p.v.sh) * static_cast<int64_t>(dtype_size(p.v.dtype));
+    if (p.v.dtype == DType::kF32 && p.D == Dp) {
+      v_ = reinterpret_cast<const float*>(vb);
+      vs_ = p.v.sl;
+    } else {
+      const int64_t nv = std::min<int64_t>(kend, p.Lk);
+      float* vp = static_cast<float*>(thread_scratch(tid, 1, sizeof(float) * (nv * Dp + 1)));
+      for (int64_t j = 0; j < nv; ++j) {
+        load_row(vb + j * p.v.sl * static_cast<int64_t>(dtype_size(p.v.dtype)), p.v.dtype, p.D, vp + j * Dp);
+        for (int64_t d = p.D; d < Dp; ++d) vp[j * Dp + d] = 0.f;
+      }
+      v_ = vp;
+      vs_ = Dp;
+    }
+    q_ = static_cast<float*>(thread_scratch(tid, 2, sizeof(float) * (p.q_tile + kRows) * Dp));
+  }
+
+  // Widens (and l2-normalises) query rows [i0, i0 + n); rows up to the next
+  // multiple of kRows are zero.
+  void pack_q(int64_t i0, int64_t n) {
+    const int64_t es = static_cast<int64_t>(dtype_size(p_.q.dtype));
+    const char* qb = p_.q.data + (b_ * p_.q.sb + h_ * p_.q.sh) * es;
+    const int64_t rows = round_up(n, kRows);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* dst = q_ + r * Dp;
+      if (r < n) {
+        load_row(qb + (i0 + r) * p_.q.sl * es, p_.q.dtype, p_.D, dst);
+        if (p_.l2norm) l2_normalize(dst, p_.D);
+      }
+      for (int64_t d = r < n ? p_.D : 0; d < Dp; ++d) dst[d] = 0.f;
+    }
+  }
+
+  // S [kRows][kKeyTile] for row block rb and key tile jt.
+  void s_block(int64_t rb, int64_t jt, float* s) const {
+    const float* q = q_ + rb * kRows * Dp;
+    const float* kt = kt_ + jt * Dp * kKeyTile;
+    for (int c = 0; c < kKeyTile; c += kSVecs * W) s_micro<kSVecs>(q, Dp, kt + c, s + c);
+  }
+
+  // O rows of block rb (row stride Dp) = α·O + P·V over the first nk keys of tile jt.
+  void pv_block(int64_t jt, int nk, const float* pm, const float* alpha, float* o) const {
+    const float* v = v_ + jt * kKeyTile * vs_;
+    for (int64_t d0 = 0; d0 < Dp;) {
+      const int64_t left = (Dp - d0) / W;
+      if (left >= kPvVecs) {
+        pv_micro<kPvVecs>(pm, alpha, v + d0, vs_, nk, o + d0, Dp);
+        d0 += kPvVecs * W;
+      } else if (left == 3) {
+        pv_micro<3>(pm, alpha, v + d0, vs_, nk, o + d0, Dp);
+        d0 += 3 * W;
+      } else if (left == 2) {
+        pv_micro<2>(pm, alpha, v + d0, vs_, nk, o + d0, Dp);
+        d0 += 2 * W;
+      } else {
+        pv_micro<1>(pm, alpha, v + d0, vs_, nk, o + d0, Dp);
+        d0 += W;
+      }
+    }
+  }
+
+ private:
+  const Problem& p_;
+  int64_t b_, h_;
+  float* kt_ = nullptr;
+  const float* v_ = nullptr;
+  int64_t vs_ = 0;
+  float* q_ = nullptr;
+};
+
+}  // namespace tessera::cpu::attn::TESSERA_ATTN_NS
