@@ -4,19 +4,25 @@ import { extname } from 'node:path';
 import { TesseraError } from '../errors.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { toBf16 } from '../io/convert-dtype.js';
+import { readScene, writeScene } from '../io/scene-file.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { parseArgs, type Command } from './args.js';
 
 export const convertCommand: Command = {
   name: 'convert',
-  summary: 'convert a checkpoint (.pth/.pt/.safetensors) to safetensors, optionally to bf16',
+  summary: 'convert a checkpoint to safetensors (optionally bf16), or a scene between .ply/.splat/.spz',
   usage: `Usage: tessera convert <in> <out.safetensors> [--dtype bf16|keep]
+       tessera convert <scene.ply|.splat|.spz> <out.ply|.splat|.spz>
 
 Reads a PyTorch checkpoint (zip or legacy; restricted unpickler) or a
 safetensors file and writes safetensors with the same tensor names. With
 --dtype bf16, floating tensors are rounded to bfloat16 (round to nearest
 even, as PyTorch does); integer tensors are kept. The output is written to a
 temporary file and renamed, so an interrupted run never leaves a half file.
+
+Scenes: 3DGS .ply (INRIA layout), antimatter15 .splat (no SH beyond DC:
+higher bands are dropped) and Niantic .spz (versions 1-3 read, 3 written;
+8-bit quantised, RUB frame in the file); ordinary .ply point clouds stay .ply.
 
 Options:
   --dtype bf16|keep   tensor dtype in the output (default: keep)
@@ -28,7 +34,16 @@ Options:
     if (!input || !output) { console.error(this.usage); return 2; }
     const dtype = (args.flags.get('dtype') as string | undefined) ?? 'keep';
     if (dtype !== 'keep' && dtype !== 'bf16') throw new TesseraError('ERR_INVALID_ARGUMENT', `--dtype must be bf16 or keep, got ${dtype}`);
-    if (extname(output) !== '.safetensors') throw new TesseraError('ERR_INVALID_ARGUMENT', `the output must end in .safetensors (got ${output}); scene conversion is not implemented yet`);
+    const sceneExt = ['.ply', '.splat', '.spz'];
+    if (sceneExt.includes(extname(input).toLowerCase())) {
+      if (!sceneExt.includes(extname(output).toLowerCase())) throw new TesseraError('ERR_INVALID_ARGUMENT', `a scene converts to .ply, .splat or .spz, not ${output}`);
+      const scene = readScene(input);
+      writeScene(output, scene);
+      const n = scene.kind === 'gaussians' ? scene.scene.count : scene.cloud.count;
+      console.log(`wrote ${n} ${scene.kind === 'gaussians' ? 'Gaussians' : 'points'} to ${output}`);
+      return 0;
+    }
+    if (extname(output) !== '.safetensors') throw new TesseraError('ERR_INVALID_ARGUMENT', `a checkpoint converts to .safetensors, not ${output}`);
     const ck = openCheckpoint(input);
     try {
       const out: TensorToWrite[] = [];

@@ -1,0 +1,302 @@
+// Gaussian-splatting scene files: the INRIA .ply, antimatter15 .splat and
+// Niantic .spz (legacy gzip versions 1-3 read, 2-3 written). Facts and
+// constants: shared/spec/gaussian-splatting.md §2.
+import { gunzipSync, gzipSync } from 'node:zlib';
+
+import { TesseraError } from '../errors.js';
+import { emptyScene, flipYZ, SH_C0, shCoefficients, type GaussianScene } from './gaussian-scene.js';
+import { findElement, parsePly, writePly, type PlyFile } from './ply.js';
+
+const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+const logit = (p: number): number => {
+  const q = Math.min(Math.max(p, 1e-6), 1 - 1e-6);
+  return Math.log(q / (1 - q));
+};
+const clampByte = (x: number): number => Math.min(255, Math.max(0, Math.round(x)));
+
+function bad(what: string, why: string): never {
+  throw new TesseraError('ERR_FORMAT', `${what}: ${why}`);
+}
+
+// ---- INRIA .ply ------------------------------------------------------------
+
+export function isGaussianPly(ply: PlyFile): boolean {
+  const v = findElement(ply, 'vertex');
+  return !!v && v.columns.has('f_dc_0') && v.columns.has('opacity') && v.columns.has('rot_0');
+}
+
+export function gaussiansFromPly(ply: PlyFile, what: string): GaussianScene {
+  const v = findElement(ply, 'vertex');
+  if (!v || !isGaussianPly(ply)) bad(what, 'not a 3DGS scene (needs vertex properties f_dc_*, opacity, scale_*, rot_*)');
+  const col = (name: string): ArrayLike<number> => {
+    const c = v.columns.get(name);
+    if (!c) bad(what, `3DGS .ply lacks property ${name}`);
+    return c;
+  };
+  let rest = 0;
+  while (v.columns.has(`f_rest_${rest}`)) ++rest;
+  // f_rest holds 3·((d+1)² − 1) values; find d.
+  let degree = 0;
+  while (3 * (shCoefficients(degree) - 1) < rest) ++degree;
+  if (3 * (shCoefficients(degree) - 1) !== rest || degree > 4) bad(what, `${rest} f_rest properties is not 3·((d+1)²−1) for any SH degree d ≤ 4`);
+  const twoD = !v.columns.has('scale_2');
+  const s = emptyScene(v.count, degree, ply.comments.some((c) => /^antialiased\s+1/.test(c)));
+  const K = shCoefficients(degree);
+  const xyz = ['x', 'y', 'z'].map(col);
+  const dc = [0, 1, 2].map((c) => col(`f_dc_${c}`));
+  const sc = [0, 1, 2].map((c) => (c === 2 && twoD ? null : col(`scale_${c}`)));
+  const rot = [0, 1, 2, 3].map((c) => col(`rot_${c}`));
+  const op = col('opacity');
+  const fr = Array.from({ length: rest }, (_, i) => col(`f_rest_${i}`));
+  for (let i = 0; i < v.count; ++i) {
+    for (let a = 0; a < 3; ++a) {
+      s.means[3 * i + a] = xyz[a]![i]!;
+      // 2DGS files have no scale_2: a flat Gaussian, stored here as log(0) → a very small scale.
+      s.logScales[3 * i + a] = sc[a] ? sc[a]![i]! : -10;
+    }
+    for (let a = 0; a < 4; ++a) s.rotations[4 * i + a] = rot[a]![i]!;
+    s.opacityLogits[i] = op[i]!;
+    for (let c = 0; c < 3; ++c) {
+      s.sh[(i * K) * 3 + c] = dc[c]![i]!;
+      // Channel-major in the file: f_rest[c·(K−1) + (k−1)] → sh[i][k][c].
+      for (let k = 1; k < K; ++k) s.sh[(i * K + k) * 3 + c] = fr[c * (K - 1) + (k - 1)]![i]!;
+    }
+  }
+  return s;
+}
+
+export function gaussiansToPly(s: GaussianScene): Uint8Array {
+  const K = shCoefficients(s.shDegree);
+  const N = s.count;
+  const column = (f: (i: number) => number): Float32Array => {
+    const a = new Float32Array(N);
+    for (let i = 0; i < N; ++i) a[i] = f(i);
+    return a;
+  };
+  const cols: Array<{ name: string; type: 'float32'; data: Float32Array }> = [];
+  ['x', 'y', 'z'].forEach((n, a) => cols.push({ name: n, type: 'float32', data: column((i) => s.means[3 * i + a]!) }));
+  ['nx', 'ny', 'nz'].forEach((n) => cols.push({ name: n, type: 'float32', data: new Float32Array(N) }));
+  for (let c = 0; c < 3; ++c) cols.push({ name: `f_dc_${c}`, type: 'float32', data: column((i) => s.sh[i * K * 3 + c]!) });
+  for (let c = 0; c < 3; ++c) for (let k = 1; k < K; ++k) {
+    cols.push({ name: `f_rest_${c * (K - 1) + (k - 1)}`, type: 'float32', data: column((i) => s.sh[(i * K + k) * 3 + c]!) });
+  }
+  cols.push({ name: 'opacity', type: 'float32', data: column((i) => s.opacityLogits[i]!) });
+  for (let a = 0; a < 3; ++a) cols.push({ name: `scale_${a}`, type: 'float32', data: column((i) => s.logScales[3 * i + a]!) });
+  for (let a = 0; a < 4; ++a) cols.push({ name: `rot_${a}`, type: 'float32', data: column((i) => s.rotations[4 * i + a]!) });
+  return writePly([{ name: 'vertex', count: N, columns: cols }], s.antialiased ? ['antialiased 1'] : []);
+}
+
+// ---- antimatter15 .splat: 32 bytes a Gaussian, no SH beyond DC -------------
+
+export function gaussiansFromSplat(bytes: Uint8Array, what: string): GaussianScene {
+  if (bytes.byteLength % 32 !== 0) bad(what, `.splat size ${bytes.byteLength} is not a multiple of 32 bytes`);
+  const N = bytes.byteLength / 32;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const s = emptyScene(N, 0);
+  for (let i = 0; i < N; ++i) {
+    const o = 32 * i;
+    for (let a = 0; a < 3; ++a) {
+      s.means[3 * i + a] = v.getFloat32(o + 4 * a, true);
+      const sc = v.getFloat32(o + 12 + 4 * a, true);
+      s.logScales[3 * i + a] = sc > 0 ? Math.log(sc) : -10;
+    }
+    for (let c = 0; c < 3; ++c) s.sh[3 * i + c] = (bytes[o + 24 + c]! / 255 - 0.5) / SH_C0;
+    s.opacityLogits[i] = logit(bytes[o + 27]! / 255);
+    for (let a = 0; a < 4; ++a) s.rotations[4 * i + a] = (bytes[o + 28 + a]! - 128) / 128;
+  }
+  return s;
+}
+
+export function gaussiansToSplat(s: GaussianScene): Uint8Array {
+  const K = shCoefficients(s.shDegree);
+  // Largest first by exp(Σ log s)·sigmoid(o), as the format's viewers expect.
+  const order = Array.from({ length: s.count }, (_, i) => i);
+  const key = (i: number): number => Math.exp(s.logScales[3 * i]! + s.logScales[3 * i + 1]! + s.logScales[3 * i + 2]!) * sigmoid(s.opacityLogits[i]!);
+  order.sort((a, b) => key(b) - key(a));
+  const out = new Uint8Array(32 * s.count);
+  const v = new DataView(out.buffer);
+  order.forEach((i, r) => {
+    const o = 32 * r;
+    for (let a = 0; a < 3; ++a) {
+      v.setFloat32(o + 4 * a, s.means[3 * i + a]!, true);
+      v.setFloat32(o + 12 + 4 * a, Math.exp(s.logScales[3 * i + a]!), true);
+    }
+    for (let c = 0; c < 3; ++c) out[o + 24 + c] = clampByte((0.5 + SH_C0 * s.sh[i * K * 3 + c]!) * 255);
+    out[o + 27] = clampByte(sigmoid(s.opacityLogits[i]!) * 255);
+    const q = [0, 1, 2, 3].map((a) => s.rotations[4 * i + a]!);
+    const n = Math.hypot(...q) || 1;
+    for (let a = 0; a < 4; ++a) out[o + 28 + a] = clampByte((q[a]! / n) * 128 + 128);
+  });
+  return out;
+}
+
+// ---- Niantic .spz (gzip, versions 1-3) --------------------------------------
+
+const SPZ_MAGIC = 0x5053474e;
+const SPZ_COLOR_SCALE = 0.15;
+
+export function isSpz(bytes: Uint8Array): boolean {
+  return (bytes[0] === 0x1f && bytes[1] === 0x8b) || (bytes.byteLength >= 4 && new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true) === SPZ_MAGIC);
+}
+
+export function gaussiansFromSpz(file: Uint8Array, what: string, maxBytes = 2 ** 31): GaussianScene {
+  if (file[0] !== 0x1f || file[1] !== 0x8b) {
+    if (file.byteLength >= 8 && new DataView(file.buffer, file.byteOffset).getUint32(0, true) === SPZ_MAGIC) {
+      bad(what, `.spz version ${new DataView(file.buffer, file.byteOffset).getUint32(4, true)} (zstd streams) is not supported yet; versions 1-3 are`);
+    }
+    bad(what, 'not a .spz file (no gzip or NGSP signature)');
+  }
+  let b: Uint8Array;
+  try {
+    b = gunzipSync(file, { maxOutputLength: maxBytes });
+  } catch (err) {
+    bad(what, `.spz does not decompress: ${(err as Error).message}`);
+  }
+  if (b.byteLength < 16) bad(what, '.spz header is truncated');
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (v.getUint32(0, true) !== SPZ_MAGIC) bad(what, '.spz magic mismatch');
+  const version = v.getUint32(4, true);
+  const N = v.getUint32(8, true);
+  const deg = b[12]!;
+  const fracBits = b[13]!;
+  const flags = b[14]!;
+  if (version < 1 || version > 3) bad(what, `.spz version ${version} is not supported (1-3)`);
+  if (deg > 4) bad(what, `.spz SH degree ${deg} > 4`);
+  const K = shCoefficients(deg);
+  const posBytes = version === 1 ? 6 : 9;
+  const rotBytes = version >= 3 ? 4 : 3;
+  const need = 16 + N * (posBytes + 1 + 3 + 3 + rotBytes + (K - 1) * 3);
+  if (b.byteLength < need) bad(what, `.spz holds ${b.byteLength} bytes, ${N} Gaussians of degree ${deg} need ${need}`);
+  const s = emptyScene(N, deg, (flags & 1) !== 0);
+  let o = 16;
+  const scale = 1 / (1 << fracBits);
+  for (let i = 0; i < N; ++i) {
+    for (let a = 0; a < 3; ++a) {
+      if (version === 1) {
+        s.means[3 * i + a] = halfToFloat(v.getUint16(o, true));
+        o += 2;
+      } else {
+        let x = b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16);
+        if (x & 0x800000) x -= 1 << 24;
+        s.means[3 * i + a] = x * scale;
+        o += 3;
+      }
+    }
+  }
+  for (let i = 0; i < N; ++i) s.opacityLogits[i] = logit(b[o++]! / 255);
+  for (let i = 0; i < N; ++i) for (let c = 0; c < 3; ++c) s.sh[i * K * 3 + c] = (b[o++]! / 255 - 0.5) / SPZ_COLOR_SCALE;
+  for (let i = 0; i < N; ++i) for (let a = 0; a < 3; ++a) s.logScales[3 * i + a] = b[o++]! / 16 - 10;
+  for (let i = 0; i < N; ++i) {
+    const q = version >= 3 ? unpackSmallestThree(v.getUint32(o, true)) : unpackXyz(b[o]!, b[o + 1]!, b[o + 2]!);
+    o += rotBytes;
+    // spz keeps (x, y, z, w); the scene keeps (w, x, y, z).
+    s.rotations[4 * i] = q[3]!;
+    s.rotations[4 * i + 1] = q[0]!;
+    s.rotations[4 * i + 2] = q[1]!;
+    s.rotations[4 * i + 3] = q[2]!;
+  }
+  // SH: coefficient-major with RGB innermost.
+  for (let i = 0; i < N; ++i) for (let k = 1; k < K; ++k) for (let c = 0; c < 3; ++c) s.sh[(i * K + k) * 3 + c] = (b[o++]! - 128) / 128;
+  flipYZ(s); // spz's frame is RUB; the scene's is RDF
+  return s;
+}
+
+export function gaussiansToSpz(input: GaussianScene, version: 2 | 3 = 3, fractionalBits = 12): Uint8Array {
+  const s: GaussianScene = { ...input, means: input.means.slice(), rotations: input.rotations.slice(), sh: input.sh.slice() };
+  flipYZ(s);
+  const N = s.count;
+  const K = shCoefficients(s.shDegree);
+  const rotBytes = version >= 3 ? 4 : 3;
+  const b = new Uint8Array(16 + N * (9 + 1 + 3 + 3 + rotBytes + (K - 1) * 3));
+  const v = new DataView(b.buffer);
+  v.setUint32(0, SPZ_MAGIC, true);
+  v.setUint32(4, version, true);
+  v.setUint32(8, N, true);
+  b[12] = s.shDegree;
+  b[13] = fractionalBits;
+  b[14] = s.antialiased ? 1 : 0;
+  let o = 16;
+  const lim = (1 << 23) - 1;
+  for (let i = 0; i < 3 * N; ++i) {
+    const x = Math.max(-lim - 1, Math.min(lim, Math.round(s.means[i]! * (1 << fractionalBits))));
+    const u = x < 0 ? x + (1 << 24) : x;
+    b[o++] = u & 0xff;
+    b[o++] = (u >> 8) & 0xff;
+    b[o++] = (u >> 16) & 0xff;
+  }
+  for (let i = 0; i < N; ++i) b[o++] = clampByte(sigmoid(s.opacityLogits[i]!) * 255);
+  for (let i = 0; i < N; ++i) for (let c = 0; c < 3; ++c) b[o++] = clampByte(s.sh[i * K * 3 + c]! * SPZ_COLOR_SCALE * 255 + 127.5);
+  for (let i = 0; i < 3 * N; ++i) b[o++] = clampByte((s.logScales[i]! + 10) * 16);
+  for (let i = 0; i < N; ++i) {
+    const w = s.rotations[4 * i]!, x = s.rotations[4 * i + 1]!, y = s.rotations[4 * i + 2]!, z = s.rotations[4 * i + 3]!;
+    const n = Math.hypot(w, x, y, z) || 1;
+    const q = [x / n, y / n, z / n, w / n];
+    if (version >= 3) {
+      v.setUint32(o, packSmallestThree(q), true);
+      o += 4;
+    } else {
+      const sign = q[3]! < 0 ? -1 : 1;
+      for (let a = 0; a < 3; ++a) b[o++] = clampByte((sign * q[a]! + 1) * 127.5);
+    }
+  }
+  for (let i = 0; i < N; ++i) for (let k = 1; k < K; ++k) for (let c = 0; c < 3; ++c) {
+    const bucket = k <= 3 ? 8 : 16; // 5 bits for band 1, 4 bits for the others
+    const q = Math.round(s.sh[(i * K + k) * 3 + c]! * 128) + 128;
+    b[o++] = Math.min(255, Math.max(0, Math.floor((q + bucket / 2) / bucket) * bucket));
+  }
+  return gzipSync(b);
+}
+
+function unpackXyz(a: number, b: number, c: number): number[] {
+  const x = a / 127.5 - 1, y = b / 127.5 - 1, z = c / 127.5 - 1;
+  return [x, y, z, Math.sqrt(Math.max(0, 1 - x * x - y * y - z * z))];
+}
+
+// v3 "smallest three": 2 bits for the index of the largest |component|
+// (made positive), then each other component as sign + 9-bit magnitude of
+// |q| / √½, in ascending index order, high bits first.
+function unpackSmallestThree(u: number): number[] {
+  const largest = u >>> 30;
+  const q = [0, 0, 0, 0];
+  let sumSq = 0;
+  let shift = 20;
+  for (let i = 0; i < 4; ++i) {
+    if (i === largest) continue;
+    const field = (u >>> shift) & 0x3ff;
+    shift -= 10;
+    const mag = ((field & 0x1ff) / 511) * Math.SQRT1_2;
+    q[i] = field & 0x200 ? -mag : mag;
+    sumSq += mag * mag;
+  }
+  q[largest] = Math.sqrt(Math.max(0, 1 - sumSq));
+  return q;
+}
+
+function packSmallestThree(q: number[]): number {
+  let largest = 0;
+  for (let i = 1; i < 4; ++i) if (Math.abs(q[i]!) > Math.abs(q[largest]!)) largest = i;
+  const sign = q[largest]! < 0 ? -1 : 1;
+  let u = largest << 30;
+  let shift = 20;
+  for (let i = 0; i < 4; ++i) {
+    if (i === largest) continue;
+    const x = sign * q[i]!;
+    const mag = Math.min(511, Math.round((Math.abs(x) / Math.SQRT1_2) * 511));
+    u |= ((x < 0 ? 0x200 : 0) | mag) << shift;
+    shift -= 10;
+  }
+  return u >>> 0;
+}
+
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+export function parseGaussianPly(bytes: Uint8Array, what: string): GaussianScene {
+  return gaussiansFromPly(parsePly(bytes, what), what);
+}
