@@ -74,9 +74,12 @@ class F32Kernel {
         if (j < p.Lk) {
           load_row(kb + j * p.k.sl * static_cast<int64_t>(dtype_size(p.k.dtype)), p.k.dtype, p.D, row);
           if (p.l2norm) l2_normalize(row, p.D);
+        } else {
+          std::fill(row, row + p.D, 0.f);
         }
-        for (int64_t d = 0; d < Dp; ++d) tile[d * kKeyTile + jj] = j < p.Lk && d < p.D ? row[d] : 0.f;
+        for (int64_t d = 0; d < p.D; ++d) tile[d * kKeyTile + jj] = row[d];
       }
+      std::fill(tile + p.D * kKeyTile, tile + Dp * kKeyTile, 0.f);
     }
     const char* vb = p.v.data + (b * p.v.sb + hk * p.v.sh) * static_cast<int64_t>(dtype_size(p.v.dtype));
     if (p.v.dtype == DType::kF32 && p.D == Dp) {

@@ -24,7 +24,14 @@ struct RowMask {
 template <bool kRoundP>
 inline float softmax_step(float* s, float c, bool partial, const RowMask& rm, float* m, float* l) {
   constexpr int NV = kKeyTile / W;
-  if (partial) {
+  if (partial && !rm.kseg && !rm.add) {  // only a key limit: one compare per vector
+    const vi lim = vi{} + rm.lim;
+    vi j = iota();
+    for (int v = 0; v < NV; ++v, j += W) {
+      const vf x = load(s + v * W) * c;
+      store(s + v * W, j < lim ? x : splat(kNegInf));
+    }
+  } else if (partial) {
     constexpr float kLog2e = 1.4426950408889634f;
     for (int j = 0; j < kKeyTile; ++j) {
       bool vis = j < rm.lim && (!rm.kseg || rm.kseg[j] == rm.qseg);

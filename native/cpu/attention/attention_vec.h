@@ -10,9 +10,10 @@
 #include <cstring>
 
 #include "cpu/attention/attention_plan.h"
-#if defined(__F16C__)
+#if defined(__SSE2__)
 #include <immintrin.h>
-#else
+#endif
+#if !defined(__F16C__)
 #include "tessera/dtype_convert.h"
 #endif
 
@@ -26,16 +27,47 @@ constexpr float kNegInf = -__builtin_inff();
 
 inline vf load(const float* p) { return *reinterpret_cast<const vf_unaligned*>(p); }
 inline void store(float* p, vf x) { *reinterpret_cast<vf_unaligned*>(p) = x; }
-inline vf splat(float x) { return vf{} + x; }
+// x − (+0) is x for every x (unlike 0 + x, which turns −0 into +0), so the
+// compiler folds it and emits a bare broadcast (or an embedded {1toW} operand).
+inline vf splat(float x) { return x - vf{}; }
+// Horizontal reductions. GCC does not fold shuffle masks built in a loop, so
+// each width names its own instructions.
 inline float hsum(vf x) {
+#if TESSERA_ATTN_WIDTH == 16
+  return _mm512_reduce_add_ps(x);
+#elif TESSERA_ATTN_WIDTH == 8
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
+#elif defined(__SSE2__)
+  const __m128 q = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
+#else
   float s = 0;
   for (int i = 0; i < W; ++i) s += x[i];
   return s;
+#endif
 }
 inline float hmax(vf x) {
+#if TESSERA_ATTN_WIDTH == 16
+  return _mm512_reduce_max_ps(x);
+#elif TESSERA_ATTN_WIDTH == 8
+  const __m128 h = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  const __m128 q = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_max_ss(q, _mm_shuffle_ps(q, q, 1)));
+#elif defined(__SSE2__)
+  const __m128 q = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_max_ss(q, _mm_shuffle_ps(q, q, 1)));
+#else
   float m = x[0];
   for (int i = 1; i < W; ++i) m = x[i] > m ? x[i] : m;
   return m;
+#endif
+}
+// Lane indices 0, 1, ..., W−1.
+inline vi iota() {
+  alignas(64) static const int32_t k[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return *reinterpret_cast<const vi*>(k);
 }
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -114,12 +146,16 @@ inline void load_row(const char* src, DType dt, int64_t n, float* dst) {
 }
 
 // x / max(‖x‖, 1e-12) in place (F.normalize, as VAR applies it to q and k).
+// The sum of squares is accumulated in f32 vectors (relative error ~1e-7).
 inline void l2_normalize(float* x, int64_t n) {
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
-  const double norm = __builtin_sqrt(s);
-  const float inv = static_cast<float>(1.0 / (norm > 1e-12 ? norm : 1e-12));
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  vf acc = vf{};
+  int64_t i = 0;
+  for (; i + W <= n; i += W) acc += load(x + i) * load(x + i);
+  float s = hsum(acc);
+  for (; i < n; ++i) s += x[i] * x[i];
+  const float norm = __builtin_sqrtf(s);
+  const float inv = 1.f / (norm > 1e-12f ? norm : 1e-12f);
+  for (i = 0; i < n; ++i) x[i] *= inv;
 }
 
 // Writes output row (b, h, i) = o / l in the output dtype, and its lse.
