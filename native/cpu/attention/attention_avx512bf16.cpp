@@ -37,7 +37,8 @@ class Bf16Kernel {
       for (int jj = 0; jj < kKeyTile; ++jj) {
         const int64_t j = t * kKeyTile + jj;
         if (j < p.Lk) to_pairs(kb + j * p.k.sl * 2, wide, row);
-        for (int64_t u = 0; u < np_; ++u) tile[u * kKeyTile + jj] = j < p.Lk ? row[u] : 0u;
+        else std::fill(row, row + np_, 0u);
+        for (int64_t u = 0; u < np_; ++u) tile[u * kKeyTile + jj] = row[u];
       }
     }
     const int64_t ntv = ntiles;
@@ -48,11 +49,14 @@ class Bf16Kernel {
       uint32_t* dst = vp_ + u * Dp;
       const uint16_t* v0 = vb + j * p.v.sl;
       const uint16_t* v1 = v0 + p.v.sl;
-      for (int64_t d = 0; d < Dp; ++d) {
-        const uint32_t lo = j < p.Lk && d < p.D ? v0[d] : 0u;
-        const uint32_t hi = j + 1 < p.Lk && d < p.D ? v1[d] : 0u;
-        dst[d] = lo | hi << 16;
+      if (j + 1 < p.Lk) {
+        for (int64_t d = 0; d < p.D; ++d) dst[d] = v0[d] | static_cast<uint32_t>(v1[d]) << 16;
+      } else if (j < p.Lk) {
+        for (int64_t d = 0; d < p.D; ++d) dst[d] = v0[d];
+      } else {
+        std::fill(dst, dst + p.D, 0u);
       }
+      std::fill(dst + p.D, dst + Dp, 0u);
     }
     q_ = static_cast<uint32_t*>(thread_scratch(tid, 2, 4 * ((p.q_tile + kRows) * np_ + Dp)));
   }
