@@ -3,6 +3,7 @@
 // constants: shared/spec/gaussian-splatting.md §2.
 import { gunzipSync, gzipSync } from 'node:zlib';
 
+import { float16ToFloat } from '../dtype.js';
 import { TesseraError } from '../errors.js';
 import { emptyScene, flipYZ, SH_C0, shCoefficients, type GaussianScene } from './gaussian-scene.js';
 import { findElement, parsePly, writePly, type PlyFile } from './ply.js';
@@ -173,7 +174,7 @@ export function gaussiansFromSpz(file: Uint8Array, what: string, maxBytes = 2 **
   for (let i = 0; i < N; ++i) {
     for (let a = 0; a < 3; ++a) {
       if (version === 1) {
-        s.means[3 * i + a] = halfToFloat(v.getUint16(o, true));
+        s.means[3 * i + a] = float16ToFloat(v.getUint16(o, true));
         o += 2;
       } else {
         let x = b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16);
@@ -288,14 +289,6 @@ function packSmallestThree(q: number[]): number {
   return u >>> 0;
 }
 
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
 
 export function parseGaussianPly(bytes: Uint8Array, what: string): GaussianScene {
   return gaussiansFromPly(parsePly(bytes, what), what);
