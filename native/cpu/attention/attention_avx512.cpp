@@ -1,15 +1,16 @@
 // Attention kernels for the AVX-512 (zmm) instruction set: the shared
-// vector-extension sources instantiated at 16 floats per vector.
+// vector-extension sources instantiated at 16 floats per vector, with the
+// fp32 tiled path replaced by the fused register-resident one.
 #define TESSERA_ATTN_NS avx512
 #define TESSERA_ATTN_WIDTH 16
 #include "cpu/attention/attention_fp32.h"
 #include "cpu/attention/attention_rows.h"
-#include "cpu/attention/attention_tiled.h"
+#include "cpu/attention/attention_tiled512.h"
 
 namespace tessera::cpu::attn {
 
 KernelSet kernels_avx512() {
-  return {&avx512::tile_task<avx512::F32Kernel>, &avx512::row_task};
+  return {&avx512::fused_tile_task, &avx512::row_task};
 }
 
 }  // namespace tessera::cpu::attn
