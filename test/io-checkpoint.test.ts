@@ -152,3 +152,38 @@ describe('safetensors', () => {
     expect(() => openCheckpointSource(new MemorySource(huge), 'huge')).toThrow(expect.objectContaining({ code: 'ERR_FORMAT' }));
   });
 });
+
+describe('memory-mapped loading', () => {
+  it('gives the same tensors as positioned reads, as zero-copy views when aligned', () => {
+    for (const file of ['plain_zip.pt', 'reference.safetensors', 'legacy.pt']) {
+      const mapped = openCheckpoint(join(DIR, file), { mmap: true });
+      const read = openCheckpoint(join(DIR, file), { mmap: false });
+      const size = readFileSync(join(DIR, file)).byteLength;
+      let views = 0;
+      for (const [name, t] of mapped.tensors) {
+        const a = t.load();
+        expect(values(a), `${file}:${name}`).toEqual(values(read.tensors.get(name)!.load()));
+        if (a.data.buffer.byteLength === size) views++;
+      }
+      // torch.save aligns storages to 64 bytes, so its tensors load in place.
+      if (file === 'plain_zip.pt') expect(views).toBeGreaterThan(10);
+      mapped.close();
+      read.close();
+    }
+  });
+
+  it('writing through a view never changes the file', () => {
+    const path = join(DIR, 'plain_zip.pt');
+    const before = readFileSync(path);
+    const ck = openCheckpoint(path, { mmap: true });
+    const a = ck.tensors.get('blocks.0.weight')!.load();
+    (a.data as Float32Array).fill(123);
+    ck.close();
+    expect(readFileSync(path).equals(before)).toBe(true);
+    expect(values(openCheckpoint(path, { mmap: true }).tensors.get('blocks.0.weight')!.load())).toEqual(expected['blocks.0.weight']!.values);
+  });
+
+  it('a missing file is ERR_IO', () => {
+    expect(() => openCheckpoint(join(DIR, 'nope.pt'))).toThrow(expect.objectContaining({ code: 'ERR_IO' }));
+  });
+});

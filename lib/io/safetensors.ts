@@ -7,7 +7,7 @@ import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } fro
 
 import { TesseraError } from '../errors.js';
 import type { ByteSource } from './source.js';
-import { arrayFor, checkShape, numelOf, STORED_DTYPE_BYTES, type HostArray, type StoredDtype, type StoredTensor } from './stored-tensor.js';
+import { checkShape, loadArray, numelOf, STORED_DTYPE_BYTES, type HostArray, type StoredDtype, type StoredTensor } from './stored-tensor.js';
 
 const CODES: Record<string, StoredDtype> = {
   F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16', I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool',
@@ -31,9 +31,7 @@ class SafeStoredTensor implements StoredTensor {
     this.numel = numelOf(shape);
   }
   load(): HostArray {
-    const out = new Uint8Array(this.bytes);
-    this.src.readInto(this.at, out);
-    return { dtype: this.dtype, shape: [...this.shape], data: arrayFor(this.dtype, out) };
+    return { dtype: this.dtype, shape: [...this.shape], data: loadArray(this.src, this.at, this.bytes, this.dtype) };
   }
 }
 

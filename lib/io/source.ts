@@ -11,6 +11,8 @@ export interface ByteSource {
   read(offset: number, length: number): Uint8Array;
   /** Reads into `dst` (used to fill pooled tensor storage without a copy). */
   readInto(offset: number, dst: Uint8Array): void;
+  /** A zero-copy view of [offset, offset + length) when the source is in memory. */
+  view?(offset: number, length: number): Uint8Array;
   close(): void;
 }
 
@@ -54,14 +56,54 @@ export class FileSource implements ByteSource {
   }
 }
 
+/**
+ * A file mapped into memory (private, copy-on-write: writing through a view
+ * never changes the file). Tensors are read in place; the mapping lives as
+ * long as any view of it, and close() only drops this source's reference.
+ */
+export class MappedSource implements ByteSource {
+  readonly size: number;
+  private bytes: Uint8Array | null;
+
+  constructor(readonly path: string, map: (path: string) => ArrayBuffer) {
+    try {
+      this.bytes = new Uint8Array(map(path));
+    } catch (err) {
+      throw new TesseraError('ERR_IO', `cannot map ${path}: ${(err as Error).message}`);
+    }
+    this.size = this.bytes.byteLength;
+  }
+
+  view(offset: number, length: number): Uint8Array {
+    if (!this.bytes) throw new TesseraError('ERR_DISPOSED', `${this.path} was closed`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.size) outOfRange(this.path, offset, length, this.size);
+    return this.bytes.subarray(offset, offset + length);
+  }
+
+  read(offset: number, length: number): Uint8Array {
+    return this.view(offset, length);
+  }
+
+  readInto(offset: number, dst: Uint8Array): void {
+    dst.set(this.view(offset, dst.byteLength));
+  }
+
+  close(): void {
+    this.bytes = null;
+  }
+}
+
 export class MemorySource implements ByteSource {
   readonly size: number;
   constructor(private readonly bytes: Uint8Array, private readonly name = '<memory>') {
     this.size = bytes.byteLength;
   }
-  read(offset: number, length: number): Uint8Array {
+  view(offset: number, length: number): Uint8Array {
     if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || offset + length > this.size) outOfRange(this.name, offset, length, this.size);
     return this.bytes.subarray(offset, offset + length);
+  }
+  read(offset: number, length: number): Uint8Array {
+    return this.view(offset, length);
   }
   readInto(offset: number, dst: Uint8Array): void {
     dst.set(this.read(offset, dst.byteLength));

@@ -32,7 +32,7 @@ export function numelOf(shape: readonly number[]): number {
 }
 
 export function arrayFor(dtype: StoredDtype, bytes: Uint8Array): StoredArray {
-  // `bytes` must be an exclusive, aligned copy (the loaders make one).
+  // `bytes` must be aligned to the element size.
   const b = bytes.buffer as ArrayBuffer;
   const o = bytes.byteOffset;
   const n = bytes.byteLength / STORED_DTYPE_BYTES[dtype];
@@ -45,6 +45,21 @@ export function arrayFor(dtype: StoredDtype, bytes: Uint8Array): StoredArray {
     case 'int8': return new Int8Array(b, o, n);
     case 'uint8': case 'bool': return new Uint8Array(b, o, n);
   }
+}
+
+/**
+ * The bytes [at, at + length) of `src` as an array of `dtype`: a view into the
+ * source when it is in memory and the offset suits the element size (zero
+ * copy), otherwise an aligned copy.
+ */
+export function loadArray(src: { view?(o: number, n: number): Uint8Array; readInto(o: number, d: Uint8Array): void }, at: number, length: number, dtype: StoredDtype): StoredArray {
+  if (src.view) {
+    const v = src.view(at, length);
+    if (v.byteOffset % STORED_DTYPE_BYTES[dtype] === 0) return arrayFor(dtype, v);
+  }
+  const out = new Uint8Array(length);
+  src.readInto(at, out);
+  return arrayFor(dtype, out);
 }
 
 export function checkShape(what: string, shape: unknown): number[] {

@@ -7,7 +7,7 @@
 import { TesseraError } from '../errors.js';
 import { GlobalRef, PickleObject, PickleTruncated, PickleTuple, unpickle, type AllowedGlobal } from './pickle.js';
 import type { ByteSource } from './source.js';
-import { arrayFor, checkShape, numelOf, STORED_DTYPE_BYTES, type HostArray, type StoredDtype, type StoredTensor } from './stored-tensor.js';
+import { arrayFor, checkShape, loadArray, numelOf, STORED_DTYPE_BYTES, type HostArray, type StoredDtype, type StoredTensor } from './stored-tensor.js';
 import { ZipArchive } from './zip.js';
 
 const STORAGE_DTYPES: Record<string, StoredDtype> = {
@@ -109,7 +109,6 @@ class TorchStoredTensor implements StoredTensor {
     const { storage, offset, shape, strides } = this.rec;
     const es = STORED_DTYPE_BYTES[storage.dtype];
     const n = this.numel;
-    const out = new Uint8Array(n * es);
     const base = storage.fileOffset();
     // Contiguous (row-major) tensors are one read; others gather row by row.
     let contiguous = true;
@@ -118,26 +117,24 @@ class TorchStoredTensor implements StoredTensor {
       if (shape[i] !== 1 && strides[i] !== expect) contiguous = false;
       expect *= shape[i]!;
     }
-    if (n === 0) return { dtype: storage.dtype, shape: [...shape], data: arrayFor(storage.dtype, out) };
-    if (contiguous) {
-      this.src.readInto(base + offset * es, out);
-    } else {
-      // Read the spanned range once, then gather.
-      let lo = offset, hi = offset;
-      for (let i = 0; i < shape.length; ++i) {
-        const e = (shape[i]! - 1) * strides[i]!;
-        if (e < 0) lo += e; else hi += e;
-      }
-      const span = this.src.read(base + lo * es, (hi - lo + 1) * es);
-      const idx = new Array<number>(shape.length).fill(0);
-      for (let k = 0; k < n; ++k) {
-        let e = offset - lo;
-        for (let i = 0; i < shape.length; ++i) e += idx[i]! * strides[i]!;
-        out.set(span.subarray(e * es, e * es + es), k * es);
-        for (let i = shape.length - 1; i >= 0; --i) {
-          if (++idx[i]! < shape[i]!) break;
-          idx[i] = 0;
-        }
+    if (n === 0) return { dtype: storage.dtype, shape: [...shape], data: arrayFor(storage.dtype, new Uint8Array(0)) };
+    if (contiguous) return { dtype: storage.dtype, shape: [...shape], data: loadArray(this.src, base + offset * es, n * es, storage.dtype) };
+    const out = new Uint8Array(n * es);
+    // Read the spanned range once, then gather.
+    let lo = offset, hi = offset;
+    for (let i = 0; i < shape.length; ++i) {
+      const e = (shape[i]! - 1) * strides[i]!;
+      if (e < 0) lo += e; else hi += e;
+    }
+    const span = this.src.read(base + lo * es, (hi - lo + 1) * es);
+    const idx = new Array<number>(shape.length).fill(0);
+    for (let k = 0; k < n; ++k) {
+      let e = offset - lo;
+      for (let i = 0; i < shape.length; ++i) e += idx[i]! * strides[i]!;
+      out.set(span.subarray(e * es, e * es + es), k * es);
+      for (let i = shape.length - 1; i >= 0; --i) {
+        if (++idx[i]! < shape[i]!) break;
+        idx[i] = 0;
       }
     }
     return { dtype: storage.dtype, shape: [...shape], data: arrayFor(storage.dtype, out) };
