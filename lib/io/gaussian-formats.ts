@@ -163,6 +163,9 @@ export function gaussiansFromSpz(file: Uint8Array, what: string, maxBytes = 2 **
   const flags = b[14]!;
   if (version < 1 || version > 3) bad(what, `.spz version ${version} is not supported (1-3)`);
   if (deg > 4) bad(what, `.spz SH degree ${deg} > 4`);
+  // Flag 0x2: extension records follow the header (e.g. Adobe's SH min/max
+  // quantisation, which changes how SH bytes decode). Refuse rather than misread.
+  if (flags & 0x2) bad(what, '.spz extensions (header flag 0x2) are not supported yet');
   const K = shCoefficients(deg);
   const posBytes = version === 1 ? 6 : 9;
   const rotBytes = version >= 3 ? 4 : 3;
