@@ -31,9 +31,11 @@ inline __m512 exp2_keep(__m512 x, __mmask16 keep) {
   return _mm512_maskz_scalef_ps(keep, p, n);
 }
 
-// Maximum of the four vectors of an S row, in every lane.
+// Maximum of the NV vectors of an S row, in every lane.
+template <int NV>
 inline __m512 row_max(const __m512* s) {
-  __m512 t = _mm512_max_ps(_mm512_max_ps(s[0], s[1]), _mm512_max_ps(s[2], s[3]));
+  __m512 t = s[0];
+  for (int c = 1; c < NV; ++c) t = _mm512_max_ps(t, s[c]);
   t = _mm512_max_ps(t, _mm512_shuffle_f32x4(t, t, 0x4E));  // swap 256-bit halves
   t = _mm512_max_ps(t, _mm512_shuffle_f32x4(t, t, 0xB1));  // swap 128-bit lanes
   t = _mm512_max_ps(t, _mm512_permute_ps(t, 0x4E));
@@ -78,25 +80,26 @@ struct BlockMask {
 // Softmax half of one online-softmax step of a 6-row block over one key tile:
 // P [6][64] to pb and the rescale factors to alpha[16] (both 64-byte aligned);
 // m and lv are updated. q: 6 rows × Dp, pre-multiplied by the logit scale
-// (base 2); kt: Kᵀ tile [Dp][64].
-template <bool kMasked>
+// (base 2); kt: Kᵀ tile [Dp][64]. Only the first NV·16 keys of the tile are
+// computed (the caller knows the rest are hidden; their P is never read).
+template <bool kMasked, int NV>
 inline void s_softmax_block(const float* q, int64_t Dp, const float* kt, const BlockMask& bm, const BlockState& st,
                             float* pb, float* alpha) {
-  __m512 s[kRows][kKv];
+  __m512 s[kRows][NV];
   for (int r = 0; r < kRows; ++r)
-    for (int c = 0; c < kKv; ++c) s[r][c] = _mm512_setzero_ps();
+    for (int c = 0; c < NV; ++c) s[r][c] = _mm512_setzero_ps();
   for (int64_t d = 0; d < Dp; ++d) {
-    __m512 kv[kKv];
-    for (int c = 0; c < kKv; ++c) kv[c] = _mm512_load_ps(kt + d * kKeyTile + c * 16);
+    __m512 kv[NV];
+    for (int c = 0; c < NV; ++c) kv[c] = _mm512_load_ps(kt + d * kKeyTile + c * 16);
     for (int r = 0; r < kRows; ++r) {
       const __m512 qb = _mm512_set1_ps(q[r * Dp + d]);
-      for (int c = 0; c < kKv; ++c) s[r][c] = _mm512_fmadd_ps(qb, kv[c], s[r][c]);
+      for (int c = 0; c < NV; ++c) s[r][c] = _mm512_fmadd_ps(qb, kv[c], s[r][c]);
     }
   }
   const __m512 neg_inf = _mm512_set1_ps(kNegInf);
-  __mmask16 keep[kRows][kKv];
+  __mmask16 keep[kRows][NV];
   for (int r = 0; r < kRows; ++r)
-    for (int c = 0; c < kKv; ++c) {
+    for (int c = 0; c < NV; ++c) {
       keep[r][c] = 0xFFFF;
       if constexpr (kMasked) {
         keep[r][c] = bm.keep[r * kKv + c];
@@ -111,7 +114,7 @@ inline void s_softmax_block(const float* q, int64_t Dp, const float* kt, const B
   // New maxima, gathered into lanes 0..5, and the rescale factors α = 2^(m − m').
   __m512 m6 = _mm512_setzero_ps();
   for (int r = 0; r < kRows; ++r)
-    m6 = _mm512_mask_mov_ps(m6, static_cast<__mmask16>(1u << r), _mm512_max_ps(row_max(s[r]), _mm512_set1_ps(st.m[r])));
+    m6 = _mm512_mask_mov_ps(m6, static_cast<__mmask16>(1u << r), _mm512_max_ps(row_max<NV>(s[r]), _mm512_set1_ps(st.m[r])));
   constexpr __mmask16 k6 = (1u << kRows) - 1;
   const __m512 old6 = _mm512_maskz_loadu_ps(k6, st.m);
   // Clamped at −125 so that α stays a normal number (no denormal assists);
@@ -124,7 +127,7 @@ inline void s_softmax_block(const float* q, int64_t Dp, const float* kt, const B
   for (int r = 0; r < kRows; ++r) {
     const __m512 mr = _mm512_set1_ps(mrow[r]);
     __m512 sum = _mm512_setzero_ps();
-    for (int c = 0; c < kKv; ++c) {
+    for (int c = 0; c < NV; ++c) {
       const __m512 e = exp2_keep(_mm512_sub_ps(s[r][c], mr), keep[r][c]);
       _mm512_store_ps(pb + r * kKeyTile + c * 16, e);
       sum = _mm512_add_ps(sum, e);

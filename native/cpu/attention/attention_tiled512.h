@@ -94,7 +94,7 @@ inline void fused_tile_task(const Problem& p, int64_t task, int tid) {
         const BlockState st{m + rb * kRows, lv + rb * kRows * 16};
         const float* q = kn.q() + rb * kRows * Dp;
         if (!seg_partial && !p.add && j0 + kKeyTile <= lo && rows == kRows) {
-          s_softmax_block<false>(q, Dp, kt, BlockMask{}, st, P, alpha);
+          s_softmax_block<false, kKv>(q, Dp, kt, BlockMask{}, st, P, alpha);
         } else {
           __mmask16 keep[kRows * kKv];
           block_keep(bl, rows, j0, seg_partial ? kseg : nullptr, qseg + rb * kRows, keep);
@@ -116,7 +116,13 @@ inline void fused_tile_task(const Problem& p, int64_t task, int tid) {
             }
             bm.addb = addb;
           }
-          s_softmax_block<true>(q, Dp, kt, bm, st, P, alpha);
+          // Key vectors that some row of the block can see.
+          switch (std::min<int64_t>((hi - j0 + 15) / 16, kKv)) {
+            case 1: s_softmax_block<true, 1>(q, Dp, kt, bm, st, P, alpha); break;
+            case 2: s_softmax_block<true, 2>(q, Dp, kt, bm, st, P, alpha); break;
+            case 3: s_softmax_block<true, 3>(q, Dp, kt, bm, st, P, alpha); break;
+            default: s_softmax_block<true, kKv>(q, Dp, kt, bm, st, P, alpha); break;
+          }
         }
         const int nkv = static_cast<int>(std::min<int64_t>(nk, hi - j0));
         pv_block_fused(P, alpha, vt, kn.vs(), nkv, O + rb * kRows * Dp, Dp);
