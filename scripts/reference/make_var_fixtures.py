@@ -175,6 +175,7 @@ def model_outputs(prefix, sd, vae, out, meta, g):
     full = torch.cat([R.logits_full(sd, labels, inputs, sch), R.logits_full(sd, torch.full_like(labels, -1), inputs, sch)])
     cached = torch.cat(raw, 1)
     assert (full - cached).abs().max() < 1e-10, (full - cached).abs().max()
+    out[prefix + 'tf_inputs'] = torch.cat(inputs, 1).float()  # area(f_hat) per scale 1.., [B, L-1, Cvae]
     out[prefix + 'tf_labels'] = labels.to(torch.int32)
     out[prefix + 'tf_ids'] = flat(ids)
     out[prefix + 'tf_logits'] = cached.float()
