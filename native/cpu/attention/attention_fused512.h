@@ -43,13 +43,13 @@ inline __m512 row_max(const __m512* s) {
 }
 
 // O[r][0, NVD·16) = α_r·O[r][..] + Σ_{j<nk} P[r][j]·V[j][..] (O row stride os).
+// The sum starts from zero and α·O is added last, so the key loop need not
+// wait for α (the end of the softmax's longest dependency chain).
 template <int NVD>
 inline void pv_fused(const float* pb, const float* alpha, const float* v, int64_t vs, int nk, float* o, int64_t os) {
   __m512 acc[kRows][NVD];
-  for (int r = 0; r < kRows; ++r) {
-    const __m512 a = _mm512_set1_ps(alpha[r]);
-    for (int c = 0; c < NVD; ++c) acc[r][c] = _mm512_mul_ps(_mm512_loadu_ps(o + r * os + c * 16), a);
-  }
+  for (int r = 0; r < kRows; ++r)
+    for (int c = 0; c < NVD; ++c) acc[r][c] = _mm512_setzero_ps();
   for (int j = 0; j < nk; ++j) {
     __m512 vv[NVD];
     for (int c = 0; c < NVD; ++c) vv[c] = _mm512_loadu_ps(v + j * vs + c * 16);
@@ -58,8 +58,11 @@ inline void pv_fused(const float* pb, const float* alpha, const float* v, int64_
       for (int c = 0; c < NVD; ++c) acc[r][c] = _mm512_fmadd_ps(pj, vv[c], acc[r][c]);
     }
   }
-  for (int r = 0; r < kRows; ++r)
-    for (int c = 0; c < NVD; ++c) _mm512_storeu_ps(o + r * os + c * 16, acc[r][c]);
+  for (int r = 0; r < kRows; ++r) {
+    const __m512 a = _mm512_set1_ps(alpha[r]);
+    for (int c = 0; c < NVD; ++c)
+      _mm512_storeu_ps(o + r * os + c * 16, _mm512_fmadd_ps(_mm512_loadu_ps(o + r * os + c * 16), a, acc[r][c]));
+  }
 }
 
 // Row state of a 6-row block: m[6] running maxima (base 2; −FLT_MAX before
@@ -111,19 +114,35 @@ inline void s_softmax_block(const float* q, int64_t Dp, const float* kt, const B
         s[r][c] = _mm512_mask_mov_ps(neg_inf, keep[r][c], s[r][c]);
       }
     }
-  // New maxima, gathered into lanes 0..5, and the rescale factors α = 2^(m − m').
-  __m512 m6 = _mm512_setzero_ps();
-  for (int r = 0; r < kRows; ++r)
-    m6 = _mm512_mask_mov_ps(m6, static_cast<__mmask16>(1u << r), _mm512_max_ps(row_max<NV>(s[r]), _mm512_set1_ps(st.m[r])));
-  constexpr __mmask16 k6 = (1u << kRows) - 1;
-  const __m512 old6 = _mm512_maskz_loadu_ps(k6, st.m);
-  // Clamped at −125 so that α stays a normal number (no denormal assists);
-  // α = 2^-125 against a zero accumulator or a far smaller max is still exact enough.
-  const __m512 d6 = _mm512_max_ps(_mm512_sub_ps(old6, m6), _mm512_set1_ps(-125.f));
+  // Lazy rescaling: a row's reference max m moves only when some logit
+  // exceeds it by more than kSlack (then to the exact running max), so
+  // p = 2^(s − m) <= 2^kSlack stays far from overflow, and most tiles need
+  // neither the horizontal max nor α (= 1) nor a rescaled O.
+  constexpr float kSlack = 8.f;
+  __mmask16 grow = 0;
+  for (int r = 0; r < kRows; ++r) {
+    const __m512 thr = _mm512_set1_ps(st.m[r] + kSlack);
+    for (int c = 0; c < NV; ++c) grow |= _mm512_cmp_ps_mask(s[r][c], thr, _CMP_GT_OQ);
+  }
   alignas(64) float mrow[16];
-  _mm512_store_ps(alpha, exp2_keep(d6, 0xFFFF));
-  _mm512_store_ps(mrow, m6);
-  _mm512_mask_storeu_ps(st.m, k6, m6);
+  if (grow) {
+    // New maxima, gathered into lanes 0..5, and the rescale factors α = 2^(m − m').
+    __m512 m6 = _mm512_setzero_ps();
+    for (int r = 0; r < kRows; ++r)
+      m6 = _mm512_mask_mov_ps(m6, static_cast<__mmask16>(1u << r),
+                              _mm512_max_ps(row_max<NV>(s[r]), _mm512_set1_ps(st.m[r])));
+    constexpr __mmask16 k6 = (1u << kRows) - 1;
+    const __m512 old6 = _mm512_maskz_loadu_ps(k6, st.m);
+    // Clamped at −125 so that α stays a normal number (no denormal assists);
+    // α = 2^-125 against a zero accumulator or a far smaller max is still exact enough.
+    const __m512 d6 = _mm512_max_ps(_mm512_sub_ps(old6, m6), _mm512_set1_ps(-125.f));
+    _mm512_store_ps(alpha, exp2_keep(d6, 0xFFFF));
+    _mm512_store_ps(mrow, m6);
+    _mm512_mask_storeu_ps(st.m, k6, m6);
+  } else {
+    _mm512_store_ps(alpha, _mm512_set1_ps(1.f));
+    _mm512_store_ps(mrow, _mm512_maskz_loadu_ps((1u << kRows) - 1, st.m));
+  }
   for (int r = 0; r < kRows; ++r) {
     const __m512 mr = _mm512_set1_ps(mrow[r]);
     __m512 sum = _mm512_setzero_ps();
