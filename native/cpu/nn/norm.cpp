@@ -1,0 +1,107 @@
+// GroupNorm (+SiLU), LayerNorm (+affine, +AdaLN) and RMSNorm on the CPU.
+// Statistics in float64 (nn_math.h), applied in float32 in passes over rows
+// that are already in L1/L2, each pass a plain loop the compiler vectorises.
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/nn/nn_math.h"
+#include "cpu/nn/nn_ops.h"
+#include "tessera/threadpool.h"
+
+namespace tessera::cpu {
+namespace {
+
+using nn::row_offset;
+using nn::silu_f32;
+using nn::sum_f64;
+using nn::sum_sq_dev_f64;
+
+// Rows per parallel chunk: about 16K elements each.
+int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 16384 / C); }
+
+}  // namespace
+
+void group_norm(const GroupNormArgs& a) {
+  const int64_t N = a.x.shape[0], C = a.x.shape[1], G = a.num_groups, Cg = C / G;
+  int64_t S = 1;
+  for (int i = 2; i < a.x.rank; ++i) S *= a.x.shape[i];
+  const float* w = a.weight.empty() ? nullptr : a.weight.ptr<float>();
+  const float* b = a.bias.empty() ? nullptr : a.bias.ptr<float>();
+  ThreadPool::global().parallel_for(N * G, 1, [&](int64_t lo, int64_t hi, int) {
+    for (int64_t p = lo; p < hi; ++p) {
+      const int64_t n = p / G, g = p % G;
+      const float* xg = a.x.ptr<float>() + n * a.x.strides[0];
+      float* og = a.out.ptr<float>() + n * a.out.strides[0];
+      const int64_t xs = a.x.strides[1], os = a.out.strides[1];
+      double sum = 0;
+      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) sum += sum_f64(xg + c * xs, S);
+      const double count = static_cast<double>(Cg * S);
+      const float mean = static_cast<float>(sum / count);
+      double ss = 0;
+      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) ss += sum_sq_dev_f64(xg + c * xs, S, mean);
+      // The deviations were taken from the rounded mean; correct the variance
+      // for the rounding (Σ(x−m')² = Σ(x−m)² + n(m−m')²).
+      const double dm = sum / count - mean;
+      const double var = std::max(0.0, ss / count - dm * dm);
+      const float rstd = static_cast<float>(1.0 / std::sqrt(var + a.eps));
+      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
+        const float scale = w ? rstd * w[c] : rstd, shift = b ? b[c] : 0.f;
+        const float* xc = xg + c * xs;
+        float* oc = og + c * os;
+        for (int64_t i = 0; i < S; ++i) oc[i] = (xc[i] - mean) * scale + shift;
+        if (a.silu)
+          for (int64_t i = 0; i < S; ++i) oc[i] = silu_f32(oc[i]);
+      }
+    }
+  });
+}
+
+void layer_norm(const LayerNormArgs& a) {
+  const int64_t C = a.x.shape[a.x.rank - 1], rows = a.x.numel() / C;
+  const int64_t per_b = rows / a.x.shape[0];  // rows that share one scale/shift row
+  const float* w = a.weight.empty() ? nullptr : a.weight.ptr<float>();
+  const float* bias = a.bias.empty() ? nullptr : a.bias.ptr<float>();
+  ThreadPool::global().parallel_for(rows, row_grain(C), [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* x = a.x.ptr<float>() + row_offset(a.x, r);
+      float* y = a.out.ptr<float>() + row_offset(a.out, r);
+      const double sum = sum_f64(x, C);
+      const float mean = static_cast<float>(sum / C);
+      const double dm = sum / C - mean;
+      const double var = std::max(0.0, sum_sq_dev_f64(x, C, mean) / C - dm * dm);
+      const float rstd = static_cast<float>(1.0 / std::sqrt(var + a.eps));
+      for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - mean) * rstd;
+      if (w)
+        for (int64_t c = 0; c < C; ++c) y[c] *= w[c];
+      if (bias)
+        for (int64_t c = 0; c < C; ++c) y[c] += bias[c];
+      const int64_t b = r / per_b;
+      if (!a.scale.empty()) {
+        const float* s = a.scale.ptr<float>() + b * a.scale.strides[0];
+        for (int64_t c = 0; c < C; ++c) y[c] *= 1.f + s[c];
+      }
+      if (!a.shift.empty()) {
+        const float* s = a.shift.ptr<float>() + b * a.shift.strides[0];
+        for (int64_t c = 0; c < C; ++c) y[c] += s[c];
+      }
+    }
+  });
+}
+
+void rms_norm(const RmsNormArgs& a) {
+  const int64_t C = a.x.shape[a.x.rank - 1], rows = a.x.numel() / C;
+  const float* w = a.weight.empty() ? nullptr : a.weight.ptr<float>();
+  ThreadPool::global().parallel_for(rows, row_grain(C), [&](int64_t lo, int64_t hi, int) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* x = a.x.ptr<float>() + row_offset(a.x, r);
+      float* y = a.out.ptr<float>() + row_offset(a.out, r);
+      const double ms = sum_sq_dev_f64(x, C, 0.f) / C;
+      const float rs = static_cast<float>(1.0 / std::sqrt(ms + a.eps));
+      for (int64_t c = 0; c < C; ++c) y[c] = x[c] * rs;
+      if (w)
+        for (int64_t c = 0; c < C; ++c) y[c] *= w[c];
+    }
+  });
+}
+
+}  // namespace tessera::cpu
