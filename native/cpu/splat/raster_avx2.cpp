@@ -1,0 +1,29 @@
+// Tile blending kernels for AVX2 + FMA: two ymm registers per 16-pixel tile row.
+// The kernel text is raster_tile.h; this file only picks the ISA (CMake
+// gives *_avx2.cpp its flags by name).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cpu/splat/splat_cpu.h"
+#include "tessera/threadpool.h"
+
+namespace tessera::cpu::splat {
+namespace {
+#include "cpu/splat/raster_tile.h"
+
+bool any_lane(vi m) {
+  typedef int32_t vi8 __attribute__((vector_size(32)));
+  const vi8 o = __builtin_shufflevector(m, m, 0, 1, 2, 3, 4, 5, 6, 7) | __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m256i v = reinterpret_cast<__m256i>(o);
+  return !_mm256_testz_si256(v, v);
+}
+}  // namespace
+
+const RasterKernels& raster_kernels_avx2() {
+  static const RasterKernels k{forward_tile, backward_tile};
+  return k;
+}
+
+}  // namespace tessera::cpu::splat

@@ -1,0 +1,29 @@
+// Tile blending kernels for Baseline x86-64 (SSE2): four xmm registers per 16-pixel tile row.
+// The kernel text is raster_tile.h; this file only picks the ISA (CMake
+// gives *_scalar.cpp no extra flags).
+#include <emmintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cpu/splat/splat_cpu.h"
+#include "tessera/threadpool.h"
+
+namespace tessera::cpu::splat {
+namespace {
+#include "cpu/splat/raster_tile.h"
+
+bool any_lane(vi m) {
+  typedef int32_t vi4 __attribute__((vector_size(16)));
+  const vi4 o = __builtin_shufflevector(m, m, 0, 1, 2, 3) | __builtin_shufflevector(m, m, 4, 5, 6, 7) |
+                __builtin_shufflevector(m, m, 8, 9, 10, 11) | __builtin_shufflevector(m, m, 12, 13, 14, 15);
+  return _mm_movemask_ps(reinterpret_cast<__m128>(o)) != 0;
+}
+}  // namespace
+
+const RasterKernels& raster_kernels_scalar() {
+  static const RasterKernels k{forward_tile, backward_tile};
+  return k;
+}
+
+}  // namespace tessera::cpu::splat

@@ -1,0 +1,252 @@
+// Per-tile blending kernels (spec §1 "Blend" and §1b step 1), written once
+// with GCC/Clang vector extensions over one 16-pixel tile row and compiled
+// per instruction set by raster_{avx512,avx2,scalar}.cpp (one zmm, two ymm or
+// four xmm per row). Included inside an anonymous namespace of
+// tessera::cpu::splat after <cstdint> and splat_cpu.h; the includer defines
+// any_lane(vi) for its ISA after this header.
+//
+// Forward, per pixel and Gaussian in depth order:
+//   power = −½(A·dx² + C·dy²) − B·dx·dy, d = μ − pixel; skip if power > 0
+//   α = min(0.99, o·e^power); skip if α < 1/255
+//   stop (without blending) if T·(1−α) < 1e−4; else C += c·α·T, T ← T·(1−α)
+// Backward, front to back with the forward's final values (no division
+// chain through T): for channel values f (r, g, b and z) with background bg,
+//   ∂F/∂α_i = T_i·f_i − (F_out − F_≤i)/(1−α_i),   F_out including T_final·bg,
+//   ∂(1−T_final)/∂α_i = T_final/(1−α_i),  ∂F/∂f_i = α_i·T_i.
+// Depth D = N/A (N = Σwz, A = 1 − T_final) is handled through N and A.
+
+// Vector values never cross a non-inlined call here, so the ABI note GCC
+// gives for 64-byte vectors without AVX-512 does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define SPLAT_INLINE inline __attribute__((always_inline))
+
+typedef float vf __attribute__((vector_size(64)));
+typedef int32_t vi __attribute__((vector_size(64)));
+constexpr int kLanes = 16;
+static_assert(kLanes == kSplatTile, "one vector per tile row");
+
+static bool any_lane(vi m);
+
+constexpr float kMaxAlpha = 0.99f;
+constexpr float kMinAlpha = 1.0f / 255.0f;
+constexpr float kMinTransmittance = 1e-4f;
+// Below this power even o = 1 gives α < 1/255, so exp's argument can be
+// clamped there (keeps the polynomial exp in range).
+constexpr float kMinPower = -12.f;
+
+SPLAT_INLINE vf splat1(float s) { return vf{} + s; }
+
+// e^x for x in [kMinPower, 0]: x = n·ln2 + r, |r| <= ln2/2, degree-7 Taylor
+// polynomial (relative error < 1e-8, below fp32 rounding), scaled by 2^n.
+SPLAT_INLINE vf vexp(vf x) {
+  const vf t = x * 1.44269504088896341f + 12582912.f;  // round(x/ln2) via the 1.5·2^23 trick
+  const vf n = t - 12582912.f;
+  const vf r = (x - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  vf p = splat1(1.f / 5040);
+  p = p * r + 1.f / 720;
+  p = p * r + 1.f / 120;
+  p = p * r + 1.f / 24;
+  p = p * r + 1.f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  const vi e = (__builtin_convertvector(n, vi) + 127) << 23;
+  return p * (vf)e;
+}
+
+inline float hsum(vf v) {
+  float s = 0;
+  for (int i = 0; i < kLanes; ++i) s += v[i];
+  return s;
+}
+
+// The tile's Gaussians as structure of arrays, front to back.
+struct TileSoA {
+  const float *mx, *my, *A, *B, *C, *op, *r, *g, *b, *z;
+  int64_t n;
+};
+
+TileSoA gather(const Projected* proj, const TileBins& bins, int64_t tile, int tid) {
+  const int64_t b = bins.offsets[tile], n = bins.offsets[tile + 1] - b;
+  float* p = static_cast<float*>(thread_scratch(tid, 0, sizeof(float) * 10 * static_cast<size_t>(n > 0 ? n : 1)));
+  float* f[10];
+  for (int j = 0; j < 10; ++j) f[j] = p + j * n;
+  for (int64_t k = 0; k < n; ++k) {
+    const Projected& q = proj[bins.list[b + k]];
+    f[0][k] = q.mx; f[1][k] = q.my;
+    f[2][k] = q.conic[0]; f[3][k] = q.conic[1]; f[4][k] = q.conic[2];
+    f[5][k] = q.opacity;
+    f[6][k] = q.rgb[0]; f[7][k] = q.rgb[1]; f[8][k] = q.rgb[2];
+    f[9][k] = q.depth;
+  }
+  return TileSoA{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], n};
+}
+
+// Geometry of one tile: lanes outside the image are inactive from the start.
+struct TileGeom {
+  int x0, y0, rows;
+  vf px;
+  vi lane_ok;
+};
+TileGeom geom(const CameraFrame& cam, int64_t tile) {
+  TileGeom t;
+  t.x0 = static_cast<int>(tile % cam.tiles_x) * kSplatTile;
+  t.y0 = static_cast<int>(tile / cam.tiles_x) * kSplatTile;
+  t.rows = std::min(kSplatTile, cam.height - t.y0);
+  const int cols = std::min(kSplatTile, cam.width - t.x0);
+  for (int i = 0; i < kLanes; ++i) {
+    t.px[i] = t.x0 + i + 0.5f;
+    t.lane_ok[i] = i < cols ? -1 : 0;
+  }
+  return t;
+}
+
+// α of Gaussian k at the row's pixels, and which lanes blend it.
+struct AlphaStep {
+  vf dx, dy, G, raw, alpha;
+  vi ok;
+};
+SPLAT_INLINE AlphaStep alpha_at(const TileSoA& s, int64_t k, vf px, float py, vi active) {
+  AlphaStep a;
+  a.dx = s.mx[k] - px;
+  a.dy = splat1(s.my[k] - py);
+  const vf power = -0.5f * (s.A[k] * a.dx * a.dx + s.C[k] * a.dy * a.dy) - s.B[k] * a.dx * a.dy;
+  a.G = vexp(power < kMinPower ? splat1(kMinPower) : power);
+  a.raw = s.op[k] * a.G;
+  a.alpha = a.raw < kMaxAlpha ? a.raw : splat1(kMaxAlpha);
+  a.ok = active & (power <= 0.f) & (a.alpha >= kMinAlpha);
+  return a;
+}
+
+struct RowResult {
+  vf T, C[3], N;
+  vi count;
+};
+
+// Forward blend of one tile row over the whole list.
+SPLAT_INLINE RowResult blend_row(const TileSoA& s, vf px, float py, vi active) {
+  RowResult o{splat1(1.f), {vf{}, vf{}, vf{}}, vf{}, vi{}};
+  for (int64_t k = 0; k < s.n; ++k) {
+    if ((k & 7) == 0 && !any_lane(active)) break;
+    AlphaStep a = alpha_at(s, k, px, py, active);
+    const vf Tn = o.T * (1.f - a.alpha);
+    const vi stop = a.ok & (Tn < kMinTransmittance);
+    active &= ~stop;
+    a.ok &= ~stop;
+    const vf w = a.ok ? a.alpha * o.T : vf{};
+    o.C[0] += w * s.r[k];
+    o.C[1] += w * s.g[k];
+    o.C[2] += w * s.b[k];
+    o.N += w * s.z[k];
+    o.T = a.ok ? Tn : o.T;
+    o.count -= a.ok;  // ok lanes are −1
+  }
+  return o;
+}
+
+void forward_tile(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
+                  int64_t tile, int tid, const TileOutputs& out) {
+  const TileSoA s = gather(proj, bins, tile, tid);
+  const TileGeom t = geom(cam, tile);
+  const int W = cam.width;
+  for (int r = 0; r < t.rows; ++r) {
+    const int y = t.y0 + r;
+    const RowResult o = blend_row(s, t.px, y + 0.5f, t.lane_ok);
+    for (int i = 0; i < kLanes && t.lane_ok[i]; ++i) {
+      const int64_t pix = int64_t(y) * W + t.x0 + i;
+      for (int c = 0; c < 3; ++c) out.rgb[3 * pix + c] = o.C[c][i] + o.T[i] * bg[c];
+      const float a = 1.f - o.T[i];
+      if (out.alpha) out.alpha[pix] = a;
+      if (out.depth) out.depth[pix] = a > 0 ? o.N[i] / a : 0.f;
+      if (out.contributors) out.contributors[pix] = o.count[i];
+    }
+  }
+}
+
+// Per-row state of the backward's second pass.
+struct RowState {
+  vf T, C[3], N;            // running front-to-back values (C without background)
+  vf Tf, Cout[3], Nout;     // forward results (Cout with background)
+  vf g[3], gN, gA;          // upstream gradients on rgb, N and A = 1 − T_final
+  vi active;
+  bool live;
+};
+
+void backward_tile(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
+                   int64_t tile, int tid, const TileGrads& up, float* grad) {
+  const TileSoA s = gather(proj, bins, tile, tid);
+  const TileGeom t = geom(cam, tile);
+  const int64_t base = bins.offsets[tile];
+  alignas(64) RowState st[kSplatTile];
+  for (int r = 0; r < t.rows; ++r) {
+    RowState& q = st[r];
+    const int y = t.y0 + r;
+    const RowResult o = blend_row(s, t.px, y + 0.5f, t.lane_ok);
+    q.Tf = o.T;
+    q.Nout = o.N;
+    for (int c = 0; c < 3; ++c) { q.Cout[c] = o.C[c] + o.T * bg[c]; q.g[c] = vf{}; }
+    q.gN = vf{};
+    q.gA = vf{};
+    for (int i = 0; i < kLanes && t.lane_ok[i]; ++i) {
+      const int64_t pix = int64_t(y) * cam.width + t.x0 + i;
+      for (int c = 0; c < 3; ++c) q.g[c][i] = up.rgb[3 * pix + c];
+      const float A = 1.f - o.T[i];
+      const float gd = up.depth ? up.depth[pix] : 0.f;
+      // depth = N/A: ∂/∂N = 1/A, ∂/∂A = −N/A² (no gradient where nothing was blended)
+      q.gN[i] = A > 0 ? gd / A : 0.f;
+      q.gA[i] = (up.alpha ? up.alpha[pix] : 0.f) - (A > 0 ? gd * o.N[i] / (A * A) : 0.f);
+    }
+    q.T = splat1(1.f);
+    q.C[0] = q.C[1] = q.C[2] = q.N = vf{};
+    q.active = t.lane_ok;
+    q.live = true;
+  }
+  int64_t k = 0;
+  for (; k < s.n; ++k) {
+    vf gmx{}, gmy{}, gA{}, gB{}, gC{}, gop{}, gr{}, gg{}, gb{}, gz{};
+    bool any = false;
+    for (int r = 0; r < t.rows; ++r) {
+      RowState& q = st[r];
+      if (!q.live) continue;
+      any = true;
+      AlphaStep a = alpha_at(s, k, t.px, t.y0 + r + 0.5f, q.active);
+      const vf one_m = 1.f - a.alpha;
+      const vf Tn = q.T * one_m;
+      const vi stop = a.ok & (Tn < kMinTransmittance);
+      q.active &= ~stop;
+      a.ok &= ~stop;
+      const vf w = a.ok ? a.alpha * q.T : vf{};
+      q.C[0] += w * s.r[k];
+      q.C[1] += w * s.g[k];
+      q.C[2] += w * s.b[k];
+      q.N += w * s.z[k];
+      gr += w * q.g[0];
+      gg += w * q.g[1];
+      gb += w * q.g[2];
+      gz += w * q.gN;
+      const vf own = s.r[k] * q.g[0] + s.g[k] * q.g[1] + s.b[k] * q.g[2] + s.z[k] * q.gN;
+      const vf behind = (q.Cout[0] - q.C[0]) * q.g[0] + (q.Cout[1] - q.C[1]) * q.g[1] +
+                        (q.Cout[2] - q.C[2]) * q.g[2] + (q.Nout - q.N) * q.gN;
+      vf dalpha = q.T * own + (q.gA * q.Tf - behind) / one_m;
+      dalpha = (a.ok & (a.raw < kMaxAlpha)) ? dalpha : vf{};  // clamped α: constant, no gradient
+      gop += dalpha * a.G;
+      const vf dpow = dalpha * a.raw;  // ∂α/∂power = o·G
+      gmx -= dpow * (s.A[k] * a.dx + s.B[k] * a.dy);
+      gmy -= dpow * (s.C[k] * a.dy + s.B[k] * a.dx);
+      gA -= 0.5f * dpow * a.dx * a.dx;
+      gB -= dpow * a.dx * a.dy;
+      gC -= 0.5f * dpow * a.dy * a.dy;
+      q.T = a.ok ? Tn : q.T;
+      q.live = any_lane(q.active);
+    }
+    if (!any) break;
+    float* o = grad + 10 * (base + k);  // ProjectedGrad layout
+    o[0] = hsum(gmx); o[1] = hsum(gmy);
+    o[2] = hsum(gA); o[3] = hsum(gB); o[4] = hsum(gC);
+    o[5] = hsum(gop);
+    o[6] = hsum(gr); o[7] = hsum(gg); o[8] = hsum(gb);
+    o[9] = hsum(gz);
+  }
+  for (; k < s.n; ++k)
+    for (int j = 0; j < 10; ++j) grad[10 * (base + k) + j] = 0.f;
+}

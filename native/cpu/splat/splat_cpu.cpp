@@ -1,0 +1,142 @@
+// CPU entry points of the 3DGS rasterizer (arguments already validated):
+// prepare the Gaussians once, then per camera project → bin → blend, and for
+// the backward blend-backward → fixed-order reduction → project-backward.
+// Every parallel loop writes disjoint memory, so the results do not depend on
+// the thread count or scheduling.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "cpu/splat/splat_cpu.h"
+#include "tessera/cpu.h"
+#include "tessera/threadpool.h"
+
+namespace tessera::cpu {
+using namespace splat;
+
+namespace {
+
+const RasterKernels& kernels() {
+  switch (active_isa()) {
+    case Isa::kAvx512Bf16:
+    case Isa::kAvx512: return raster_kernels_avx512();
+    case Isa::kAvx2: return raster_kernels_avx2();
+    case Isa::kScalar: break;
+  }
+  return raster_kernels_scalar();
+}
+
+constexpr int64_t kGrainGaussians = 2048;
+
+int64_t prepare_all(const SplatScene& s, Prepared* prep) {
+  std::atomic<int64_t> invalid{0};  // an integer count: order does not matter
+  ThreadPool::global().parallel_for(s.means.shape[0], kGrainGaussians, [&](int64_t b, int64_t e, int) {
+    invalid += prepare_gaussians(s, b, e, prep);
+  });
+  return invalid.load();
+}
+
+// One camera's projected Gaussians and tile lists.
+struct CameraPass {
+  CameraFrame cam;
+  Projected* proj;
+  int32_t* status;
+  TileBins bins;
+};
+
+void project_and_bin(const SceneRef& s, const SplatCamera& camera, float near_plane, bool aa, bool want_slots,
+                     Arena* arena, CameraPass* pass, SplatStats* stats) {
+  pass->cam = make_frame(camera, near_plane);
+  pass->proj = arena->array<Projected>(s.n);
+  pass->status = arena->array<int32_t>(s.n);
+  ThreadPool::global().parallel_for(s.n, kGrainGaussians, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) pass->status[i] = project_gaussian(s, i, pass->cam, aa, &pass->proj[i]);
+  });
+  bin_tiles(pass->proj, pass->status, s.n, pass->cam, want_slots, arena, &pass->bins);
+  for (int64_t i = 0; i < s.n; ++i) {
+    stats->culled_near += pass->status[i] == kProjNear;
+    stats->culled_outside += pass->status[i] == kProjOutside;
+  }
+  stats->visible += pass->bins.num_visible;
+  stats->intersections += pass->bins.intersections;
+}
+
+int64_t num_tiles(const CameraFrame& c) { return int64_t(c.tiles_x) * c.tiles_y; }
+
+}  // namespace
+
+void splat_render(const SplatRenderArgs& a) {
+  const SplatScene& scene = a.scene;
+  const int64_t n = scene.means.shape[0];
+  SplatStats stats;
+  stats.gaussians = n;
+  Arena arena;
+  Prepared* prep = arena.array<Prepared>(n);
+  stats.invalid = prepare_all(scene, prep);
+  const SceneRef s{&scene, prep, n};
+  const RasterKernels& ker = kernels();
+  const bool aa = a.mode == SplatMode::kAntialiased;
+  const int64_t pixels = int64_t(a.cameras[0].width) * a.cameras[0].height;
+  for (int32_t c = 0; c < a.num_cameras; ++c) {
+    Arena cam_arena;
+    CameraPass pass;
+    project_and_bin(s, a.cameras[c], a.near_plane, aa, false, &cam_arena, &pass, &stats);
+    TileOutputs out{a.rgb.ptr<float>() + c * pixels * 3, a.alpha.empty() ? nullptr : a.alpha.ptr<float>() + c * pixels,
+                    a.depth.empty() ? nullptr : a.depth.ptr<float>() + c * pixels,
+                    a.contributors.empty() ? nullptr : a.contributors.ptr<int32_t>() + c * pixels};
+    ThreadPool::global().parallel_for(num_tiles(pass.cam), 1, [&](int64_t b, int64_t e, int tid) {
+      for (int64_t t = b; t < e; ++t) ker.forward(pass.proj, pass.bins, pass.cam, a.background, t, tid, out);
+    });
+  }
+  if (a.stats) *a.stats = stats;
+}
+
+void splat_backward(const SplatBackwardArgs& a) {
+  const SplatScene& scene = a.scene;
+  const int64_t n = scene.means.shape[0];
+  const int64_t K = scene.sh.shape[1];
+  for (const TensorView* t : {&a.grad_means, &a.grad_log_scales, &a.grad_rotations, &a.grad_opacity_logits, &a.grad_sh})
+    std::memset(t->data, 0, sizeof(float) * t->numel());
+  SplatStats stats;
+  stats.gaussians = n;
+  Arena arena;
+  Prepared* prep = arena.array<Prepared>(n);
+  stats.invalid = prepare_all(scene, prep);
+  const SceneRef s{&scene, prep, n};
+  const RasterKernels& ker = kernels();
+  const bool aa = a.mode == SplatMode::kAntialiased;
+  const int64_t pixels = int64_t(a.cameras[0].width) * a.cameras[0].height;
+  float *dm = a.grad_means.ptr<float>(), *dls = a.grad_log_scales.ptr<float>(), *dq = a.grad_rotations.ptr<float>();
+  float *dl = a.grad_opacity_logits.ptr<float>(), *dsh = a.grad_sh.ptr<float>();
+  for (int32_t c = 0; c < a.num_cameras; ++c) {
+    Arena cam_arena;
+    CameraPass pass;
+    project_and_bin(s, a.cameras[c], a.near_plane, aa, true, &cam_arena, &pass, &stats);
+    const TileBins& bins = pass.bins;
+    float* igrad = cam_arena.array<float>(10 * bins.intersections);  // per intersection, ProjectedGrad layout
+    const TileGrads up{a.grad_rgb.ptr<float>() + c * pixels * 3,
+                       a.grad_alpha.empty() ? nullptr : a.grad_alpha.ptr<float>() + c * pixels,
+                       a.grad_depth.empty() ? nullptr : a.grad_depth.ptr<float>() + c * pixels};
+    ThreadPool::global().parallel_for(num_tiles(pass.cam), 1, [&](int64_t b, int64_t e, int tid) {
+      for (int64_t t = b; t < e; ++t) ker.backward(pass.proj, bins, pass.cam, a.background, t, tid, up, igrad);
+    });
+    // Each Gaussian sums its intersections in emission (tile rectangle) order,
+    // then applies the projection's chain rule to its own output rows.
+    ThreadPool::global().parallel_for(bins.num_visible, 256, [&](int64_t b, int64_t e, int) {
+      for (int64_t k = b; k < e; ++k) {
+        float g[10] = {0};
+        for (int64_t em = bins.emit_begin[k]; em < bins.emit_begin[k + 1]; ++em) {
+          const float* src = igrad + 10 * bins.slot[em];
+          for (int j = 0; j < 10; ++j) g[j] += src[j];
+        }
+        const ProjectedGrad pg{g[0], g[1], {g[2], g[3], g[4]}, g[5], {g[6], g[7], g[8]}, g[9]};
+        const int64_t i = bins.order[k];
+        project_gaussian_backward(s, i, pass.cam, aa, pass.proj[i], pg, dm + 3 * i, dls + 3 * i, dq + 4 * i, dl + i,
+                                  dsh + 3 * K * i);
+      }
+    });
+  }
+  if (a.stats) *a.stats = stats;
+}
+
+}  // namespace tessera::cpu

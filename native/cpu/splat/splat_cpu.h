@@ -1,0 +1,128 @@
+// CPU 3DGS rasterizer, internal interfaces. The pipeline per camera is
+//   project (per Gaussian) → bin (global depth sort, stable scatter into
+//   16×16 tiles) → rasterize (per tile, SIMD over a 16-pixel tile row),
+// and for the backward: rasterize-backward (per tile, gradients per
+// intersection) → reduce per Gaussian in a fixed order → project-backward.
+// Nothing uses atomics, so results are bitwise reproducible for any thread
+// count.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "tessera/splat.h"
+
+namespace tessera::cpu {
+void splat_render(const SplatRenderArgs& a);
+void splat_backward(const SplatBackwardArgs& a);
+}  // namespace tessera::cpu
+
+namespace tessera::cpu::splat {
+
+// Camera-independent per-Gaussian values, computed once per call.
+struct Prepared {
+  float cov[6];     // Σ3D: xx, xy, xz, yy, yz, zz
+  float qn[4];      // normalised quaternion
+  float scale[3];   // exp(log-scale)
+  float opacity;    // sigmoid(logit)
+  int32_t valid;    // 0 = skipped (counted in SplatStats::invalid)
+};
+
+// World→camera rotation W, translation t, and the derived quantities.
+struct CameraFrame {
+  float W[9], t[3], campos[3];
+  float fx, fy, cx, cy;
+  float lim_x_pos, lim_x_neg, lim_y_pos, lim_y_neg;  // guard band on tx/tz, ty/tz
+  int32_t width, height, tiles_x, tiles_y;
+  float near_plane;
+};
+CameraFrame make_frame(const SplatCamera& c, float near_plane);
+
+// One Gaussian projected into one camera (what the tile kernels read).
+struct Projected {
+  float mx, my;          // mean in pixels (pixel centres at i + 0.5)
+  float conic[3];        // inverse of the dilated Σ2D: A, B, C
+  float opacity;         // sigmoid(logit), times the compensation if antialiased
+  float rgb[3];          // clamped SH colour
+  float depth;           // view-space z
+  int16_t rect[4];       // tiles [x0, x1) × [y0, y1)
+  int32_t clamped;       // bit c: rgb[c] was clamped at 0 (no SH gradient)
+};
+
+enum : int32_t { kProjVisible = 0, kProjNear = 1, kProjOutside = 2, kProjInvalid = 3 };
+
+struct SceneRef {
+  const SplatScene* scene;
+  const Prepared* prep;
+  int64_t n;
+};
+
+// Camera-independent preparation of Gaussians [begin, end); returns how many are invalid.
+int64_t prepare_gaussians(const SplatScene& s, int64_t begin, int64_t end, Prepared* prep);
+// Projects Gaussian i into the camera; returns a kProj* code and fills *out when visible.
+int32_t project_gaussian(const SceneRef& s, int64_t i, const CameraFrame& cam, bool antialiased, Projected* out);
+
+// Gradients of one Gaussian's projected values (summed over its tiles).
+struct ProjectedGrad {
+  float mx, my, conic[3], opacity, rgb[3], depth;
+};
+// Adds the chain rule of project_gaussian (§1b steps 2-3) into the per-Gaussian
+// parameter gradients (rows of the contiguous outputs).
+void project_gaussian_backward(const SceneRef& s, int64_t i, const CameraFrame& cam, bool antialiased,
+                               const Projected& p, const ProjectedGrad& g, float* d_mean, float* d_log_scale,
+                               float* d_rot, float* d_logit, float* d_sh /* [K,3] */);
+
+// Tile lists of one camera: tile t owns list[offsets[t] .. offsets[t+1]),
+// front to back. Emission e (Gaussian order[k]'s j-th tile in rect order,
+// e = emit_begin[k] + j) landed at list position slot[e].
+struct TileBins {
+  int32_t* order = nullptr;       // visible Gaussians sorted by (depth, index)
+  int64_t num_visible = 0;
+  int64_t* emit_begin = nullptr;  // [num_visible + 1]
+  int64_t* offsets = nullptr;     // [tiles + 1]
+  int32_t* list = nullptr;        // [intersections] Gaussian indices
+  int64_t* slot = nullptr;        // [intersections], only when asked for
+  int64_t intersections = 0;
+};
+
+// Call-lifetime memory from the host pool (tessera/pool.h), returned on
+// destruction: the buffers of one render are reused by the next.
+class Arena {
+ public:
+  Arena() = default;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  ~Arena();
+  void* get(size_t bytes);
+  template <class T> T* array(int64_t n) { return static_cast<T*>(get(sizeof(T) * static_cast<size_t>(n > 0 ? n : 1))); }
+ private:
+  std::vector<void*> blocks_;
+};
+
+// Builds the tile lists from projected Gaussians (status[i] == kProjVisible marks them).
+void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, const CameraFrame& cam, bool want_slots,
+               Arena* arena, TileBins* bins);
+
+// Per-ISA tile kernels (raster_tile.h compiled once per instruction set).
+struct TileOutputs {  // row pointers for one camera, pixel (x, y) at [y*W + x]
+  float* rgb;
+  float* alpha;
+  float* depth;
+  int32_t* contributors;
+};
+struct TileGrads {  // upstream gradients for one camera
+  const float* rgb;    // [H*W*3]
+  const float* alpha;  // [H*W] or null
+  const float* depth;  // [H*W] or null
+};
+struct RasterKernels {
+  void (*forward)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
+                  int64_t tile, int tid, const TileOutputs& out);
+  // Writes 10 floats (ProjectedGrad layout) per list entry of the tile at grad[10*pos].
+  void (*backward)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
+                   int64_t tile, int tid, const TileGrads& g, float* grad);
+};
+const RasterKernels& raster_kernels_avx512();
+const RasterKernels& raster_kernels_avx2();
+const RasterKernels& raster_kernels_scalar();
+
+}  // namespace tessera::cpu::splat

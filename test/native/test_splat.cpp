@@ -1,0 +1,504 @@
+// 3DGS rasterizer against a float64 brute-force reference written from the
+// spec (shared/spec/gaussian-splatting.md §1): every pixel walks every
+// visible Gaussian in (depth, index) order, honouring the 16×16 tile
+// rectangles, with plain 3×3 matrix algebra. Gradients are checked against
+// central finite differences of that reference.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "harness.h"
+#include "tessera/cpu.h"
+#include "tessera/splat.h"
+#include "tessera/threadpool.h"
+
+using namespace tessera;
+
+// CHECK_REL with extra context streamed after it.
+#define CHECK_REL_MSG(out, ref, n, tol) \
+  CHECK(::th::rel_error((out), (ref), (n)) <= (tol)) << "rel error " << ::th::rel_error((out), (ref), (n)) << " > " << (tol)
+
+namespace {
+
+struct Scene {
+  int n = 0, deg = 0, K = 1;
+  std::vector<double> means, ls, rot, logit, sh;  // float64 master copy
+};
+struct Cam {
+  double fx, fy, cx, cy;
+  int W, H;
+  double view[16];
+};
+struct Image {
+  std::vector<double> rgb, alpha, depth;
+  std::vector<int> count;
+};
+
+using M3 = std::array<double, 9>;
+M3 mul(const M3& a, const M3& b) {
+  M3 c{};
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int k = 0; k < 3; ++k) c[3 * i + j] += a[3 * i + k] * b[3 * k + j];
+  return c;
+}
+M3 tr(const M3& a) { return {a[0], a[3], a[6], a[1], a[4], a[7], a[2], a[5], a[8]}; }
+
+double sh_eval(int deg, const double* c /* [K,3] */, int ch, double x, double y, double z) {
+  const double C0 = 0.28209479177387814, C1 = 0.4886025119029199;
+  const double C2[] = {1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396};
+  const double C3[] = {-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+                       -0.4570457994644658, 1.445305721320277, -0.5900435899266435};
+  const double xx = x * x, yy = y * y, zz = z * z;
+  const double Y[16] = {C0, -C1 * y, C1 * z, -C1 * x, C2[0] * x * y, C2[1] * y * z, C2[2] * (2 * zz - xx - yy),
+                        C2[3] * x * z, C2[4] * (xx - yy), C3[0] * y * (3 * xx - yy), C3[1] * x * y * z,
+                        C3[2] * y * (4 * zz - xx - yy), C3[3] * z * (2 * zz - 3 * xx - 3 * yy),
+                        C3[4] * x * (4 * zz - xx - yy), C3[5] * z * (xx - yy), C3[6] * x * (xx - 3 * yy)};
+  double v = 0;
+  for (int k = 0; k < (deg + 1) * (deg + 1); ++k) v += Y[k] * c[3 * k + ch];
+  return v;
+}
+
+struct RefSplat {
+  double mx, my, A, B, C, o, rgb[3], z;
+  int rect[4];
+  int idx;
+};
+
+Image ref_render(const Scene& s, const Cam& cam, bool aa, const double bg[3]) {
+  const M3 W = {cam.view[0], cam.view[1], cam.view[2], cam.view[4], cam.view[5], cam.view[6], cam.view[8], cam.view[9], cam.view[10]};
+  const double t[3] = {cam.view[3], cam.view[7], cam.view[11]};
+  double campos[3];
+  for (int k = 0; k < 3; ++k) campos[k] = -(W[k] * t[0] + W[3 + k] * t[1] + W[6 + k] * t[2]);
+  const int gx = (cam.W + 15) / 16, gy = (cam.H + 15) / 16;
+  std::vector<RefSplat> vis;
+  for (int i = 0; i < s.n; ++i) {
+    const double* m = &s.means[3 * i];
+    const double* q = &s.rot[4 * i];
+    bool ok = std::isfinite(s.logit[i]);
+    for (int k = 0; k < 3; ++k) ok = ok && std::isfinite(m[k]) && std::isfinite(s.ls[3 * i + k]);
+    for (int k = 0; k < 4; ++k) ok = ok && std::isfinite(q[k]);
+    for (int k = 0; k < 3 * (s.deg + 1) * (s.deg + 1); ++k) ok = ok && std::isfinite(s.sh[3 * s.K * i + k]);
+    const double qn = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
+    if (!ok || qn < 1e-12) continue;
+    const double w = q[0] / qn, x = q[1] / qn, y = q[2] / qn, z = q[3] / qn;
+    const M3 R = {1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                  2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                  2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)};
+    const double sx = std::exp(s.ls[3 * i]), sy = std::exp(s.ls[3 * i + 1]), sz = std::exp(s.ls[3 * i + 2]);
+    const M3 S = {sx * sx, 0, 0, 0, sy * sy, 0, 0, 0, sz * sz};
+    const M3 Sigma = mul(mul(R, S), tr(R));
+    double p[3];
+    for (int r = 0; r < 3; ++r) p[r] = W[3 * r] * m[0] + W[3 * r + 1] * m[1] + W[3 * r + 2] * m[2] + t[r];
+    if (p[2] <= 0.2) continue;
+    const double tanx = 0.5 * cam.W / cam.fx, tany = 0.5 * cam.H / cam.fy;
+    const double ux = std::clamp(p[0] / p[2], -(cam.cx / cam.fx + 0.3 * tanx), (cam.W - cam.cx) / cam.fx + 0.3 * tanx);
+    const double uy = std::clamp(p[1] / p[2], -(cam.cy / cam.fy + 0.3 * tany), (cam.H - cam.cy) / cam.fy + 0.3 * tany);
+    const M3 J = {cam.fx / p[2], 0, -cam.fx * ux / p[2], 0, cam.fy / p[2], -cam.fy * uy / p[2], 0, 0, 0};
+    const M3 cov2 = mul(mul(mul(J, W), Sigma), tr(mul(J, W)));
+    const double a0 = cov2[0], b0 = cov2[1], c0 = cov2[4];
+    const double a = a0 + 0.3, b = b0, c = c0 + 0.3, det = a * c - b * b;
+    if (!(det > 0)) continue;
+    RefSplat g;
+    g.A = c / det; g.B = -b / det; g.C = a / det;
+    g.o = 1 / (1 + std::exp(-s.logit[i]));
+    if (aa) g.o *= std::sqrt(std::max(0.000025, (a0 * c0 - b0 * b0) / det));
+    g.mx = cam.fx * p[0] / p[2] + cam.cx;
+    g.my = cam.fy * p[1] / p[2] + cam.cy;
+    const double mid = 0.5 * (a + c);
+    const double radius = std::ceil(3 * std::sqrt(mid + std::sqrt(std::max(0.1, mid * mid - det))));
+    const double px = g.mx - 0.5, py = g.my - 0.5;  // the reference's integer-centred pixels
+    auto tl = [](double v, int lim) { return static_cast<int>(std::clamp(std::floor(v / 16), 0.0, double(lim))); };
+    g.rect[0] = tl(px - radius, gx); g.rect[1] = tl(px + radius + 15, gx);
+    g.rect[2] = tl(py - radius, gy); g.rect[3] = tl(py + radius + 15, gy);
+    if (g.rect[0] >= g.rect[1] || g.rect[2] >= g.rect[3]) continue;
+    double d[3] = {m[0] - campos[0], m[1] - campos[1], m[2] - campos[2]};
+    const double len = std::sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]);
+    for (double& v : d) v /= len;
+    for (int ch = 0; ch < 3; ++ch) g.rgb[ch] = std::max(0.0, sh_eval(s.deg, &s.sh[3 * s.K * i], ch, d[0], d[1], d[2]) + 0.5);
+    g.z = p[2];
+    g.idx = i;
+    vis.push_back(g);
+  }
+  std::stable_sort(vis.begin(), vis.end(), [](const RefSplat& u, const RefSplat& v) {
+    return static_cast<float>(u.z) < static_cast<float>(v.z);  // the kernel sorts float32 depths
+  });
+  Image img;
+  const size_t P = size_t(cam.W) * cam.H;
+  img.rgb.resize(3 * P); img.alpha.resize(P); img.depth.resize(P); img.count.resize(P);
+  for (int y = 0; y < cam.H; ++y)
+    for (int x = 0; x < cam.W; ++x) {
+      double T = 1, C[3] = {0, 0, 0}, N = 0, Wsum = 0;
+      int cnt = 0;
+      for (const RefSplat& g : vis) {
+        if (x / 16 < g.rect[0] || x / 16 >= g.rect[1] || y / 16 < g.rect[2] || y / 16 >= g.rect[3]) continue;
+        const double dx = g.mx - (x + 0.5), dy = g.my - (y + 0.5);
+        const double power = -0.5 * (g.A * dx * dx + g.C * dy * dy) - g.B * dx * dy;
+        if (power > 0) continue;
+        const double al = std::min(0.99, g.o * std::exp(power));
+        if (al < 1.0 / 255) continue;
+        if (T * (1 - al) < 1e-4) break;
+        for (int ch = 0; ch < 3; ++ch) C[ch] += g.rgb[ch] * al * T;
+        N += g.z * al * T;
+        Wsum += al * T;
+        T *= 1 - al;
+        ++cnt;
+      }
+      const size_t pix = size_t(y) * cam.W + x;
+      for (int ch = 0; ch < 3; ++ch) img.rgb[3 * pix + ch] = C[ch] + T * bg[ch];
+      img.alpha[pix] = 1 - T;
+      img.depth[pix] = Wsum > 0 ? N / Wsum : 0;
+      img.count[pix] = cnt;
+    }
+  return img;
+}
+
+// A camera at `eye` looking at the origin (OpenCV axes: y down).
+Cam look_at(double ex, double ey, double ez, int W, int H, double f) {
+  const double e[3] = {ex, ey, ez};
+  double zf[3] = {-ex, -ey, -ez};
+  double n = std::sqrt(zf[0] * zf[0] + zf[1] * zf[1] + zf[2] * zf[2]);
+  for (double& v : zf) v /= n;
+  const double up[3] = {0, -1, 0};
+  double xr[3] = {zf[1] * up[2] - zf[2] * up[1], zf[2] * up[0] - zf[0] * up[2], zf[0] * up[1] - zf[1] * up[0]};
+  n = std::sqrt(xr[0] * xr[0] + xr[1] * xr[1] + xr[2] * xr[2]);
+  for (double& v : xr) v /= n;
+  const double yd[3] = {zf[1] * xr[2] - zf[2] * xr[1], zf[2] * xr[0] - zf[0] * xr[2], zf[0] * xr[1] - zf[1] * xr[0]};
+  Cam c{f, f * 1.05, W / 2.0 + 0.7, H / 2.0 - 0.4, W, H, {}};
+  const double* rows[3] = {xr, yd, zf};
+  for (int r = 0; r < 3; ++r) {
+    for (int k = 0; k < 3; ++k) c.view[4 * r + k] = rows[r][k];
+    c.view[4 * r + 3] = -(rows[r][0] * e[0] + rows[r][1] * e[1] + rows[r][2] * e[2]);
+  }
+  c.view[15] = 1;
+  return c;
+}
+
+// Random Gaussians in a ball around the origin; values are rounded to float
+// so the kernel and the reference see identical inputs.
+Scene random_scene(th::Rng& rng, int n, int deg, double log_scale_lo, double log_scale_hi, double radius) {
+  Scene s;
+  s.n = n; s.deg = deg; s.K = (deg + 1) * (deg + 1);
+  auto f = [&](double lo, double hi) { return static_cast<double>(static_cast<float>(rng.uniform(float(lo), float(hi)))); };
+  for (int i = 0; i < n; ++i) {
+    for (int k = 0; k < 3; ++k) s.means.push_back(f(-radius, radius));
+    for (int k = 0; k < 3; ++k) s.ls.push_back(f(log_scale_lo, log_scale_hi));
+    for (int k = 0; k < 4; ++k) s.rot.push_back(f(-1, 1));
+    s.logit.push_back(f(-1.5, 2.5));
+    for (int k = 0; k < s.K; ++k)
+      for (int ch = 0; ch < 3; ++ch) s.sh.push_back(k == 0 ? f(-1.2, 1.2) : f(-0.3, 0.3));
+  }
+  return s;
+}
+
+struct F32Scene {
+  std::vector<float> means, ls, rot, logit, sh;
+  SplatScene view;
+};
+void to_f32(const Scene& s, F32Scene* o) {
+  auto cv = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  o->means = cv(s.means); o->ls = cv(s.ls); o->rot = cv(s.rot); o->logit = cv(s.logit); o->sh = cv(s.sh);
+  const int64_t n = s.n;
+  o->view.means = make_view(o->means.data(), DType::kF32, {n, 3});
+  o->view.log_scales = make_view(o->ls.data(), DType::kF32, {n, 3});
+  o->view.rotations = make_view(o->rot.data(), DType::kF32, {n, 4});
+  o->view.opacity_logits = make_view(o->logit.data(), DType::kF32, {n});
+  o->view.sh = make_view(o->sh.data(), DType::kF32, {n, int64_t(s.K), 3});
+  o->view.sh_degree = s.deg;
+}
+std::vector<SplatCamera> to_f32(const std::vector<Cam>& cams) {
+  std::vector<SplatCamera> out;
+  for (const Cam& c : cams) {
+    SplatCamera k;
+    k.fx = float(c.fx); k.fy = float(c.fy); k.cx = float(c.cx); k.cy = float(c.cy);
+    k.width = c.W; k.height = c.H;
+    for (int j = 0; j < 16; ++j) k.view[j] = float(c.view[j]);
+    out.push_back(k);
+  }
+  return out;
+}
+// The reference sees the float32-rounded camera too.
+std::vector<Cam> rounded(const std::vector<Cam>& cams) {
+  std::vector<Cam> out = cams;
+  for (Cam& c : out) {
+    c.fx = float(c.fx); c.fy = float(c.fy); c.cx = float(c.cx); c.cy = float(c.cy);
+    for (double& v : c.view) v = float(v);
+  }
+  return out;
+}
+
+struct Rendered {
+  std::vector<float> rgb, alpha, depth;
+  std::vector<int32_t> count;
+  SplatStats stats;
+};
+Rendered render(F32Scene& fs, const std::vector<SplatCamera>& cams, SplatMode mode, const float bg[3]) {
+  const int64_t C = cams.size(), H = cams[0].height, W = cams[0].width;
+  Rendered r;
+  r.rgb.resize(C * H * W * 3); r.alpha.resize(C * H * W); r.depth.resize(C * H * W); r.count.resize(C * H * W);
+  SplatRenderArgs a;
+  a.scene = fs.view;
+  a.cameras = cams.data();
+  a.num_cameras = int32_t(C);
+  a.mode = mode;
+  for (int k = 0; k < 3; ++k) a.background[k] = bg[k];
+  a.rgb = make_view(r.rgb.data(), DType::kF32, {C, H, W, 3});
+  a.alpha = make_view(r.alpha.data(), DType::kF32, {C, H, W});
+  a.depth = make_view(r.depth.data(), DType::kF32, {C, H, W});
+  a.contributors = make_view(r.count.data(), DType::kI32, {C, H, W});
+  a.stats = &r.stats;
+  splat_render(a);
+  return r;
+}
+
+const double kBg[3] = {0.25, 0.5, 0.75};
+const float kBgF[3] = {0.25f, 0.5f, 0.75f};
+
+// Forward vs reference for one configuration; returns the worst relative error.
+void check_forward(int W, int H, int n, int deg, SplatMode mode, uint64_t salt) {
+  th::Rng rng(salt);
+  const Scene s = random_scene(rng, n, deg, -3.2, -1.2, 1.0);
+  const std::vector<Cam> cams = rounded({look_at(0.3, -0.4, -3.0, W, H, 0.9 * W), look_at(-2.5, 0.6, -1.8, W, H, 1.1 * W),
+                                         look_at(1.0, 1.5, 2.6, W, H, 0.8 * W)});
+  F32Scene fs;
+  to_f32(s, &fs);
+  const Rendered r = render(fs, to_f32(cams), mode, kBgF);
+  std::vector<double> rgb, alpha, depth;
+  std::vector<int> count;
+  for (const Cam& c : cams) {
+    Image img = ref_render(s, c, mode == SplatMode::kAntialiased, kBg);
+    rgb.insert(rgb.end(), img.rgb.begin(), img.rgb.end());
+    alpha.insert(alpha.end(), img.alpha.begin(), img.alpha.end());
+    depth.insert(depth.end(), img.depth.begin(), img.depth.end());
+    count.insert(count.end(), img.count.begin(), img.count.end());
+  }
+  // fp32 blending of a few hundred terms against float64: 1e-5 (spec'd bound).
+  CHECK_REL_MSG(r.rgb.data(), rgb.data(), rgb.size(), 1e-5) << " rgb " << W << "x" << H << " deg " << deg;
+  CHECK_REL_MSG(r.alpha.data(), alpha.data(), alpha.size(), 1e-5) << " alpha";
+  CHECK_REL_MSG(r.depth.data(), depth.data(), depth.size(), 1e-5) << " depth";
+  // Counts are exact except where an α sits within fp32 rounding of 1/255.
+  size_t differ = 0;
+  for (size_t i = 0; i < count.size(); ++i) differ += r.count[i] != count[i];
+  CHECK(differ <= count.size() / 500) << differ << " of " << count.size() << " contributor counts differ";
+  CHECK(r.stats.gaussians == n && r.stats.invalid == 0);
+  CHECK(r.stats.visible > 0 && r.stats.intersections >= r.stats.visible);
+}
+
+}  // namespace
+
+TEST(splat_forward_matches_reference_classic) {
+  for (int deg = 0; deg <= 3; ++deg) check_forward(37, 23, 300, deg, SplatMode::kClassic, 11 + deg);
+  check_forward(64, 48, 500, 3, SplatMode::kClassic, 21);
+}
+
+TEST(splat_forward_matches_reference_antialiased) {
+  for (int deg = 0; deg <= 3; ++deg) check_forward(37, 23, 300, deg, SplatMode::kAntialiased, 31 + deg);
+  check_forward(64, 48, 500, 2, SplatMode::kAntialiased, 41);
+}
+
+TEST(splat_every_isa_and_thread_count_gives_identical_bits) {
+  th::Rng rng(51);
+  const Scene s = random_scene(rng, 400, 3, -3.0, -1.5, 1.0);
+  const std::vector<SplatCamera> cams = to_f32(rounded({look_at(0.2, 0.1, -3, 53, 41, 50)}));
+  F32Scene fs;
+  to_f32(s, &fs);
+  ThreadPool& pool = ThreadPool::global();
+  const int threads = pool.num_threads();
+  clear_isa_override();
+  const Rendered base = render(fs, cams, SplatMode::kAntialiased, kBgF);
+  pool.resize(1);
+  const Rendered one = render(fs, cams, SplatMode::kAntialiased, kBgF);
+  pool.resize(threads);
+  CHECK(one.rgb == base.rgb && one.depth == base.depth && one.count == base.count) << "thread count changed bits";
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    set_isa_override(isa);
+    const Rendered r = render(fs, cams, SplatMode::kAntialiased, kBgF);
+    std::vector<double> ref(base.rgb.begin(), base.rgb.end());
+    // Same formulas in the same order; only FMA contraction may differ.
+    CHECK_REL_MSG(r.rgb.data(), ref.data(), ref.size(), 1e-6) << " isa " << isa_name(active_isa());
+  }
+  clear_isa_override();
+}
+
+TEST(splat_invalid_gaussians_are_skipped_and_counted) {
+  th::Rng rng(61);
+  Scene s = random_scene(rng, 60, 1, -2.5, -1.5, 0.8);
+  const Scene clean = s;
+  // NaN mean, inf log-scale, overflowing log-scale, zero quaternion, NaN SH, inf logit.
+  s.means[3 * 3] = NAN;
+  s.ls[3 * 7 + 1] = INFINITY;
+  s.ls[3 * 9] = 60;
+  for (int k = 0; k < 4; ++k) s.rot[4 * 12 + k] = 0;
+  s.sh[3 * s.K * 15 + 4] = NAN;
+  s.logit[20] = -INFINITY;
+  Scene expected = clean;  // the same scene without those six Gaussians
+  for (int i : {3, 7, 9, 12, 15, 20}) expected.logit[i] = -1e9;  // sigmoid → 0: never blended
+  const std::vector<Cam> cams = rounded({look_at(0.0, 0.0, -3.0, 40, 30, 36)});
+  F32Scene fs, fe;
+  to_f32(s, &fs);
+  to_f32(expected, &fe);
+  const Rendered r = render(fs, to_f32(cams), SplatMode::kClassic, kBgF);
+  const Rendered e = render(fe, to_f32(cams), SplatMode::kClassic, kBgF);
+  CHECK(r.stats.invalid == 6) << r.stats.invalid;
+  CHECK(r.rgb == e.rgb) << "skipped Gaussians changed the image";
+  for (float v : r.rgb) CHECK(std::isfinite(v));
+}
+
+TEST(splat_rejects_bad_arguments) {
+  std::vector<float> m(6), ls(6), q(8), o(2), sh(6), out(3 * 4 * 4), al(16);
+  SplatRenderArgs a;
+  a.scene.means = make_view(m.data(), DType::kF32, {2, 3});
+  a.scene.log_scales = make_view(ls.data(), DType::kF32, {2, 3});
+  a.scene.rotations = make_view(q.data(), DType::kF32, {2, 4});
+  a.scene.opacity_logits = make_view(o.data(), DType::kF32, {2});
+  a.scene.sh = make_view(sh.data(), DType::kF32, {2, 1, 3});
+  SplatCamera cam;
+  cam.fx = cam.fy = 4; cam.cx = cam.cy = 2; cam.width = cam.height = 4;
+  a.cameras = &cam;
+  a.num_cameras = 1;
+  a.rgb = make_view(out.data(), DType::kF32, {1, 4, 4, 3});
+  splat_render(a);  // valid
+  SplatRenderArgs b = a;
+  b.scene.sh_degree = 1;  // needs K >= 4
+  CHECK_THROWS_CODE(splat_render(b), kShape);
+  b = a;
+  b.alpha = make_view(al.data(), DType::kF32, {1, 4, 3});
+  CHECK_THROWS_CODE(splat_render(b), kShape);
+  b = a;
+  b.alpha = make_view(out.data(), DType::kF32, {1, 4, 4});
+  CHECK_THROWS_CODE(splat_render(b), kAlias);
+  SplatCamera bad = cam;
+  bad.view[0] = 2;  // not a rotation
+  b = a;
+  b.cameras = &bad;
+  CHECK_THROWS_CODE(splat_render(b), kInvalidArgument);
+  b = a;
+  b.scene.rotations.dtype = DType::kF16;
+  CHECK_THROWS_CODE(splat_render(b), kDtype);
+}
+
+// ---- Gradients against central finite differences of the reference ---------
+namespace {
+
+// L = Σ wr·rgb + Σ wa·alpha + Σ wd·depth over all cameras.
+struct Loss {
+  std::vector<double> wr, wa, wd;
+};
+
+double ref_loss(const Scene& s, const std::vector<Cam>& cams, bool aa, const Loss& L) {
+  double v = 0;
+  size_t o3 = 0, o1 = 0;
+  for (const Cam& c : cams) {
+    const Image img = ref_render(s, c, aa, kBg);
+    for (size_t i = 0; i < img.rgb.size(); ++i) v += L.wr[o3 + i] * img.rgb[i];
+    for (size_t i = 0; i < img.alpha.size(); ++i) v += L.wa[o1 + i] * img.alpha[i] + L.wd[o1 + i] * img.depth[i];
+    o3 += img.rgb.size();
+    o1 += img.alpha.size();
+  }
+  return v;
+}
+
+void check_gradients(SplatMode mode, int deg, uint64_t salt) {
+  th::Rng rng(salt);
+  // Large, semi-transparent Gaussians near the origin: every one covers every
+  // pixel and tile with α well inside (1/255, 0.99) and T stays far above
+  // 1e-4, so no threshold or tile rectangle changes under the finite
+  // difference step and the rendered function is smooth in every parameter.
+  Scene s = random_scene(rng, 5, deg, -0.9, -0.5, 0.25);
+  for (double& l : s.logit) l = rng.uniform(-1.2f, 0.0f);
+  const int W = 40, H = 30;  // 3×2 tiles, the last ones partial
+  const std::vector<Cam> cams = rounded({look_at(0.2, -0.3, -3.5, W, H, 30), look_at(-2.6, 0.4, -2.4, W, H, 34)});
+  Loss L;
+  const size_t P = size_t(W) * H * cams.size();
+  for (size_t i = 0; i < 3 * P; ++i) L.wr.push_back(rng.uniform());
+  for (size_t i = 0; i < P; ++i) { L.wa.push_back(rng.uniform()); L.wd.push_back(0.3 * rng.uniform()); }
+
+  F32Scene fs;
+  to_f32(s, &fs);
+  std::vector<float> wr(L.wr.begin(), L.wr.end()), wa(L.wa.begin(), L.wa.end()), wd(L.wd.begin(), L.wd.end());
+  std::vector<float> gm(3 * s.n), gls(3 * s.n), gq(4 * s.n), go(s.n), gsh(s.sh.size());
+  const std::vector<SplatCamera> kc = to_f32(cams);
+  SplatBackwardArgs b;
+  b.scene = fs.view;
+  b.cameras = kc.data();
+  b.num_cameras = int32_t(kc.size());
+  b.mode = mode;
+  for (int k = 0; k < 3; ++k) b.background[k] = kBgF[k];
+  const int64_t C = kc.size();
+  b.grad_rgb = make_view(wr.data(), DType::kF32, {C, H, W, 3});
+  b.grad_alpha = make_view(wa.data(), DType::kF32, {C, H, W});
+  b.grad_depth = make_view(wd.data(), DType::kF32, {C, H, W});
+  b.grad_means = make_view(gm.data(), DType::kF32, {s.n, 3});
+  b.grad_log_scales = make_view(gls.data(), DType::kF32, {s.n, 3});
+  b.grad_rotations = make_view(gq.data(), DType::kF32, {s.n, 4});
+  b.grad_opacity_logits = make_view(go.data(), DType::kF32, {s.n});
+  b.grad_sh = make_view(gsh.data(), DType::kF32, {s.n, s.K, 3});
+  splat_backward(b);
+
+  const bool aa = mode == SplatMode::kAntialiased;
+  // Central differences in float64 with h = 1e-5: truncation O(h²·f''') and
+  // rounding O(1e-16/h) are both far below the 1e-3 tolerance, which is set
+  // by the fp32 kernel (sums over ~2400 pixels per camera, rel. ~1e-5).
+  auto fd = [&](std::vector<double> Scene::*field, const std::vector<float>& got, const char* name) {
+    std::vector<double> num(got.size());
+    for (size_t j = 0; j < got.size(); ++j) {
+      Scene sp = s, sm = s;
+      const double h = 1e-5;
+      (sp.*field)[j] += h;
+      (sm.*field)[j] -= h;
+      num[j] = (ref_loss(sp, cams, aa, L) - ref_loss(sm, cams, aa, L)) / (2 * h);
+    }
+    CHECK_REL_MSG(got.data(), num.data(), num.size(), 1e-3) << " d" << name << " deg " << deg << (aa ? " aa" : "");
+  };
+  fd(&Scene::means, gm, "means");
+  fd(&Scene::ls, gls, "logScales");
+  fd(&Scene::rot, gq, "rotations");
+  fd(&Scene::logit, go, "opacityLogits");
+  fd(&Scene::sh, gsh, "sh");
+}
+
+}  // namespace
+
+TEST(splat_backward_matches_finite_differences_classic) {
+  check_gradients(SplatMode::kClassic, 3, 71);
+  check_gradients(SplatMode::kClassic, 1, 72);
+}
+
+TEST(splat_backward_matches_finite_differences_antialiased) {
+  check_gradients(SplatMode::kAntialiased, 2, 81);
+}
+
+TEST(splat_backward_is_deterministic_across_thread_counts) {
+  th::Rng rng(91);
+  const Scene s = random_scene(rng, 300, 2, -3.0, -1.5, 1.0);
+  F32Scene fs;
+  to_f32(s, &fs);
+  const std::vector<SplatCamera> cams = to_f32(rounded({look_at(0.1, 0.2, -3, 45, 35, 40), look_at(2, 0, -2, 45, 35, 40)}));
+  std::vector<float> up(2 * 45 * 35 * 3);
+  for (float& v : up) v = rng.uniform();
+  auto run = [&] {
+    std::vector<float> g(3 * 300 + 3 * 300 + 4 * 300 + 300 + 300 * 9 * 3);
+    SplatBackwardArgs b;
+    b.scene = fs.view;
+    b.cameras = cams.data();
+    b.num_cameras = 2;
+    b.grad_rgb = make_view(up.data(), DType::kF32, {2, 35, 45, 3});
+    float* p = g.data();
+    b.grad_means = make_view(p, DType::kF32, {300, 3}); p += 900;
+    b.grad_log_scales = make_view(p, DType::kF32, {300, 3}); p += 900;
+    b.grad_rotations = make_view(p, DType::kF32, {300, 4}); p += 1200;
+    b.grad_opacity_logits = make_view(p, DType::kF32, {300}); p += 300;
+    b.grad_sh = make_view(p, DType::kF32, {300, 9, 3});
+    splat_backward(b);
+    return g;
+  };
+  ThreadPool& pool = ThreadPool::global();
+  const int threads = pool.num_threads();
+  const std::vector<float> a = run();
+  pool.resize(1);
+  const std::vector<float> b = run();
+  pool.resize(threads);
+  CHECK(a == b) << "backward differs between thread counts";
+}
