@@ -7,6 +7,9 @@ import { Tensor } from '../../tensor.js';
 import type { Tensors } from './config.js';
 
 export class WeightReader {
+  /** Widened (non-float32) tensors, converted once. */
+  readonly #widened = new Map<string, Float32Array>();
+
   constructor(readonly tensors: Tensors, readonly file: string) {}
 
   has(key: string): boolean { return this.tensors.has(key); }
@@ -15,7 +18,11 @@ export class WeightReader {
   f32(key: string, shape?: readonly number[]): Tensor {
     const t = this.tensors.get(key);
     if (!t) throw new TesseraError('ERR_FORMAT', `${this.file}: ${key} is missing`);
-    const data = toFloat32(t, this.file);
+    let data = this.#widened.get(key);
+    if (!data) {
+      data = toFloat32(t, this.file);
+      if (t.dtype !== 'float32') this.#widened.set(key, data);
+    }
     return Tensor.from(data, shape ?? t.shape);
   }
 
