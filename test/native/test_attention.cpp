@@ -342,6 +342,46 @@ TEST(attention_fully_masked_rows_give_zeros) {
   clear_isa_override();
 }
 
+// An additive mask given as a transposed view (key stride != 1) must act like
+// the same values stored contiguously: tiled path (Lq = 70) and row path (Lq = 2).
+TEST(attention_additive_mask_as_strided_view) {
+  for (int64_t Lq : {70, 2}) {
+    const int64_t Lk = 70, D = 64;
+    th::Rng rng(900 + Lq);
+    std::vector<float> q(2 * Lq * D), k(2 * Lk * D), v(2 * Lk * D), add(Lq * Lk), add_t(Lq * Lk);
+    rng.fill(q.data(), q.size()), rng.fill(k.data(), k.size()), rng.fill(v.data(), v.size());
+    for (int64_t i = 0; i < Lq; ++i)
+      for (int64_t j = 0; j < Lk; ++j) {
+        const float x = rng.uniform() < -0.8f ? -std::numeric_limits<float>::infinity() : rng.uniform(-2, 2);
+        add[i * Lk + j] = x, add_t[j * Lq + i] = x;
+      }
+    std::vector<float> out_c(q.size()), out_s(q.size()), lse_c(2 * Lq), lse_s(2 * Lq);
+    AttentionArgs a;
+    a.q = make_view(q.data(), DType::kF32, {1, 2, Lq, D});
+    a.k = make_view(k.data(), DType::kF32, {1, 2, Lk, D});
+    a.v = make_view(v.data(), DType::kF32, {1, 2, Lk, D});
+    a.mask = kMaskAdditive | kMaskCausal, a.scale = 0.125f;
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16}) {
+      set_isa_override(isa);
+      a.additive = make_view(add.data(), DType::kF32, {Lq, Lk});
+      a.out = make_view(out_c.data(), DType::kF32, {1, 2, Lq, D});
+      a.lse = make_view(lse_c.data(), DType::kF32, {1, 2, Lq});
+      attention(a);
+      a.additive = make_view(add_t.data(), DType::kF32, {Lk, Lq});  // then swap to [Lq, Lk], strides (1, Lq)
+      std::swap(a.additive.shape[0], a.additive.shape[1]);
+      std::swap(a.additive.strides[0], a.additive.strides[1]);
+      a.out = make_view(out_s.data(), DType::kF32, {1, 2, Lq, D});
+      a.lse = make_view(lse_s.data(), DType::kF32, {1, 2, Lq});
+      attention(a);
+      for (size_t e = 0; e < out_c.size(); ++e)
+        CHECK(std::fabs(out_c[e] - out_s[e]) <= 1e-6f) << isa_name(isa) << " Lq " << Lq << " element " << e;
+      for (size_t e = 0; e < lse_c.size(); ++e)
+        CHECK(lse_c[e] == lse_s[e] || std::fabs(lse_c[e] - lse_s[e]) <= 1e-6f) << isa_name(isa) << " lse " << e;
+    }
+    clear_isa_override();
+  }
+}
+
 TEST(attention_validation_refuses_bad_arguments) {
   std::vector<float> q(2 * 4 * 8 * 16, 0.5f), k(2 * 2 * 8 * 16, 0.5f), v(k), out(q);
   std::vector<uint16_t> half(q.size());

@@ -12,12 +12,13 @@ namespace tessera::cpu::attn::avx512 {
 
 constexpr int kKv = kKeyTile / 16;  // key vectors per S row (4)
 
-// 2^x in the lanes of `keep` (x <= 0, finite there), 0 elsewhere, so lanes
-// holding -inf or NaN (masked keys) cost no branch. x = n + f with
-// n = round(x) (vreduceps gives f = x − n exactly); 2^f on |f| <= 1/2 by a
-// degree-6 near-minimax polynomial (relative error 1.6e-8 with these fp32
-// coefficients, below the ~1e-7 of evaluating it in fp32); vscalefps applies
-// 2^n, going gradually to 0 below 2^-126 instead of wrapping the exponent.
+// 2^x in the lanes of `keep` (finite there, at most kSlack above 0), 0
+// elsewhere, so lanes holding -inf or NaN (masked keys) cost no branch.
+// x = n + f with n = round(x) (vreduceps gives f = x − n exactly); 2^f on
+// |f| <= 1/2 by a degree-6 near-minimax polynomial (relative error 1.6e-8
+// with these fp32 coefficients, below the ~1e-7 of evaluating it in fp32);
+// vscalefps applies 2^n, going gradually to 0 below 2^-126 instead of
+// wrapping the exponent.
 inline __m512 exp2_keep(__m512 x, __mmask16 keep) {
   const __m512 f = _mm512_reduce_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 n = _mm512_sub_ps(x, f);
@@ -65,9 +66,9 @@ inline void pv_fused(const float* pb, const float* alpha, const float* v, int64_
   }
 }
 
-// Row state of a 6-row block: m[6] running maxima (base 2; −FLT_MAX before
-// the first key, so no −inf − −inf appears), lv[6][16] per-lane partial sums
-// of p (reduced once at the end).
+// Row state of a 6-row block: m[6] reference maxima (base 2, within kSlack
+// below the running max; −FLT_MAX before the first key, so no −inf − −inf
+// appears), lv[6][16] per-lane partial sums of p (reduced once at the end).
 struct BlockState {
   float* m;
   float* lv;
