@@ -12,3 +12,9 @@ export {
 export { linear, matmul, packWeight, PackedWeight, type LinearOptions, type MatmulOptions, type Activation } from './ops/gemm.js';
 export { KVCache, type KVCacheOptions } from './kvcache.js';
 export { runtimeInfo, setThreads, getThreads, hostPoolStats, type RuntimeInfo } from './runtime.js';
+export { conv2d, conv2dOutputShape, type Conv2dOptions, type Padding } from './ops/conv.js';
+export { groupNorm, layerNorm, rmsNorm, columns, Columns, type GroupNormOptions, type LayerNormOptions, type RmsNormOptions } from './ops/norm.js';
+export { resize, type ResizeMode, type ResizeOptions } from './ops/resize.js';
+export { vqNearest, embedding, type VqNearestOptions, type EmbeddingOptions } from './ops/vq.js';
+export { sample, cfgCombine, philoxUniform, type SampleOptions, type CfgOptions } from './ops/sampling.js';
+export * as splat from './splat/index.js';
