@@ -4,19 +4,24 @@
 //  - one input channel per group (depthwise): a direct loop per output plane;
 //    as a GEMM it would have K = kh·kw and a single output column.
 //  - everything else: im2col. Output pixels of all images are cut into tiles;
-//    a tile's patches are gathered into rows of X [pixels, Cig·kh·kw] (parallel
-//    over pixels), linear() multiplies them with the weight packed ONCE per call
-//    (bias fused in its epilogue) into Y [pixels, Cog], and Y is scattered
-//    (transposed) into NCHW. The GEMM is the library's; X and Y come from the
-//    host pool, so a call in steady state touches no fresh pages.
+//    each pixel's patch is gathered (in parallel) straight into the GEMM's
+//    packed-A panels (layout in cpu/gemm/gemm_kernels.h), the GEMM driver
+//    multiplies them with the weight packed ONCE per call (or `packed`), bias
+//    fused in its epilogue, into Y [pixels, Cog], and Y is scattered
+//    (transposed) into NCHW. A bf16 weight takes the same tiles through
+//    linear() instead (its A panels are bf16 pairs on CPUs with a bf16 dot).
+//    A and Y come from the host pool: no fresh pages in steady state.
 // The GEMMs run on the thread pool themselves, so they are called from this
 // thread between parallel gather/scatter passes, never from inside a pool job
 // (nested pool calls run inline on tid 0 and would share its GEMM scratch).
 #include <algorithm>
 #include <memory>
 
+#include "core/packed_weight.h"
 #include "cpu/gemm/gemm_driver.h"
+#include "cpu/gemm/gemm_pack.h"
 #include "cpu/nn/nn_ops.h"
+#include "tessera/cpu.h"
 #include "tessera/gemm.h"
 #include "tessera/threadpool.h"
 
@@ -120,51 +125,91 @@ void conv_depthwise(const Conv2dArgs& a, const Geom& g) {
   });
 }
 
-// Row r of X = the patch of output pixel q (image n, position oy, ox) for group g,
-// in the weight's (c, i, j) order; zeros where the patch leaves the input.
-void gather_patch(const Conv2dArgs& a, const Geom& g, int64_t grp, int64_t q, float* row) {
+// The patch of output pixel q (image n, position oy, ox) for group grp, in
+// the weight's (c, i, j) order, written to dst[k·ds] (ds = 1 for a row of X,
+// MR for a column of a packed-A panel); zeros where it leaves the input.
+template <int KW>
+void gather_inside(const float* xb, const int64_t* xs, const Geom& g, int64_t iy0, int64_t ix0, float* dst,
+                   int64_t ds) {
+  // Fast path: patch fully inside, width-contiguous input, no dilation; KW > 0
+  // fixes the kernel width at compile time so the copies unroll.
+  const int64_t kw = KW > 0 ? KW : g.kw;
+  int64_t k = 0;
+  for (int64_t c = 0; c < g.Cig; ++c) {
+    const float* src = xb + c * xs[1] + iy0 * xs[2] + ix0;
+    for (int64_t i = 0; i < g.kh; ++i, src += xs[2])
+      for (int64_t j = 0; j < kw; ++j, ++k) dst[k * ds] = src[j];
+  }
+}
+
+void gather_patch(const Conv2dArgs& a, const Geom& g, int64_t grp, int64_t q, float* dst, int64_t ds) {
   const int64_t* xs = a.x.strides;
   const int64_t hw = g.Ho * g.Wo;
   const int64_t n = q / hw, oy = (q % hw) / g.Wo, ox = q % g.Wo;
   const int64_t iy0 = oy * g.sh - g.pt, ix0 = ox * g.sw - g.pl;
   const float* xb = a.x.ptr<float>() + n * xs[0] + grp * g.Cig * xs[1];
   const bool inside = iy0 >= 0 && iy0 + g.dh * (g.kh - 1) < g.H && ix0 >= 0 && ix0 + g.dw * (g.kw - 1) < g.W;
+  if (inside && g.dh == 1 && g.dw == 1 && (g.W == 1 || xs[3] == 1)) {
+    if (g.kw == 3) return gather_inside<3>(xb, xs, g, iy0, ix0, dst, ds);
+    if (g.kw == 1) return gather_inside<1>(xb, xs, g, iy0, ix0, dst, ds);
+    return gather_inside<0>(xb, xs, g, iy0, ix0, dst, ds);
+  }
   int64_t k = 0;
   for (int64_t c = 0; c < g.Cig; ++c) {
     const float* xc = xb + c * xs[1];
     for (int64_t i = 0; i < g.kh; ++i) {
       const int64_t iy = iy0 + i * g.dh;
-      if (inside) {
-        const float* src = xc + iy * xs[2] + ix0 * xs[3];
-        const int64_t step = g.dw * xs[3];
-        for (int64_t j = 0; j < g.kw; ++j) row[k++] = src[j * step];
-        continue;
-      }
       if (iy < 0 || iy >= g.H) {
-        for (int64_t j = 0; j < g.kw; ++j) row[k++] = 0.f;
+        for (int64_t j = 0; j < g.kw; ++j) dst[(k++) * ds] = 0.f;
         continue;
       }
       const float* src = xc + iy * xs[2];
       for (int64_t j = 0; j < g.kw; ++j) {
         const int64_t ix = ix0 + j * g.dw;
-        row[k++] = (ix >= 0 && ix < g.W) ? src[ix * xs[3]] : 0.f;
+        dst[(k++) * ds] = (ix >= 0 && ix < g.W) ? src[ix * xs[3]] : 0.f;
       }
     }
   }
 }
 
-// X tiles hold about this many floats (8 MiB): large enough that the GEMM's
-// per-call A packing and scheduling are amortised over many rows.
+// Y [rows, Cog] → out[n, grp·Cog + o, oy, ox] (+=), 64 pixels per chunk.
+void scatter_tile(const Conv2dArgs& a, const Geom& g, int64_t grp, int64_t q0, int64_t rows, const float* Y) {
+  const int64_t* os = a.out.strides;
+  const int64_t hw = g.Ho * g.Wo;
+  ThreadPool::global().parallel_for((rows + 63) / 64, 1, [&](int64_t b, int64_t e, int) {
+    int64_t off[64];
+    for (int64_t c = b; c < e; ++c) {
+      const int64_t r0 = c * 64, nr = std::min<int64_t>(64, rows - r0);
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t q = q0 + r0 + r, n = q / hw, oy = (q % hw) / g.Wo, ox = q % g.Wo;
+        off[r] = n * os[0] + oy * os[2] + ox * os[3];
+      }
+      for (int64_t o = 0; o < g.Cog; ++o) {
+        float* dst = a.out.ptr<float>() + (grp * g.Cog + o) * os[1];
+        const float* src = Y + r0 * g.Cog + o;
+        if (a.accumulate)
+          for (int64_t r = 0; r < nr; ++r) dst[off[r]] += src[r * g.Cog];
+        else
+          for (int64_t r = 0; r < nr; ++r) dst[off[r]] = src[r * g.Cog];
+      }
+    }
+  });
+}
+
+// A tiles hold about this many floats (8 MiB): large enough that the GEMM's
+// weight panels are streamed from memory rarely, per many output rows.
 constexpr int64_t kTileFloats = int64_t{1} << 21;
 
 void conv_im2col(const Conv2dArgs& a, const Geom& g) {
   const int64_t K = g.Cig * g.kh * g.kw;
-  const int64_t hw = g.Ho * g.Wo, total = g.N * hw;
-  const int64_t pt = std::min(total, std::max<int64_t>(64, kTileFloats / K / 16 * 16));
-  PooledBuffer xbuf(sizeof(float) * pt * K), ybuf(sizeof(float) * pt * g.Cog);
-  float* X = static_cast<float*>(xbuf.p);
+  const int64_t total = g.N * g.Ho * g.Wo;
+  const gemm::IsaKernels& ker = gemm::kernels_for(active_isa());
+  const int64_t mr = ker.mr;
+  const int64_t pt = std::min(total, std::max<int64_t>(4 * mr, kTileFloats / K / mr * mr));
+  PooledBuffer abuf(gemm::packed_a_bytes(pt, K, static_cast<int>(mr), DType::kF32));
+  PooledBuffer ybuf(sizeof(float) * pt * g.Cog);
+  float* A = static_cast<float*>(abuf.p);
   float* Y = static_cast<float*>(ybuf.p);
-  const int64_t* os = a.out.strides;
   auto& pool = ThreadPool::global();
   using Owned = std::unique_ptr<PackedWeight, void (*)(PackedWeight*)>;
 
@@ -177,36 +222,43 @@ void conv_im2col(const Conv2dArgs& a, const Geom& g) {
       owned.reset(pack_weight(w2, a.weight.dtype == DType::kF32 ? DType::kF32 : DType::kBF16));
       pw = owned.get();
     }
+    const bool f32 = pw->compute == DType::kF32;
+    const float* bias = a.bias.empty() ? nullptr : a.bias.ptr<float>() + grp * g.Cog;
     for (int64_t q0 = 0; q0 < total; q0 += pt) {
       const int64_t rows = std::min(pt, total - q0);
-      pool.parallel_for(rows, 16, [&](int64_t b, int64_t e, int) {
-        for (int64_t r = b; r < e; ++r) gather_patch(a, g, grp, q0 + r, X + r * K);
-      });
-      LinearArgs l;
-      l.x = make_view(X, DType::kF32, {rows, K});
-      l.packed = pw;
-      if (!a.bias.empty()) l.bias = make_view(a.bias.ptr<float>() + grp * g.Cog, DType::kF32, {g.Cog});
-      l.out = make_view(Y, DType::kF32, {rows, g.Cog});
-      linear(l);
-      // Y [rows, Cog] → out[n, grp·Cog + o, oy, ox], 64 pixels per chunk.
-      pool.parallel_for((rows + 63) / 64, 1, [&](int64_t b, int64_t e, int) {
-        int64_t off[64];
-        for (int64_t c = b; c < e; ++c) {
-          const int64_t r0 = c * 64, nr = std::min<int64_t>(64, rows - r0);
-          for (int64_t r = 0; r < nr; ++r) {
-            const int64_t q = q0 + r0 + r, n = q / hw, oy = (q % hw) / g.Wo, ox = q % g.Wo;
-            off[r] = n * os[0] + oy * os[2] + ox * os[3];
+      if (f32) {
+        // Patches go straight into A panels: panel p holds pixels p·mr .. p·mr+mr−1
+        // as K rows of mr floats; lanes past `rows` are zero.
+        const int64_t panels = (rows + mr - 1) / mr;
+        pool.parallel_for(panels, 2, [&](int64_t b, int64_t e, int) {
+          for (int64_t p = b; p < e; ++p) {
+            float* panel = A + p * K * mr;
+            for (int64_t r = 0; r < mr; ++r) {
+              if (p * mr + r < rows) {
+                gather_patch(a, g, grp, q0 + p * mr + r, panel + r, mr);
+              } else {
+                for (int64_t k = 0; k < K; ++k) panel[k * mr + r] = 0.f;
+              }
+            }
           }
-          for (int64_t o = 0; o < g.Cog; ++o) {
-            float* dst = a.out.ptr<float>() + (grp * g.Cog + o) * os[1];
-            const float* src = Y + r0 * g.Cog + o;
-            if (a.accumulate)
-              for (int64_t r = 0; r < nr; ++r) dst[off[r]] += src[r * g.Cog];
-            else
-              for (int64_t r = 0; r < nr; ++r) dst[off[r]] = src[r * g.Cog];
-          }
-        }
-      });
+        });
+        gemm::Epilogue epi;
+        epi.bias = bias;
+        epi.out = Y;
+        epi.out_ld = g.Cog;
+        gemm::run_gemm(gemm::GemmJob{&ker, rows, g.Cog, K, A, DType::kF32, pw->data, DType::kF32, epi});
+      } else {
+        pool.parallel_for(rows, 16, [&](int64_t b, int64_t e, int) {
+          for (int64_t r = b; r < e; ++r) gather_patch(a, g, grp, q0 + r, A + r * K, 1);
+        });
+        LinearArgs l;
+        l.x = make_view(A, DType::kF32, {rows, K});
+        l.packed = pw;
+        if (bias) l.bias = make_view(const_cast<float*>(bias), DType::kF32, {g.Cog});
+        l.out = make_view(Y, DType::kF32, {rows, g.Cog});
+        linear(l);
+      }
+      scatter_tile(a, g, grp, q0, rows, Y);
     }
   }
 }
