@@ -6,10 +6,11 @@ import type { Command } from './args.js';
 import { benchCommand } from './bench.js';
 import { buildCommand } from './build.js';
 import { convertCommand } from './convert.js';
+import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { inspectCommand } from './inspect.js';
 
-const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand];
+const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand];
 
 function usage(): string {
   return `Usage: tessera <command> [options]
