@@ -1,6 +1,8 @@
 // NN op family: conv2d (every ISA, through the GEMM), group/layer/rms norms,
 // resize, vq_nearest/embedding, sampling. Each output is compared with a plain
 // float64 reference of the formula in the op's header by ‖out − ref‖/‖ref‖.
+// Conv cases cover every route: 1×1 GEMM, direct (depthwise, Co ≤ 4 per
+// group), im2col into packed panels (f32) and through linear() (bf16 weights).
 // fp32 tolerance 1e-5: conv sums K ≤ 1440 fp32 products (error ~sqrt(K)·2^-24
 // in practice), norms and resizes round a few operations per element.
 #include <algorithm>
@@ -138,6 +140,8 @@ TEST(conv2d_matches_reference_on_every_isa) {
       {2, 7, 9, 9, 3, 1, 1, 2, 2},                                // 1×1 stride 2 (im2col route)
       {1, 4, 13, 13, 6, 5, 5, 1, 1, 2, 2, 2, 2},                  // 5×5 pad 2
       {1, 3, 1, 1, 4, 3, 3, 1, 1, 1, 1, 1, 1},                    // 1×1 image, all padding
+      {2, 16, 9, 10, 3, 3, 3, 1, 1, 1, 1, 1, 1},                  // conv_out to RGB: the direct route
+      {1, 5, 12, 11, 2, 3, 3, 2, 2, 0, 1, 0, 1},                  // few channels, downsample padding
   };
   ConvCase strided = cases[1];
   strided.x_pad = 3;

@@ -1,8 +1,9 @@
 // conv2d on the CPU. Three routes, chosen by shape:
 //  - 1×1, stride 1, no padding, contiguous planes, f32 weight: per image one
 //    matmul out[n] [Co, HW] = W [Co, Ci] · x[n] [Ci, HW] (no data movement).
-//  - one input channel per group (depthwise): a direct loop per output plane;
-//    as a GEMM it would have K = kh·kw and a single output column.
+//  - one input channel per group (depthwise), or at most 4 output channels
+//    per group (conv_out to RGB): a direct loop over output rows, vectorised
+//    along x; as a GEMM these would fill a sliver of the register tile.
 //  - everything else: im2col. Output pixels of all images are cut into tiles;
 //    each pixel's patch is gathered (in parallel) straight into the GEMM's
 //    packed-A panels (layout in cpu/gemm/gemm_kernels.h), the GEMM driver
@@ -93,34 +94,52 @@ void conv_1x1(const Conv2dArgs& a, const Geom& g) {
   }
 }
 
-// One input channel per group: out[n, o] = bias[o] + Σ w[o, 0, i, j]·x[n, o / Cog, ...].
-void conv_depthwise(const Conv2dArgs& a, const Geom& g) {
+// Output channels per group up to which the direct loop beats the GEMM.
+constexpr int64_t kDirectMaxCog = 4;
+
+// Direct convolution, one output row per task: acc[x] accumulates
+// w[o, c, i, j]·in[c, iy, x·sw − pl + j·dw] over (c, i, j) with the x loop
+// innermost (contiguous and vectorised when sw = 1). Used where a GEMM would
+// waste its register tile: one input channel per group (depthwise), or very
+// few output channels per group (VQVAE conv_out 160→3: N = 3 of a 32-wide tile).
+void conv_direct(const Conv2dArgs& a, const Geom& g) {
   const float* w = a.weight.ptr<float>();
   const float* bias = a.bias.empty() ? nullptr : a.bias.ptr<float>();
   const int64_t* xs = a.x.strides;
   const int64_t* os = a.out.strides;
-  ThreadPool::global().parallel_for(g.N * g.Co, 1, [&](int64_t b, int64_t e, int) {
-    for (int64_t p = b; p < e; ++p) {
-      const int64_t n = p / g.Co, o = p % g.Co;
-      const float* xp = a.x.ptr<float>() + n * xs[0] + (o / g.Cog) * xs[1];
-      const float* wo = w + o * g.kh * g.kw;
-      float* op = a.out.ptr<float>() + n * os[0] + o * os[1];
-      for (int64_t y = 0; y < g.Ho; ++y) {
-        for (int64_t x = 0; x < g.Wo; ++x) {
-          float acc = bias ? bias[o] : 0.f;
-          for (int64_t i = 0; i < g.kh; ++i) {
-            const int64_t iy = y * g.sh - g.pt + i * g.dh;
-            if (iy < 0 || iy >= g.H) continue;
-            for (int64_t j = 0; j < g.kw; ++j) {
-              const int64_t ix = x * g.sw - g.pl + j * g.dw;
-              if (ix < 0 || ix >= g.W) continue;
-              acc += wo[i * g.kw + j] * xp[iy * xs[2] + ix * xs[3]];
+  auto& pool = ThreadPool::global();
+  PooledBuffer rows(sizeof(float) * g.Wo * pool.num_threads());
+  pool.parallel_for(g.N * g.Co * g.Ho, std::max<int64_t>(1, 4096 / (g.Wo * g.Cig * g.kh * g.kw)),
+                    [&](int64_t lo, int64_t hi, int tid) {
+    float* acc = static_cast<float*>(rows.p) + tid * g.Wo;
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t y = t % g.Ho, o = (t / g.Ho) % g.Co, n = t / (g.Ho * g.Co);
+      const float* xb = a.x.ptr<float>() + n * xs[0] + (o / g.Cog) * g.Cig * xs[1];
+      const float b = bias ? bias[o] : 0.f;
+      for (int64_t x = 0; x < g.Wo; ++x) acc[x] = b;
+      for (int64_t c = 0; c < g.Cig; ++c)
+        for (int64_t i = 0; i < g.kh; ++i) {
+          const int64_t iy = y * g.sh - g.pt + i * g.dh;
+          if (iy < 0 || iy >= g.H) continue;
+          const float* row = xb + c * xs[1] + iy * xs[2];
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const float wv = w[((o * g.Cig + c) * g.kh + i) * g.kw + j];
+            const int64_t off = j * g.dw - g.pl;  // ix = x·sw + off must lie in [0, W)
+            const int64_t x0 = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+            const int64_t x1 = std::min(g.Wo, g.W - off <= 0 ? 0 : (g.W - off + g.sw - 1) / g.sw);
+            if (g.sw == 1 && xs[3] == 1) {
+              const float* src = row + off;
+              for (int64_t x = x0; x < x1; ++x) acc[x] += wv * src[x];
+            } else {
+              for (int64_t x = x0; x < x1; ++x) acc[x] += wv * row[(x * g.sw + off) * xs[3]];
             }
           }
-          float& dst = op[y * os[2] + x * os[3]];
-          dst = a.accumulate ? dst + acc : acc;
         }
-      }
+      float* dst = a.out.ptr<float>() + n * os[0] + o * os[1] + y * os[2];
+      if (a.accumulate)
+        for (int64_t x = 0; x < g.Wo; ++x) dst[x * os[3]] += acc[x];
+      else
+        for (int64_t x = 0; x < g.Wo; ++x) dst[x * os[3]] = acc[x];
     }
   });
 }
@@ -268,7 +287,8 @@ void conv_im2col(const Conv2dArgs& a, const Geom& g) {
 void conv2d(const Conv2dArgs& a) {
   const Geom g = geom_of(a);
   if (is_plain_1x1(a, g)) return conv_1x1(a, g);
-  if (g.Cig == 1 && g.groups > 1 && !a.packed) return conv_depthwise(a, g);
+  const bool direct_ok = !a.packed && a.weight.dtype == DType::kF32;
+  if (direct_ok && ((g.Cig == 1 && g.groups > 1) || g.Cog <= kDirectMaxCog)) return conv_direct(a, g);
   conv_im2col(a, g);
 }
 
