@@ -61,16 +61,21 @@ inline float hsum(vf v) {
 }
 
 // The tile's Gaussians as structure of arrays, front to back.
+// ky, thr: a row at vertical offset dy can be skipped when dy²·ky > thr.
+// Over a row the largest power is −dy²·(C − B²/A)/2 (the quadratic's maximum
+// in dx), so α <= o·e^(−dy²·ky) < 1/255 once dy²·ky > ln(255·o); thr carries
+// a margin so that fp32 rounding never skips a pixel the blend would take.
 struct TileSoA {
-  const float *mx, *my, *A, *B, *C, *op, *r, *g, *b, *z;
+  const float *mx, *my, *A, *B, *C, *op, *r, *g, *b, *z, *ky, *thr;
   int64_t n;
 };
+constexpr int kSoAFields = 12;
 
 TileSoA gather(const Projected* proj, const TileBins& bins, int64_t tile, int tid) {
   const int64_t b = bins.offsets[tile], n = bins.offsets[tile + 1] - b;
-  float* p = static_cast<float*>(thread_scratch(tid, 0, sizeof(float) * 10 * static_cast<size_t>(n > 0 ? n : 1)));
-  float* f[10];
-  for (int j = 0; j < 10; ++j) f[j] = p + j * n;
+  float* p = static_cast<float*>(thread_scratch(tid, 0, sizeof(float) * kSoAFields * static_cast<size_t>(n > 0 ? n : 1)));
+  float* f[kSoAFields];
+  for (int j = 0; j < kSoAFields; ++j) f[j] = p + j * n;
   for (int64_t k = 0; k < n; ++k) {
     const Projected& q = proj[bins.list[b + k]];
     f[0][k] = q.mx; f[1][k] = q.my;
@@ -78,8 +83,11 @@ TileSoA gather(const Projected* proj, const TileBins& bins, int64_t tile, int ti
     f[5][k] = q.opacity;
     f[6][k] = q.rgb[0]; f[7][k] = q.rgb[1]; f[8][k] = q.rgb[2];
     f[9][k] = q.depth;
+    f[10][k] = 0.5f * (q.conic[2] - q.conic[1] * q.conic[1] / q.conic[0]);
+    const float lim = std::log(255.f * q.opacity);  // NaN-free: opacity > 0 is not guaranteed, so test below
+    f[11][k] = q.opacity * 255.f > 1.f ? lim * 1.001f + 1e-3f : -1.f;
   }
-  return TileSoA{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], n};
+  return TileSoA{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], n};
 }
 
 // Geometry of one tile: lanes outside the image are inactive from the start.
@@ -128,6 +136,8 @@ SPLAT_INLINE RowResult blend_row(const TileSoA& s, vf px, float py, vi active) {
   RowResult o{splat1(1.f), {vf{}, vf{}, vf{}}, vf{}, vi{}};
   for (int64_t k = 0; k < s.n; ++k) {
     if ((k & 7) == 0 && !any_lane(active)) break;
+    const float dy = s.my[k] - py;
+    if (dy * dy * s.ky[k] > s.thr[k]) continue;
     AlphaStep a = alpha_at(s, k, px, py, active);
     const vf Tn = o.T * (1.f - a.alpha);
     const vi stop = a.ok & (Tn < kMinTransmittance);
@@ -209,6 +219,8 @@ void backward_tile(const Projected* proj, const TileBins& bins, const CameraFram
       RowState& q = st[r];
       if (!q.live) continue;
       any = true;
+      const float dy = s.my[k] - (t.y0 + r + 0.5f);
+      if (dy * dy * s.ky[k] > s.thr[k]) continue;
       AlphaStep a = alpha_at(s, k, t.px, t.y0 + r + 0.5f, q.active);
       const vf one_m = 1.f - a.alpha;
       const vf Tn = q.T * one_m;
