@@ -133,6 +133,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_attention(env, exports);
   init_gemm(env, exports);
   init_bench(env, exports);
+  init_nn(env, exports);
   init_io(env, exports);
   init_splat(env, exports);
   return exports;

@@ -90,6 +90,7 @@ void init_attention(Napi::Env env, Napi::Object exports);
 void init_gemm(Napi::Env env, Napi::Object exports);
 void init_bench(Napi::Env env, Napi::Object exports);
 void init_io(Napi::Env env, Napi::Object exports);
+void init_nn(Napi::Env env, Napi::Object exports);
 void init_splat(Napi::Env env, Napi::Object exports);
 
 }  // namespace tessera::bindings

@@ -16,6 +16,7 @@ namespace tessera {
 
 namespace {
 thread_local bool t_in_pool = false;  // set on pool threads and on a caller while it runs a job
+thread_local int t_tid = 0;           // this thread's tid inside the running job
 
 int default_threads() {
   if (const char* e = std::getenv("TESSERA_NUM_THREADS")) {
@@ -52,6 +53,7 @@ struct ThreadPool::Impl {
 
   void worker(int tid) {
     t_in_pool = true;
+    t_tid = tid;
     uint64_t seen = 0;
     for (;;) {
       {
@@ -117,14 +119,28 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
                               const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
-  if (t_in_pool || nthreads_ == 1 || n <= grain) {
-    // Nested call or nothing to split: run inline. tid 0 is safe for a
-    // nested call only because scratch slots of nested kernels differ; keep
-    // nested kernels scratch-free.
-    fn(0, n, 0);
+  if (t_in_pool) {
+    // Nested call (from inside a job): run inline on this thread with its own
+    // tid. The outer kernel may hold this tid's scratch: nested kernels must
+    // use other scratch slots.
+    fn(0, n, t_tid);
     return;
   }
+  // Even an inline run takes the job lock: tids index per-thread scratch, so
+  // two callers (two libuv workers) must never run as tid 0 at the same time.
   std::lock_guard<std::mutex> job(impl_->job_mutex);
+  if (nthreads_ == 1 || n <= grain) {
+    t_in_pool = true;
+    t_tid = 0;
+    try {
+      fn(0, n, 0);
+    } catch (...) {
+      t_in_pool = false;
+      throw;
+    }
+    t_in_pool = false;
+    return;
+  }
   Impl& I = *impl_;
   {
     std::lock_guard<std::mutex> lk(I.m);
@@ -137,6 +153,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   }
   I.cv_start.notify_all();
   t_in_pool = true;
+  t_tid = 0;
   std::exception_ptr err;
   try {
     I.run_chunks(0);

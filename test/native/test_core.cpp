@@ -1,5 +1,6 @@
 // Core services: thread pool, pooled memory, CPU features, 16-bit float conversions.
 #include <atomic>
+#include <thread>
 #include <cstring>
 #include <vector>
 
@@ -97,4 +98,26 @@ TEST(bf16_and_f16_round_trip_and_round_to_nearest_even) {
     const float y = f16_to_f32(f32_to_f16(x));
     CHECK(std::fabs(x - y) <= std::fabs(x) * std::ldexp(1.0f, -11) * 1.0001f) << x << " -> " << y;
   }
+}
+
+TEST(threadpool_concurrent_callers_never_share_scratch) {
+  // Two callers (as two libuv workers would be) run small jobs that execute
+  // inline as tid 0. Each writes its id into tid 0's scratch, yields, and
+  // checks the value survived: sharing would let the other caller overwrite it.
+  auto& pool = ThreadPool::global();
+  std::atomic<int> clobbered{0};
+  auto caller = [&](int id) {
+    for (int it = 0; it < 2000; ++it) {
+      pool.parallel_for(1, 1, [&](int64_t, int64_t, int tid) {
+        volatile int* s = static_cast<int*>(thread_scratch(tid, 7, 64));
+        *s = id;
+        for (int spin = 0; spin < 50; ++spin) std::this_thread::yield();
+        if (*s != id) ++clobbered;
+      });
+    }
+  };
+  std::thread a(caller, 1), b(caller, 2);
+  a.join();
+  b.join();
+  CHECK(clobbered == 0) << clobbered.load() << " jobs saw another caller's scratch";
 }
