@@ -194,6 +194,46 @@ def model_outputs(prefix, sd, vae, out, meta, g):
     return gap
 
 
+EDITS = {  # name: (box x0,y0,x1,y1 in pixels of the 12x12 image, in-painting?, label)
+    # x: 3/12*6 = 1.5 rounds to 2 and 9/12*6 = 4.5 to 4 (Python's half-even round).
+    'inpaint': ((3, 2, 9, 8), True, -1),
+    'outpaint': ((2, 2, 10, 10), False, -1),
+    'class': ((3, 2, 9, 8), True, 3),
+}
+EDIT_CFG = 1.5
+SMOOTH = {'labels': (5, -1), 'cfg': 2.0, 'top_k': 8, 'seed': 3}
+
+
+def edit_outputs(var, vae, out, meta):
+    """Zero-shot edits of an 8-bit image (as read from a PNG), greedy, and a
+    more_smooth generation; returns the smallest decision margin."""
+    img8 = (((test_image()[0] + 1) / 2) * 255 + 0.5).floor().clamp(0, 255)  # [3,12,12]
+    src = img8[None] / 255 * 2 - 1
+    ids, _, margin = R.quantize(vae, R.encode(vae, src), SCHEDULE)
+    out['edit_image_u8'] = img8.permute(1, 2, 0).to(torch.int32).contiguous()  # [H, W, 3] interleaved RGB
+    out['edit_src_ids'] = flat(ids)
+    margins = [margin]
+    for name, (box, inpaint, label) in EDITS.items():
+        keep = R.scale_masks(R.edit_mask(box, 12, 12, SCHEDULE[-1], inpaint), SCHEDULE)
+        eids, gap, f_hat = R.generate_greedy(var, vae, torch.tensor([label]), EDIT_CFG, keep=keep, src_ids=ids)
+        margins.append(gap)
+        out[f'edit_{name}_box'] = torch.tensor(box, dtype=torch.int32)
+        out[f'edit_{name}_masks'] = torch.cat(keep).to(torch.int32)
+        out[f'edit_{name}_ids'] = flat(eids)
+        out[f'edit_{name}_image'] = R.decode(vae, f_hat).float()
+        meta[f'edit_{name}'] = json.dumps({'mode': 'inpaint' if inpaint else 'outpaint', 'class': label, 'cfg': EDIT_CFG})
+    labels = torch.tensor(SMOOTH['labels'])
+    _, gap, f_hat = R.generate_greedy(var, vae, labels, SMOOTH['cfg'], smooth=(SMOOTH['top_k'], SMOOTH['seed']))
+    margins.append(gap)
+    out['smooth_fhat'] = f_hat.float()
+    out['smooth_image'] = R.decode(vae, f_hat).float()
+    meta['smooth'] = json.dumps(SMOOTH)
+    rows = [0, 1, 5, 2 ** 32 + 7, 123456789012]
+    meta['philox_check'] = json.dumps({'seed': 7, 'step': 3, 'rows': rows, 'u': R.philox_uniform(7, rows, 3).tolist()})
+    meta['edit_min_margin'] = repr(min(margins))
+    return min(margins)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     R.check_resizers()
@@ -213,6 +253,10 @@ def main():
         gaps = [model_outputs('', var, vae, out, meta, g), model_outputs('shared_', var_sh, vae, out, meta, g)]
         # Unambiguous choices only: float32 paths differ by ~1e-5 here, 100x less.
         if vq_margin > 2e-3 and min(gaps) > 2e-3:
+            em = edit_outputs(var, vae, out, meta)
+            print('seed', seed, 'edit margin', em)
+            # 1e-3: still 100x the ~1e-5 float32 error of the encoder and logits here.
+            assert em > 1e-3, 'edit fixtures have an ambiguous choice'
             break
     else:
         raise SystemExit('no seed gave unambiguous choices')

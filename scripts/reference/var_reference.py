@@ -422,14 +422,21 @@ def teacher_forced(sd, vae, labels, ids, cfg_scale):
     return raw, guided, f_hat
 
 
-def generate_greedy(sd, vae, labels, cfg_scale):
-    """top_k=1 sampling (argmax of the guided logits): token ids per scale, the
-    smallest top-1/top-2 logit gap seen (to flag ambiguous choices), f_hat."""
+def generate_greedy(sd, vae, labels, cfg_scale, keep=None, src_ids=None, smooth=None):
+    """Generation with the CFG ramp where every choice is deterministic:
+    top_k=1 (argmax of the guided logits), or with smooth=(top_k, seed) the
+    more_smooth soft latent over the top_k entries with Gumbel noise from
+    philox_uniform (image b: seed + b). keep[si] [pn^2] (1 = keep) and src_ids
+    teacher-force source tokens as the zero-shot edit demo does. Returns the
+    token ids per scale (argmax, source ids where kept), the smallest decision
+    margin seen (top-1/top-2 gap, or the k-th/(k+1)-th gap with smooth, over
+    generated positions), and f_hat."""
     conf = var_config(sd)
     sch, SN, B = conf['schedule'], len(conf['schedule']), labels.shape[0]
     c = _cond(sd, torch.cat([labels, torch.full_like(labels, -1)]))
     cb = _block_cond(sd, c)
     lp = _level_pos(sd, sch)
+    E = vae['quantize.embedding.weight']
     state, begin, ids, gap = VarState(conf['depth']), 0, [], math.inf
     x = c[:, None, :] + sd['pos_start'][0] + lp[:1]
     f_hat = torch.zeros(B, conf['Cvae'], sch[-1], sch[-1], dtype=c.dtype)
@@ -437,16 +444,90 @@ def generate_greedy(sd, vae, labels, cfg_scale):
         for i in range(conf['depth']):
             x = _block(sd, i, x, cb, state, None)
         lg = _head(sd, x, c)
-        t = cfg_scale * si / (SN - 1)
+        ratio = si / (SN - 1)
+        t = cfg_scale * ratio
         g = (1 + t) * lg[:B] - t * lg[B:]
-        top = g.topk(2, dim=-1).values
-        gap = min(gap, (top[..., 0] - top[..., 1]).min().item())
+        k = 1 if smooth is None else smooth[0]
+        free = torch.ones(pn * pn, dtype=torch.bool) if keep is None else keep[si] == 0
+        if free.any():
+            top = g[:, free].topk(k + 1, dim=-1).values
+            gap = min(gap, (top[..., k - 1] - top[..., k]).min().item())
         idx = g.argmax(-1)
+        if smooth is None:
+            h = embed_codes(vae, idx, pn)
+        else:
+            h = smooth_latent(g, smooth[0], smooth[1], si, ratio, E).transpose(1, 2).reshape(B, -1, pn, pn)
+        if keep is not None:  # h = gt*m + pred*(1-m) before the Phi update
+            m = keep[si].to(h.dtype).view(1, 1, pn, pn)
+            h = embed_codes(vae, src_ids[si], pn) * m + h * (1 - m)
+            idx = torch.where(keep[si].bool()[None], src_ids[si], idx)
         ids.append(idx)
-        f_hat = add_scale(vae, si, sch, f_hat, embed_codes(vae, idx, pn))
+        f_hat = add_scale(vae, si, sch, f_hat, h)
         begin += pn * pn
         if si != SN - 1:
             nxt = sch[si + 1]
             x = _lin(sd, 'word_embed', next_inputs(vae, f_hat, nxt)) + lp[begin:begin + nxt * nxt]
             x = torch.cat([x, x])
     return ids, gap, f_hat
+
+
+# ---------------------------------------------------------------- more_smooth and editing
+
+GUMBEL_ROWS = 2 ** 32   # lib/models/var/smooth.ts: Gumbel draws use Philox rows above the sampler's
+
+
+def philox_uniform(seed, rows, step):
+    """Philox4x32-10 (Salmon et al. 2011) as documented in
+    native/include/tessera/sampling.h: key (seed lo, hi), counter (row lo, row
+    hi, step lo, step hi); a double from the top 53 bits of words 1:0."""
+    M = np.uint64(0xFFFFFFFF)
+    rows = np.asarray(rows, dtype=np.uint64)
+    c0, c1 = rows & M, rows >> np.uint64(32)
+    c2 = np.full_like(rows, step & 0xFFFFFFFF)
+    c3 = np.full_like(rows, step >> 32)
+    k0, k1 = seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF
+    for _ in range(10):
+        p0 = np.uint64(0xD2511F53) * c0
+        p1 = np.uint64(0xCD9E8D57) * c2
+        n0 = (p1 >> np.uint64(32)) ^ c1 ^ np.uint64(k0)
+        n2 = (p0 >> np.uint64(32)) ^ c3 ^ np.uint64(k1)
+        c1, c3, c0, c2 = p1 & M, p0 & M, n0, n2
+        k0, k1 = (k0 + 0x9E3779B9) & 0xFFFFFFFF, (k1 + 0xBB67AE85) & 0xFFFFFFFF
+    bits = (c1 << np.uint64(32)) | c0
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+def smooth_latent(g, top_k, seed, si, ratio, E):
+    """more_smooth (official gumbel_softmax_with_rng on the top-k-filtered
+    logits): softmax((g*(1+ratio) + G)/tau) @ E, G = -log(-log(1-U)),
+    tau = max(0.27*(1-0.95*ratio), 0.005). g [B,n,V] -> [B,n,Cvae]."""
+    B, n, V = g.shape
+    kth = g.topk(top_k, dim=-1).values[..., -1:]
+    tau = max(0.27 * (1 - ratio * 0.95), 0.005)
+    out = []
+    for b in range(B):
+        u = philox_uniform(seed + b, GUMBEL_ROWS + np.arange(n * V), si).reshape(n, V)
+        gum = -torch.from_numpy(-np.log1p(-u)).log().to(g.dtype)
+        z = ((g[b] * (1 + ratio) + gum) / tau).masked_fill(g[b] < kth[b], -math.inf)
+        out.append(torch.softmax(z, -1) @ E.to(g.dtype))
+    return torch.stack(out)
+
+
+def edit_mask(box, width, height, side, inpaint):
+    """The demo's get_edit_mask from a pixel box x0,y0,x1,y1 (Python round)."""
+    x0, y0, x1, y1 = box
+    m = torch.zeros(side, side)
+    m[round(y0 / height * side):round(y1 / height * side), round(x0 / width * side):round(x1 / width * side)] = 1
+    return 1 - m if inpaint else m
+
+
+def scale_masks(mask, schedule):
+    """The demo's replace_embedding masks: bilinear (align_corners=False) to
+    pn x pn, > 0.5, all ones where pn*pn <= 3."""
+    out = []
+    for pn in schedule:
+        r = F.interpolate(mask[None, None].float(), size=(pn, pn), mode='bilinear', align_corners=False).gt(0.5).int()
+        if pn * pn <= 3:
+            r.fill_(1)
+        out.append(r.reshape(pn * pn))
+    return out

@@ -1,10 +1,13 @@
 // Class-conditional next-scale generation (spec/var.md section 3,
 // autoregressive_infer_cfg): 2B rows (conditional, then null class) through
 // the transformer per scale with KV caches, CFG with the official linear
-// ramp, top-k/top-p/temperature sampling, residual f_hat updates, decode.
+// ramp, top-k/top-p/temperature sampling (or more_smooth's soft latents),
+// residual f_hat updates, decode. Zero-shot editing (edit.ts) runs the same
+// loop with source tokens teacher-forced where its mask keeps them.
 import { TesseraError } from '../../errors.js';
-import { sample } from '../../ops/sampling.js';
+import { cfgCombine, sample } from '../../ops/sampling.js';
 import { Tensor } from '../../tensor.js';
+import { smoothLatent } from './smooth.js';
 import { disposeConditioning, VarCache, type VarTransformer } from './transformer.js';
 import type { Vqvae } from './vqvae.js';
 
@@ -21,6 +24,12 @@ export interface GenerateOptions {
   temperature?: number;
   /** Image b of the batch draws from seed + b, so a batch equals its seeds run one by one. Default 0. */
   seed?: number;
+  /**
+   * The official more_smooth (visualisation only, not for FID): each scale's
+   * latent is a Gumbel-softmax mix of the codebook over the kept entries
+   * (smooth.ts). Tokens are still sampled and reported. Default false.
+   */
+  moreSmooth?: boolean;
   /** Called after each scale (progress). */
   onScale?: (si: number, scales: number) => void;
 }
@@ -32,10 +41,22 @@ export interface Generated {
   tokens: number[][][];
 }
 
+/**
+ * Source tokens to keep (zero-shot editing, spec section 3.8): per scale si,
+ * ids[si] [B·pn²] (row-major per image) and keep[si] [pn²] (1 = keep). Kept
+ * positions take the source code's embedding in place of the prediction
+ * (h = gt·m + pred·(1−m)) before the Phi/f_hat update, so they reach the
+ * next scale's input and the KV caches; reported tokens are the source ids there.
+ */
+export interface KeptTokens {
+  ids: readonly Int32Array[];
+  keep: readonly Uint8Array[];
+}
+
 export function checkGenerateOptions(o: GenerateOptions, classes: number): Required<Omit<GenerateOptions, 'onScale'>> {
   const r = {
     classes: o.classes, cfg: o.cfg ?? 1.5, topK: o.topK ?? 900, topP: o.topP ?? 0.96,
-    temperature: o.temperature ?? 1, seed: o.seed ?? 0,
+    temperature: o.temperature ?? 1, seed: o.seed ?? 0, moreSmooth: o.moreSmooth ?? false,
   };
   const bad = (m: string): never => { throw new TesseraError('ERR_INVALID_ARGUMENT', m); };
   if (r.classes.length === 0) bad('give at least one class');
@@ -48,10 +69,12 @@ export function checkGenerateOptions(o: GenerateOptions, classes: number): Requi
   return r;
 }
 
-export async function generate(vae: Vqvae, model: VarTransformer, options: GenerateOptions): Promise<Generated> {
+export async function generate(vae: Vqvae, model: VarTransformer, options: GenerateOptions, kept?: KeptTokens): Promise<Generated> {
   const o = checkGenerateOptions(options, model.config.classes);
   const { schedule, vocabulary: V, latentChannels: Cvae } = model.config;
   const SN = schedule.length, B = o.classes.length, last = schedule[SN - 1]!;
+  if (kept && (kept.ids.length !== SN || kept.keep.length !== SN))
+    throw new TesseraError('ERR_SHAPE', `kept tokens need ${SN} scales, got ${kept.ids.length} ids and ${kept.keep.length} masks`);
   const cond = await model.condition(o.classes);
   const cache = new VarCache(model.config, 2 * B);
   const fHat = Tensor.zeros([B, Cvae, last, last]);
@@ -62,23 +85,11 @@ export async function generate(vae: Vqvae, model: VarTransformer, options: Gener
       const pn = schedule[si]!, n = pn * pn;
       const logits = await model.forwardScale(x, cond, cache);
       x.dispose();
-      const all = logits.data as Float32Array;
       const ids = new Int32Array(B * n);
-      // (1+t)·cond − t·uncond = uncond + (1+t)·(cond − uncond), t = cfg·si/(SN−1).
-      const cfgScale = 1 + o.cfg * si / (SN - 1);
-      for (let b = 0; b < B; b++) {
-        const rows = (r: number): Tensor => Tensor.from(all.subarray(r * n * V, (r + 1) * n * V), [n, V]);
-        const picked = await sample({
-          logits: rows(b), uncond: rows(B + b), cfgScale, temperature: o.temperature, topK: o.topK, topP: o.topP,
-          seed: o.seed + b, step: si, rowOffset: 0,
-        });
-        const p = picked.data as Int32Array;
-        ids.set(p, b * n);
-        tokens[b]!.push(Array.from(p));
-        picked.dispose();
-      }
+      const h = await sampleScale(vae, logits, o, { si, SN, B, n, V, ids });
       logits.dispose();
-      const h = await vae.embed(ids, B, pn);
+      if (kept) keepSource(vae, h, ids, kept.ids[si]!, kept.keep[si]!, Cvae, n);
+      for (let b = 0; b < B; b++) tokens[b]!.push(Array.from(ids.subarray(b * n, (b + 1) * n)));
       (await vae.addScale(si, schedule, fHat, h)).dispose();
       h.dispose();
       options.onScale?.(si, SN);
@@ -96,4 +107,59 @@ export async function generate(vae: Vqvae, model: VarTransformer, options: Gener
     cache.dispose();
     disposeConditioning(cond);
   }
+}
+
+interface ScaleStep { si: number; SN: number; B: number; n: number; V: number; ids: Int32Array }
+
+/**
+ * Samples scale si's tokens into `ids` from logits [2B, n, V] (cond rows,
+ * then uncond) and returns the latent h [B, Cvae, pn, pn]: the codes'
+ * embeddings, or more_smooth's soft mix.
+ */
+async function sampleScale(vae: Vqvae, logits: Tensor, o: ReturnType<typeof checkGenerateOptions>, s: ScaleStep): Promise<Tensor> {
+  const { si, SN, B, n, V, ids } = s;
+  const all = logits.data as Float32Array;
+  const rows = (r: number): Tensor => Tensor.from(all.subarray(r * n * V, (r + 1) * n * V), [n, V]);
+  const ratio = si / (SN - 1);
+  // (1+t)·cond − t·uncond = uncond + (1+t)·(cond − uncond), t = cfg·ratio.
+  const cfgScale = 1 + o.cfg * ratio;
+  const pn = Math.round(Math.sqrt(n)), Cvae = vae.config.latentChannels;
+  const soft = o.moreSmooth ? Tensor.empty([B, Cvae, pn, pn]) : undefined;
+  for (let b = 0; b < B; b++) {
+    const probs = soft ? Tensor.empty([n, V]) : undefined;
+    const picked = await sample({
+      logits: rows(b), uncond: rows(B + b), cfgScale, temperature: o.temperature, topK: o.topK, topP: o.topP,
+      seed: o.seed + b, step: si, rowOffset: 0, probs,
+    });
+    ids.set(picked.data as Int32Array, b * n);
+    picked.dispose();
+    if (soft && probs) {
+      const guided = await cfgCombine({ cond: rows(b), uncond: rows(B + b), scale: cfgScale });
+      // The sampler's x = l / max(T, 1e-5), in float64 as it computes it.
+      const T = Math.max(o.temperature, 1e-5);
+      const x = Float64Array.from(guided.data as Float32Array, (l) => l / T);
+      guided.dispose();
+      const h = await smoothLatent({
+        logits: x, probs: probs.data as Float32Array, codebook: vae.codebook(), n, ratio, seed: o.seed + b, step: si,
+      });
+      probs.dispose();
+      const hd = h.data as Float32Array, sd = soft.data as Float32Array;
+      for (let t = 0; t < n; t++) for (let c = 0; c < Cvae; c++) sd[(b * Cvae + c) * n + t] = hd[t * Cvae + c]!;
+      h.dispose();
+    }
+  }
+  return soft ?? vae.embed(ids, B, pn);
+}
+
+/** Kept positions: h = E[source id] and the reported id is the source's (h = gt·m + pred·(1−m)). */
+function keepSource(vae: Vqvae, h: Tensor, ids: Int32Array, src: Int32Array, keep: Uint8Array, Cvae: number, n: number): void {
+  const E = vae.codebook().data as Float32Array, hd = h.data as Float32Array;
+  const B = ids.length / n;
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < n; t++) {
+      if (!keep[t]) continue;
+      const id = src[b * n + t]!;
+      ids[b * n + t] = id;
+      for (let c = 0; c < Cvae; c++) hd[(b * Cvae + c) * n + t] = E[id * Cvae + c]!;
+    }
 }

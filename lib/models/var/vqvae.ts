@@ -131,9 +131,14 @@ export class Vqvae {
 
   // ---- the multi-scale residual quantizer ----
 
+  /** The codebook E [V, Cvae] (a view of the file's weights). */
+  codebook(): Tensor {
+    return this.w.f32('quantize.embedding.weight');
+  }
+
   /** Codebook rows of `ids` ([B·pn²], row-major per image) as [B, Cvae, pn, pn]. */
   embed(ids: Int32Array, B: number, pn: number): Promise<Tensor> {
-    return embedding({ table: this.w.f32('quantize.embedding.weight'), indices: Tensor.from(ids, [B, pn, pn]), channelsFirst: true });
+    return embedding({ table: this.codebook(), indices: Tensor.from(ids, [B, pn, pn]), channelsFirst: true });
   }
 
   /**
@@ -175,7 +180,7 @@ export class Vqvae {
     const rest = await f.toDevice('cpu');
     const fHat = Tensor.zeros([B, C, H, W]);
     const ids: Int32Array[] = [];
-    const codebook = this.w.f32('quantize.embedding.weight');
+    const codebook = this.codebook();
     for (let si = 0; si < schedule.length; si++) {
       const pn = schedule[si]!;
       const z = si !== schedule.length - 1 ? await resize({ x: rest, size: [pn, pn], mode: 'area' }) : await rest.toDevice('cpu');
