@@ -4,3 +4,9 @@ export {
   render, renderBackward, type RenderOptions, type RenderResult, type RenderedView, type SplatMode, type SplatStats,
   type ViewGradients, type SceneGradients,
 } from './render.js';
+export {
+  fitScene, psnr, sceneExtent, DEFAULT_LR, type PosedImage, type FitOptions, type FitProgress, type FitResult,
+  type LearningRates, type DensifyOptions,
+} from './fit.js';
+export { syntheticScene, orbitCameras, renderViews, type SyntheticSceneOptions } from './synthetic.js';
+export { SeededRandom } from './random.js';
