@@ -1,0 +1,179 @@
+// Class-conditional next-token generation with LlamaGen (spec section 1,
+// the official generate()): slot 0 holds the class, then one token per pass
+// through the KV cache. CFG runs 2B rows (conditional, then null class) and
+// mixes l = l_u + s·(l_c − l_u), only when s > 1 as the official code does
+// (s ≤ 1 runs the conditional rows alone). Sampling goes through
+// lib/ops/sampling.ts: image b draws from seed + b at step t (its token
+// index), so a batch equals its images run one by one.
+import { TesseraError } from '../../errors.js';
+import { sample } from '../../ops/sampling.js';
+import { Tensor } from '../../tensor.js';
+import type { GptState, LlamaGenGpt } from './gpt.js';
+
+export interface SamplingOptions {
+  /** Guidance scale; > 1 enables CFG. Default 2.0 (the FID protocol of B and L). */
+  cfg?: number;
+  /** Keep the k largest logits (0 = off; 1 = greedy). Default 2000 (the official sample script). */
+  topK?: number;
+  /** Nucleus mass (1 or 0 = off). Default 1. */
+  topP?: number;
+  /** Logit divisor. Default 1. */
+  temperature?: number;
+  /** Image b draws from seed + b. Default 0. */
+  seed?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** One class per image; -1 is the null class. */
+  classes: readonly number[];
+  /** Token grid side (image side / the tokenizer's downsampling). */
+  grid: number;
+  /** Progress: tokens done of total (per image). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Counters of one generation, named as vLLM's spec-decode metrics. */
+export interface DecodeStats {
+  /** Passes through the GPT (prefill included). */
+  forwardPasses: number;
+  /** Tokens per image. */
+  tokens: number;
+  /** Verification passes that carried drafts (vllm:spec_decode_num_drafts). */
+  numDrafts: number;
+  /** Draft tokens proposed (vllm:spec_decode_num_draft_tokens). */
+  numDraftTokens: number;
+  /** Draft tokens accepted (vllm:spec_decode_num_accepted_tokens). */
+  numAcceptedTokens: number;
+  /** numAcceptedTokens / numDraftTokens (0 without drafts). */
+  acceptanceRate: number;
+  /** 1 + numAcceptedTokens / numDrafts: tokens emitted per verification pass. */
+  meanAcceptanceLength: number;
+  /** Tokens emitted per forward pass over the whole image. */
+  tokensPerPass: number;
+}
+
+export type ResolvedSampling = Required<SamplingOptions>;
+
+export function resolveSampling(o: SamplingOptions, vocabulary: number): ResolvedSampling {
+  const r = { cfg: o.cfg ?? 2.0, topK: o.topK ?? 2000, topP: o.topP ?? 1, temperature: o.temperature ?? 1, seed: o.seed ?? 0 };
+  const bad = (m: string): never => { throw new TesseraError('ERR_INVALID_ARGUMENT', m); };
+  if (!Number.isFinite(r.cfg) || r.cfg < 0) bad(`cfg must be a finite number >= 0, got ${r.cfg}`);
+  if (!Number.isInteger(r.topK) || r.topK < 0) bad(`top-k must be an integer >= 0 (0 = off), got ${r.topK}`);
+  if (!Number.isFinite(r.topP) || r.topP < 0 || r.topP > 1) bad(`top-p must be in [0, 1] (0 or 1 = off), got ${r.topP}`);
+  if (!Number.isFinite(r.temperature) || r.temperature <= 0) bad(`temperature must be > 0, got ${r.temperature}`);
+  if (!Number.isSafeInteger(r.seed) || r.seed < 0) bad(`seed must be a non-negative integer, got ${r.seed}`);
+  if (r.topK >= vocabulary) r.topK = 0;  // keeping every token is no filter
+  return r;
+}
+
+export function checkClasses(classes: readonly number[], count: number): void {
+  if (classes.length === 0) throw new TesseraError('ERR_INVALID_ARGUMENT', 'give at least one class');
+  for (const c of classes)
+    if (!Number.isInteger(c) || c < -1 || c >= count)
+      throw new TesseraError('ERR_INVALID_ARGUMENT', `class ${c} is not a class id of this model (0..${count - 1}, or -1 for none)`);
+}
+
+/**
+ * Samples the rows of one forward pass. `logits` [rows·n, V] with rows = B
+ * (or 2B under CFG: conditional rows first); slot j of image b uses RNG
+ * (seed + b, step firstStep + j). `probs`, if given ([B·n, V]), receives the
+ * processed distributions (speculative decoding's p).
+ */
+export class GuidedSampler {
+  readonly guided: boolean;
+
+  constructor(readonly s: ResolvedSampling, readonly images: number, readonly vocabulary: number) {
+    this.guided = s.cfg > 1;
+  }
+
+  get rows(): number { return this.guided ? 2 * this.images : this.images; }
+
+  /** Tokens [B·n] (image-major) for slots j of every image; step(b, j) names the RNG step. */
+  async draw(logits: Tensor, n: number, step: (j: number) => number, probs?: Tensor): Promise<Int32Array> {
+    const B = this.images, V = this.vocabulary;
+    const all = logits.data as Float32Array;
+    const row = (r: number): Tensor => Tensor.from(all.subarray(r * V, (r + 1) * V), [1, V]);
+    const out = new Int32Array(B * n);
+    const p = probs?.data as Float32Array | undefined;
+    for (let b = 0; b < B; b++)
+      for (let j = 0; j < n; j++) {
+        const probRow = p ? Tensor.from(p.subarray((b * n + j) * V, (b * n + j + 1) * V), [1, V]) : undefined;
+        const tok = await sample({
+          logits: row(b * n + j), uncond: this.guided ? row((B + b) * n + j) : undefined, cfgScale: this.s.cfg,
+          temperature: this.s.temperature, topK: this.s.topK, topP: this.s.topP,
+          seed: this.s.seed + b, step: step(j), probs: probRow,
+        });
+        out[b * n + j] = (tok.data as Int32Array)[0]!;
+        tok.dispose();
+      }
+    return out;
+  }
+
+  /** Inputs for every row from per-image tokens [B·n]: the null-class half is fed the same tokens. */
+  feed(tokens: Int32Array): Int32Array {
+    if (!this.guided) return tokens;
+    const both = new Int32Array(2 * tokens.length);
+    both.set(tokens);
+    both.set(tokens, tokens.length);
+    return both;
+  }
+
+  /** Slot-0 class ids for every row. */
+  classRows(classes: readonly number[]): number[] {
+    return this.guided ? [...classes, ...classes.map(() => -1)] : [...classes];
+  }
+}
+
+/** Runs slot 0 (the class) and returns its logits [rows, V]. */
+export async function prefill(model: LlamaGenGpt, state: GptState, sampler: GuidedSampler, classes: readonly number[]): Promise<Tensor> {
+  const x = await model.classEmbeddings(sampler.classRows(classes));
+  return model.forward(state, x, 1);
+}
+
+export function emptyStats(tokens: number): DecodeStats {
+  return {
+    forwardPasses: 0, tokens, numDrafts: 0, numDraftTokens: 0, numAcceptedTokens: 0,
+    acceptanceRate: 0, meanAcceptanceLength: 1, tokensPerPass: 0,
+  };
+}
+
+export function finishStats(s: DecodeStats): DecodeStats {
+  s.acceptanceRate = s.numDraftTokens > 0 ? s.numAcceptedTokens / s.numDraftTokens : 0;
+  s.meanAcceptanceLength = s.numDrafts > 0 ? 1 + s.numAcceptedTokens / s.numDrafts : 1;
+  s.tokensPerPass = s.forwardPasses > 0 ? s.tokens / s.forwardPasses : 0;
+  return s;
+}
+
+export interface Generated {
+  /** tokens[b]: image b's G² token ids in raster order. */
+  tokens: number[][];
+  stats: DecodeStats;
+}
+
+/** Plain autoregressive decoding: G² passes (the class slot, then G² − 1 tokens). */
+export async function generateAr(model: LlamaGenGpt, options: GenerateOptions): Promise<Generated> {
+  const { classes, grid } = options;
+  checkClasses(classes, model.config.classes);
+  const s = resolveSampling(options, model.config.vocabulary);
+  const B = classes.length, N = grid * grid;
+  const sampler = new GuidedSampler(s, B, model.config.vocabulary);
+  const state = model.newState(sampler.rows, grid);
+  const stats = emptyStats(N);
+  const tokens = new Int32Array(B * N);
+  try {
+    let logits = await prefill(model, state, sampler, classes);
+    stats.forwardPasses++;
+    for (let t = 0; t < N; t++) {
+      const picked = await sampler.draw(logits, 1, () => t);
+      logits.dispose();
+      for (let b = 0; b < B; b++) tokens[b * N + t] = picked[b]!;
+      options.onProgress?.(t + 1, N);
+      if (t === N - 1) break;
+      logits = await model.forward(state, await model.tokenEmbeddings(sampler.feed(picked)), 1);
+      stats.forwardPasses++;
+    }
+  } finally {
+    state.dispose();
+  }
+  return { tokens: classes.map((_, b) => Array.from(tokens.subarray(b * N, (b + 1) * N))), stats: finishStats(stats) };
+}

@@ -1,0 +1,186 @@
+// LlamaGen's c2i GPT (spec section 1): pre-norm Llama blocks (RMSNorm eps
+// 1e-5, fused [q|k|v], SwiGLU), 2D RoPE on interleaved pairs whose class
+// row is all zero, per-layer KV caches. One forward() takes n new slots for
+// every row and returns their logits; the slots continue the cache, so the
+// same call serves prefill (the class slot), one-token decoding and
+// multi-token speculative windows.
+import { fail } from '../../errors.js';
+import { KVCache } from '../../kvcache.js';
+import { ropeApply, ropeTable2d, type RopeTable } from '../../ops/attention.js';
+import { linear, packWeight, type PackedWeight } from '../../ops/gemm.js';
+import { rmsNorm } from '../../ops/norm.js';
+import { embedding } from '../../ops/vq.js';
+import { Tensor } from '../../tensor.js';
+import type { Tensors } from '../var/config.js';
+import { WeightReader } from '../var/weights.js';
+import { gptConfig, type GptConfig } from './config.js';
+
+const RMS_EPS = 1e-5;
+
+interface LayerWeights {
+  q: PackedWeight; k: PackedWeight; v: PackedWeight; wo: PackedWeight;
+  w1: PackedWeight; w3: PackedWeight; w2: PackedWeight;
+  attentionNorm: Tensor; ffnNorm: Tensor;
+}
+
+export interface GptOptions {
+  /** Head count; see gptConfig for the rule when absent. */
+  heads?: number;
+  /** Non-tensor checkpoint entries (args of a DDP file). */
+  extras?: ReadonlyMap<string, unknown>;
+  /** Arithmetic of the packed weights: float32 (default) or bfloat16. */
+  compute?: 'float32' | 'bfloat16';
+}
+
+/** Decoding state of `rows` sequences on a grid: per-layer caches and the 2D RoPE table. */
+export class GptState {
+  readonly caches: KVCache[];
+  readonly rope: RopeTable;
+  /** Slots the cache can hold: roundup8(1 + G²) as the official setup_caches. */
+  readonly maxLength: number;
+
+  constructor(config: GptConfig, readonly rows: number, readonly grid: number) {
+    if (!Number.isInteger(grid) || grid < 1) fail('ERR_INVALID_ARGUMENT', `grid must be a positive integer, got ${grid}`);
+    this.maxLength = Math.ceil((1 + grid * grid) / 8) * 8;
+    this.caches = Array.from({ length: config.layers }, () => KVCache.create(rows, config.heads, this.maxLength, config.headDim));
+    this.rope = ropeTable2d(grid, 1, config.headDim);
+  }
+
+  /** Slots written so far (all rows advance together). */
+  get length(): number { return this.caches[0]?.lengths[0] ?? 0; }
+
+  /** Drops every slot from `length` on (speculative rollback). */
+  async truncate(length: number): Promise<void> {
+    await Promise.all(this.caches.map((c) => c.truncate(length)));
+  }
+
+  dispose(): void {
+    for (const c of this.caches) c.dispose();
+    this.rope.cos.dispose();
+    this.rope.sin.dispose();
+  }
+}
+
+export class LlamaGenGpt {
+  private constructor(
+    readonly config: GptConfig,
+    private readonly w: WeightReader,
+    private readonly layers: LayerWeights[],
+    private readonly output: PackedWeight,
+  ) {}
+
+  static async load(tensors: Tensors, file: string, opts: GptOptions = {}): Promise<LlamaGenGpt> {
+    const config = gptConfig(tensors, file, { heads: opts.heads, extras: opts.extras });
+    const w = new WeightReader(tensors, file);
+    const pack = (t: Tensor): Promise<PackedWeight> => packWeight(t, { compute: opts.compute ?? 'float32' });
+    const d = config.dim;
+    const layers: LayerWeights[] = [];
+    for (let i = 0; i < config.layers; i++) {
+      const p = `layers.${i}`;
+      const qkv = w.values(`${p}.attention.wqkv.weight`);
+      const part = (j: number): Tensor => Tensor.from(qkv.subarray(j * d * d, (j + 1) * d * d), [d, d]);
+      layers.push({
+        q: await pack(part(0)), k: await pack(part(1)), v: await pack(part(2)),
+        wo: await pack(w.f32(`${p}.attention.wo.weight`)),
+        w1: await pack(w.f32(`${p}.feed_forward.w1.weight`)), w3: await pack(w.f32(`${p}.feed_forward.w3.weight`)),
+        w2: await pack(w.f32(`${p}.feed_forward.w2.weight`)),
+        attentionNorm: w.f32(`${p}.attention_norm.weight`), ffnNorm: w.f32(`${p}.ffn_norm.weight`),
+      });
+    }
+    return new LlamaGenGpt(config, w, layers, await pack(w.f32('output.weight')));
+  }
+
+  /** Bytes of packed weights one forward pass reads (the decode bandwidth floor). */
+  get weightBytes(): number {
+    return this.layers.reduce((a, l) => a + [l.q, l.k, l.v, l.wo, l.w1, l.w3, l.w2].reduce((s, p) => s + p.bytes, 0), this.output.bytes);
+  }
+
+  newState(rows: number, grid: number): GptState {
+    return new GptState(this.config, rows, grid);
+  }
+
+  /** Slot-0 inputs [rows, dim]: class ids; an id < 0 (or = classes) is the null class. */
+  classEmbeddings(ids: readonly number[]): Promise<Tensor> {
+    const { classes } = this.config;
+    for (const c of ids)
+      if (!Number.isInteger(c) || c > classes) fail('ERR_INVALID_ARGUMENT', `class ${c} is not a class id of this model (0..${classes - 1}, or -1 for none)`);
+    const idx = Int32Array.from(ids, (c) => (c < 0 ? classes : c));
+    return embedding({ table: this.w.f32('cls_embedding.embedding_table.weight'), indices: Tensor.from(idx, [idx.length]) });
+  }
+
+  /** Token inputs [count, dim] for ids (row-major over rows and slots). */
+  tokenEmbeddings(ids: Int32Array): Promise<Tensor> {
+    const V = this.config.vocabulary;
+    for (const id of ids) if (id < 0 || id >= V) fail('ERR_INVALID_ARGUMENT', `token id ${id} is outside 0..${V - 1}`);
+    return embedding({ table: this.w.f32('tok_embeddings.weight'), indices: Tensor.from(ids, [ids.length]) });
+  }
+
+  /**
+   * x [rows·n, dim]: inputs of the next n slots of every row (consumed). Writes
+   * their keys/values to the state's caches and returns logits [rows·n, V]
+   * (row r·n + j predicts the token after slot state.length + j of row r).
+   */
+  async forward(state: GptState, x: Tensor, n: number): Promise<Tensor> {
+    const { dim: d, heads: H, headDim: hd } = this.config;
+    const R = state.rows, M = R * n, start = state.length;
+    if (x.shape.length !== 2 || x.shape[0] !== M || x.shape[1] !== d) fail('ERR_SHAPE', `x must be [${M}, ${d}], got [${x.shape.join(', ')}]`);
+    if (start + n > Math.min(state.maxLength, 1 + state.grid * state.grid))
+      fail('ERR_INVALID_ARGUMENT', `slots ${start}..${start + n - 1} run past the ${state.grid}x${state.grid} grid`);
+    const positions = Tensor.from(Int32Array.from({ length: n }, (_, j) => start + j), [n]);
+    const { cos, sin } = state.rope;
+    for (let i = 0; i < this.layers.length; i++) {
+      const l = this.layers[i]!;
+      const h = await rmsNorm({ x, weight: l.attentionNorm, eps: RMS_EPS });
+      const q = await linear({ x: h, packed: l.q }), k = await linear({ x: h, packed: l.k }), v = await linear({ x: h, packed: l.v });
+      h.dispose();
+      const blhd = (t: Tensor): Tensor => t.reshape([R, n, H, hd]);
+      await ropeApply({ x: blhd(q), out: blhd(q), layout: 'blhd', cos, sin, positions, style: 'interleaved' });
+      await ropeApply({ x: blhd(k), out: blhd(k), layout: 'blhd', cos, sin, positions, style: 'interleaved' });
+      const cache = state.caches[i]!;
+      await cache.append(blhd(k), blhd(v), { layout: 'blhd' });
+      k.dispose(); v.dispose();
+      // The cache attends with q in [R, H, n, hd]; for n = 1 that is q's own memory.
+      const qb = n === 1 ? q.reshape([R, H, 1, hd]) : swapMiddle(q, R, n, H, hd);
+      const o = await cache.attend(qb, { mask: 'causal' });
+      if (n > 1) qb.dispose();
+      q.dispose();
+      const ob = n === 1 ? o.reshape([M, d]) : swapMiddle(o, R, H, n, hd, [M, d]);
+      await linear({ x: ob, packed: l.wo, residual: x, out: x });
+      o.dispose();
+      if (n > 1) ob.dispose();
+      const h2 = await rmsNorm({ x, weight: l.ffnNorm, eps: RMS_EPS });
+      const gate = await linear({ x: h2, packed: l.w1, activation: 'silu' });
+      const up = await linear({ x: h2, packed: l.w3 });
+      h2.dispose();
+      const g = gate.data as Float32Array, u = up.data as Float32Array;
+      for (let j = 0; j < g.length; j++) g[j] = g[j]! * u[j]!;
+      up.dispose();
+      await linear({ x: gate, packed: l.w2, residual: x, out: x });
+      gate.dispose();
+    }
+    positions.dispose();
+    const hn = await rmsNorm({ x, weight: this.w.f32('norm.weight'), eps: RMS_EPS });
+    x.dispose();
+    const logits = await linear({ x: hn, packed: this.output });
+    hn.dispose();
+    return logits;
+  }
+
+  dispose(): void {
+    for (const l of this.layers) for (const p of [l.q, l.k, l.v, l.wo, l.w1, l.w3, l.w2]) p.dispose();
+    this.output.dispose();
+  }
+}
+
+/** [A, B, C, D] → [A, C, B, D] (contiguous copy, allocated with `shape` if given). */
+function swapMiddle(t: Tensor, A: number, B: number, C: number, D: number, shape?: number[]): Tensor {
+  const out = Tensor.empty(shape ?? [A, C, B, D]);
+  const s = t.data as Float32Array, o = out.data as Float32Array;
+  for (let a = 0; a < A; a++)
+    for (let b = 0; b < B; b++)
+      for (let c = 0; c < C; c++) {
+        const from = ((a * B + b) * C + c) * D;
+        o.set(s.subarray(from, from + D), ((a * C + c) * B + b) * D);
+      }
+  return out;
+}
