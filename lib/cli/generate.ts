@@ -10,7 +10,8 @@ import { parseArgs, type Command } from './args.js';
 
 const VALUED = ['tokenizer', 'weights', 'class', 'cfg', 'top-k', 'top-p', 'seed', 'batch', 'out', 'tokens', 'temperature'];
 
-function numberFlag(flags: Map<string, string | true>, name: string, fallback: number, integer = false): number {
+/** A numeric flag's value, or `fallback` when absent (shared by the VAR commands). */
+export function numberFlag(flags: Map<string, string | true>, name: string, fallback: number, integer = false): number {
   const v = flags.get(name);
   if (v === undefined) return fallback;
   const n = Number(v);
@@ -19,7 +20,8 @@ function numberFlag(flags: Map<string, string | true>, name: string, fallback: n
   return n;
 }
 
-function progress(si: number, scales: number): void {
+/** A per-scale progress bar on stderr when it is a terminal. */
+export function progress(si: number, scales: number): void {
   if (!process.stderr.isTTY) return;
   const width = 30, done = Math.round(((si + 1) / scales) * width);
   process.stderr.write(`\r[${'#'.repeat(done)}${' '.repeat(width - done)}] scale ${si + 1}/${scales}${si + 1 === scales ? '\n' : ''}`);
@@ -30,7 +32,7 @@ export const generateCommand: Command = {
   summary: 'class-conditional image generation with VAR (next-scale prediction)',
   usage: `Usage: tessera generate --tokenizer <vae file> --weights <var file> --class <int>
          [--cfg 1.5] [--top-k 900] [--top-p 0.96] [--seed 0] [--batch N]
-         [--temperature 1] --out <file.png> [--tokens <file.json>]
+         [--temperature 1] [--more-smooth] --out <file.png> [--tokens <file.json>]
 
 Runs VAR's next-scale sampling (official CFG ramp: scale si uses
 cfg·si/(SN−1)) and decodes with the multi-scale VQVAE. Both files may be
@@ -45,6 +47,8 @@ Options:
   --top-p <p>         nucleus mass; 0 or 1 off (default 0.96)
   --temperature <t>   logit divisor (default 1)
   --seed <n>          image b of the batch draws from seed + b (default 0)
+  --more-smooth       the official Gumbel-softmax codebook mix (smoother
+                      images; for viewing, not for FID)
   --batch <N>         images of the class (default 1). With N > 1, --out is a
                       DIRECTORY and image b is written to <out>/<b>.png
                       (b zero-padded to 4 digits), from seed + b.
@@ -68,7 +72,7 @@ Options:
     const options = {
       classes: new Array<number>(batch).fill(cls), cfg: numberFlag(f, 'cfg', 1.5), topK: numberFlag(f, 'top-k', 900, true),
       topP: numberFlag(f, 'top-p', 0.96), temperature: numberFlag(f, 'temperature', 1), seed: numberFlag(f, 'seed', 0, true),
-      onScale: progress,
+      moreSmooth: f.has('more-smooth'), onScale: progress,
     };
     const pipe = await loadVar(tokenizer, weights);
     try {

@@ -6,11 +6,12 @@ import type { Command } from './args.js';
 import { benchCommand } from './bench.js';
 import { buildCommand } from './build.js';
 import { convertCommand } from './convert.js';
+import { editCommand } from './edit.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { inspectCommand } from './inspect.js';
 
-const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand];
+const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand, editCommand];
 
 function usage(): string {
   return `Usage: tessera <command> [options]
