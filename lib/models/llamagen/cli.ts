@@ -1,0 +1,159 @@
+// `tessera generate` for LlamaGen GPT checkpoints (issue 6's CLI contract):
+// lib/cli/generate.ts hands over when --weights holds a LlamaGen GPT.
+import { writeFileSync } from 'node:fs';
+
+import { generateSjd } from '../../decoding/sjd.js';
+import { TesseraError } from '../../errors.js';
+import { parseArgs } from '../../cli/args.js';
+import { openCheckpoint, type Checkpoint } from '../../io/checkpoint.js';
+import { detectFamily } from '../../io/detect.js';
+import { writeImage } from '../../io/image.js';
+import { checkPair } from './config.js';
+import { generateAr, type DecodeStats, type Generated } from './generate.js';
+import { LlamaGenGpt } from './gpt.js';
+import { LlamaGenVq, toUnitRange } from './vq.js';
+
+export type DecodeMode = 'ar' | 'sjd' | 'lantern' | 'draft';
+const MODES: readonly DecodeMode[] = ['ar', 'sjd', 'lantern', 'draft'];
+
+export interface LlamaGenFileOptions {
+  tokenizer: string;
+  weights: string;
+  classId: number;
+  /** Pixels per side; the token grid is imageSize / the tokenizer's downsampling (256 → 16, 384 → 24 for VQ-16). */
+  imageSize?: number;
+  cfg?: number;
+  topK?: number;
+  topP?: number;
+  temperature?: number;
+  seed?: number;
+  decode?: DecodeMode;
+  /** SJD window (tokens per pass, default 16). */
+  window?: number;
+  draft?: string;
+  /** Head count when the rule does not fit the checkpoint (see gptConfig). */
+  heads?: number;
+  out: string;
+  /** JSON file for the tokens: [[...G·G ids in raster order]]. */
+  tokens?: string;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Generates one image of `classId` and writes it (and the tokens); returns the decoding counters. */
+export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<DecodeStats> {
+  const decode = o.decode ?? 'ar';
+  if (!MODES.includes(decode)) throw new TesseraError('ERR_INVALID_ARGUMENT', `--decode must be one of ${MODES.join(', ')}, got ${String(decode)}`);
+  if (decode === 'lantern' || decode === 'draft')
+    throw new TesseraError('ERR_INVALID_ARGUMENT', `--decode ${decode} is not implemented yet (available: ar, sjd)`);
+  if (o.draft !== undefined) throw new TesseraError('ERR_INVALID_ARGUMENT', '--draft is only used with --decode draft');
+  if (o.window !== undefined && decode !== 'sjd') throw new TesseraError('ERR_INVALID_ARGUMENT', '--window is only used with --decode sjd');
+  const files: Checkpoint[] = [];
+  let model: LlamaGenGpt | undefined;
+  try {
+    files.push(openCheckpoint(o.tokenizer));
+    const vq = LlamaGenVq.load(files[0]!.tensors, o.tokenizer);
+    const size = o.imageSize ?? 256;
+    const f = vq.config.downsample;
+    if (!Number.isInteger(size) || size < f || size % f !== 0)
+      throw new TesseraError('ERR_INVALID_ARGUMENT', `--image-size must be a positive multiple of the tokenizer's downsampling ${f} (256 or 384 for VQ-16), got ${size}`);
+    const grid = size / f;
+    files.push(openCheckpoint(o.weights));
+    model = await LlamaGenGpt.load(files[1]!.tensors, o.weights, { heads: o.heads, extras: files[1]!.extras });
+    checkPair(vq.config, model.config, { tokenizer: o.tokenizer, weights: o.weights });
+    const options = {
+      classes: [o.classId], grid, cfg: o.cfg, topK: o.topK, topP: o.topP, temperature: o.temperature, seed: o.seed,
+      onProgress: o.onProgress,
+    };
+    const result: Generated = decode === 'sjd' ? await generateSjd(model, { ...options, window: o.window }) : await generateAr(model, options);
+    const img = toUnitRange(await vq.decodeCodes(Int32Array.from(result.tokens[0]!), 1, grid));
+    await writeImage(o.out, img, 0);
+    img.dispose();
+    if (o.tokens !== undefined) writeFileSync(o.tokens, `${JSON.stringify(result.tokens)}\n`);
+    return result.stats;
+  } finally {
+    model?.dispose();
+    for (const c of files) c.close();
+  }
+}
+
+const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'top-k', 'top-p', 'temperature', 'seed', 'decode', 'draft', 'window', 'heads', 'out', 'tokens'];
+
+export const LLAMAGEN_USAGE = `Usage: tessera generate --tokenizer <vq file> --weights <gpt file> --class <int>
+         [--image-size 256] [--cfg 2.0] [--top-k 2000] [--top-p 1] [--temperature 1]
+         [--decode ar|sjd|lantern|draft] [--window 16] [--draft <gpt file>]
+         [--seed 0] [--heads H] --out <file.png> [--tokens <file.json>]
+
+LlamaGen class-conditional next-token generation (chosen when --weights is a
+LlamaGen GPT checkpoint). Prints the decoding counters on stdout.
+
+  --image-size <px>   256 (16x16 tokens) or 384 (24x24) with VQ-16 (default 256)
+  --cfg <s>           guidance l_u + s(l_c - l_u), applied when s > 1 (default 2.0)
+  --top-k <k>         keep the k largest logits; 1 greedy, 0 off (default 2000)
+  --decode <mode>     ar (plain) or sjd (speculative Jacobi); lantern and draft
+                      are not implemented yet
+  --window <n>        SJD tokens per pass (default 16)
+  --heads <H>         head count, when not head_dim 64 (100 for dim 3200)
+  --tokens <file>     JSON [[...]]: the G*G token ids in raster order`;
+
+function numberFlag(flags: Map<string, string | true>, name: string, integer = false): number | undefined {
+  const v = flags.get(name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v === true || v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)))
+    throw new TesseraError('ERR_INVALID_ARGUMENT', `--${name} needs ${integer ? 'an integer' : 'a number'}, got ${String(v)}`);
+  return n;
+}
+
+/** Whether `path` is a LlamaGen GPT checkpoint (by its keys; see lib/io/detect.ts). */
+export function isLlamaGenGpt(path: string): boolean {
+  const c = openCheckpoint(path);
+  try {
+    return detectFamily(c.tensors).family === 'llamagen-gpt';
+  } finally {
+    c.close();
+  }
+}
+
+/** Formats the counters with vLLM's spec-decode names. */
+export function formatStats(s: DecodeStats): string {
+  return [
+    `forward_passes=${s.forwardPasses}`, `tokens=${s.tokens}`, `tokens_per_pass=${s.tokensPerPass.toFixed(3)}`,
+    `spec_decode_num_drafts=${s.numDrafts}`, `spec_decode_num_draft_tokens=${s.numDraftTokens}`,
+    `spec_decode_num_accepted_tokens=${s.numAcceptedTokens}`, `acceptance_rate=${s.acceptanceRate.toFixed(4)}`,
+    `mean_acceptance_length=${s.meanAcceptanceLength.toFixed(3)}`,
+  ].join(' ');
+}
+
+/**
+ * `tessera generate` with argv, when --weights is a LlamaGen GPT checkpoint:
+ * returns the exit code; undefined when the file is another family (or
+ * --weights is absent), so the caller runs its own pipeline.
+ */
+export async function runLlamaGenGenerate(argv: readonly string[]): Promise<number | undefined> {
+  const args = parseArgs(argv, VALUED);
+  const f = args.flags;
+  const weights = f.get('weights');
+  if (typeof weights !== 'string' || !isLlamaGenGpt(weights)) return undefined;
+  if (f.has('help')) { console.log(LLAMAGEN_USAGE); return 0; }
+  const tokenizer = f.get('tokenizer'), out = f.get('out'), tokens = f.get('tokens'), draft = f.get('draft'), decode = f.get('decode');
+  if (typeof tokenizer !== 'string' || typeof out !== 'string' || !f.has('class')) {
+    console.error(`tessera generate: --tokenizer, --weights, --class and --out are required\n\n${LLAMAGEN_USAGE}`);
+    return 2;
+  }
+  if (args.positional.length > 0) throw new TesseraError('ERR_INVALID_ARGUMENT', `unexpected argument ${args.positional[0]}`);
+  const progress = (done: number, total: number): void => {
+    if (!process.stderr.isTTY) return;
+    const width = 30, filled = Math.round((done / total) * width);
+    process.stderr.write(`\r[${'#'.repeat(filled)}${' '.repeat(width - filled)}] token ${done}/${total}${done === total ? '\n' : ''}`);
+  };
+  const stats = await generateLlamaGenToFile({
+    tokenizer, weights, out, classId: numberFlag(f, 'class', true)!, imageSize: numberFlag(f, 'image-size', true),
+    cfg: numberFlag(f, 'cfg'), topK: numberFlag(f, 'top-k', true), topP: numberFlag(f, 'top-p'),
+    temperature: numberFlag(f, 'temperature'), seed: numberFlag(f, 'seed', true), window: numberFlag(f, 'window', true),
+    heads: numberFlag(f, 'heads', true), decode: typeof decode === 'string' ? decode as DecodeMode : undefined,
+    draft: typeof draft === 'string' ? draft : undefined, tokens: typeof tokens === 'string' ? tokens : undefined,
+    onProgress: progress,
+  });
+  console.log(formatStats(stats));
+  return 0;
+}
