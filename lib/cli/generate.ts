@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import { TesseraError } from '../errors.js';
 import { writeImage } from '../io/image.js';
+import { runLlamaGenGenerate } from '../models/llamagen/cli.js';
 import { generate } from '../models/var/generate.js';
 import { loadVar } from '../models/var/load.js';
 import { parseArgs, type Command } from './args.js';
@@ -57,6 +58,9 @@ Options:
                       --batch N > 1, an array of those, one per image
   --help              show this help`,
   async run(argv) {
+    // A LlamaGen GPT in --weights takes its own path (lib/models/llamagen/cli.ts).
+    const llamagen = await runLlamaGenGenerate(argv);
+    if (llamagen !== undefined) return llamagen;
     const args = parseArgs(argv, VALUED);
     if (args.flags.has('help')) { console.log(this.usage); return 0; }
     const f = args.flags;

@@ -1,0 +1,82 @@
+// `tessera generate` with a LlamaGen GPT in --weights (dist/ is built by
+// `npm test`). Greedy decoding must reproduce the reference's tokens exactly
+// and its image to within one 8-bit level (the reference image is float64;
+// both are quantised as x·255 + 0.5, so a value at a rounding edge may differ by 1).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { fixtureDir, meta, N, ref } from './llamagen-fixtures.js';
+
+const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli', 'main.js');
+const work = mkdtempSync(join(tmpdir(), 'tessera-llamagen-'));
+const model = ['--tokenizer', join(fixtureDir, 'vq.pt'), '--weights', join(fixtureDir, 'gpt.pt'), '--image-size', '12'];
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function tessera(...args: string[]) {
+  const r = spawnSync(process.execPath, [cli, 'generate', ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('tessera generate (LlamaGen)', () => {
+  beforeAll(() => {
+    if (!existsSync(cli)) throw new Error('dist/ is missing: run `npm run build:ts` first (npm test does)');
+  });
+
+  it.each(['ar', 'sjd'])('--decode %s --top-k 1 writes the reference greedy image and [[tokens]]; prints the counters', async (decode) => {
+    const png = join(work, `${decode}.png`), json = join(work, `${decode}.json`);
+    const cls = String(ref('greedy_labels').data[0]);
+    const r = tessera(...model, '--class', cls, '--cfg', meta().greedy_cfg!, '--top-k', '1', '--decode', decode, '--out', png, '--tokens', json);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/forward_passes=\d+ tokens=36 .*spec_decode_num_accepted_tokens=\d+ acceptance_rate=[\d.]+/);
+    const tokens = JSON.parse(readFileSync(json, 'utf8')) as number[][];
+    expect(tokens).toHaveLength(1);
+    expect(tokens[0]).toEqual(Array.from(ref('greedy_ids').data.subarray(0, N)));
+    const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height, info.channels]).toEqual([12, 12, 3]);
+    const img = ref('greedy_image').data, n = 144;
+    let worst = 0;
+    for (let c = 0; c < 3; c++)
+      for (let p = 0; p < n; p++) {
+        const v = (Math.min(1, Math.max(-1, img[c * n + p]!)) + 1) / 2;
+        worst = Math.max(worst, Math.abs(data[p * 3 + c]! - Math.min(255, Math.floor(v * 255 + 0.5))));
+      }
+    expect(worst).toBeLessThanOrEqual(1);
+  });
+
+  it('one seed gives one image', () => {
+    const a = join(work, 'a.json'), b = join(work, 'b.json');
+    expect(tessera(...model, '--class', '2', '--seed', '9', '--top-k', '10', '--out', join(work, 'a.png'), '--tokens', a).code).toBe(0);
+    expect(tessera(...model, '--class', '2', '--seed', '9', '--top-k', '10', '--out', join(work, 'b.png'), '--tokens', b).code).toBe(0);
+    expect(readFileSync(b, 'utf8')).toBe(readFileSync(a, 'utf8'));
+  });
+
+  it('bad input is a TesseraError naming the problem (exit 1); missing flags print the usage (exit 2)', () => {
+    const out = join(work, 'x.png');
+    const cases: [string[], RegExp][] = [
+      [['--class', '10'], /ERR_INVALID_ARGUMENT: class 10 is not a class id of this model \(0\.\.9/],
+      [['--class', '1', '--decode', 'lantern'], /ERR_INVALID_ARGUMENT: --decode lantern is not implemented yet/],
+      [['--class', '1', '--decode', 'draft', '--draft', join(fixtureDir, 'gpt.pt')], /--decode draft is not implemented yet/],
+      [['--class', '1', '--decode', 'beam'], /--decode must be one of ar, sjd, lantern, draft/],
+      [['--class', '1', '--image-size', '13'], /--image-size must be a positive multiple of the tokenizer's downsampling 2/],
+      [['--class', '1', '--top-p', '2'], /top-p must be in \[0, 1\]/],
+      [['--class', '1', '--cfg', '-2'], /cfg must be a finite number >= 0/],
+      [['--class', '1', '--window', '4'], /--window is only used with --decode sjd/],
+      [['--class', '1', '--heads', '3'], /3 heads do not split dim 128/],
+    ];
+    for (const [args, msg] of cases) {
+      const r = tessera(...model, ...args, '--out', out);
+      expect(r.code, args.join(' ')).toBe(1);
+      expect(r.err).toMatch(msg);
+    }
+    const swapped = tessera('--tokenizer', join(fixtureDir, 'gpt.pt'), '--weights', join(fixtureDir, 'gpt.pt'), '--class', '1', '--out', out);
+    expect(swapped.err).toMatch(/ERR_FORMAT: .*gpt\.pt: quantize\.embedding\.weight is missing/);
+    const r = tessera('--weights', join(fixtureDir, 'gpt.pt'), '--class', '1');
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--tokenizer, --weights, --class and --out are required/);
+  });
+});
