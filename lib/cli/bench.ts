@@ -2,8 +2,9 @@
 import { parseArgs, type Command } from './args.js';
 import { benchAttentionCommand } from './bench_attention.js';
 import { benchGemmCommand } from './bench_gemm.js';
+import { benchVarCommand } from './bench_var.js';
 
-const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand];
+const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand, benchVarCommand];
 
 export const benchCommand: Command = {
   name: 'bench',
