@@ -18,26 +18,37 @@ export interface TimingOptions {
   /** Minimum total time per contender, ms. */
   minMs?: number;
   maxRuns?: number;
+  /**
+   * Each turn runs one contender repeatedly for about this long (ms) before
+   * the next takes over. Turns of a few tens of ms still share the machine's
+   * noise, but keep one contender's leftover activity (onnxruntime's worker
+   * threads spin for a while after each run) out of the other's short runs.
+   */
+  turnMs?: number;
 }
 
 /**
- * Warms each contender up, then runs them in turn (A, B, C, A, B, C, ...)
+ * Warms each contender up, then runs them in turns (A…, B…, C…, A…, ...)
  * until each has at least minRuns runs and minMs of measured time.
- * Returns the median ms per contender.
+ * Returns the median ms per run for each contender.
  */
 export async function timeAlternating(contenders: readonly Contender[], opts: TimingOptions = {}): Promise<Map<string, number>> {
-  const { warmup = 3, minRuns = 7, minMs = 1000, maxRuns = 2000 } = opts;
+  const { warmup = 3, minRuns = 7, minMs = 1000, maxRuns = 2000, turnMs = 40 } = opts;
   for (const c of contenders) for (let i = 0; i < warmup; i++) await c.run();
   const samples = contenders.map(() => [] as number[]);
   const total = contenders.map(() => 0);
   const done = () => samples.every((s, i) => s.length >= maxRuns || (s.length >= minRuns && total[i]! >= minMs));
   while (!done()) {
     for (let i = 0; i < contenders.length; i++) {
-      const t0 = process.hrtime.bigint();
-      await contenders[i]!.run();
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      samples[i]!.push(ms);
-      total[i]! += ms;
+      let turn = 0;
+      do {
+        const t0 = process.hrtime.bigint();
+        await contenders[i]!.run();
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        samples[i]!.push(ms);
+        total[i]! += ms;
+        turn += ms;
+      } while (turn < turnMs && samples[i]!.length < maxRuns);
     }
   }
   return new Map(contenders.map((c, i) => [c.name, median(samples[i]!)]));
