@@ -136,6 +136,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_nn(env, exports);
   init_io(env, exports);
   init_splat(env, exports);
+  init_gauss2d(env, exports);
   return exports;
 }
 
