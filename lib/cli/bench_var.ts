@@ -26,7 +26,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const PEER_SCRIPT = join(here, '..', '..', '..', 'scripts', 'reference', 'var_bench.py');
 const PYTHON = '/usr/bin/python3';
 
-interface RunResult { perScaleMs: number[]; decodeMs: number; totalMs: number; peakRssBytes: number; loadMs?: number }
+interface RunResult { perScaleMs: number[]; decodeMs: number; totalMs: number; peakRssBytes: number; loadMs?: number; gemmGflops?: number; torch?: string }
 interface Row { model: string; batch: number; impl: string; result?: RunResult; skipped?: string }
 
 /** One Tessera configuration, run inside the worker child. */
@@ -86,7 +86,8 @@ per model, batch and weight compute, each in its own process: best of
 time per scale, the VQVAE decode and the process's peak RSS. The PyTorch
 peer (scripts/reference/var_bench.py on ${PYTHON}, same files, same thread
 count, float32) runs in the same invocation when torch is importable;
-otherwise it is reported as skipped. ratio = PyTorch ms / Tessera ms.`,
+otherwise it is reported as skipped, and its F.linear GFLOP/s is printed
+(Debian's torch may use a reference BLAS). ratio = PyTorch ms / Tessera ms.`,
   async run(argv) {
     const args = parseArgs(argv, ['model', 'batch', 'compute', 'runs', 'worker']);
     if (args.flags.has('help')) { console.log(this.usage); return 0; }
@@ -144,10 +145,11 @@ function report(row: Row, rows: Row[], say: (s: string) => void): void {
   let ratio = '';
   const peer = rows.find((o) => o.model === row.model && o.batch === row.batch && o.impl === 'pytorch' && o.result);
   if (peer && row.impl !== 'pytorch') ratio = `  ${(peer.result!.totalMs / r.totalMs).toFixed(2)}x PyTorch`;
-  say(`${label} ${perImage.toFixed(0).padStart(7)} ms/image  ${(1000 / perImage).toFixed(2).padStart(6)} img/s  ` +
+  say(`${label} ${perImage.toFixed(0).padStart(7)} ms/image  ${(1000 / perImage).toPrecision(3).padStart(6)} img/s  ` +
     `${((680 * 1000) / perImage).toFixed(0).padStart(6)} tok/s  transformer ${transformer.toFixed(0)} ms, decode ${r.decodeMs.toFixed(0)} ms  ` +
     `peak RSS ${mb(r.peakRssBytes)}${ratio}`);
   say(`      per scale ms: ${r.perScaleMs.map((m) => m.toFixed(0)).join(' ')}`);
+  if (r.gemmGflops !== undefined) say(`      torch ${r.torch}: F.linear 256x1024x1024 at ${r.gemmGflops.toFixed(1)} GFLOP/s in this build`);
   if (row.impl === 'pytorch')
     for (const o of rows)
       if (o.model === row.model && o.batch === row.batch && o.result && o.impl !== 'pytorch')

@@ -82,6 +82,16 @@ def generate(sd, vae, labels, cfg, top_k, top_p, gen):
     return times, (time.perf_counter() - t0) * 1e3, img
 
 
+def gemm_gflops():
+    """This torch build's F.linear speed (Debian's may sit on a reference
+    BLAS), so a reader can tell the peer's GEMM from its model code."""
+    x, w = torch.randn(256, 1024), torch.randn(1024, 1024)
+    torch.nn.functional.linear(x, w)
+    t = time.perf_counter()
+    torch.nn.functional.linear(x, w)
+    return 2 * 256 * 1024 * 1024 / (time.perf_counter() - t) / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--vae', required=True)
@@ -104,7 +114,8 @@ def main():
         if best is None or sum(per) + dec < best[2]:
             best = (per, dec, sum(per) + dec)
     print(json.dumps({'perScaleMs': best[0], 'decodeMs': best[1], 'totalMs': best[2], 'threads': a.threads,
-                      'peakRssBytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'torch': torch.__version__}))
+                      'peakRssBytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'torch': torch.__version__,
+                      'gemmGflops': gemm_gflops()}))
 
 
 if __name__ == '__main__':
