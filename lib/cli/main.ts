@@ -10,8 +10,11 @@ import { editCommand } from './edit.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { inspectCommand } from './inspect.js';
+import { fitImageCommand } from './fit_image.js';
+import { renderImageCommand } from './render_image.js';
 
-const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand, editCommand];
+const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand, editCommand,
+  fitImageCommand, renderImageCommand];
 
 function usage(): string {
   return `Usage: tessera <command> [options]
