@@ -109,14 +109,14 @@ export async function generate(vae: Vqvae, model: VarTransformer, options: Gener
   }
 }
 
-interface ScaleStep { si: number; SN: number; B: number; n: number; V: number; ids: Int32Array }
+export interface ScaleStep { si: number; SN: number; B: number; n: number; V: number; ids: Int32Array }
 
 /**
  * Samples scale si's tokens into `ids` from logits [2B, n, V] (cond rows,
  * then uncond) and returns the latent h [B, Cvae, pn, pn]: the codes'
  * embeddings, or more_smooth's soft mix.
  */
-async function sampleScale(vae: Vqvae, logits: Tensor, o: ReturnType<typeof checkGenerateOptions>, s: ScaleStep): Promise<Tensor> {
+export async function sampleScale(vae: Vqvae, logits: Tensor, o: ReturnType<typeof checkGenerateOptions>, s: ScaleStep): Promise<Tensor> {
   const { si, SN, B, n, V, ids } = s;
   const all = logits.data as Float32Array;
   const rows = (r: number): Tensor => Tensor.from(all.subarray(r * n * V, (r + 1) * n * V), [n, V]);
@@ -152,7 +152,7 @@ async function sampleScale(vae: Vqvae, logits: Tensor, o: ReturnType<typeof chec
 }
 
 /** Kept positions: h = E[source id] and the reported id is the source's (h = gt·m + pred·(1−m)). */
-function keepSource(vae: Vqvae, h: Tensor, ids: Int32Array, src: Int32Array, keep: Uint8Array, Cvae: number, n: number): void {
+export function keepSource(vae: Vqvae, h: Tensor, ids: Int32Array, src: Int32Array, keep: Uint8Array, Cvae: number, n: number): void {
   const E = vae.codebook().data as Float32Array, hd = h.data as Float32Array;
   const B = ids.length / n;
   for (let b = 0; b < B; b++)
