@@ -55,3 +55,47 @@ describe('splat.fitScene', () => {
     await expect(splat.fitScene(train, { shDegree: 4 })).rejects.toBeInstanceOf(TesseraError);
   });
 });
+
+describe('tessera fit', () => {
+  it('fits PNGs with a camera file and writes a readable .ply', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const sharp = (await import('sharp')).default;
+    const { fitCommand } = await import('../lib/cli/fit.js');
+    const { readScene } = await import('../lib/io/scene-file.js');
+    const { readCameraFile } = await import('../lib/splat/camera-file.js');
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-fit-'));
+    const gt = splat.syntheticScene({ count: 100, seed: 2 });
+    const cams = splat.orbitCameras(12, 3.5, 32);
+    const views = await splat.renderViews(gt, cams);
+    for (const [i, v] of views.entries()) {
+      const bytes = Buffer.from(Array.from(v.rgb, (x) => Math.round(Math.min(1, Math.max(0, x)) * 255)));
+      await sharp(bytes, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(join(dir, `view${String(i).padStart(2, '0')}.png`));
+    }
+    // Issue format for half the cameras, 3DGS cameras.json entries for the rest.
+    const entries = cams.map((c, i) => {
+      const V = Array.from(c.worldToCamera);
+      if (i % 2 === 0) return { width: 32, height: 32, fx: c.fx, fy: c.fy, cx: c.cx, cy: c.cy, viewMatrix: V, image: `view${String(i).padStart(2, '0')}.png` };
+      const rot = [0, 1, 2].map((r) => [0, 1, 2].map((k) => V[4 * k + r]!));  // camera→world = Rᵀ
+      const position = [0, 1, 2].map((k) => -(V[k]! * V[3]! + V[4 + k]! * V[7]! + V[8 + k]! * V[11]!));
+      return { id: i, img_name: `view${String(i).padStart(2, '0')}`, width: 32, height: 32, position, rotation: rot, fx: c.fx, fy: c.fy };
+    });
+    const camPath = join(dir, 'cameras.json');
+    writeFileSync(camPath, JSON.stringify(entries));
+    const parsed = readCameraFile(camPath);
+    for (const [i, p] of parsed.entries())
+      Array.from(p.camera.worldToCamera).forEach((v, k) => expect(v).toBeCloseTo(cams[i]!.worldToCamera[k]!, 5));
+    const out = join(dir, 'scene.ply');
+    const log = console.log;
+    console.log = () => {};
+    try {
+      expect(await fitCommand.run([dir, '--cameras', camPath, '--out', out, '--steps', '60', '--gaussians', '100', '--log-every', '30'])).toBe(0);
+    } finally {
+      console.log = log;
+    }
+    const back = readScene(out);
+    expect(back.kind).toBe('gaussians');
+    await expect(fitCommand.run([dir, '--cameras', join(dir, 'none.json'), '--out', out])).rejects.toMatchObject({ code: 'ERR_IO' });
+  });
+});

@@ -12,9 +12,10 @@ import { infoCommand } from './info.js';
 import { inspectCommand } from './inspect.js';
 import { fitImageCommand } from './fit_image.js';
 import { renderImageCommand } from './render_image.js';
+import { fitCommand } from './fit.js';
 
 const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand, editCommand,
-  fitImageCommand, renderImageCommand];
+  fitImageCommand, renderImageCommand, fitCommand];
 
 function usage(): string {
   return `Usage: tessera <command> [options]
