@@ -7,7 +7,11 @@ import { describe, expect, it } from 'vitest';
 import { generate } from '../lib/models/var/generate.js';
 import { VarTransformer } from '../lib/models/var/transformer.js';
 import { Vqvae } from '../lib/models/var/vqvae.js';
+import { generateSjd } from '../lib/decoding/sjd.js';
+import { generateAr } from '../lib/models/llamagen/generate.js';
+import { runLlamaGenCohort } from '../lib/server/llamagen-cohort.js';
 import { runVarCohort } from '../lib/server/var-cohort.js';
+import { loadGpt } from './llamagen-fixtures.js';
 import { openFixture } from './var-fixtures.js';
 
 const never = new AbortController().signal;
@@ -53,6 +57,41 @@ describe('VAR cohort', () => {
       expect(r.value.tokens).toEqual(alone.tokens);
       expect(Array.from(r.value.images.data)).toEqual(Array.from(alone.images.data));
     }
+    model.dispose();
+  });
+});
+
+describe('LlamaGen cohort', () => {
+  it('AR requests with and without CFG, different seeds and counts equal generateAr alone', async () => {
+    const model = await loadGpt();
+    const grid = 4;
+    const reqs = [
+      { classes: [1], sampling: { cfg: 2, topK: 0, seed: 3, temperature: 1.5 } },
+      { classes: [0, 2], sampling: { cfg: 1, topK: 5, seed: 7 } },
+      { classes: [-1], sampling: { cfg: 3, topP: 0.8, seed: 2 } },
+    ];
+    const steps: number[] = [];
+    const res = await runLlamaGenCohort(model, reqs.map((r) => ({ ...r, grid, decode: 'ar' as const, signal: never })), (n) => steps.push(n));
+    expect(steps).toEqual(new Array(grid * grid).fill(4));
+    for (let i = 0; i < reqs.length; i++) {
+      const alone = await generateAr(model, { classes: reqs[i]!.classes, grid, ...reqs[i]!.sampling });
+      const r = res[i]!;
+      if (!r.ok) throw r.error;
+      expect(r.value.tokens).toEqual(alone.tokens);
+    }
+    model.dispose();
+  });
+
+  it('an SJD request equals generateSjd alone and reports a running acceptance rate', async () => {
+    const model = await loadGpt();
+    const rates: number[] = [];
+    const w = { classes: [1], grid: 4, sampling: { cfg: 2, topK: 0, seed: 4 }, decode: 'sjd' as const, window: 4, signal: never,
+      onStep: (_d: number, _n: number, s?: { acceptanceRate?: number }) => rates.push(s?.acceptanceRate ?? -1) };
+    const [r] = await runLlamaGenCohort(model, [w]);
+    if (!r!.ok) throw r!.error;
+    const alone = await generateSjd(model, { classes: [1], grid: 4, cfg: 2, topK: 0, seed: 4, window: 4 });
+    expect(r!.value.tokens).toEqual(alone.tokens);
+    expect(rates.at(-1)).toBeCloseTo(alone.stats.acceptanceRate, 12);
     model.dispose();
   });
 });

@@ -19,7 +19,7 @@ export interface VarWork {
   onScale?: (si: number, scales: number, fHat: Tensor) => void | Promise<void>;
 }
 
-export type Settled = { ok: true; value: Generated } | { ok: false; error: unknown };
+export type Settled<T = Generated> = { ok: true; value: T } | { ok: false; error: unknown };
 
 interface Member {
   work: VarWork;
