@@ -137,6 +137,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_io(env, exports);
   init_splat(env, exports);
   init_gauss2d(env, exports);
+  init_speculative(env, exports);
   return exports;
 }
 

@@ -93,5 +93,6 @@ void init_io(Napi::Env env, Napi::Object exports);
 void init_nn(Napi::Env env, Napi::Object exports);
 void init_splat(Napi::Env env, Napi::Object exports);
 void init_gauss2d(Napi::Env env, Napi::Object exports);
+void init_speculative(Napi::Env env, Napi::Object exports);
 
 }  // namespace tessera::bindings
