@@ -28,3 +28,4 @@ export { writeSafetensors, type TensorToWrite } from './io/safetensors.js';
 export { readScene, writeScene, decodeScene, encodeScene, type SceneData } from './io/scene-file.js';
 export { type GaussianScene } from './io/gaussian-scene.js';
 export { type PointCloud } from './io/point-cloud.js';
+export { edit as editVar, editMask, scaleMasks, type EditOptions as VarEditOptions, type EditMode, type Box } from './models/var/edit.js';
