@@ -13,9 +13,10 @@ import { inspectCommand } from './inspect.js';
 import { fitImageCommand } from './fit_image.js';
 import { renderImageCommand } from './render_image.js';
 import { fitCommand } from './fit.js';
+import { renderCommand } from './render.js';
 
 const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand, editCommand,
-  fitImageCommand, renderImageCommand, fitCommand];
+  fitImageCommand, renderImageCommand, fitCommand, renderCommand];
 
 function usage(): string {
   return `Usage: tessera <command> [options]
