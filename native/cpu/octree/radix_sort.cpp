@@ -1,0 +1,86 @@
+// Parallel stable LSD radix sort of 64-bit keys with int32 payloads, 11-bit
+// digits. The array is cut into fixed chunks (not one per thread), so the
+// scatter order, and hence the result, is the same for any pool size. Digits
+// on which every key agrees are skipped (batch bits of a one-sample cloud).
+#include <algorithm>
+
+#include "cpu/octree/octree_cpu.h"
+#include "tessera/threadpool.h"
+
+namespace tessera::cpu::octree {
+
+void radix_sort_pairs(std::vector<uint64_t>& keys, std::vector<int32_t>& vals, int bits) {
+  constexpr int kDigit = 11, kBuckets = 1 << kDigit;
+  const int64_t n = static_cast<int64_t>(keys.size());
+  if (n < 2 || bits <= 0) return;
+  if (n < 4096) {  // small inputs: a stable comparison sort is cheaper than the passes
+    std::vector<int64_t> order(n);
+    for (int64_t i = 0; i < n; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
+    std::vector<uint64_t> k2(n);
+    std::vector<int32_t> v2(n);
+    for (int64_t i = 0; i < n; ++i) { k2[i] = keys[order[i]]; v2[i] = vals[order[i]]; }
+    keys.swap(k2);
+    vals.swap(v2);
+    return;
+  }
+  const int64_t chunk = std::max<int64_t>(16384, (n + 63) / 64);
+  const int64_t nchunks = (n + chunk - 1) / chunk;
+  std::vector<uint64_t> kt(n);
+  std::vector<int32_t> vt(n);
+  std::vector<int64_t> hist(static_cast<size_t>(nchunks) * kBuckets);
+  auto& pool = ThreadPool::global();
+  for (int shift = 0; shift < bits; shift += kDigit) {
+    pool.parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
+      for (int64_t c = c0; c < c1; ++c) {
+        int64_t* h = &hist[c * kBuckets];
+        std::fill(h, h + kBuckets, 0);
+        const int64_t e = std::min(n, (c + 1) * chunk);
+        for (int64_t i = c * chunk; i < e; ++i) ++h[(keys[i] >> shift) & (kBuckets - 1)];
+      }
+    });
+    // Skip a digit every key shares: the pass would be the identity.
+    bool trivial = false;
+    for (int d = 0; d < kBuckets && !trivial; ++d) {
+      int64_t t = 0;
+      for (int64_t c = 0; c < nchunks; ++c) t += hist[c * kBuckets + d];
+      if (t == n) trivial = true;
+      else if (t != 0) break;
+    }
+    if (trivial) continue;
+    int64_t run = 0;  // offsets: digit-major, then chunk order (stability)
+    for (int d = 0; d < kBuckets; ++d)
+      for (int64_t c = 0; c < nchunks; ++c) {
+        const int64_t t = hist[c * kBuckets + d];
+        hist[c * kBuckets + d] = run;
+        run += t;
+      }
+    pool.parallel_for(nchunks, 1, [&](int64_t c0, int64_t c1, int) {
+      for (int64_t c = c0; c < c1; ++c) {
+        int64_t* h = &hist[c * kBuckets];
+        const int64_t e = std::min(n, (c + 1) * chunk);
+        for (int64_t i = c * chunk; i < e; ++i) {
+          const int64_t dst = h[(keys[i] >> shift) & (kBuckets - 1)]++;
+          kt[dst] = keys[i];
+          vt[dst] = vals[i];
+        }
+      }
+    });
+    keys.swap(kt);
+    vals.swap(vt);
+  }
+}
+
+void batch_counts(const int64_t* keys, const int32_t* children, int64_t n, int32_t batch_size,
+                  std::vector<int64_t>* nnum, std::vector<int64_t>* nnum_nempty) {
+  nnum->assign(batch_size, 0);
+  nnum_nempty->assign(batch_size, 0);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = batch_of(keys[i]);
+    if (b < 0 || b >= batch_size) continue;  // validated callers never get here
+    ++(*nnum)[b];
+    if (children[i] >= 0) ++(*nnum_nempty)[b];
+  }
+}
+
+}  // namespace tessera::cpu::octree

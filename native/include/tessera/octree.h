@@ -1,0 +1,211 @@
+// Octrees in ocnn's conventions (octree-nn/ocnn-pytorch, spec/octree.md §1-3):
+// construction from point clouds, merge, split/grow, neighbour tables, key
+// search, input features, serialization orders and the index plans that let
+// the fused attention run OctFormer's windows.
+//
+// Key layout (ocnn's shuffled key): bit i of x is key bit 3i+2, of y 3i+1, of
+// z 3i (x is the most significant bit of each triplet); depth <= 16 uses bits
+// 0..47; the batch id sits in bits 48..62 (so batch_size <= 32768). Keys sort
+// batch-major, then in z-order.
+//
+// Layout of an octree of depth D and full depth F (all as in ocnn):
+//   depth d <= F: dense, 8^d nodes per sample, keys (b<<48)|0..8^d-1, and for
+//     d < F children[i] = i (identity).
+//   depth d > F: the 8 children of every non-empty node of depth d-1, in
+//     order; nnum = 8·#parents, nnum_nempty = #occupied.
+//   children[d][i] = rank of node i among the non-empty nodes of depth d
+//     (ascending with i), or -1 if empty. At depth D "non-empty" = holds points.
+//   Depth-D signals cover the non-empty nodes only: the mean point in cell
+//   units [0, 2^D], the normalised sum of normals, the mean of the features.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/tensor.h"
+
+namespace tessera {
+
+constexpr int kOctreeMaxDepth = 16;
+constexpr int kOctreeBatchShift = 48;
+constexpr int64_t kOctreeMaxBatch = 32768;
+constexpr int64_t kOctreeKeyMask = (int64_t(1) << kOctreeBatchShift) - 1;
+
+// Bit-interleaving of one cell (no batch bits); coordinates below 2^16.
+uint64_t octree_xyz_to_key(uint32_t x, uint32_t y, uint32_t z);
+void octree_key_to_xyz(uint64_t key, uint32_t* x, uint32_t* y, uint32_t* z);
+
+// One depth of an octree, owned.
+struct OctreeLevel {
+  std::vector<int64_t> keys;       // [nnum], sorted ascending
+  std::vector<int32_t> children;   // [nnum]
+  int64_t nnum_nempty = 0;
+  std::vector<int64_t> batch_nnum;         // [batch_size] nodes per sample
+  std::vector<int64_t> batch_nnum_nempty;  // [batch_size] non-empty nodes per sample
+};
+
+struct Octree {
+  int32_t depth = 0, full_depth = 0, batch_size = 1;
+  std::vector<OctreeLevel> levels;  // depth + 1 entries
+  std::vector<float> points;        // [nnum_nempty(D), 3] cell units; may be empty (grown trees)
+  std::vector<float> normals;       // [nnum_nempty(D), 3] or empty
+  std::vector<float> features;      // [nnum_nempty(D), feature_channels] or empty
+  int32_t feature_channels = 0;
+  // Which signals the tree carries (a sample may have none of its nodes).
+  bool has_points = false, has_normals = false, has_features = false;
+};
+
+// A read-only view of one depth (memory owned by the caller, e.g. TypedArrays).
+struct OctreeLevelView {
+  const int64_t* keys = nullptr;
+  const int32_t* children = nullptr;
+  int64_t nnum = 0;
+  int64_t nnum_nempty = 0;
+};
+
+struct OctreeView {
+  int32_t depth = 0, full_depth = 0, batch_size = 1;
+  std::vector<OctreeLevelView> levels;  // depth + 1 entries
+  const float* points = nullptr;        // depth-D signals as in Octree, or null when absent
+  const float* normals = nullptr;
+  const float* features = nullptr;
+  int32_t feature_channels = 0;
+};
+OctreeView octree_view(const Octree& o);
+
+// ---- construction -----------------------------------------------------------
+
+// Points outside the closed box [-1,1]^3 cannot be keyed. ocnn leaves them to
+// the caller (its key masks wrap them into wrong cells); here they are never
+// silently lost: kDrop leaves them out and counts them in the report, kError
+// refuses the cloud. A coordinate of exactly +1 goes to the last cell.
+enum class OctreeOutside : int32_t { kDrop = 0, kError = 1 };
+
+struct OctreeBuildArgs {
+  TensorView points;     // [N, 3] float32, CPU
+  TensorView normals;    // [N, 3] float32, or empty
+  TensorView features;   // [N, C] float32, or empty
+  TensorView batch_ids;  // [N] int32 in [0, batch_size), or empty (all 0)
+  int32_t depth = 6;        // 1..16
+  int32_t full_depth = 2;   // 0..depth
+  int32_t batch_size = 1;   // 1..32768
+  OctreeOutside outside = OctreeOutside::kDrop;
+};
+
+struct OctreeBuildReport {
+  int64_t points_used = 0;
+  int64_t points_outside = 0;
+  std::vector<int64_t> outside_per_sample;  // [batch_size]
+  std::vector<int32_t> point_node;          // [N] non-empty depth-D node of each point, -1 if dropped
+};
+
+// Throws kInvalidArgument for NaN/Inf coordinates, bad depths or batch ids,
+// and (kError) points outside the box.
+Octree octree_build(const OctreeBuildArgs& args, OctreeBuildReport* report);
+
+// Batches octrees of equal depth and full depth: part i's samples get batch
+// ids offset by the batch sizes of the parts before it, its children by the
+// non-empty counts before it; depth-D signals are concatenated (all parts
+// must carry the same signals). Equal to building from the batched cloud.
+Octree octree_merge(const std::vector<OctreeView>& parts);
+
+// ---- generators (ocnn octree_split / octree_grow) ---------------------------
+
+// children of depth d from split flags (0 = empty/leaf, non-zero = split):
+// the exclusive scan of the flags, -1 where the flag is 0; if no flag is set
+// node 0 is split (ocnn's guard against an empty tree). Also batch counts.
+OctreeLevel octree_split(const OctreeLevelView& level, const int32_t* flags, int32_t batch_size);
+// Depth d+1 from depth d: the 8 children of each non-empty node, keys
+// (key<<3)|0..7 with the batch bits kept, children = identity.
+OctreeLevel octree_grow(const OctreeLevelView& level, int32_t batch_size);
+
+// ---- queries ----------------------------------------------------------------
+
+// Index of each query key (batch bits included) among the nodes of one depth,
+// or -1 (binary search of the sorted keys).
+void octree_search_keys(const OctreeLevelView& level, const int64_t* queries, int64_t n, int32_t* out);
+
+// Kernels as ocnn names them; each is a subset of the 27 slots
+// slot = 9(dx+1) + 3(dy+1) + (dz+1), slot 13 = the node itself.
+enum class OctreeKernel : int32_t { k333 = 0, k222 = 1, k311 = 2, k131 = 3, k113 = 4, k331 = 5, k313 = 6, k133 = 7 };
+int octree_kernel_size(OctreeKernel k);
+const int* octree_kernel_slots(OctreeKernel k);
+
+// Neighbour table of depth d (1 <= d <= D; d = 0 gives the node itself):
+// rows = all nodes (stride 1) or every 8th node (stride 2: the first sibling,
+// ocnn's strided conv), columns = the kernel's slots; entries are node
+// indices of depth d, or, with nempty, ranks among the non-empty nodes (rows
+// then only for non-empty nodes, as ocnn's nempty_neigh); -1 where missing.
+struct OctreeNeighborArgs {
+  int32_t depth = 1;
+  OctreeKernel kernel = OctreeKernel::k333;
+  int32_t stride = 1;  // 1 or 2
+  bool nempty = false;
+};
+std::vector<int32_t> octree_neighbors(const OctreeView& o, const OctreeNeighborArgs& a, int64_t* rows);
+
+// Input features of the depth-D nodes in ocnn's order whatever the order of
+// the letters: N normals (3), D displacement dot(frac(p)-0.5, n) (1), L local
+// position frac(p)-0.5 (3), P global position p·2^(1-D)-1 (3), F features.
+// nempty: rows of the non-empty nodes; otherwise all nodes, zeros for empty.
+std::vector<float> octree_input_features(const OctreeView& o, const std::string& spec, bool nempty,
+                                         int64_t* rows, int32_t* channels);
+
+// ---- serialization ----------------------------------------------------------
+
+// Orders of PointTransformerV3: z-order (ocnn's key), Hilbert (Skilling's
+// transform, x most significant), and their "transposed" variants that swap x
+// and y. Sorting is batch-major, stable.
+enum class SerialOrder : int32_t { kZ = 0, kZTrans = 1, kHilbert = 2, kHilbertTrans = 3 };
+uint64_t hilbert_code(uint32_t x, uint32_t y, uint32_t z, int bits);
+// For the n keys of one depth: perm[r] = node at rank r, inverse[node] = rank.
+void octree_serialize(const int64_t* keys, int64_t n, int32_t depth, SerialOrder order, int32_t* perm,
+                      int32_t* inverse);
+
+// ---- OctFormer / OctGPT attention plans ---------------------------------------
+
+// Windows of K tokens over a sequence [fillers | tokens | padding]: with
+// shift, K/2 fillers come first (OctGPT's shifted windows); padding brings
+// the length to a multiple of K·dilation. A dilated window takes every
+// dilation-th position inside a block of K·dilation (OctFormer: reshape to
+// (K, dilation) and transpose). perm[w·K + k] = token index, or -1 for a
+// filler or pad; segments = the token's batch id, batch_size for filler and
+// pad, so kMaskSegment masks cross-sample pairs and padding (OctFormer's
+// -1000 on differing batch ids).
+struct OctreeWindowArgs {
+  const int32_t* batch_ids = nullptr;  // [n] per token, non-decreasing in [0, batch_size)
+  int64_t n = 0;
+  int32_t batch_size = 1;
+  int32_t window = 32;
+  int32_t dilation = 1;
+  bool shift = false;
+};
+struct OctreeWindowPlan {
+  int64_t num_windows = 0;
+  std::vector<int32_t> perm;      // [num_windows·K]
+  std::vector<int32_t> segments;  // [num_windows·K]
+};
+OctreeWindowPlan octree_window_plan(const OctreeWindowArgs& a);
+
+// out[i] = index[i] >= 0 ? x[index[i]] : 0 (rows), float32.
+struct RowGatherArgs {
+  TensorView x;      // [N, C] float32, contiguous
+  TensorView index;  // [M] int32, -1 or in [0, N)
+  TensorView out;    // [M, C] float32, contiguous
+  bool scatter = false;  // instead out[index[i]] = x[i] for index[i] >= 0 (x [M, C], out [N, C]); indices unique
+};
+void octree_rows(const RowGatherArgs& a);
+
+// Depthwise octree convolution (OctFormer's CPE, octree-nn/dwconv):
+//   out[i][c] = bias[c] + residual[i][c] + Σ_k weight[k][c] · x[neigh[i][k]][c] over neigh >= 0.
+struct OctreeDwConvArgs {
+  TensorView x;         // [N, C] float32, contiguous
+  TensorView neighbors; // [M, K] int32, entries -1 or in [0, N)
+  TensorView weight;    // [K, C] float32 (ocnn's (K, 1, C) squeezed)
+  TensorView bias;      // [C] or empty
+  TensorView residual;  // [M, C] or empty; may be x (M == N)
+  TensorView out;       // [M, C] float32; must not overlap the inputs
+};
+void octree_dwconv(const OctreeDwConvArgs& a);
+
+}  // namespace tessera
