@@ -5,7 +5,7 @@
 // own settings and seeds, so a request's output equals generate() run alone:
 // every transformer op is row-wise (linear, LayerNorm, per-row attention
 // over the row's own cache), which the server tests check byte for byte.
-import { checkGenerateOptions, keepSource, sampleScale, type GenerateOptions, type Generated, type KeptTokens } from '../models/var/generate.js';
+import { checkGenerateOptions, decodeEach, keepSource, sampleScale, type GenerateOptions, type Generated, type KeptTokens } from '../models/var/generate.js';
 import { disposeConditioning, VarCache, type Conditioning, type VarTransformer } from '../models/var/transformer.js';
 import type { Vqvae } from '../models/var/vqvae.js';
 import { Tensor } from '../tensor.js';
@@ -196,10 +196,7 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
     for (const m of active) {
       if (m.work.signal.aborted) { drop(m, m.work.signal.reason); continue; }
       try {
-        const img = await vae.decode(m.fHat);
-        const d = img.data as Float32Array;
-        for (let i = 0; i < d.length; i++) d[i] = (d[i]! + 1) / 2;
-        results[m.slot] = { ok: true, value: { images: img, tokens: m.tokens } };
+        results[m.slot] = { ok: true, value: { images: await decodeEach(vae, m.fHat), tokens: m.tokens } };
       } catch (error) {
         drop(m, error);
       }
