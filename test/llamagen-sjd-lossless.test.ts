@@ -1,18 +1,21 @@
-// SJD keeps the target distribution: on a 2x2 grid the exact marginals of
-// tokens 1 and 2 are computable by enumerating the (top-k 8) supports of the
-// earlier tokens; 400 seeded SJD runs (window 4, so tokens 1..3 are drafted:
-// random one-hot drafts first, then reused outputs with q = their p) must
-// pass a chi-square test against them at a false-alarm rate of 1e-3 per
-// token (critical values: the 0.999 quantiles of chi-square). Power: accepting
-// reused drafts unconditionally gives chi2 ~1000 here; a bias of a few percent
-// of the mass (e.g. doubling the random drafts' ratio) needs far more runs.
+// SJD and the draft-model mode keep the target distribution: on a 2x2 grid
+// the exact marginals of tokens 1 and 2 are computable by enumerating the
+// (top-k 8) supports of the earlier tokens; 400 seeded runs of each (window
+// 4, so tokens 1..3 are drafted: for SJD random one-hot drafts first, then
+// reused outputs with q = their p; for the draft mode the 1-layer drafter's
+// samples with its q) must pass a chi-square test against them at a
+// false-alarm rate of 1e-3 per token (critical values: the 0.999 quantiles
+// of chi-square). Power: accepting reused drafts unconditionally gives chi2
+// ~1000 here; a bias of a few percent of the mass (e.g. doubling the random
+// drafts' ratio) needs far more runs.
 import { describe, expect, it } from 'vitest';
 
+import { generateWithDraft } from '../lib/decoding/draft.js';
 import { generateSjd } from '../lib/decoding/sjd.js';
-import { GuidedSampler, prefill, resolveSampling } from '../lib/models/llamagen/generate.js';
-import type { LlamaGenGpt } from '../lib/models/llamagen/gpt.js';
+import { GuidedSampler, prefill, resolveSampling, type Generated } from '../lib/models/llamagen/generate.js';
+import { LlamaGenGpt } from '../lib/models/llamagen/gpt.js';
 import { Tensor } from '../lib/tensor.js';
-import { loadGpt } from './llamagen-fixtures.js';
+import { loadGpt, openFixture } from './llamagen-fixtures.js';
 
 const CHI2_999 = [10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12, 27.88, 29.59, 31.26, 32.91, 34.53, 36.12, 37.70];
 const SETTINGS = { cfg: 1.5, topK: 8, temperature: 1, topP: 1, seed: 0 };
@@ -54,24 +57,42 @@ function chiSquare(counts: number[], expected: Float64Array, n: number): { stat:
   return { stat, df: bins - 1 };
 }
 
-describe('SJD is lossless', () => {
-  it('token marginals of 400 seeded runs match the exact ones (chi-square, 1e-3 false alarms per token)', async () => {
+type Run = (model: LlamaGenGpt, seed: number) => Promise<Generated>;
+
+/** 400 seeded runs of `run`: chi-square of tokens 1 and 2 against the exact marginals; returns the mean passes. */
+async function checkMarginals(model: LlamaGenGpt, run: Run): Promise<number> {
+  const V = model.config.vocabulary;
+  const counts = [new Array<number>(V).fill(0), new Array<number>(V).fill(0)];
+  let passes = 0;
+  for (let seed = 0; seed < RUNS; seed++) {
+    const out = await run(model, seed);
+    counts[0]![out.tokens[0]![1]!]++;
+    counts[1]![out.tokens[0]![2]!]++;
+    passes += out.stats.forwardPasses;
+  }
+  for (const pos of [1, 2]) {
+    const { stat, df } = chiSquare(counts[pos - 1]!, await marginal(model, pos), RUNS);
+    expect(df).toBeGreaterThan(0);
+    expect(stat, `token ${pos}: chi2 ${stat.toFixed(2)} on ${df} df`).toBeLessThan(CHI2_999[df - 1]!);
+  }
+  return passes / RUNS;
+}
+
+describe('speculative decoding is lossless', () => {
+  it('SJD: token marginals of 400 seeded runs match the exact ones (chi-square, 1e-3 false alarms per token)', async () => {
     const model = await loadGpt();
-    const V = model.config.vocabulary;
-    const counts = [new Array<number>(V).fill(0), new Array<number>(V).fill(0)];
-    let passes = 0;
-    for (let seed = 0; seed < RUNS; seed++) {
-      const out = await generateSjd(model, { ...SETTINGS, classes: [CLASS], grid: GRID, window: 4, seed });
-      counts[0]![out.tokens[0]![1]!]++;
-      counts[1]![out.tokens[0]![2]!]++;
-      passes += out.stats.forwardPasses;
-    }
-    for (const pos of [1, 2]) {
-      const { stat, df } = chiSquare(counts[pos - 1]!, await marginal(model, pos), RUNS);
-      expect(df).toBeGreaterThan(0);
-      expect(stat, `token ${pos}: chi2 ${stat.toFixed(2)} on ${df} df`).toBeLessThan(CHI2_999[df - 1]!);
-    }
-    expect(passes / RUNS).toBeLessThanOrEqual(4);
+    const passes = await checkMarginals(model, (m, seed) => generateSjd(m, { ...SETTINGS, classes: [CLASS], grid: GRID, window: 4, seed }));
+    expect(passes).toBeLessThanOrEqual(4);
     model.dispose();
+  });
+
+  it('draft model (the 1-layer gpt_draft.pt drafting for gpt.pt): the same chi-square test', async () => {
+    const model = await loadGpt();
+    const c = openFixture('gpt_draft.pt');
+    const drafter = await LlamaGenGpt.load(c.tensors, 'gpt_draft.pt', { extras: c.extras });
+    const passes = await checkMarginals(model, (m, seed) =>
+      generateWithDraft(m, drafter, { ...SETTINGS, classes: [CLASS], grid: GRID, window: 4, seed }));
+    expect(passes).toBeLessThanOrEqual(4);
+    model.dispose(); drafter.dispose();
   });
 });

@@ -12,6 +12,9 @@
 // accepted more emits its accepted draft m+1 as its next token (it is a
 // valid sample of that position), so every image emits m + 1 tokens.
 //
+// Verification runs natively (lib/decoding/verify.ts); with `relax` it is
+// LANTERN's relaxed acceptance over Jacobi drafts (lossy by design).
+//
 // Randomness is Philox-keyed per image (seed + b) on separate rows: row 0
 // the sampler's draws (step = pass·4096 + slot), row 1 acceptance uniforms,
 // row 2 residual draws, row 3 random drafts.
@@ -23,31 +26,20 @@ import {
 } from '../models/llamagen/generate.js';
 import { philoxUniform } from '../ops/sampling.js';
 import { Tensor } from '../tensor.js';
+import { emitVerified, verifyDraft, type Relaxation } from './verify.js';
 
 export interface SjdOptions extends GenerateOptions {
   /** Tokens per pass, x0 included (default 16; 1 is plain decoding). */
   window?: number;
+  /** LANTERN's relaxed acceptance (lossy); absent: exact speculative sampling. */
+  relax?: Relaxation;
 }
 
-const STEP_STRIDE = 4096;
-const ROW_ACCEPT = 1, ROW_RESIDUAL = 2, ROW_DRAFT = 3;
+export const STEP_STRIDE = 4096;
+const ROW_ACCEPT = 1, ROW_DRAFT = 3;
 
 /** A draft token and the distribution it came from (undefined: one-hot at the token). */
 interface Draft { token: number; q?: Float32Array }
-
-/** Index of the first cumulative weight above u·Σw (the last positive one if rounding leaves none). */
-function drawFrom(w: Float64Array, u: number): number {
-  let total = 0;
-  for (const x of w) total += x;
-  let acc = 0, last = -1;
-  for (let i = 0; i < w.length; i++) {
-    if (w[i]! <= 0) continue;
-    acc += w[i]!;
-    last = i;
-    if (acc > u * total) return i;
-  }
-  return last;
-}
 
 export async function generateSjd(model: LlamaGenGpt, options: SjdOptions): Promise<Generated> {
   const { classes, grid } = options;
@@ -57,7 +49,7 @@ export async function generateSjd(model: LlamaGenGpt, options: SjdOptions): Prom
   if (!Number.isInteger(window) || window < 1 || window >= STEP_STRIDE)
     throw new TesseraError('ERR_INVALID_ARGUMENT', `window must be an integer in 1..${STEP_STRIDE - 1}, got ${window}`);
   const V = model.config.vocabulary, B = classes.length, N = grid * grid;
-  const sampler = new GuidedSampler(s, B, V);
+  const sampler = new GuidedSampler(s, B, V, options.logitBias);
   const state = model.newState(sampler.rows, grid);
   const stats = emptyStats(N);
   const out: number[][] = classes.map(() => []);
@@ -72,19 +64,23 @@ export async function generateSjd(model: LlamaGenGpt, options: SjdOptions): Prom
 
     for (let pass = 1; out[0]!.length < N; pass++) {
       const k = out[0]!.length - 1;  // x0 = token k, not yet cached
-      const w = Math.min(window, N - k);
+      const w = Math.min(window, N - k), L = w - 1;
       const step = pass * STEP_STRIDE;
       // Top up each image's drafts for tokens k+1..k+w−1 with uniform-random tokens.
       for (let b = 0; b < B; b++) {
         const d = drafts[b]!;
-        d.length = Math.min(d.length, w - 1);
-        while (d.length < w - 1)
+        d.length = Math.min(d.length, L);
+        while (d.length < L)
           d.push({ token: Math.min(V - 1, Math.floor(philoxUniform(s.seed + b, ROW_DRAFT, step + d.length) * V)) });
       }
-      const feed = new Int32Array(B * w);
+      const feed = new Int32Array(B * w), tokens = new Int32Array(B * L), q = new Float32Array(B * L * V);
       for (let b = 0; b < B; b++) {
         feed[b * w] = out[b]![k]!;
-        drafts[b]!.forEach((d, i) => { feed[b * w + 1 + i] = d.token; });
+        drafts[b]!.forEach((d, i) => {
+          feed[b * w + 1 + i] = d.token;
+          tokens[b * L + i] = d.token;
+          if (d.q) q.set(d.q, (b * L + i) * V); else q[(b * L + i) * V + d.token] = 1;
+        });
       }
       const logits = await model.forward(state, await model.tokenEmbeddings(sampler.feed(feed)), w);
       stats.forwardPasses++;
@@ -92,44 +88,19 @@ export async function generateSjd(model: LlamaGenGpt, options: SjdOptions): Prom
       const y = await sampler.draw(logits, w, (j) => step + j, probs);
       logits.dispose();
       const p = probs.data as Float32Array;
-      const pRow = (b: number, j: number): Float32Array => p.subarray((b * w + j) * V, (b * w + j + 1) * V);
-
-      // Verify: accepted[b] drafts, and the token that follows them.
-      const accepted: number[] = [], next: number[] = [];
-      for (let b = 0; b < B; b++) {
-        let a = 0, tok = -1;
-        for (let i = 1; i < w; i++) {
-          const { token: x, q } = drafts[b]![i - 1]!;
-          const pi = pRow(b, i - 1);
-          const qx = q ? q[x]! : 1;
-          const u = philoxUniform(s.seed + b, ROW_ACCEPT, step + i);
-          if (u < Math.min(1, pi[x]! / qx)) { a++; continue; }
-          const r = new Float64Array(V);
-          for (let v = 0; v < V; v++) r[v] = Math.max(0, pi[v]! - (q ? q[v]! : v === x ? 1 : 0));
-          tok = drawFrom(r, philoxUniform(s.seed + b, ROW_RESIDUAL, step + i));
-          if (tok < 0) tok = drawFrom(Float64Array.from(pi), philoxUniform(s.seed + b, ROW_RESIDUAL, step + i));
-          break;
-        }
-        if (tok < 0 && k + w < N) tok = y[b * w + w - 1]!;  // all accepted: the bonus token
-        accepted.push(a);
-        next.push(tok);
-      }
-      const m = Math.min(...accepted);
-      for (let b = 0; b < B; b++) {
-        for (let i = 0; i < m; i++) out[b]!.push(drafts[b]![i]!.token);
-        // An image past m emits its accepted draft m+1; the others their residual/bonus token.
-        const after = accepted[b]! > m ? drafts[b]![m]!.token : next[b]!;
-        if (k + m + 1 < N) out[b]!.push(after);
-        stats.numAcceptedTokens += m + (accepted[b]! > m ? 1 : 0);
-      }
-      if (w > 1) { stats.numDrafts += B; stats.numDraftTokens += B * (w - 1); }
+      // Draft i (token k+1+i) is verified against p_i, the output of slot i.
+      const verdict = await verifyDraft({
+        images: B, length: L, vocabulary: V, p, pRowStride: w, q, drafts: tokens, relax: options.relax,
+        seed: s.seed, rngRow: ROW_ACCEPT, step: step + 1,
+      });
+      const m = emitVerified(out, tokens, L, verdict, (b) => y[b * w + w - 1]!, N, stats);
       // Keep x0 and the m accepted drafts in the cache (slots up to 1 + k + m).
       await state.truncate(2 + k + m);
       // Outputs for tokens beyond the new x0 become the next drafts (q = their p).
       for (let b = 0; b < B; b++)
         drafts[b] = Array.from({ length: w - 1 - m }, (_, i) => {
           const j = m + 1 + i;
-          return { token: y[b * w + j]!, q: Float32Array.from(pRow(b, j)) };
+          return { token: y[b * w + j]!, q: p.slice((b * w + j) * V, (b * w + j + 1) * V) };
         });
       probs.dispose();
       options.onProgress?.(out[0]!.length, N);

@@ -30,6 +30,8 @@ export interface GenerateOptions extends SamplingOptions {
   grid: number;
   /** Progress: tokens done of total (per image). */
   onProgress?: (done: number, total: number) => void;
+  /** Per image, [V] added to the logits before sampling (the watermark's green-list bias; lib/watermark). */
+  logitBias?: readonly (Float32Array | undefined)[];
 }
 
 /** Counters of one generation, named as vLLM's spec-decode metrics. */
@@ -50,6 +52,8 @@ export interface DecodeStats {
   meanAcceptanceLength: number;
   /** Tokens emitted per forward pass over the whole image. */
   tokensPerPass: number;
+  /** Passes through the draft model (draft-model modes only). */
+  draftForwardPasses?: number;
 }
 
 export type ResolvedSampling = Required<SamplingOptions>;
@@ -82,7 +86,12 @@ export function checkClasses(classes: readonly number[], count: number): void {
 export class GuidedSampler {
   readonly guided: boolean;
 
-  constructor(readonly s: ResolvedSampling, readonly images: number, readonly vocabulary: number) {
+  /**
+   * `bias[b]`, if given, is added to every logits row of image b (both CFG
+   * halves, so the guided logits u + s(c − u) gain exactly the bias).
+   */
+  constructor(readonly s: ResolvedSampling, readonly images: number, readonly vocabulary: number,
+    readonly bias?: readonly (Float32Array | undefined)[]) {
     this.guided = s.cfg > 1;
   }
 
@@ -95,6 +104,12 @@ export class GuidedSampler {
     const row = (r: number): Tensor => Tensor.from(all.subarray(r * V, (r + 1) * V), [1, V]);
     const out = new Int32Array(B * n);
     const p = probs?.data as Float32Array | undefined;
+    for (let b = 0; b < B; b++) {
+      const bias = this.bias?.[b];
+      if (!bias) continue;
+      for (const r0 of this.guided ? [b * n, (B + b) * n] : [b * n])
+        for (let r = r0; r < r0 + n; r++) for (let v = 0; v < V; v++) all[r * V + v] += bias[v]!;
+    }
     for (let b = 0; b < B; b++)
       for (let j = 0; j < n; j++) {
         const probRow = p ? Tensor.from(p.subarray((b * n + j) * V, (b * n + j + 1) * V), [1, V]) : undefined;
@@ -156,7 +171,7 @@ export async function generateAr(model: LlamaGenGpt, options: GenerateOptions): 
   checkClasses(classes, model.config.classes);
   const s = resolveSampling(options, model.config.vocabulary);
   const B = classes.length, N = grid * grid;
-  const sampler = new GuidedSampler(s, B, model.config.vocabulary);
+  const sampler = new GuidedSampler(s, B, model.config.vocabulary, options.logitBias);
   const state = model.newState(sampler.rows, grid);
   const stats = emptyStats(N);
   const tokens = new Int32Array(B * N);
