@@ -29,3 +29,4 @@ export { readScene, writeScene, decodeScene, encodeScene, type SceneData } from 
 export { type GaussianScene } from './io/gaussian-scene.js';
 export { type PointCloud } from './io/point-cloud.js';
 export { edit as editVar, editMask, scaleMasks, type EditOptions as VarEditOptions, type EditMode, type Box } from './models/var/edit.js';
+export { tessera as tesseraPlugin, type TesseraPluginOptions } from './server/plugin.js';

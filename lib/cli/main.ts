@@ -10,13 +10,14 @@ import { editCommand } from './edit.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { inspectCommand } from './inspect.js';
+import { serveCommand } from './serve.js';
 import { fitImageCommand } from './fit_image.js';
 import { renderImageCommand } from './render_image.js';
 import { fitCommand } from './fit.js';
 import { renderCommand } from './render.js';
 
 const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand, editCommand,
-  fitImageCommand, renderImageCommand, fitCommand, renderCommand];
+  fitImageCommand, renderImageCommand, fitCommand, renderCommand, serveCommand];
 
 function usage(): string {
   return `Usage: tessera <command> [options]

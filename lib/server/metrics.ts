@@ -7,6 +7,8 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 import { hostPoolStats } from '../runtime.js';
 
+/** monitorEventLoopDelay's sampling interval; each sample includes it, so it is subtracted. */
+const LOOP_RESOLUTION_MS = 10;
 const LATENCY = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 export interface Sources {
@@ -16,7 +18,7 @@ export interface Sources {
 
 export class ServerMetrics {
   readonly registry = new Registry();
-  readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   readonly batchSize: Histogram;
   readonly timeToFirstProgress: Histogram;
   readonly stepDuration: Histogram<'model'>;
@@ -43,22 +45,28 @@ export class ServerMetrics {
     const pool = new Gauge({ name: 'tessera_native_host_pool_bytes', help: 'Native host memory pool (hostPoolStats)', labelNames: ['state'], registers,
       collect() { const s = hostPoolStats(); pool.set({ state: 'in_use' }, s.bytesInUse); pool.set({ state: 'cached' }, s.bytesCached); } });
     const loop = this.loopDelay;
-    const delay = new Gauge({ name: 'tessera_event_loop_delay_seconds', help: 'Event-loop delay since start (perf_hooks monitorEventLoopDelay)', labelNames: ['quantile'], registers,
+    const delay = new Gauge({ name: 'tessera_event_loop_delay_seconds', help: 'Event-loop delay since start beyond the 10 ms sampling interval (perf_hooks monitorEventLoopDelay)', labelNames: ['quantile'], registers,
       collect() {
-        delay.set({ quantile: '0.5' }, loop.percentile(50) / 1e9);
-        delay.set({ quantile: '0.99' }, loop.percentile(99) / 1e9);
-        delay.set({ quantile: 'max' }, loop.max / 1e9);
+        const d = metricsOf(loop);
+        delay.set({ quantile: '0.5' }, d.p50 / 1e3);
+        delay.set({ quantile: '0.99' }, d.p99 / 1e3);
+        delay.set({ quantile: 'max' }, d.max / 1e3);
       } });
   }
 
   /** Event-loop delay in milliseconds since start (p50, p99, max). */
   eventLoopDelayMs(): { p50: number; p99: number; max: number } {
-    const d = this.loopDelay;
-    return { p50: d.percentile(50) / 1e6, p99: d.percentile(99) / 1e6, max: d.max / 1e6 };
+    return metricsOf(this.loopDelay);
   }
 
   close(): void {
     this.loopDelay.disable();
     this.registry.clear();
   }
+}
+
+/** Delay beyond the sampling interval, ms (0 before the first sample). */
+function metricsOf(h: ReturnType<typeof monitorEventLoopDelay>): { p50: number; p99: number; max: number } {
+  const ms = (ns: number): number => (h.count === 0 ? 0 : Math.max(0, ns / 1e6 - LOOP_RESOLUTION_MS));
+  return { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max) };
 }
