@@ -138,6 +138,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_splat(env, exports);
   init_gauss2d(env, exports);
   init_speculative(env, exports);
+  init_octree(env, exports);
   return exports;
 }
 

@@ -94,5 +94,6 @@ void init_nn(Napi::Env env, Napi::Object exports);
 void init_splat(Napi::Env env, Napi::Object exports);
 void init_gauss2d(Napi::Env env, Napi::Object exports);
 void init_speculative(Napi::Env env, Napi::Object exports);
+void init_octree(Napi::Env env, Napi::Object exports);
 
 }  // namespace tessera::bindings

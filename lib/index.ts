@@ -18,6 +18,7 @@ export { resize, type ResizeMode, type ResizeOptions } from './ops/resize.js';
 export { vqNearest, embedding, type VqNearestOptions, type EmbeddingOptions } from './ops/vq.js';
 export { sample, cfgCombine, philoxUniform, type SampleOptions, type CfgOptions } from './ops/sampling.js';
 export * as splat from './splat/index.js';
+export * as octree from './octree/index.js';
 export * as gauss2d from './gauss2d/index.js';
 export { loadVar, type VarPipeline } from './models/var/load.js';
 export { generate as generateVar, type GenerateOptions as VarGenerateOptions, type Generated as VarGenerated } from './models/var/generate.js';

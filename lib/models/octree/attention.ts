@@ -1,0 +1,145 @@
+// Octree attention through the fused kernel: OctFormer's windows (K tokens,
+// dilation, padding with batch id = batchSize) and OctGPT's shifted windows
+// become a gather into window order plus one segment-masked attention over
+// [windows, K, H, d] (each window is a batch row, so the cost is O(N·K), not
+// O(N²)); the result is scattered back to token order. 3D RoPE as OctGPT
+// defines it is applied to q and k in token order before the gather.
+import { fail } from '../../errors.js';
+import { native } from '../../native.js';
+import { attention, ropeApply, ropeTable3d } from '../../ops/attention.js';
+import { Tensor, withTensors } from '../../tensor.js';
+import type { Octree } from '../../octree/octree.js';
+
+interface PlanNative {
+  octreeWindowPlan(a: Record<string, unknown>): Promise<{ numWindows: number; perm: Int32Array; segments: Int32Array }>;
+  octreeRows(a: Record<string, unknown>): Promise<void>;
+}
+const nat = (): PlanNative => native() as unknown as PlanNative;
+
+export interface WindowOptions {
+  /** Tokens per window (OctFormer's patch_size K). */
+  window: number;
+  /** Every dilation-th token inside a block of K·dilation (default 1). */
+  dilation?: number;
+  /** OctGPT's shifted windows: K/2 masked fillers first. */
+  shift?: boolean;
+}
+
+export interface WindowPlan {
+  numWindows: number;
+  window: number;
+  /** [numWindows·K] token of each window slot, -1 for fillers and padding. */
+  perm: Tensor;
+  /** [numWindows, K] batch id per slot (batchSize for fillers and padding). */
+  segments: Tensor;
+}
+
+/** The plan for tokens with the given (non-decreasing) batch ids. */
+export async function windowPlan(batchIds: Int32Array, batchSize: number, opts: WindowOptions): Promise<WindowPlan> {
+  const r = await nat().octreeWindowPlan({
+    batchIds, batchSize, window: opts.window, dilation: opts.dilation ?? 1, shift: opts.shift ?? false,
+  });
+  return {
+    numWindows: r.numWindows, window: opts.window,
+    perm: Tensor.from(r.perm, [r.perm.length]),
+    segments: Tensor.from(r.segments, [r.numWindows, opts.window]),
+  };
+}
+
+/** out[i] = x[index[i]] (zeros where index is -1); x [N, C] float32. */
+export async function gatherRows(x: Tensor, index: Tensor): Promise<Tensor> {
+  const out = Tensor.empty([index.numel, x.shape[1]!]);
+  await withTensors([x, index, out], () => nat().octreeRows({ x: x.native(), index: index.native(), out: out.native() }));
+  return out;
+}
+
+/** out[index[i]] = x[i] for index >= 0, into a [rows, C] tensor (other rows are zero). */
+export async function scatterRows(x: Tensor, index: Tensor, rows: number): Promise<Tensor> {
+  const out = Tensor.zeros([rows, x.shape[1]!]);
+  await withTensors([x, index, out], () => nat().octreeRows({ x: x.native(), index: index.native(), out: out.native(), scatter: true }));
+  return out;
+}
+
+export interface Rope3d { cos: Tensor; sin: Tensor; rotaryDim: number }
+
+/**
+ * Windowed multi-head attention of tokens [N, C] (heads·headDim, head-major
+ * columns as OctFormer's qkv reshape): softmax(q·kᵀ/√d) within each window
+ * and sample. Returns [N, C].
+ */
+export async function windowAttention(q: Tensor, k: Tensor, v: Tensor, heads: number, plan: WindowPlan, rope?: Rope3d): Promise<Tensor> {
+  const [N, C] = q.shape as [number, number];
+  if (q.shape.length !== 2 || C % heads !== 0) fail('ERR_SHAPE', `q must be [N, heads·d], got [${q.shape.join(', ')}] for ${heads} heads`);
+  const d = C / heads;
+  if (rope) {
+    const args = { layout: 'blhd' as const, cos: rope.cos, sin: rope.sin, rotaryDim: rope.rotaryDim };
+    q = await ropeApply({ x: q.reshape([1, N, heads, d]), ...args }).then((t) => t.reshape([N, C]));
+    k = await ropeApply({ x: k.reshape([1, N, heads, d]), ...args }).then((t) => t.reshape([N, C]));
+  }
+  const W = plan.numWindows, K = plan.window;
+  const shape = [W, K, heads, d];
+  const [qw, kw, vw] = await Promise.all([q, k, v].map((t) => gatherRows(t, plan.perm)));
+  const ow = await attention({
+    q: qw!.reshape(shape), k: kw!.reshape(shape), v: vw!.reshape(shape), layout: 'blhd',
+    mask: { segments: { q: plan.segments, k: plan.segments } },
+  });
+  return scatterRows(ow.reshape([W * K, C]), plan.perm, N);
+}
+
+// ---- OctGPT 3D rotary embeddings -------------------------------------------
+
+/** Per-head directions: φ in [0, 2π), θ in [0, π/2) (OctGPT draws them with torch.rand). */
+export interface RopeDirection { phi: number; theta: number }
+
+/**
+ * OctGPT's "mixed" learnable frequencies at initialisation, as the [H, 3F, 3]
+ * table ropeTable3d takes (F = headDim/6 magnitudes base^(-6j/headDim)).
+ * Per head the three bands of F pairs use the directions
+ * (sinθcosφ, sinθsinφ, cosθ), (sinθcos(φ+π/2), sinθsin(φ+π/2), cosθ) and
+ * (cosθcosφ, cosθsinφ, -sinθ) (sin(θ+π/2) = cosθ, cos(θ+π/2) = -sinθ).
+ */
+export function octgptRopeFreqs(headDim: number, directions: readonly RopeDirection[], base = 100): Tensor {
+  const F = Math.floor(headDim / 6);
+  if (F < 1) fail('ERR_INVALID_ARGUMENT', `3D RoPE needs a head size of at least 6, got ${headDim}`);
+  const H = directions.length;
+  const out = new Float32Array(H * 3 * F * 3);
+  directions.forEach(({ phi, theta }, h) => {
+    const dirs = [
+      [Math.sin(theta) * Math.cos(phi), Math.sin(theta) * Math.sin(phi), Math.cos(theta)],
+      [Math.sin(theta) * Math.cos(phi + Math.PI / 2), Math.sin(theta) * Math.sin(phi + Math.PI / 2), Math.cos(theta)],
+      [Math.sin(theta + Math.PI / 2) * Math.cos(phi), Math.sin(theta + Math.PI / 2) * Math.sin(phi), Math.cos(theta + Math.PI / 2)],
+    ];
+    for (let band = 0; band < 3; band++)
+      for (let j = 0; j < F; j++) {
+        const mag = Math.pow(base, -(6 * j) / headDim);
+        for (let a = 0; a < 3; a++) out[((h * 3 * F) + band * F + j) * 3 + a] = mag * dirs[band]![a]!;
+      }
+  });
+  return Tensor.from(out, [H, 3 * F, 3]);
+}
+
+/** OctGPT's parameter `freqs` [3, H·3F] (rows x, y, z) as the [H, 3F, 3] table. */
+export function octgptFreqsFromParam(param: Float32Array, heads: number): Tensor {
+  const half = param.length / 3 / heads;
+  if (!Number.isInteger(half)) fail('ERR_SHAPE', `freqs of ${param.length} values do not split into 3 × ${heads} heads`);
+  const out = new Float32Array(param.length);
+  for (let h = 0; h < heads; h++)
+    for (let j = 0; j < half; j++)
+      for (let a = 0; a < 3; a++) out[(h * half + j) * 3 + a] = param[a * heads * half + h * half + j]!;
+  return Tensor.from(out, [heads, half, 3]);
+}
+
+/** Node positions as OctGPT feeds RoPE: cell centres on a `grid` (128) lattice, (xyz + 0.5)·grid/2^d. */
+export function octgptPositions(octree: Octree, depth: number, nempty = true, grid = 128): Tensor {
+  const xyz = octree.xyz(depth, nempty);
+  const s = grid / 2 ** depth;
+  const out = new Float32Array(xyz.length);
+  for (let i = 0; i < xyz.length; i++) out[i] = (xyz[i]! + 0.5) * s;
+  return Tensor.from(out, [xyz.length / 3, 3]);
+}
+
+/** cos/sin tables [N, H, 3F] for tokens at `positions` [N, 3] with `freqs` [H, 3F, 3]. */
+export function octgptRope(positions: Tensor, freqs: Tensor): Rope3d {
+  const t = ropeTable3d(positions, freqs);
+  return { ...t, rotaryDim: 2 * freqs.shape[1]! };
+}

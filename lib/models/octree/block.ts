@@ -1,0 +1,106 @@
+// OctFormer block forward (octree-nn/octformer OctFormerBlock), inference:
+//   x += BN(dwconv3³(x))                (CPE over the nempty 27-neighbour table)
+//   x += proj(WindowAttention(LN1(x)))  (qkv split head-major, scale d^-½)
+//   x += fc2(GELU(fc1(LN2(x))))         (nn.GELU: the exact erf form)
+// BatchNorm at inference is an affine map from its running statistics, so it
+// folds into the depthwise weights and a bias: w' = w·s, b = β − μ·s with
+// s = γ/√(var + eps). Drop path is the identity at inference.
+import { fail } from '../../errors.js';
+import { linear } from '../../ops/gemm.js';
+import { layerNorm } from '../../ops/norm.js';
+import { native } from '../../native.js';
+import { Tensor, withTensors } from '../../tensor.js';
+import type { NeighborTable } from '../../octree/octree.js';
+import { windowAttention, type Rope3d, type WindowPlan } from './attention.js';
+
+export interface OctFormerBlockWeights {
+  /** Depthwise conv [27, C] (ocnn's [27, 1, C]). */
+  cpeWeight: Float32Array;
+  bnWeight: Float32Array; bnBias: Float32Array; bnMean: Float32Array; bnVar: Float32Array;
+  norm1Weight: Float32Array; norm1Bias: Float32Array;
+  /** [3C, C] and [3C]: rows q | k | v, each head-major. */
+  qkvWeight: Float32Array; qkvBias: Float32Array;
+  projWeight: Float32Array; projBias: Float32Array;
+  norm2Weight: Float32Array; norm2Bias: Float32Array;
+  fc1Weight: Float32Array; fc1Bias: Float32Array;
+  fc2Weight: Float32Array; fc2Bias: Float32Array;
+}
+
+interface DwNative { octreeDwconv(a: Record<string, unknown>): Promise<void> }
+
+const ERF_P = 0.3275911, ERF_A = [0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429];
+/** erf to ~1e-7 absolute (Abramowitz-Stegun 7.1.26 is 1.5e-7): below float32 resolution of GELU's output. */
+function erf(x: number): number {
+  const s = Math.sign(x), a = Math.abs(x), t = 1 / (1 + ERF_P * a);
+  const poly = t * (ERF_A[0]! + t * (ERF_A[1]! + t * (ERF_A[2]! + t * (ERF_A[3]! + t * ERF_A[4]!))));
+  return s * (1 - poly * Math.exp(-a * a));
+}
+
+export class OctFormerBlock {
+  readonly channels: number;
+  readonly heads: number;
+  readonly #w: Record<string, Tensor>;
+  readonly #eps: number;
+
+  constructor(weights: OctFormerBlockWeights, opts: { channels: number; heads: number; bnEps?: number; lnEps?: number }) {
+    const C = opts.channels;
+    if (!Number.isInteger(C) || C < 1 || C % opts.heads !== 0) fail('ERR_INVALID_ARGUMENT', `channels ${C} must be a multiple of heads ${opts.heads}`);
+    this.channels = C;
+    this.heads = opts.heads;
+    this.#eps = opts.lnEps ?? 1e-5;
+    const expect = (name: keyof OctFormerBlockWeights, n: number): Float32Array => {
+      const a = weights[name];
+      if (!(a instanceof Float32Array) || a.length !== n) fail('ERR_SHAPE', `${name} must be a Float32Array of ${n} values`);
+      return a;
+    };
+    const bnEps = opts.bnEps ?? 1e-5;
+    const cw = expect('cpeWeight', 27 * C), g = expect('bnWeight', C), b = expect('bnBias', C), mu = expect('bnMean', C), va = expect('bnVar', C);
+    const wf = new Float32Array(27 * C), bf = new Float32Array(C);
+    for (let c = 0; c < C; c++) {
+      const s = g[c]! / Math.sqrt(va[c]! + bnEps);
+      bf[c] = b[c]! - mu[c]! * s;
+      for (let k = 0; k < 27; k++) wf[k * C + c] = cw[k * C + c]! * s;
+    }
+    const t = (a: Float32Array, shape: number[]): Tensor => Tensor.from(a, shape);
+    const qkv = expect('qkvWeight', 3 * C * C), qkvB = expect('qkvBias', 3 * C);
+    const hidden = expect('fc1Bias', weights.fc1Bias.length).length;
+    this.#w = {
+      cpeW: t(wf, [27, C]), cpeB: t(bf, [C]),
+      n1w: t(expect('norm1Weight', C), [C]), n1b: t(expect('norm1Bias', C), [C]),
+      qW: t(qkv.slice(0, C * C), [C, C]), kW: t(qkv.slice(C * C, 2 * C * C), [C, C]), vW: t(qkv.slice(2 * C * C), [C, C]),
+      qB: t(qkvB.slice(0, C), [C]), kB: t(qkvB.slice(C, 2 * C), [C]), vB: t(qkvB.slice(2 * C), [C]),
+      pW: t(expect('projWeight', C * C), [C, C]), pB: t(expect('projBias', C), [C]),
+      n2w: t(expect('norm2Weight', C), [C]), n2b: t(expect('norm2Bias', C), [C]),
+      f1W: t(expect('fc1Weight', hidden * C), [hidden, C]), f1B: t(weights.fc1Bias, [hidden]),
+      f2W: t(expect('fc2Weight', C * hidden), [C, hidden]), f2B: t(expect('fc2Bias', C), [C]),
+    };
+  }
+
+  /**
+   * x [N, C]: features of the non-empty nodes of one depth in key order;
+   * neighbors: that depth's table with nempty = true (27 columns); plan:
+   * windowPlan() of those nodes' batch ids.
+   */
+  async forward(x: Tensor, neighbors: NeighborTable, plan: WindowPlan, rope?: Rope3d): Promise<Tensor> {
+    const w = this.#w;
+    const [N, C] = x.shape as [number, number];
+    if (x.shape.length !== 2 || C !== this.channels) fail('ERR_SHAPE', `x must be [N, ${this.channels}], got [${x.shape.join(', ')}]`);
+    if (neighbors.rows !== N || neighbors.cols !== 27) fail('ERR_SHAPE', `neighbors must be the nempty 3x3x3 table of these ${N} nodes`);
+    const nb = Tensor.from(neighbors.data, [N, 27]);
+    const x1 = Tensor.empty([N, C]);
+    await withTensors([x, nb, x1], () => (native() as unknown as DwNative).octreeDwconv({
+      x: x.native(), neighbors: nb.native(), weight: w.cpeW!.native(), bias: w.cpeB!.native(), residual: x.native(), out: x1.native(),
+    }));
+    const h = await layerNorm({ x: x1, weight: w.n1w, bias: w.n1b, eps: this.#eps });
+    const [q, k, v] = await Promise.all([
+      linear({ x: h, weight: w.qW!, bias: w.qB }), linear({ x: h, weight: w.kW!, bias: w.kB }), linear({ x: h, weight: w.vW!, bias: w.vB }),
+    ]);
+    const a = await windowAttention(q!, k!, v!, this.heads, plan, rope);
+    const x2 = await linear({ x: a, weight: w.pW!, bias: w.pB, residual: x1 });
+    const h2 = await layerNorm({ x: x2, weight: w.n2w, bias: w.n2b, eps: this.#eps });
+    const m = await linear({ x: h2, weight: w.f1W!, bias: w.f1B });
+    const md = m.data as Float32Array;
+    for (let i = 0; i < md.length; i++) { const z = md[i]!; md[i] = 0.5 * z * (1 + erf(z / Math.SQRT2)); }
+    return linear({ x: m, weight: w.f2W!, bias: w.f2B, residual: x2 });
+  }
+}
