@@ -144,8 +144,10 @@ Octree build(const OctreeBuildArgs& a, OctreeBuildReport* report) {
     const int64_t P = static_cast<int64_t>(parent.size());
     L.keys.resize(P * 8);
     L.children.assign(P * 8, -1);
-    for (int64_t j = 0; j < P; ++j)
-      for (int c = 0; c < 8; ++c) L.keys[j * 8 + c] = to_ocnn_key((parent[j] << 3) | c, d);
+    ThreadPool::global().parallel_for(P, 8192, [&](int64_t j0, int64_t j1, int) {
+      for (int64_t j = j0; j < j1; ++j)
+        for (int c = 0; c < 8; ++c) L.keys[j * 8 + c] = to_ocnn_key((parent[j] << 3) | c, d);
+    });
     for (size_t u = 0; u < node_key.size(); ++u)
       L.children[pidx[u] * 8 + (node_key[u] & 7)] = static_cast<int32_t>(u);
     L.nnum_nempty = static_cast<int64_t>(node_key.size());

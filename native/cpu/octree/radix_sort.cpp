@@ -73,13 +73,18 @@ void radix_sort_pairs(std::vector<uint64_t>& keys, std::vector<int32_t>& vals, i
 
 void batch_counts(const int64_t* keys, const int32_t* children, int64_t n, int32_t batch_size,
                   std::vector<int64_t>* nnum, std::vector<int64_t>* nnum_nempty) {
+  // Keys are sorted batch-major: each sample is one run, found by binary search.
   nnum->assign(batch_size, 0);
   nnum_nempty->assign(batch_size, 0);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t b = batch_of(keys[i]);
-    if (b < 0 || b >= batch_size) continue;  // validated callers never get here
-    ++(*nnum)[b];
-    if (children[i] >= 0) ++(*nnum_nempty)[b];
+  int64_t lo = 0;
+  for (int32_t b = 0; b < batch_size; ++b) {
+    const int64_t next = static_cast<int64_t>(b + 1) << kOctreeBatchShift;
+    const int64_t hi = b + 1 == batch_size ? n : std::lower_bound(keys + lo, keys + n, next) - keys;
+    (*nnum)[b] = hi - lo;
+    int64_t ne = 0;
+    for (int64_t i = lo; i < hi; ++i) ne += children[i] >= 0;
+    (*nnum_nempty)[b] = ne;
+    lo = hi;
   }
 }
 
