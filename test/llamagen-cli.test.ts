@@ -26,10 +26,13 @@ describe('tessera generate (LlamaGen)', () => {
     if (!existsSync(cli)) throw new Error('dist/ is missing: run `npm run build:ts` first (npm test does)');
   });
 
-  it.each(['ar', 'sjd'])('--decode %s --top-k 1 writes the reference greedy image and [[tokens]]; prints the counters', async (decode) => {
+  // LANTERN is lossy, but with top-k 1 no neighbour carries mass ≤ δ < 1 except zero-mass ones: greedy too.
+  const drafter = ['--draft', join(fixtureDir, 'gpt_draft.pt')];
+  it.each([['ar', '', []], ['sjd', '', []], ['draft', ' --draft', drafter], ['lantern', '', []], ['lantern', ' --draft', drafter]] as const)(
+    '--decode %s%s --top-k 1 writes the reference greedy image and [[tokens]]; prints the counters', async (decode, _label, extra) => {
     const png = join(work, `${decode}.png`), json = join(work, `${decode}.json`);
     const cls = String(ref('greedy_labels').data[0]);
-    const r = tessera(...model, '--class', cls, '--cfg', meta().greedy_cfg!, '--top-k', '1', '--decode', decode, '--out', png, '--tokens', json);
+    const r = tessera(...model, '--class', cls, '--cfg', meta().greedy_cfg!, '--top-k', '1', '--decode', decode, ...extra, '--out', png, '--tokens', json);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/forward_passes=\d+ tokens=36 .*spec_decode_num_accepted_tokens=\d+ acceptance_rate=[\d.]+/);
@@ -59,13 +62,17 @@ describe('tessera generate (LlamaGen)', () => {
     const out = join(work, 'x.png');
     const cases: [string[], RegExp][] = [
       [['--class', '10'], /ERR_INVALID_ARGUMENT: class 10 is not a class id of this model \(0\.\.9/],
-      [['--class', '1', '--decode', 'lantern'], /ERR_INVALID_ARGUMENT: --decode lantern is not implemented yet/],
-      [['--class', '1', '--decode', 'draft', '--draft', join(fixtureDir, 'gpt.pt')], /--decode draft is not implemented yet/],
+      [['--class', '1', '--decode', 'draft'], /ERR_INVALID_ARGUMENT: --decode draft needs --draft <gpt file>/],
+      [['--class', '1', '--decode', 'sjd', '--draft', join(fixtureDir, 'gpt_draft.pt')], /--draft is only used with --decode draft or lantern/],
+      [['--class', '1', '--decode', 'lantern', '--lantern-k', '64'], /LANTERN k must be an integer in 0\.\.63/],
+      [['--class', '1', '--lantern-delta', '0.2'], /--lantern-k and --lantern-delta are only used with --decode lantern/],
+      [['--class', '1', '--watermark-delta', '3'], /--watermark-delta and --watermark-gamma need --watermark-key/],
+      [['--class', '1', '--watermark-key', 'k', '--watermark-gamma', '1'], /watermark gamma must be in \(0, 1\)/],
       [['--class', '1', '--decode', 'beam'], /--decode must be one of ar, sjd, lantern, draft/],
       [['--class', '1', '--image-size', '13'], /--image-size must be a positive multiple of the tokenizer's downsampling 2/],
       [['--class', '1', '--top-p', '2'], /top-p must be in \[0, 1\]/],
       [['--class', '1', '--cfg', '-2'], /cfg must be a finite number >= 0/],
-      [['--class', '1', '--window', '4'], /--window is only used with --decode sjd/],
+      [['--class', '1', '--window', '4'], /--window is only used with speculative decoding/],
       [['--class', '1', '--heads', '3'], /3 heads do not split dim 128/],
     ];
     for (const [args, msg] of cases) {

@@ -15,9 +15,11 @@ import { fitImageCommand } from './fit_image.js';
 import { renderImageCommand } from './render_image.js';
 import { fitCommand } from './fit.js';
 import { renderCommand } from './render.js';
+import { watermarkCommand } from './watermark.js';
 
 const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand, editCommand,
   fitImageCommand, renderImageCommand, fitCommand, renderCommand, serveCommand];
+COMMANDS.push(watermarkCommand);
 
 function usage(): string {
   return `Usage: tessera <command> [options]

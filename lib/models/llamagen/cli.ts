@@ -2,6 +2,8 @@
 // lib/cli/generate.ts hands over when --weights holds a LlamaGen GPT.
 import { writeFileSync } from 'node:fs';
 
+import { generateWithDraft } from '../../decoding/draft.js';
+import { generateLantern, LANTERN_DELTA, LANTERN_K, vqNeighbourTable } from '../../decoding/lantern.js';
 import { generateSjd } from '../../decoding/sjd.js';
 import { TesseraError } from '../../errors.js';
 import { parseArgs } from '../../cli/args.js';
@@ -12,6 +14,7 @@ import { checkPair } from './config.js';
 import { generateAr, type DecodeStats, type Generated } from './generate.js';
 import { LlamaGenGpt } from './gpt.js';
 import { LlamaGenVq, toUnitRange } from './vq.js';
+import { resolveWatermark, watermarkBias } from '../../watermark/greenlist.js';
 
 export type DecodeMode = 'ar' | 'sjd' | 'lantern' | 'draft';
 const MODES: readonly DecodeMode[] = ['ar', 'sjd', 'lantern', 'draft'];
@@ -28,9 +31,17 @@ export interface LlamaGenFileOptions {
   temperature?: number;
   seed?: number;
   decode?: DecodeMode;
-  /** SJD window (tokens per pass, default 16). */
+  /** Tokens per target pass (default 16 for Jacobi drafts, 5 with a draft model). */
   window?: number;
+  /** Draft model (a smaller LlamaGen GPT) for --decode draft, or lantern with model drafts. */
   draft?: string;
+  /** LANTERN neighbours per draft (default 1000) and total-variation budget (default 0.1). */
+  lanternK?: number;
+  lanternDelta?: number;
+  /** Green-list watermark: key (enables it), bias δ and green fraction γ (lib/watermark/greenlist.ts). */
+  watermarkKey?: string;
+  watermarkDelta?: number;
+  watermarkGamma?: number;
   /** Head count when the rule does not fit the checkpoint (see gptConfig). */
   heads?: number;
   out: string;
@@ -43,12 +54,16 @@ export interface LlamaGenFileOptions {
 export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<DecodeStats> {
   const decode = o.decode ?? 'ar';
   if (!MODES.includes(decode)) throw new TesseraError('ERR_INVALID_ARGUMENT', `--decode must be one of ${MODES.join(', ')}, got ${String(decode)}`);
-  if (decode === 'lantern' || decode === 'draft')
-    throw new TesseraError('ERR_INVALID_ARGUMENT', `--decode ${decode} is not implemented yet (available: ar, sjd)`);
-  if (o.draft !== undefined) throw new TesseraError('ERR_INVALID_ARGUMENT', '--draft is only used with --decode draft');
-  if (o.window !== undefined && decode !== 'sjd') throw new TesseraError('ERR_INVALID_ARGUMENT', '--window is only used with --decode sjd');
+  if (decode === 'draft' && o.draft === undefined) throw new TesseraError('ERR_INVALID_ARGUMENT', '--decode draft needs --draft <gpt file>');
+  if (o.draft !== undefined && decode !== 'draft' && decode !== 'lantern')
+    throw new TesseraError('ERR_INVALID_ARGUMENT', '--draft is only used with --decode draft or lantern');
+  if (o.window !== undefined && decode === 'ar') throw new TesseraError('ERR_INVALID_ARGUMENT', '--window is only used with speculative decoding');
+  if ((o.lanternK !== undefined || o.lanternDelta !== undefined) && decode !== 'lantern')
+    throw new TesseraError('ERR_INVALID_ARGUMENT', '--lantern-k and --lantern-delta are only used with --decode lantern');
+  if ((o.watermarkDelta !== undefined || o.watermarkGamma !== undefined) && o.watermarkKey === undefined)
+    throw new TesseraError('ERR_INVALID_ARGUMENT', '--watermark-delta and --watermark-gamma need --watermark-key');
   const files: Checkpoint[] = [];
-  let model: LlamaGenGpt | undefined;
+  let model: LlamaGenGpt | undefined, drafter: LlamaGenGpt | undefined;
   try {
     files.push(openCheckpoint(o.tokenizer));
     const vq = LlamaGenVq.load(files[0]!.tensors, o.tokenizer);
@@ -60,11 +75,25 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     files.push(openCheckpoint(o.weights));
     model = await LlamaGenGpt.load(files[1]!.tensors, o.weights, { heads: o.heads, extras: files[1]!.extras });
     checkPair(vq.config, model.config, { tokenizer: o.tokenizer, weights: o.weights });
+    if (o.draft !== undefined) {
+      files.push(openCheckpoint(o.draft));
+      drafter = await LlamaGenGpt.load(files[2]!.tensors, o.draft, { extras: files[2]!.extras });
+      checkPair(vq.config, drafter.config, { tokenizer: o.tokenizer, weights: o.draft });
+    }
+    const watermark = o.watermarkKey === undefined ? undefined
+      : resolveWatermark({ key: o.watermarkKey, delta: o.watermarkDelta, gamma: o.watermarkGamma });
     const options = {
       classes: [o.classId], grid, cfg: o.cfg, topK: o.topK, topP: o.topP, temperature: o.temperature, seed: o.seed,
-      onProgress: o.onProgress,
+      onProgress: o.onProgress, window: o.window,
+      logitBias: watermark && watermarkBias(watermark, model.config.vocabulary, o.seed ?? 0, 1),
     };
-    const result: Generated = decode === 'sjd' ? await generateSjd(model, { ...options, window: o.window }) : await generateAr(model, options);
+    let result: Generated;
+    if (decode === 'sjd') result = await generateSjd(model, options);
+    else if (decode === 'draft') result = await generateWithDraft(model, drafter!, options);
+    else if (decode === 'lantern') {
+      const table = await vqNeighbourTable(files[0]!.tensors, o.tokenizer, o.lanternK ?? LANTERN_K);
+      result = await generateLantern(model, { ...options, table, k: o.lanternK, delta: o.lanternDelta ?? LANTERN_DELTA, drafter });
+    } else result = await generateAr(model, options);
     const img = toUnitRange(await vq.decodeCodes(Int32Array.from(result.tokens[0]!), 1, grid));
     await writeImage(o.out, img, 0);
     img.dispose();
@@ -72,15 +101,19 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     return result.stats;
   } finally {
     model?.dispose();
+    drafter?.dispose();
     for (const c of files) c.close();
   }
 }
 
-const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'top-k', 'top-p', 'temperature', 'seed', 'decode', 'draft', 'window', 'heads', 'out', 'tokens'];
+const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'top-k', 'top-p', 'temperature', 'seed', 'decode', 'draft', 'window', 'heads', 'out', 'tokens',
+  'lantern-k', 'lantern-delta', 'watermark-key', 'watermark-delta', 'watermark-gamma'];
 
 export const LLAMAGEN_USAGE = `Usage: tessera generate --tokenizer <vq file> --weights <gpt file> --class <int>
          [--image-size 256] [--cfg 2.0] [--top-k 2000] [--top-p 1] [--temperature 1]
          [--decode ar|sjd|lantern|draft] [--window 16] [--draft <gpt file>]
+         [--lantern-k 1000] [--lantern-delta 0.1]
+         [--watermark-key <key>] [--watermark-delta 2] [--watermark-gamma 0.25]
          [--seed 0] [--heads H] --out <file.png> [--tokens <file.json>]
 
 LlamaGen class-conditional next-token generation (chosen when --weights is a
@@ -89,9 +122,17 @@ LlamaGen GPT checkpoint). Prints the decoding counters on stdout.
   --image-size <px>   256 (16x16 tokens) or 384 (24x24) with VQ-16 (default 256)
   --cfg <s>           guidance l_u + s(l_c - l_u), applied when s > 1 (default 2.0)
   --top-k <k>         keep the k largest logits; 1 greedy, 0 off (default 2000)
-  --decode <mode>     ar (plain) or sjd (speculative Jacobi); lantern and draft
-                      are not implemented yet
-  --window <n>        SJD tokens per pass (default 16)
+  --decode <mode>     ar (plain); sjd (speculative Jacobi, lossless); draft
+                      (speculative sampling with --draft, lossless); lantern
+                      (relaxed acceptance over codebook neighbours, lossy; Jacobi
+                      drafts, or the --draft model's)
+  --window <n>        tokens per target pass, x0 included (default 16; 5 with --draft)
+  --draft <file>      a smaller LlamaGen GPT (same tokenizer and classes) to draft with
+  --lantern-k <k>     LANTERN neighbours per draft (default 1000, at most V - 1)
+  --lantern-delta <d> LANTERN total-variation budget (default 0.1; 0 = exact)
+  --watermark-key <s> add the keyed green-list bias (detect: tessera watermark detect)
+  --watermark-delta   logit bias on green tokens (default 2)
+  --watermark-gamma   green fraction of the vocabulary (default 0.25)
   --heads <H>         head count, when not head_dim 64 (100 for dim 3200)
   --tokens <file>     JSON [[...]]: the G*G token ids in raster order`;
 
@@ -121,6 +162,7 @@ export function formatStats(s: DecodeStats): string {
     `spec_decode_num_drafts=${s.numDrafts}`, `spec_decode_num_draft_tokens=${s.numDraftTokens}`,
     `spec_decode_num_accepted_tokens=${s.numAcceptedTokens}`, `acceptance_rate=${s.acceptanceRate.toFixed(4)}`,
     `mean_acceptance_length=${s.meanAcceptanceLength.toFixed(3)}`,
+    ...(s.draftForwardPasses !== undefined ? [`draft_forward_passes=${s.draftForwardPasses}`] : []),
   ].join(' ');
 }
 
@@ -151,6 +193,9 @@ export async function runLlamaGenGenerate(argv: readonly string[]): Promise<numb
     cfg: numberFlag(f, 'cfg'), topK: numberFlag(f, 'top-k', true), topP: numberFlag(f, 'top-p'),
     temperature: numberFlag(f, 'temperature'), seed: numberFlag(f, 'seed', true), window: numberFlag(f, 'window', true),
     heads: numberFlag(f, 'heads', true), decode: typeof decode === 'string' ? decode as DecodeMode : undefined,
+    lanternK: numberFlag(f, 'lantern-k', true), lanternDelta: numberFlag(f, 'lantern-delta'),
+    watermarkKey: typeof f.get('watermark-key') === 'string' ? f.get('watermark-key') as string : undefined,
+    watermarkDelta: numberFlag(f, 'watermark-delta'), watermarkGamma: numberFlag(f, 'watermark-gamma'),
     draft: typeof draft === 'string' ? draft : undefined, tokens: typeof tokens === 'string' ? tokens : undefined,
     onProgress: progress,
   });
