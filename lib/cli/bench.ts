@@ -3,8 +3,9 @@ import { parseArgs, type Command } from './args.js';
 import { benchAttentionCommand } from './bench_attention.js';
 import { benchGemmCommand } from './bench_gemm.js';
 import { benchVarCommand } from './bench_var.js';
+import { benchSplatCommand } from './bench_splat.js';
 
-const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand, benchVarCommand];
+const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand, benchVarCommand, benchSplatCommand];
 
 export const benchCommand: Command = {
   name: 'bench',

@@ -68,10 +68,15 @@ void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, const Ca
     }
   radix_sort(keys, bins->order, tmp_keys, tmp_vals, nv);
 
+  // The tile rectangles in depth order, read once at random addresses here so
+  // that the two passes below over all intersections stream them.
+  struct Rect { int16_t x0, x1, y0, y1; };
+  Rect* rects = arena->array<Rect>(nv);
   bins->emit_begin = arena->array<int64_t>(nv + 1);
   bins->emit_begin[0] = 0;
   for (int64_t k = 0; k < nv; ++k) {
     const int16_t* r = proj[bins->order[k]].rect;
+    rects[k] = Rect{r[0], r[1], r[2], r[3]};
     bins->emit_begin[k + 1] = bins->emit_begin[k] + int64_t(r[1] - r[0]) * (r[3] - r[2]);
   }
   const int64_t total = bins->emit_begin[nv];
@@ -88,9 +93,9 @@ void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, const Ca
   int64_t* cursor = arena->array<int64_t>(chunks * tiles);
   auto chunk_range = [&](int64_t c, int64_t* b, int64_t* e) { *b = nv * c / chunks; *e = nv * (c + 1) / chunks; };
   auto for_each_tile = [&](int64_t k, auto&& fn) {
-    const int16_t* r = proj[bins->order[k]].rect;
-    for (int ty = r[2]; ty < r[3]; ++ty)
-      for (int tx = r[0]; tx < r[1]; ++tx) fn(int64_t(ty) * cam.tiles_x + tx);
+    const Rect r = rects[k];
+    for (int ty = r.y0; ty < r.y1; ++ty)
+      for (int tx = r.x0; tx < r.x1; ++tx) fn(int64_t(ty) * cam.tiles_x + tx);
   };
   pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {

@@ -165,7 +165,28 @@ int32_t project_gaussian(const SceneRef& s, int64_t i, const CameraFrame& cam, b
   out->rect[1] = tile(px + radius + kSplatTile - 1, cam.tiles_x);
   out->rect[2] = tile(py - radius, cam.tiles_y);
   out->rect[3] = tile(py + radius + kSplatTile - 1, cam.tiles_y);
+  // Within that rectangle only the tiles where α can reach 1/255 matter: the
+  // blend skips α < 1/255, so dropping the others changes no pixel. α >= 1/255
+  // needs power >= −q/2 with q = 2·ln(255·o), i.e. the ellipse dᵀΣ⁻¹d <= q,
+  // whose bounding box is |dx| <= sqrt(q·Σxx), |dy| <= sqrt(q·Σyy) (Σ = the
+  // dilated 2D covariance). 1% + 0.05 px of margin absorbs fp32 rounding.
+  if (opacity * 255.f < 0.999f) return kProjOutside;  // α <= o < 1/255 everywhere
+  const float q = 2.f * std::log(std::max(opacity * 255.f, 1.f));
+  const float ex = std::sqrt(q * e.a) * 1.01f + 0.05f, ey = std::sqrt(q * e.c) * 1.01f + 0.05f;
+  auto shrink = [](int16_t* lo, int16_t* hi, float a, float b, int lim) {
+    // pixel i (centre i + 0.5) is in reach when px − e <= i <= px + e
+    *lo = std::max(*lo, static_cast<int16_t>(std::clamp(std::floor(a / kSplatTile), 0.f, float(lim))));
+    *hi = std::min(*hi, static_cast<int16_t>(std::clamp(std::floor(b / kSplatTile) + 1, 0.f, float(lim))));
+  };
+  shrink(&out->rect[0], &out->rect[1], px - ex, px + ex, cam.tiles_x);
+  shrink(&out->rect[2], &out->rect[3], py - ey, py + ey, cam.tiles_y);
   if (out->rect[0] >= out->rect[1] || out->rect[2] >= out->rect[3]) return kProjOutside;
+  // Row skipping in the blend (raster_tile.h): over a pixel row at vertical
+  // offset dy the largest power is −dy²·ky with ky = (C − B²/A)/2 (the
+  // quadratic's maximum in dx), so the row has α < 1/255 once dy²·ky > ln(255·o);
+  // the threshold carries a margin so fp32 rounding never skips a pixel the blend would take.
+  out->ky = 0.5f * (out->conic[2] - out->conic[1] * out->conic[1] / out->conic[0]);
+  out->row_thr = 0.5f * q * 1.001f + 1e-3f;
   // Colour: Σ Y_k(d)·sh_k + 0.5, clamped at 0 per channel (§1.9).
   float d[3], len;
   view_dir(cam, m, d, &len);

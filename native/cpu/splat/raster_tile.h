@@ -61,10 +61,8 @@ inline float hsum(vf v) {
 }
 
 // The tile's Gaussians as structure of arrays, front to back.
-// ky, thr: a row at vertical offset dy can be skipped when dy²·ky > thr.
-// Over a row the largest power is −dy²·(C − B²/A)/2 (the quadratic's maximum
-// in dx), so α <= o·e^(−dy²·ky) < 1/255 once dy²·ky > ln(255·o); thr carries
-// a margin so that fp32 rounding never skips a pixel the blend would take.
+// ky, thr: a row at vertical offset dy can be skipped when dy²·ky > thr
+// (Projected::ky and row_thr, computed once per Gaussian in project.cpp).
 struct TileSoA {
   const float *mx, *my, *A, *B, *C, *op, *r, *g, *b, *z, *ky, *thr;
   int64_t n;
@@ -83,9 +81,8 @@ TileSoA gather(const Projected* proj, const TileBins& bins, int64_t tile, int ti
     f[5][k] = q.opacity;
     f[6][k] = q.rgb[0]; f[7][k] = q.rgb[1]; f[8][k] = q.rgb[2];
     f[9][k] = q.depth;
-    f[10][k] = 0.5f * (q.conic[2] - q.conic[1] * q.conic[1] / q.conic[0]);
-    const float lim = std::log(255.f * q.opacity);  // NaN-free: opacity > 0 is not guaranteed, so test below
-    f[11][k] = q.opacity * 255.f > 1.f ? lim * 1.001f + 1e-3f : -1.f;
+    f[10][k] = q.ky;
+    f[11][k] = q.row_thr;
   }
   return TileSoA{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], n};
 }

@@ -5,7 +5,10 @@
 // the thread count or scheduling.
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 #include "cpu/splat/splat_cpu.h"
 #include "tessera/cpu.h"
@@ -28,6 +31,27 @@ const RasterKernels& kernels() {
 
 constexpr int64_t kGrainGaussians = 2048;
 
+// TESSERA_SPLAT_PROFILE=1 prints each stage's wall and process CPU ms to
+// stderr (for `tessera bench splat`; the machine may be shared, so CPU time
+// is the steadier figure).
+class StageClock {
+ public:
+  StageClock() : on_(std::getenv("TESSERA_SPLAT_PROFILE") != nullptr) { lap(nullptr); }
+  void lap(const char* stage) {
+    if (!on_) return;
+    timespec w, c;
+    clock_gettime(CLOCK_MONOTONIC, &w);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
+    const double wall = w.tv_sec * 1e3 + w.tv_nsec * 1e-6, cpu = c.tv_sec * 1e3 + c.tv_nsec * 1e-6;
+    if (stage) std::fprintf(stderr, "splat %-10s wall %7.2f ms  cpu %7.2f ms\n", stage, wall - wall_, cpu - cpu_);
+    wall_ = wall;
+    cpu_ = cpu;
+  }
+ private:
+  bool on_;
+  double wall_ = 0, cpu_ = 0;
+};
+
 int64_t prepare_all(const SplatScene& s, Prepared* prep) {
   std::atomic<int64_t> invalid{0};  // an integer count: order does not matter
   ThreadPool::global().parallel_for(s.means.shape[0], kGrainGaussians, [&](int64_t b, int64_t e, int) {
@@ -49,10 +73,13 @@ void project_and_bin(const SceneRef& s, const SplatCamera& camera, float near_pl
   pass->cam = make_frame(camera, near_plane);
   pass->proj = arena->array<Projected>(s.n);
   pass->status = arena->array<int32_t>(s.n);
+  StageClock clock;
   ThreadPool::global().parallel_for(s.n, kGrainGaussians, [&](int64_t b, int64_t e, int) {
     for (int64_t i = b; i < e; ++i) pass->status[i] = project_gaussian(s, i, pass->cam, aa, &pass->proj[i]);
   });
+  clock.lap("project");
   bin_tiles(pass->proj, pass->status, s.n, pass->cam, want_slots, arena, &pass->bins);
+  clock.lap("binning");
   for (int64_t i = 0; i < s.n; ++i) {
     stats->culled_near += pass->status[i] == kProjNear;
     stats->culled_outside += pass->status[i] == kProjOutside;
@@ -71,8 +98,10 @@ void splat_render(const SplatRenderArgs& a) {
   SplatStats stats;
   stats.gaussians = n;
   Arena arena;
+  StageClock clock;
   Prepared* prep = arena.array<Prepared>(n);
   stats.invalid = prepare_all(scene, prep);
+  clock.lap("prepare");
   const SceneRef s{&scene, prep, n};
   const RasterKernels& ker = kernels();
   const bool aa = a.mode == SplatMode::kAntialiased;
@@ -81,12 +110,14 @@ void splat_render(const SplatRenderArgs& a) {
     Arena cam_arena;
     CameraPass pass;
     project_and_bin(s, a.cameras[c], a.near_plane, aa, false, &cam_arena, &pass, &stats);
+    clock.lap(nullptr);
     TileOutputs out{a.rgb.ptr<float>() + c * pixels * 3, a.alpha.empty() ? nullptr : a.alpha.ptr<float>() + c * pixels,
                     a.depth.empty() ? nullptr : a.depth.ptr<float>() + c * pixels,
                     a.contributors.empty() ? nullptr : a.contributors.ptr<int32_t>() + c * pixels};
     ThreadPool::global().parallel_for(num_tiles(pass.cam), 1, [&](int64_t b, int64_t e, int tid) {
       for (int64_t t = b; t < e; ++t) ker.forward(pass.proj, pass.bins, pass.cam, a.background, t, tid, out);
     });
+    clock.lap("blend");
   }
   if (a.stats) *a.stats = stats;
 }

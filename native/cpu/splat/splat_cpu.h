@@ -38,13 +38,16 @@ struct CameraFrame {
 CameraFrame make_frame(const SplatCamera& c, float near_plane);
 
 // One Gaussian projected into one camera (what the tile kernels read).
-struct Projected {
+// One cache line each: the tile gather reads them in depth order, i.e. at
+// random addresses, once per tile intersection.
+struct alignas(64) Projected {
   float mx, my;          // mean in pixels (pixel centres at i + 0.5)
   float conic[3];        // inverse of the dilated Σ2D: A, B, C
   float opacity;         // sigmoid(logit), times the compensation if antialiased
   float rgb[3];          // clamped SH colour
   float depth;           // view-space z
-  int16_t rect[4];       // tiles [x0, x1) × [y0, y1)
+  float ky, row_thr;     // a tile row at vertical offset dy is skipped when dy²·ky > row_thr
+  int16_t rect[4];       // tiles [x0, x1) × [y0, y1) where α can reach 1/255
   int32_t clamped;       // bit c: rgb[c] was clamped at 0 (no SH gradient)
 };
 

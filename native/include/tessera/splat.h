@@ -13,6 +13,10 @@
 //    reference's integer-pixel sampling when cx = W/2).
 //  * Near culling: view z <= near (0.2 as the reference). No side culling:
 //    Gaussians whose 3σ tile rectangle is empty fall out (reference §1.8).
+//    Within that rectangle only tiles where α can reach 1/255 are listed (the
+//    bounding box of the ellipse o·e^power >= 1/255); the blend skips smaller
+//    α anyway, so images equal the reference's. A Gaussian with opacity below
+//    1/255 reaches no pixel and counts as culled_outside.
 //  * EWA: tx/tz, ty/tz clamped to the 1.3×half-FOV guard band (asymmetric,
 //    gsplat form), Σ2D = J·W·Σ·Wᵀ·Jᵀ + 0.3·I. Antialiased mode multiplies the
 //    opacity by sqrt(max(0.000025, det Σ2D / det(Σ2D + 0.3 I))) computed
@@ -60,7 +64,7 @@ struct SplatStats {
   int64_t gaussians = 0;      // N
   int64_t invalid = 0;        // skipped by the rule above
   int64_t culled_near = 0;    // view z <= near
-  int64_t culled_outside = 0; // tile rectangle empty (off-screen)
+  int64_t culled_outside = 0; // no tile in reach (off-screen, or opacity < 1/255)
   int64_t visible = 0;        // projected into >= 1 tile
   int64_t intersections = 0;  // (tile, Gaussian) pairs blended
 };
