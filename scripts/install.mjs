@@ -1,17 +1,54 @@
 #!/usr/bin/env node
-// Builds the native addon: `cmake-js compile --out build`. TESSERA_CUDA
-// (AUTO|ON|OFF) passes through to CMake. Fails with one clear message when
-// cmake or a C++ compiler is missing.
+// `npm install` hook. An installed package first test-loads a prebuilt addon
+// (a local build, or the @tessera/<platform> package npm picked by os/cpu/libc)
+// in a child process and, when one loads, needs no compiler and no network.
+// Only when none loads does it build from source with cmake-js (N-API headers
+// come from the node-api-headers package, so nothing is fetched beyond the npm
+// registry). A git checkout always builds from source, so `npm install`
+// compiles edited C++.
+//   TESSERA_BUILD_FROM_SOURCE=1  always build from source
+//   TESSERA_BUILD_FROM_SOURCE=0  never build (use a prebuilt or fail at load)
+//   TESSERA_CUDA=AUTO|ON|OFF     passes through to CMake
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const mode = process.env.TESSERA_BUILD_FROM_SOURCE ?? (existsSync(join(root, '.git')) ? '1' : 'auto');
+let prebuiltWhy = '';
 
 function have(cmd, args = ['--version']) {
   const r = spawnSync(cmd, args, { stdio: 'ignore' });
   return !r.error && r.status === 0;
+}
+
+/** Test-loads the addon the package's loader would pick, in a child process (a bad binary cannot crash npm). */
+function prebuilt() {
+  const loader = join(root, 'dist', 'lib', 'native.js');
+  if (!existsSync(loader)) return { ok: false, why: `${loader} is missing (the TypeScript is not built)` };
+  const script = `const m = await import(${JSON.stringify(pathToFileURL(loader).href)});
+    m.native(); const s = m.nativeSelection(); console.log(s.addonSource + ': ' + s.addon);`;
+  const env = { ...process.env };
+  delete env.TESSERA_BACKEND; // a forced backend is a run-time choice, not an install failure
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8' });
+  if (r.status === 0) return { ok: true, why: r.stdout.trim() };
+  return { ok: false, why: (r.stderr || r.stdout || `exit ${r.status}`).trim().replace(/^tessera: /, '') };
+}
+
+if (mode !== '1') {
+  const p = prebuilt();
+  if (p.ok) {
+    console.log(`tessera: using the prebuilt addon (${p.why}); set TESSERA_BUILD_FROM_SOURCE=1 to compile instead`);
+    process.exit(0);
+  }
+  if (mode === '0') {
+    console.error(`tessera: no prebuilt addon loads and TESSERA_BUILD_FROM_SOURCE=0, so nothing was built:\n${p.why}`);
+    process.exit(0);
+  }
+  console.log(`tessera: no prebuilt addon loads here, building from source.\n${p.why}`);
+  prebuiltWhy = p.why;
 }
 
 const missing = [];
@@ -20,6 +57,8 @@ const cxx = process.env.CXX || 'c++';
 if (!have(cxx) && !have('g++') && !have('clang++')) missing.push('a C++20 compiler (g++ >= 11 or clang++ >= 14)');
 if (missing.length) {
   console.error(`tessera: cannot build the native addon, missing: ${missing.join(', ')}.\n` +
+    (prebuiltWhy ? 'No prebuilt binary matched this machine either (see above); check that npm installed ' +
+      'the optional @tessera/<platform> package (`npm install --include=optional`).\n' : '') +
     'Install them (Debian/Ubuntu: `apt-get install cmake g++`) and run `npx tessera build`.');
   process.exit(1);
 }
