@@ -6,11 +6,12 @@
 // samples with its q) must pass a chi-square test against them at a
 // false-alarm rate of 1e-3 per token (critical values: the 0.999 quantiles
 // of chi-square). Power: accepting reused drafts unconditionally gives chi2
-// ~1000 here; a bias of a few percent of the mass (e.g. doubling the random
-// drafts' ratio) needs far more runs.
+// ~1000 here, and LANTERN's relaxation (lossy) is rejected (last case); a
+// bias of a few percent of the mass needs far more runs.
 import { describe, expect, it } from 'vitest';
 
 import { generateWithDraft } from '../lib/decoding/draft.js';
+import { generateLantern, vqNeighbourTable } from '../lib/decoding/lantern.js';
 import { generateSjd } from '../lib/decoding/sjd.js';
 import { GuidedSampler, prefill, resolveSampling, type Generated } from '../lib/models/llamagen/generate.js';
 import { LlamaGenGpt } from '../lib/models/llamagen/gpt.js';
@@ -93,6 +94,17 @@ describe('speculative decoding is lossless', () => {
     const passes = await checkMarginals(model, (m, seed) =>
       generateWithDraft(m, drafter, { ...SETTINGS, classes: [CLASS], grid: GRID, window: 4, seed }));
     expect(passes).toBeLessThanOrEqual(4);
+    model.dispose(); drafter.dispose();
+  });
+
+  it('power: the same test rejects LANTERN (δ 0.2, k 63, lossy by design) with the same drafter', async () => {
+    // Measured: chi2 ~50 on 6 df for token 1 (critical 22.46); δ 0.05 is rejected too (chi2 ~40 on 8 df).
+    const model = await loadGpt();
+    const c = openFixture('gpt_draft.pt');
+    const drafter = await LlamaGenGpt.load(c.tensors, 'gpt_draft.pt', { extras: c.extras });
+    const table = await vqNeighbourTable(openFixture('vq.pt').tensors, 'vq.pt', 63);
+    await expect(checkMarginals(model, (m, seed) =>
+      generateLantern(m, { ...SETTINGS, classes: [CLASS], grid: GRID, window: 4, seed, table, k: 63, delta: 0.2, drafter }))).rejects.toThrow(/chi2/);
     model.dispose(); drafter.dispose();
   });
 });
