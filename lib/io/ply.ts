@@ -138,6 +138,10 @@ function readBinary(body: Uint8Array, elements: PlyElement[], le: boolean, what:
   for (const el of elements) {
     const scalars = el.properties.filter((p) => !p.listCount);
     const hasList = el.properties.length !== scalars.length;
+    // Every element needs at least its scalars and list counts: refuse counts
+    // the remaining bytes cannot hold before allocating anything for them.
+    const minStride = el.properties.reduce((s, p) => s + SIZE[p.listCount ?? p.type], 0);
+    if (minStride * el.count > body.byteLength - off) bad(what, `element ${el.name} claims ${el.count} entries but only ${body.byteLength - off} bytes remain`);
     for (const p of scalars) el.columns.set(p.name, alloc(p.type, el.count));
     if (!hasList) {
       // Fixed stride: check the whole block once, then read columns.
@@ -191,6 +195,7 @@ function readAscii(body: Uint8Array, elements: PlyElement[], what: string): void
     return x;
   };
   for (const el of elements) {
+    if (el.count * el.properties.length > tokens.length - at) bad(what, `element ${el.name} claims ${el.count} entries but only ${tokens.length - at} values remain`);
     for (const p of el.properties) if (!p.listCount) el.columns.set(p.name, alloc(p.type, el.count));
     const lists = new Map<string, { counts: Uint32Array; vals: number[] }>();
     for (const p of el.properties) if (p.listCount) lists.set(p.name, { counts: new Uint32Array(el.count), vals: [] });
