@@ -85,3 +85,23 @@ describe('inspect and family detection', () => {
     expect(out.parameters).toBe(15 + 5 + 28 + 8 + 6 + 9 + 10 + 3 + 4 + 2 + 2 + 2 + 2 + 3 + 1 + 0);
   });
 });
+
+describe('inspect on scenes', () => {
+  it('names 3DGS scenes and point clouds with their counts', async () => {
+    const { gaussiansToSpz } = await import('../lib/io/gaussian-formats.js');
+    const { emptyScene } = await import('../lib/io/gaussian-scene.js');
+    const { writeFileSync } = await import('node:fs');
+    const spz = join(tmp, 's.spz');
+    writeFileSync(spz, gaussiansToSpz(emptyScene(5, 2), 3));
+    const ply = join(tmp, 'p.ply');
+    writeFileSync(ply, 'ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\nend_header\n0 0 0\n1 2 3\n');
+    const out: string[] = [];
+    const log = vi.spyOn(console, 'log').mockImplementation((s: string) => { out.push(s); });
+    expect(await inspectCommand.run([spz, '--json'])).toBe(0);
+    expect(await inspectCommand.run([ply, '--json'])).toBe(0);
+    log.mockRestore();
+    const [a, b] = out.map((s) => JSON.parse(s) as Record<string, unknown>);
+    expect(a).toMatchObject({ family: '3dgs-scene', gaussians: 5, shDegree: 2, format: 'spz' });
+    expect(b).toMatchObject({ family: 'point-cloud', points: 2, max: [1, 2, 3] });
+  });
+});
