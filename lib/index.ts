@@ -31,3 +31,4 @@ export { type GaussianScene } from './io/gaussian-scene.js';
 export { type PointCloud } from './io/point-cloud.js';
 export { edit as editVar, editMask, scaleMasks, type EditOptions as VarEditOptions, type EditMode, type Box } from './models/var/edit.js';
 export { tessera as tesseraPlugin, type TesseraPluginOptions } from './server/plugin.js';
+export { readImageTensor, writeImageTensor, type ImageLayout, type ImageRange, type ReadImageOptions, type WriteImageOptions, type ImageTensor } from './io/image-tensor.js';

@@ -1,7 +1,6 @@
-// Reading images through sharp (PNG, JPEG, WebP, ...) as float RGB.
-import sharp, { type OutputInfo } from 'sharp';
-
-import { TesseraError } from '../errors.js';
+// Reading images as float RGB [H, W, 3] for the fitting code (a thin view on
+// readImageTensor in image-tensor.ts).
+import { readImageTensor } from './image-tensor.js';
 
 export interface RgbImage {
   width: number;
@@ -10,17 +9,11 @@ export interface RgbImage {
   rgb: Float32Array;
 }
 
-/** Reads an image file; alpha is dropped (composited over nothing), grey becomes RGB. */
+/** Reads an image file; alpha is dropped, grey becomes RGB. */
 export async function readImage(path: string): Promise<RgbImage> {
-  let data: Buffer, info: OutputInfo;
-  try {
-    ({ data, info } = await sharp(path).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true }));
-  } catch (e) {
-    throw new TesseraError('ERR_IO', `cannot read image ${path}: ${(e as Error).message}`);
-  }
-  const { width, height, channels } = info;
-  const rgb = new Float32Array(width * height * 3);
-  for (let p = 0; p < width * height; p++)
-    for (let c = 0; c < 3; c++) rgb[3 * p + c] = data[p * channels + Math.min(c, channels - 1)]! / 255;
+  const { tensor, width, height } = await readImageTensor(path, { layout: 'hwc-u8', channels: 3 });
+  const bytes = tensor.data as Uint8Array;
+  const rgb = new Float32Array(bytes.length);
+  for (let i = 0; i < bytes.length; ++i) rgb[i] = bytes[i]! / 255;
   return { width, height, rgb };
 }
