@@ -85,7 +85,7 @@ describe('images', () => {
     const junk = join(dir, 'junk.png');
     writeFileSync(junk, 'not an image');
     await expect(readImageTensor(junk)).rejects.toMatchObject({ code: 'ERR_FORMAT' });
-    await expect(readImageTensor(join(dir, 'missing.png'))).rejects.toMatchObject({ code: expect.stringMatching(/ERR_(IO|FORMAT)/) });
+    await expect(readImageTensor(join(dir, 'missing.png'))).rejects.toMatchObject({ code: 'ERR_IO' });
     await expect(writeImageTensor(join(dir, 'x.png'), Tensor.from(new Float32Array(4), [2, 2]))).rejects.toMatchObject({ code: 'ERR_SHAPE' });
     await expect(writeImageTensor(join(dir, 'x.png'), Tensor.from(new Int32Array(12), [2, 2, 3]))).rejects.toMatchObject({ code: 'ERR_DTYPE' });
   });

@@ -3,7 +3,7 @@
 //   'chw-f32': float32 [C, H, W], byte/255 mapped to [0, 1] or [-1, 1]
 // Writing quantises floats as round(v·255) after mapping back to [0, 1] and
 // clamping; the format follows the file extension (or `format`).
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
 
 import sharp, { type FormatEnum, type OutputInfo } from 'sharp';
@@ -33,6 +33,7 @@ export interface ImageTensor {
 export async function readImageTensor(input: string | Uint8Array, opts: ReadImageOptions = {}): Promise<ImageTensor> {
   const name = typeof input === 'string' ? input : '<buffer>';
   const want = opts.channels ?? 3;
+  if (typeof input === 'string' && !existsSync(input)) throw new TesseraError('ERR_IO', `cannot read image ${input}: no such file`);
   let data: Buffer, info: OutputInfo, sourceChannels: number;
   try {
     const img = sharp(input, { failOn: 'error', limitInputPixels: 1 << 28 });
@@ -42,7 +43,7 @@ export async function readImageTensor(input: string | Uint8Array, opts: ReadImag
     if (want === 4) p = p.ensureAlpha();
     ({ data, info } = await p.raw().toBuffer({ resolveWithObject: true }));
   } catch (e) {
-    throw new TesseraError(typeof input === 'string' && /no such file|ENOENT/i.test(String(e)) ? 'ERR_IO' : 'ERR_FORMAT', `cannot read image ${name}: ${(e as Error).message}`);
+    throw new TesseraError('ERR_FORMAT', `cannot read image ${name}: ${(e as Error).message}`);
   }
   const { width: W, height: H, channels: C } = info;
   const layout = opts.layout ?? 'chw-f32';
