@@ -53,6 +53,10 @@ describe('draft-model speculative sampling', () => {
     for (const t of a.tokens) expect(t).toHaveLength(N);
     expect(a.stats.acceptanceRate).toBeCloseTo(a.stats.numAcceptedTokens / a.stats.numDraftTokens, 12);
     expect(a.stats.meanAcceptanceLength).toBeCloseTo(1 + a.stats.numAcceptedTokens / a.stats.numDrafts, 12);
+    // Per position (vLLM's _per_pos): non-increasing, summing to the accepted total.
+    const perPos = a.stats.numAcceptedTokensPerPos ?? [];
+    expect(perPos.reduce((x, y) => x + y, 0)).toBe(a.stats.numAcceptedTokens);
+    for (let i = 1; i < perPos.length; i++) expect(perPos[i]).toBeLessThanOrEqual(perPos[i - 1]!);
     await expect(generateWithDraft(model, drafter, { ...opts, window: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     model.dispose(); drafter.dispose();
   });

@@ -105,7 +105,10 @@ export function emitVerified(
     for (let i = 0; i < m; i++) out[b]!.push(drafts[b * L + i]!);
     const after = a > m ? drafts[b * L + m]! : verdict.next[b]! >= 0 ? verdict.next[b]! : bonus(b);
     if (k + m + 1 < total) out[b]!.push(after);
-    stats.numAcceptedTokens += m + (a > m ? 1 : 0);
+    const used = m + (a > m ? 1 : 0);
+    stats.numAcceptedTokens += used;
+    const perPos = (stats.numAcceptedTokensPerPos ??= []);
+    for (let i = 0; i < used; i++) perPos[i] = (perPos[i] ?? 0) + 1;
   }
   if (L > 0) { stats.numDrafts += B; stats.numDraftTokens += B * L; }
   return m;

@@ -162,6 +162,7 @@ export function formatStats(s: DecodeStats): string {
     `spec_decode_num_drafts=${s.numDrafts}`, `spec_decode_num_draft_tokens=${s.numDraftTokens}`,
     `spec_decode_num_accepted_tokens=${s.numAcceptedTokens}`, `acceptance_rate=${s.acceptanceRate.toFixed(4)}`,
     `mean_acceptance_length=${s.meanAcceptanceLength.toFixed(3)}`,
+    ...(s.numAcceptedTokensPerPos ? [`spec_decode_num_accepted_tokens_per_pos=[${s.numAcceptedTokensPerPos.join(',')}]`] : []),
     ...(s.draftForwardPasses !== undefined ? [`draft_forward_passes=${s.draftForwardPasses}`] : []),
   ].join(' ');
 }

@@ -46,6 +46,8 @@ export interface DecodeStats {
   numDraftTokens: number;
   /** Draft tokens accepted (vllm:spec_decode_num_accepted_tokens). */
   numAcceptedTokens: number;
+  /** Accepted tokens by draft position (vllm:spec_decode_num_accepted_tokens_per_pos); speculative modes only. */
+  numAcceptedTokensPerPos?: number[];
   /** numAcceptedTokens / numDraftTokens (0 without drafts). */
   acceptanceRate: number;
   /** 1 + numAcceptedTokens / numDrafts: tokens emitted per verification pass. */
