@@ -152,16 +152,22 @@ void splat_backward(const SplatBackwardArgs& a) {
       for (int64_t t = b; t < e; ++t) ker.backward(pass.proj, bins, pass.cam, a.background, t, tid, up, igrad);
     });
     // Each Gaussian sums its intersections in emission (tile rectangle) order,
-    // then applies the projection's chain rule to its own output rows.
-    ThreadPool::global().parallel_for(bins.num_visible, 256, [&](int64_t b, int64_t e, int) {
-      for (int64_t k = b; k < e; ++k) {
+    // then applies the projection's chain rule to its own output rows. The
+    // loop runs in index order (rank[i] = its place in depth order), so the
+    // scene's rows and the gradient rows stream instead of being hit at random.
+    int32_t* rank = cam_arena.array<int32_t>(n);
+    std::fill(rank, rank + n, -1);
+    for (int64_t k = 0; k < bins.num_visible; ++k) rank[bins.order[k]] = static_cast<int32_t>(k);
+    ThreadPool::global().parallel_for(n, 256, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t k = rank[i];
+        if (k < 0) continue;
         float g[10] = {0};
         for (int64_t em = bins.emit_begin[k]; em < bins.emit_begin[k + 1]; ++em) {
           const float* src = igrad + 10 * bins.slot[em];
           for (int j = 0; j < 10; ++j) g[j] += src[j];
         }
         const ProjectedGrad pg{g[0], g[1], {g[2], g[3], g[4]}, g[5], {g[6], g[7], g[8]}, g[9]};
-        const int64_t i = bins.order[k];
         project_gaussian_backward(s, i, pass.cam, aa, pass.proj[i], pg, dm + 3 * i, dls + 3 * i, dq + 4 * i, dl + i,
                                   dsh + 3 * K * i);
       }
