@@ -5,32 +5,28 @@
 // return the generated tokens exactly (the decoder is not the encoder's
 // inverse; spec caveat after Meta's WMAR), so detection power depends on the
 // tokenizer's round trip: measure it before trusting a threshold.
-import sharp from 'sharp';
-
 import { TesseraError } from '../errors.js';
+import { readImageTensor } from '../io/image-tensor.js';
 import type { LlamaGenVq } from '../models/llamagen/vq.js';
-import { Tensor } from '../tensor.js';
+import { resize } from '../ops/resize.js';
+import type { Tensor } from '../tensor.js';
 import type { ResolvedWatermark } from './greenlist.js';
 import { detectTokens, DETECT_ALPHA, type Detection } from './ztest.js';
 
-/** RGB pixels of a file or encoded buffer as [1, 3, H, W] in [-1, 1], resized to `size` or to the nearest multiple of `multiple`. */
+/** RGB pixels of a file or encoded buffer as [1, 3, H, W] in [-1, 1], resized (bicubic) to `size` or to the nearest multiple of `multiple`. */
 export async function readForTokenizer(input: string | Buffer, multiple: number, size?: number): Promise<Tensor> {
-  const name = typeof input === 'string' ? input : 'the image buffer';
-  try {
-    const img = sharp(input).removeAlpha().toColourspace('srgb');
-    const { width = 0, height = 0 } = await sharp(input).metadata();
-    const fit = (n: number): number => Math.max(multiple, Math.round(n / multiple) * multiple);
-    const [W, H] = size !== undefined ? [size, size] : [fit(width), fit(height)];
-    if (W % multiple !== 0 || H % multiple !== 0)
-      throw new TesseraError('ERR_INVALID_ARGUMENT', `image size ${W} must be a multiple of the tokenizer's downsampling ${multiple}`);
-    const raw = await (W !== width || H !== height ? img.resize(W, H, { fit: 'fill', kernel: 'cubic' }) : img).raw().toBuffer();
-    const x = new Float32Array(3 * H * W);
-    for (let p = 0; p < H * W; p++) for (let c = 0; c < 3; c++) x[c * H * W + p] = (raw[p * 3 + c]! / 255) * 2 - 1;
-    return Tensor.from(x, [1, 3, H, W]);
-  } catch (e) {
-    if (e instanceof TesseraError) throw e;
-    throw new TesseraError('ERR_IO', `cannot read ${name}: ${(e as Error).message}`);
+  const { tensor, width, height } = await readImageTensor(input, { range: '-1,1' });
+  const fit = (n: number): number => Math.max(multiple, Math.round(n / multiple) * multiple);
+  const [W, H] = size !== undefined ? [size, size] : [fit(width), fit(height)];
+  if (W % multiple !== 0 || H % multiple !== 0) {
+    tensor.dispose();
+    throw new TesseraError('ERR_INVALID_ARGUMENT', `image size ${W} must be a multiple of the tokenizer's downsampling ${multiple}`);
   }
+  const x = tensor.reshape([1, 3, height, width]);
+  if (W === width && H === height) return x;
+  const out = await resize({ x, size: [H, W], mode: 'bicubic' });
+  tensor.dispose();
+  return out;
 }
 
 /** Re-tokenises an image (raster order) with the VQ encoder and quantiser. */
