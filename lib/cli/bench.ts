@@ -2,15 +2,16 @@
 import { parseArgs, type Command } from './args.js';
 import { benchAttentionCommand } from './bench_attention.js';
 import { benchGemmCommand } from './bench_gemm.js';
+import { benchLoadCommand } from './bench_load.js';
 import { benchVarCommand } from './bench_var.js';
 import { benchSplatCommand } from './bench_splat.js';
 
-const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand, benchVarCommand, benchSplatCommand];
+const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand, benchLoadCommand, benchVarCommand, benchSplatCommand];
 
 export const benchCommand: Command = {
   name: 'bench',
-  summary: 'benchmarks side by side with peers (attention, gemm)',
-  usage: `Usage: tessera bench <attention|gemm> [options]
+  summary: 'benchmarks side by side with peers or machine floors (attention, gemm, load, var, splat)',
+  usage: `Usage: tessera bench <name> [options]
 
 ${BENCHES.map((b) => `  ${b.name.padEnd(10)} ${b.summary}`).join('\n')}
 

@@ -6,16 +6,18 @@ import { openCheckpoint } from '../io/checkpoint.js';
 import { toBf16 } from '../io/convert-dtype.js';
 import { readScene, writeScene } from '../io/scene-file.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import { writeTorchCheckpoint } from '../io/torch-writer.js';
 import { parseArgs, type Command } from './args.js';
 
 export const convertCommand: Command = {
   name: 'convert',
   summary: 'convert a checkpoint to safetensors (optionally bf16), or a scene between .ply/.splat/.spz',
-  usage: `Usage: tessera convert <in> <out.safetensors> [--dtype bf16|keep]
+  usage: `Usage: tessera convert <in> <out.safetensors|out.pth> [--dtype bf16|keep]
        tessera convert <scene.ply|.splat|.spz> <out.ply|.splat|.spz>
 
 Reads a PyTorch checkpoint (zip or legacy; restricted unpickler) or a
-safetensors file and writes safetensors with the same tensor names. With
+safetensors file and writes safetensors (or a torch.save-format .pth that
+PyTorch loads) with the same tensor names. With
 --dtype bf16, floating tensors are rounded to bfloat16 (round to nearest
 even, as PyTorch does); integer tensors are kept. The output is written to a
 temporary file and renamed, so an interrupted run never leaves a half file.
@@ -43,7 +45,8 @@ Options:
       console.log(`wrote ${n} ${scene.kind === 'gaussians' ? 'Gaussians' : 'points'} to ${output}`);
       return 0;
     }
-    if (extname(output) !== '.safetensors') throw new TesseraError('ERR_INVALID_ARGUMENT', `a checkpoint converts to .safetensors, not ${output}`);
+    const toTorch = ['.pth', '.pt'].includes(extname(output).toLowerCase());
+    if (extname(output) !== '.safetensors' && !toTorch) throw new TesseraError('ERR_INVALID_ARGUMENT', `a checkpoint converts to .safetensors (or .pth/.pt), not ${output}`);
     const ck = openCheckpoint(input);
     try {
       const out: TensorToWrite[] = [];
@@ -51,7 +54,8 @@ Options:
         const a = dtype === 'bf16' ? toBf16(t.load()) : t.load();
         out.push({ name: t.name, dtype: a.dtype, shape: a.shape, data: a.data });
       }
-      writeSafetensors(output, out, { ...ck.metadata, converted_from: ck.format });
+      if (toTorch) writeTorchCheckpoint(output, out);
+      else writeSafetensors(output, out, { ...ck.metadata, converted_from: ck.format });
       console.log(`wrote ${out.length} tensors to ${output}`);
       return 0;
     } finally {
