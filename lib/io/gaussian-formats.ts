@@ -140,7 +140,7 @@ export function isSpz(bytes: Uint8Array): boolean {
   return (bytes[0] === 0x1f && bytes[1] === 0x8b) || (bytes.byteLength >= 4 && new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true) === SPZ_MAGIC);
 }
 
-export function gaussiansFromSpz(file: Uint8Array, what: string, maxBytes = 2 ** 31): GaussianScene {
+export function gaussiansFromSpz(file: Uint8Array, what: string, maxBytes = Math.min(2 ** 31, file.byteLength * 1032 + 1024)): GaussianScene {
   if (file[0] !== 0x1f || file[1] !== 0x8b) {
     if (file.byteLength >= 8 && new DataView(file.buffer, file.byteOffset).getUint32(0, true) === SPZ_MAGIC) {
       bad(what, `.spz version ${new DataView(file.buffer, file.byteOffset).getUint32(4, true)} (zstd streams) is not supported yet; versions 1-3 are`);

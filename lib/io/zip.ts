@@ -135,6 +135,9 @@ export class ZipArchive {
       if (entry.size !== entry.compressedSize) bad(this.path, `stored member ${name} has inconsistent sizes`);
       return raw;
     }
+    // Deflate expands at most ~1032:1, so a claimed size beyond that is a lie
+    // (a zip bomb): memory stays bounded by the file's real size.
+    if (entry.size > raw.byteLength * 1032 + 1024) bad(this.path, `member ${name} claims ${entry.size} bytes from ${raw.byteLength} compressed`);
     let out: Uint8Array;
     try {
       out = inflateRawSync(raw, { maxOutputLength: Math.max(entry.size, 1) });
