@@ -29,7 +29,8 @@ function prebuilt() {
   const loader = join(root, 'dist', 'lib', 'native.js');
   if (!existsSync(loader)) return { ok: false, why: `${loader} is missing (the TypeScript is not built)` };
   const script = `const m = await import(${JSON.stringify(pathToFileURL(loader).href)});
-    m.native(); const s = m.nativeSelection(); console.log(s.addonSource + ': ' + s.addon);`;
+    try { m.native(); } catch (e) { console.error(e.message); process.exit(1); }
+    const s = m.nativeSelection(); console.log(s.addonSource + ': ' + s.addon);`;
   const env = { ...process.env };
   delete env.TESSERA_BACKEND; // a forced backend is a run-time choice, not an install failure
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8' });
@@ -47,7 +48,7 @@ if (mode !== '1') {
     console.error(`tessera: no prebuilt addon loads and TESSERA_BUILD_FROM_SOURCE=0, so nothing was built:\n${p.why}`);
     process.exit(0);
   }
-  console.log(`tessera: no prebuilt addon loads here, building from source.\n${p.why}`);
+  console.log(`tessera: no prebuilt addon loads here, building from source.\n${p.why.replace(/^/gm, '  ')}`);
   prebuiltWhy = p.why;
 }
 
