@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""The shapes classifier that judges generated samples: a four-conv CNN
+(3x3 convs, ReLU, stride-2 downsampling, global average pool, linear),
+trained on the real images of make_dataset.py (first 10,000; the last 2,000
+are held out), written as models/tiny-var/classifier.safetensors (float32,
+~250 KB). Its forward uses only conv2d, ReLU, a mean and a linear, so
+Tessera evaluates it with lib/ops (test/embedded.test.ts).
+
+    /usr/bin/python3 scripts/train/train_classifier.py [--epochs 15]
+
+    /usr/bin/python3 scripts/train/train_classifier.py --eval samples.bin
+        (accuracy of the committed classifier on eval_samples.mjs --save output)
+
+Inputs are RGB in [-1, 1], NCHW, 32x32."""
+import argparse
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+
+import common as C
+
+LAYERS = [('conv0', 3, 16, 1), ('conv1', 16, 32, 2), ('conv2', 32, 64, 2), ('conv3', 64, 64, 2)]
+
+
+def init(g, classes):
+    sd = {}
+    for name, cin, cout, _ in LAYERS:
+        sd[name + '.weight'] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (cin * 9)) ** 0.5
+        sd[name + '.bias'] = torch.zeros(cout)
+    sd['fc.weight'] = torch.randn(classes, 64, generator=g) * 64 ** -0.5
+    sd['fc.bias'] = torch.zeros(classes)
+    return sd
+
+
+def forward(sd, x):
+    for name, _, _, stride in LAYERS:
+        x = F.relu(F.conv2d(x, sd[name + '.weight'], sd[name + '.bias'], stride=stride, padding=1))
+    return F.linear(x.mean((2, 3)), sd['fc.weight'], sd['fc.bias'])
+
+
+def load(path=os.path.join(C.MODEL_DIR, 'classifier.safetensors')):
+    import json
+    import struct
+    import numpy as np
+    raw = open(path, 'rb').read()
+    n = struct.unpack('<Q', raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    sd = {}
+    for k, v in header.items():
+        if k == '__metadata__':
+            continue
+        a, b = v['data_offsets']
+        sd[k] = torch.from_numpy(np.frombuffer(raw[8 + n + a:8 + n + b], dtype=np.float32).copy()).view(v['shape'])
+    return sd
+
+
+def evaluate(path):
+    import json
+    import numpy as np
+    meta = json.load(open(path + '.json'))
+    n, size = len(meta['labels']), meta['size']
+    x = torch.from_numpy(np.fromfile(path, dtype=np.uint8).reshape(n, size, size, 3)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        pred = forward(load(), x).argmax(1)
+    acc = (pred == torch.tensor(meta['labels'])).float().mean().item()
+    print(f'{path}: PyTorch classifier accuracy {acc:.4f} on {n} samples')
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--epochs', type=int, default=15)
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--eval', help='samples .bin from eval_samples.mjs --save')
+    a = ap.parse_args()
+    C.setup(a.threads)
+    if a.eval:
+        return evaluate(a.eval)
+    x, y, classes = C.load_dataset()
+    xtr, ytr, xte, yte = x[:10000], y[:10000], x[10000:], y[10000:]
+    g = torch.Generator().manual_seed(2)
+    sd = {k: v.requires_grad_() for k, v in init(g, len(classes)).items()}
+    opt = torch.optim.Adam(sd.values(), lr=2e-3)
+    t0 = time.time()
+    steps = a.epochs * (len(xtr) // 64)
+    for step in range(steps):
+        for grp in opt.param_groups:
+            grp['lr'] = 2e-3 * (1 - step / steps)
+        idx = torch.randint(0, len(xtr), (64,), generator=g)
+        loss = F.cross_entropy(forward(sd, xtr[idx]), ytr[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0:
+            print(f'step {step}/{steps} loss {loss.item():.4f} t {time.time() - t0:.0f}s', flush=True)
+    with torch.no_grad():
+        acc = (forward(sd, xte).argmax(1) == yte).float().mean().item()
+    print(f'held-out accuracy {acc:.4f} on {len(yte)} real images', flush=True)
+    os.makedirs(C.MODEL_DIR, exist_ok=True)
+    C.save_safetensors(sd, os.path.join(C.MODEL_DIR, 'classifier.safetensors'), torch.float32,
+                       {'held_out_accuracy': f'{acc:.4f}', 'input': 'RGB [-1,1] NCHW 32x32', 'classes': ','.join(classes)})
+
+
+if __name__ == '__main__':
+    main()
