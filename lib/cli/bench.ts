@@ -2,11 +2,12 @@
 import { parseArgs, type Command } from './args.js';
 import { benchAttentionCommand } from './bench_attention.js';
 import { benchGemmCommand } from './bench_gemm.js';
+import { benchLlamaGenCommand } from './bench_llamagen.js';
 import { benchLoadCommand } from './bench_load.js';
 import { benchVarCommand } from './bench_var.js';
 import { benchSplatCommand } from './bench_splat.js';
 
-const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand, benchLoadCommand, benchVarCommand, benchSplatCommand];
+const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand, benchLoadCommand, benchVarCommand, benchSplatCommand, benchLlamaGenCommand];
 
 export const benchCommand: Command = {
   name: 'bench',
