@@ -191,6 +191,58 @@ void gather_patch(const Conv2dArgs& a, const Geom& g, int64_t grp, int64_t q, fl
   }
 }
 
+// Whether gather_panel_rows applies: unit stride and dilation along x, and
+// unit-stride input rows (stride and dilation along y are free).
+bool rows_gatherable(const Conv2dArgs& a, const Geom& g) {
+  return g.sw == 1 && g.dw == 1 && (g.W == 1 || a.x.strides[3] == 1);
+}
+
+// The A panel of pixels q .. q+nr−1 (nr ≤ mr; lanes nr..mr−1 zero) when
+// rows_gatherable: consecutive pixels of one output row read consecutive
+// input columns, so each of the K panel rows is filled by short contiguous
+// copies (one per output-row segment of the panel) instead of mr scattered
+// single-float writes per patch element.
+void gather_panel_rows(const Conv2dArgs& a, const Geom& g, int64_t grp, int64_t q, int64_t nr, int64_t mr,
+                       float* panel) {
+  const int64_t* xs = a.x.strides;
+  const int64_t hw = g.Ho * g.Wo, K = g.Cig * g.kh * g.kw;
+  if (nr < mr)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t r = nr; r < mr; ++r) panel[k * mr + r] = 0.f;
+  for (int64_t r0 = 0; r0 < nr;) {
+    const int64_t p = q + r0, n = p / hw, oy = (p % hw) / g.Wo, ox = p % g.Wo;
+    const int64_t len = std::min(nr - r0, g.Wo - ox);
+    const float* xb = a.x.ptr<float>() + n * xs[0] + grp * g.Cig * xs[1];
+    const int64_t ix0 = ox - g.pl;  // input column of lane r0 at j = 0
+    float* d = panel + r0;
+    int64_t k = 0;
+    for (int64_t c = 0; c < g.Cig; ++c)
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t iy = oy * g.sh - g.pt + i * g.dh;
+        if (iy < 0 || iy >= g.H) {
+          for (int64_t j = 0; j < g.kw; ++j, ++k)
+            for (int64_t r = 0; r < len; ++r) d[k * mr + r] = 0.f;
+          continue;
+        }
+        const float* row = xb + c * xs[1] + iy * xs[2];
+        for (int64_t j = 0; j < g.kw; ++j, ++k) {
+          const int64_t lo = ix0 + j;  // input column of the segment's first lane
+          float* dk = d + k * mr;
+          if (lo >= 0 && lo + len <= g.W) {
+            const float* src = row + lo;
+            for (int64_t r = 0; r < len; ++r) dk[r] = src[r];
+          } else {
+            for (int64_t r = 0; r < len; ++r) {
+              const int64_t ix = lo + r;
+              dk[r] = (ix >= 0 && ix < g.W) ? row[ix] : 0.f;
+            }
+          }
+        }
+      }
+    r0 += len;
+  }
+}
+
 // Y [rows, Cog] → out[n, grp·Cog + o, oy, ox] (+=), 64 pixels per chunk.
 void scatter_tile(const Conv2dArgs& a, const Geom& g, int64_t grp, int64_t q0, int64_t rows, const float* Y) {
   const int64_t* os = a.out.strides;
@@ -249,9 +301,14 @@ void conv_im2col(const Conv2dArgs& a, const Geom& g) {
         // Patches go straight into A panels: panel p holds pixels p·mr .. p·mr+mr−1
         // as K rows of mr floats; lanes past `rows` are zero.
         const int64_t panels = (rows + mr - 1) / mr;
+        const bool by_rows = rows_gatherable(a, g);
         pool.parallel_for(panels, 2, [&](int64_t b, int64_t e, int) {
           for (int64_t p = b; p < e; ++p) {
             float* panel = A + p * K * mr;
+            if (by_rows) {
+              gather_panel_rows(a, g, grp, q0 + p * mr, std::min(mr, rows - p * mr), mr, panel);
+              continue;
+            }
             for (int64_t r = 0; r < mr; ++r) {
               if (p * mr + r < rows) {
                 gather_patch(a, g, grp, q0 + p * mr + r, panel + r, mr);

@@ -19,6 +19,27 @@ using nn::sum_sq_dev_f64;
 // Rows per parallel chunk: about 16K elements each.
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 16384 / C); }
 
+// GroupNorm's per-channel passes, cloned per ISA (GCC/Clang ifunc dispatch at
+// load time): this file is built for the baseline ISA, where the stats run 4
+// lanes wide and SiLU's exp runs scalar-ish; the AVX2/AVX-512 clones of these
+// plain loops run 8/16 lanes (the 256² decoder maps are ~10M values per call).
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
+#define TESSERA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TESSERA_CLONES
+#endif
+
+TESSERA_CLONES double gn_sum(const float* v, int64_t n) { return sum_f64(v, n); }
+TESSERA_CLONES double gn_sum_sq_dev(const float* v, int64_t n, float c) { return sum_sq_dev_f64(v, n, c); }
+
+TESSERA_CLONES void gn_apply(const float* x, float* o, int64_t n, float mean, float scale, float shift, bool silu) {
+  if (silu) {
+    for (int64_t i = 0; i < n; ++i) o[i] = silu_f32((x[i] - mean) * scale + shift);
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i] = (x[i] - mean) * scale + shift;
+  }
+}
+
 }  // namespace
 
 void group_norm(const GroupNormArgs& a) {
@@ -34,11 +55,11 @@ void group_norm(const GroupNormArgs& a) {
       float* og = a.out.ptr<float>() + n * a.out.strides[0];
       const int64_t xs = a.x.strides[1], os = a.out.strides[1];
       double sum = 0;
-      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) sum += sum_f64(xg + c * xs, S);
+      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) sum += gn_sum(xg + c * xs, S);
       const double count = static_cast<double>(Cg * S);
       const float mean = static_cast<float>(sum / count);
       double ss = 0;
-      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) ss += sum_sq_dev_f64(xg + c * xs, S, mean);
+      for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) ss += gn_sum_sq_dev(xg + c * xs, S, mean);
       // The deviations were taken from the rounded mean; correct the variance
       // for the rounding (Σ(x−m')² = Σ(x−m)² + n(m−m')²).
       const double dm = sum / count - mean;
@@ -46,11 +67,7 @@ void group_norm(const GroupNormArgs& a) {
       const float rstd = static_cast<float>(1.0 / std::sqrt(var + a.eps));
       for (int64_t c = g * Cg; c < (g + 1) * Cg; ++c) {
         const float scale = w ? rstd * w[c] : rstd, shift = b ? b[c] : 0.f;
-        const float* xc = xg + c * xs;
-        float* oc = og + c * os;
-        for (int64_t i = 0; i < S; ++i) oc[i] = (xc[i] - mean) * scale + shift;
-        if (a.silu)
-          for (int64_t i = 0; i < S; ++i) oc[i] = silu_f32(oc[i]);
+        gn_apply(xg + c * xs, og + c * os, S, mean, scale, shift, a.silu);
       }
     }
   });
