@@ -16,10 +16,12 @@ import { renderImageCommand } from './render_image.js';
 import { fitCommand } from './fit.js';
 import { renderCommand } from './render.js';
 import { watermarkCommand } from './watermark.js';
+import { octreeCommand } from './octree.js';
 
 const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand, editCommand,
   fitImageCommand, renderImageCommand, fitCommand, renderCommand, serveCommand];
 COMMANDS.push(watermarkCommand);
+COMMANDS.push(octreeCommand);
 
 function usage(): string {
   return `Usage: tessera <command> [options]
