@@ -326,3 +326,102 @@ def decode_code(sd, ids):
     save_image clamps to [-1, 1] before writing)."""
     e = F.normalize(sd['quantize.embedding.weight'], dim=-1)
     return decode(sd, e[ids].permute(0, 3, 1, 2).contiguous())
+
+
+# -------------------------------- NAR: next-neighbour (diagonal) order (spec 5)
+
+def nar_layers(sd):
+    """(n_layer, has_vertical): a NAR checkpoint carries one block more,
+    layers.{n_layer}, plus medusa_norm / medusa_output (the vertical head)."""
+    n = count(sd, r'layers\.(\d+)\.')
+    return (n - 1, True) if 'medusa_output.weight' in sd else (n, False)
+
+
+def nar_distance(grid, slots):
+    """Manhattan distance r + c of each slot (slot 0, the class, is -1)."""
+    return torch.tensor([-1 if s == 0 else ((s - 1) // grid + (s - 1) % grid) for s in slots])
+
+
+def block(sd, cfg, i, x, c, s, allowed):
+    """One pre-norm Llama block over x [B, n, dim] with a boolean mask [n, n]."""
+    B, n, _ = x.shape
+    H, hd, d = cfg['heads'], cfg['hd'], cfg['dim']
+    p = f'layers.{i}.'
+    h = rms_norm(x, sd[p + 'attention_norm.weight'])
+    q, k, v = (t.reshape(B, n, H, hd) for t in (h @ sd[p + 'attention.wqkv.weight'].T).split(d, -1))
+    q, k = rope(q, c, s), rope(k, c, s)
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+    att = ((q @ k.transpose(-1, -2)) / math.sqrt(hd)).masked_fill(~allowed, float('-inf')).softmax(-1)
+    x = x + (att @ v).transpose(1, 2).reshape(B, n, d) @ sd[p + 'attention.wo.weight'].T
+    h = rms_norm(x, sd[p + 'ffn_norm.weight'])
+    return x + (F.silu(h @ sd[p + 'feed_forward.w1.weight'].T) * (h @ sd[p + 'feed_forward.w3.weight'].T)) @ sd[p + 'feed_forward.w2.weight'].T
+
+
+def nar_forward(sd, cfg, x, slots, grid):
+    """x [B, n, dim]: the inputs of `slots` (slot 0 = class, 1 + t = raster
+    token t; any subset, any order), no cache. Slot i attends to slot j iff
+    dist(j) <= dist(i) (the class, distance -1, to itself only; everyone sees
+    the class). RoPE rows are the raster slots. Returns (right, down) raw
+    logits [B, n, V]: right = norm/output after the n_layer blocks (predicts
+    (r, c+1)); down = block n_layer, medusa_norm, medusa_output on the same
+    hidden state (predicts (r+1, c))."""
+    layers, vertical = nar_layers(sd)
+    assert vertical, 'not a NAR checkpoint: no medusa_output.weight'
+    cos, sin = rope_2d(grid, cfg['hd'])
+    c, s = cos[slots], sin[slots]
+    dist = nar_distance(grid, slots)
+    allowed = dist[None, :] <= dist[:, None]
+    for i in range(layers):
+        x = block(sd, cfg, i, x, c, s, allowed)
+    right = rms_norm(x, sd['norm.weight']) @ sd['output.weight'].T
+    y = block(sd, cfg, layers, x, c, s, allowed)
+    down = rms_norm(y, sd['medusa_norm.weight']) @ sd['medusa_output.weight'].T
+    return right, down
+
+
+def nar_config(sd):
+    layers, _ = nar_layers(sd)
+    cfg = gpt_config(sd)
+    cfg['layers'] = layers
+    return cfg
+
+
+def nar_cell_logits(right, down, index, r, c, grid):
+    """Raw logits [B, V] for cell (r, c) from the outputs of the slots listed
+    in `index` (slot -> column of right/down): (0, 0) the mean of both heads
+    on the class; row 0 the right head of the left cell; column 0 the down
+    head of the cell above; interior cells the mean of both."""
+    if r == 0 and c == 0:
+        return (right[:, index[0]] + down[:, index[0]]) / 2
+    left = index.get(1 + r * grid + c - 1) if c > 0 else None
+    up = index.get(1 + (r - 1) * grid + c) if r > 0 else None
+    if up is None:
+        return right[:, left]
+    if left is None:
+        return down[:, up]
+    return (right[:, left] + down[:, up]) / 2
+
+
+def decode_nar(sd, labels, grid, scale, pick):
+    """Diagonal decoding by full recomputation (no cache): step d computes
+    every cell of anti-diagonal d from the slots of diagonals < d; 2G - 1
+    steps. `pick(d, guided [B·cells, V]) -> ids`, cells in row order."""
+    cfg = nar_config(sd)
+    B = len(labels)
+    guided = scale > 1
+    rows = cfg_rows(cfg, labels, guided)
+    tokens = torch.zeros(B, grid * grid, dtype=torch.long)
+    for d in range(2 * grid - 1):
+        slots = [0] + [1 + r * grid + c for r in range(grid) for c in range(grid) if r + c < d]
+        toks = tokens.repeat(2, 1) if guided else tokens
+        x = torch.cat([sd['cls_embedding.embedding_table.weight'][rows][:, None],
+                       sd['tok_embeddings.weight'][toks[:, [s - 1 for s in slots[1:]]]]], 1)
+        right, down = nar_forward(sd, cfg, x, slots, grid)
+        index = {s: j for j, s in enumerate(slots)}
+        cells = [(r, d - r) for r in range(grid) if 0 <= d - r < grid]
+        raw = torch.stack([nar_cell_logits(right, down, index, r, c, grid) for r, c in cells], 1)  # [rows, cells, V]
+        g = guide(raw, B, scale)  # [B, cells, V]
+        ids = pick(d, g.reshape(B * len(cells), -1)).reshape(B, len(cells))
+        for j, (r, c) in enumerate(cells):
+            tokens[:, r * grid + c] = ids[:, j]
+    return tokens

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 
 import { generateWithDraft } from '../../decoding/draft.js';
 import { generateLantern, LANTERN_DELTA, LANTERN_K, vqNeighbourTable } from '../../decoding/lantern.js';
+import { generateNar } from '../../decoding/nar.js';
 import { generateSjd } from '../../decoding/sjd.js';
 import { TesseraError } from '../../errors.js';
 import { parseArgs } from '../../cli/args.js';
@@ -16,8 +17,8 @@ import { LlamaGenGpt } from './gpt.js';
 import { LlamaGenVq, toUnitRange } from './vq.js';
 import { resolveWatermark, watermarkBias } from '../../watermark/greenlist.js';
 
-export type DecodeMode = 'ar' | 'sjd' | 'lantern' | 'draft';
-const MODES: readonly DecodeMode[] = ['ar', 'sjd', 'lantern', 'draft'];
+export type DecodeMode = 'ar' | 'sjd' | 'lantern' | 'draft' | 'nar';
+const MODES: readonly DecodeMode[] = ['ar', 'sjd', 'lantern', 'draft', 'nar'];
 
 export interface LlamaGenFileOptions {
   tokenizer: string;
@@ -57,7 +58,7 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
   if (decode === 'draft' && o.draft === undefined) throw new TesseraError('ERR_INVALID_ARGUMENT', '--decode draft needs --draft <gpt file>');
   if (o.draft !== undefined && decode !== 'draft' && decode !== 'lantern')
     throw new TesseraError('ERR_INVALID_ARGUMENT', '--draft is only used with --decode draft or lantern');
-  if (o.window !== undefined && decode === 'ar') throw new TesseraError('ERR_INVALID_ARGUMENT', '--window is only used with speculative decoding');
+  if (o.window !== undefined && (decode === 'ar' || decode === 'nar')) throw new TesseraError('ERR_INVALID_ARGUMENT', '--window is only used with speculative decoding');
   if ((o.lanternK !== undefined || o.lanternDelta !== undefined) && decode !== 'lantern')
     throw new TesseraError('ERR_INVALID_ARGUMENT', '--lantern-k and --lantern-delta are only used with --decode lantern');
   if ((o.watermarkDelta !== undefined || o.watermarkGamma !== undefined) && o.watermarkKey === undefined)
@@ -75,6 +76,8 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     files.push(openCheckpoint(o.weights));
     model = await LlamaGenGpt.load(files[1]!.tensors, o.weights, { heads: o.heads, extras: files[1]!.extras });
     checkPair(vq.config, model.config, { tokenizer: o.tokenizer, weights: o.weights });
+    if (decode === 'nar' && !model.hasVerticalHead)
+      throw new TesseraError('ERR_INVALID_ARGUMENT', `--decode nar needs a NAR checkpoint with the vertical head (layers.{n_layer}, medusa_norm, medusa_output): ${o.weights} has none`);
     if (o.draft !== undefined) {
       files.push(openCheckpoint(o.draft));
       drafter = await LlamaGenGpt.load(files[2]!.tensors, o.draft, { extras: files[2]!.extras });
@@ -90,6 +93,7 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     let result: Generated;
     if (decode === 'sjd') result = await generateSjd(model, options);
     else if (decode === 'draft') result = await generateWithDraft(model, drafter!, options);
+    else if (decode === 'nar') result = await generateNar(model, options);
     else if (decode === 'lantern') {
       const table = await vqNeighbourTable(files[0]!.tensors, o.tokenizer, o.lanternK ?? LANTERN_K);
       result = await generateLantern(model, { ...options, table, k: o.lanternK, delta: o.lanternDelta ?? LANTERN_DELTA, drafter });
@@ -111,7 +115,7 @@ const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'top-k', '
 
 export const LLAMAGEN_USAGE = `Usage: tessera generate --tokenizer <vq file> --weights <gpt file> --class <int>
          [--image-size 256] [--cfg 2.0] [--top-k 2000] [--top-p 1] [--temperature 1]
-         [--decode ar|sjd|lantern|draft] [--window 16] [--draft <gpt file>]
+         [--decode ar|sjd|lantern|draft|nar] [--window 16] [--draft <gpt file>]
          [--lantern-k 1000] [--lantern-delta 0.1]
          [--watermark-key <key>] [--watermark-delta 2] [--watermark-gamma 0.25]
          [--seed 0] [--heads H] --out <file.png> [--tokens <file.json>]
@@ -125,7 +129,9 @@ LlamaGen GPT checkpoint). Prints the decoding counters on stdout.
   --decode <mode>     ar (plain); sjd (speculative Jacobi, lossless); draft
                       (speculative sampling with --draft, lossless); lantern
                       (relaxed acceptance over codebook neighbours, lossy; Jacobi
-                      drafts, or the --draft model's)
+                      drafts, or the --draft model's); nar (next-neighbour
+                      order, one anti-diagonal per pass: 2G-1 passes; needs a
+                      NAR checkpoint with the vertical head medusa_output)
   --window <n>        tokens per target pass, x0 included (default 16; 5 with --draft)
   --draft <file>      a smaller LlamaGen GPT (same tokenizer and classes) to draft with
   --lantern-k <k>     LANTERN neighbours per draft (default 1000, at most V - 1)

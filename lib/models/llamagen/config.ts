@@ -21,6 +21,12 @@ export interface GptConfig {
   /** Real classes; the table has one more row, the null class. */
   classes: number;
   ffnHidden: number;
+  /**
+   * NAR's vertical head (spec section 5): the checkpoint carries one more
+   * block, layers.{layers}, plus medusa_norm / medusa_output. `layers` counts
+   * the trunk only. Absent on plain LlamaGen checkpoints.
+   */
+  verticalHead?: true;
 }
 
 export interface VqConfig {
@@ -60,8 +66,9 @@ export function gptConfig(tensors: Tensors, file: string, opts: { heads?: number
   const classRows = r.shape('cls_embedding.embedding_table.weight', 2, 'class embeddings [classes + 1, dim]')[0]!;
   r.expect('cls_embedding.embedding_table.weight', [classRows, dim], 'class embeddings');
   if (classRows < 2) bad(file, 'cls_embedding.embedding_table.weight', `has ${classRows} rows: needs the classes and the null-class row`);
-  const layers = r.count('layers.');
-  if (layers === 0) bad(file, 'layers.0.*', 'is missing: not a LlamaGen GPT');
+  const vertical = r.has('medusa_output.weight') || r.has('medusa_norm.weight');
+  const blocks = r.count('layers.'), layers = vertical ? blocks - 1 : blocks;
+  if (layers <= 0) bad(file, 'layers.0.*', 'is missing: not a LlamaGen GPT');
   const ffnHidden = r.shape('layers.0.feed_forward.w1.weight', 2, 'FFN w1 [hidden, dim]')[0]!;
 
   let heads: number, headsSource: GptConfig['headsSource'];
@@ -82,7 +89,7 @@ export function gptConfig(tensors: Tensors, file: string, opts: { heads?: number
   if (dim % heads !== 0 || (dim / heads) % 4 !== 0)
     throw new TesseraError('ERR_INVALID_ARGUMENT', `${heads} heads do not split dim ${dim} into head sizes divisible by 4 (2D RoPE)`);
 
-  for (let i = 0; i < layers; i++) {
+  for (let i = 0; i < blocks; i++) {
     const p = `layers.${i}`;
     r.expect(`${p}.attention.wqkv.weight`, [3 * dim, dim], 'fused [q|k|v] (no GQA in c2i)');
     r.expect(`${p}.attention.wo.weight`, [dim, dim], 'attention output');
@@ -94,7 +101,14 @@ export function gptConfig(tensors: Tensors, file: string, opts: { heads?: number
   }
   r.expect('norm.weight', [dim], 'final RMSNorm');
   r.expect('output.weight', [vocabulary, dim], 'output head');
-  return { layers, dim, heads, headDim: dim / heads, headsSource, vocabulary, classes: classRows - 1, ffnHidden };
+  if (vertical) {
+    r.expect('medusa_norm.weight', [dim], "NAR vertical head's RMSNorm");
+    r.expect('medusa_output.weight', [vocabulary, dim], 'NAR vertical head');
+  }
+  return {
+    layers, dim, heads, headDim: dim / heads, headsSource, vocabulary, classes: classRows - 1, ffnHidden,
+    ...(vertical ? { verticalHead: true as const } : {}),
+  };
 }
 
 export function vqConfig(tensors: Tensors, file: string): VqConfig {

@@ -42,7 +42,8 @@ export class GptState {
   constructor(config: GptConfig, readonly rows: number, readonly grid: number) {
     if (!Number.isInteger(grid) || grid < 1) fail('ERR_INVALID_ARGUMENT', `grid must be a positive integer, got ${grid}`);
     this.maxLength = Math.ceil((1 + grid * grid) / 8) * 8;
-    this.caches = Array.from({ length: config.layers }, () => KVCache.create(rows, config.heads, this.maxLength, config.headDim));
+    // NAR's vertical head is one more block with its own cache.
+    this.caches = Array.from({ length: config.layers + (config.verticalHead ? 1 : 0) }, () => KVCache.create(rows, config.heads, this.maxLength, config.headDim));
     this.rope = ropeTable2d(grid, 1, config.headDim);
   }
 
@@ -67,6 +68,8 @@ export class LlamaGenGpt {
     private readonly w: WeightReader,
     private readonly layers: LayerWeights[],
     private readonly output: PackedWeight,
+    /** NAR's vertical head: block layers.{n_layer} and medusa_output (absent on plain checkpoints). */
+    private readonly vertical?: { layer: LayerWeights; output: PackedWeight },
   ) {}
 
   static async load(tensors: Tensors, file: string, opts: GptOptions = {}): Promise<LlamaGenGpt> {
@@ -75,7 +78,7 @@ export class LlamaGenGpt {
     const pack = (t: Tensor): Promise<PackedWeight> => packWeight(t, { compute: opts.compute ?? 'float32' });
     const d = config.dim;
     const layers: LayerWeights[] = [];
-    for (let i = 0; i < config.layers; i++) {
+    for (let i = 0; i < config.layers + (config.verticalHead ? 1 : 0); i++) {
       const p = `layers.${i}`;
       const qkv = w.values(`${p}.attention.wqkv.weight`);
       const part = (j: number): Tensor => Tensor.from(qkv.subarray(j * d * d, (j + 1) * d * d), [d, d]);
@@ -87,12 +90,18 @@ export class LlamaGenGpt {
         attentionNorm: w.f32(`${p}.attention_norm.weight`), ffnNorm: w.f32(`${p}.ffn_norm.weight`),
       });
     }
-    return new LlamaGenGpt(config, w, layers, await pack(w.f32('output.weight')));
+    const vertical = config.verticalHead ? { layer: layers.pop()!, output: await pack(w.f32('medusa_output.weight')) } : undefined;
+    return new LlamaGenGpt(config, w, layers, await pack(w.f32('output.weight')), vertical);
   }
+
+  /** Whether the checkpoint carries NAR's vertical head (layers.{n_layer}, medusa_norm, medusa_output). */
+  get hasVerticalHead(): boolean { return this.vertical !== undefined; }
 
   /** Bytes of packed weights one forward pass reads (the decode bandwidth floor). */
   get weightBytes(): number {
-    return this.layers.reduce((a, l) => a + [l.q, l.k, l.v, l.wo, l.w1, l.w3, l.w2].reduce((s, p) => s + p.bytes, 0), this.output.bytes);
+    const all = this.vertical ? [...this.layers, this.vertical.layer] : this.layers;
+    return all.reduce((a, l) => a + [l.q, l.k, l.v, l.wo, l.w1, l.w3, l.w2].reduce((s, p) => s + p.bytes, 0),
+      this.output.bytes + (this.vertical?.output.bytes ?? 0));
   }
 
   newState(rows: number, grid: number): GptState {
@@ -121,43 +130,10 @@ export class LlamaGenGpt {
    * (row r·n + j predicts the token after slot state.length + j of row r).
    */
   async forward(state: GptState, x: Tensor, n: number): Promise<Tensor> {
-    const { dim: d, heads: H, headDim: hd } = this.config;
-    const R = state.rows, M = R * n, start = state.length;
-    if (x.shape.length !== 2 || x.shape[0] !== M || x.shape[1] !== d) fail('ERR_SHAPE', `x must be [${M}, ${d}], got [${x.shape.join(', ')}]`);
-    if (start + n > Math.min(state.maxLength, 1 + state.grid * state.grid))
-      fail('ERR_INVALID_ARGUMENT', `slots ${start}..${start + n - 1} run past the ${state.grid}x${state.grid} grid`);
+    this.checkInputs(state, x, n);
+    const start = state.length;
     const positions = Tensor.from(Int32Array.from({ length: n }, (_, j) => start + j), [n]);
-    const { cos, sin } = state.rope;
-    for (let i = 0; i < this.layers.length; i++) {
-      const l = this.layers[i]!;
-      const h = await rmsNorm({ x, weight: l.attentionNorm, eps: RMS_EPS });
-      const q = await linear({ x: h, packed: l.q }), k = await linear({ x: h, packed: l.k }), v = await linear({ x: h, packed: l.v });
-      h.dispose();
-      const blhd = (t: Tensor): Tensor => t.reshape([R, n, H, hd]);
-      await ropeApply({ x: blhd(q), out: blhd(q), layout: 'blhd', cos, sin, positions, style: 'interleaved' });
-      await ropeApply({ x: blhd(k), out: blhd(k), layout: 'blhd', cos, sin, positions, style: 'interleaved' });
-      const cache = state.caches[i]!;
-      await cache.append(blhd(k), blhd(v), { layout: 'blhd' });
-      k.dispose(); v.dispose();
-      // The cache attends with q in [R, H, n, hd]; for n = 1 that is q's own memory.
-      const qb = n === 1 ? q.reshape([R, H, 1, hd]) : swapMiddle(q, R, n, H, hd);
-      const o = await cache.attend(qb, { mask: 'causal' });
-      if (n > 1) qb.dispose();
-      q.dispose();
-      const ob = n === 1 ? o.reshape([M, d]) : swapMiddle(o, R, H, n, hd, [M, d]);
-      await linear({ x: ob, packed: l.wo, residual: x, out: x });
-      o.dispose();
-      if (n > 1) ob.dispose();
-      const h2 = await rmsNorm({ x, weight: l.ffnNorm, eps: RMS_EPS });
-      const gate = await linear({ x: h2, packed: l.w1, activation: 'silu' });
-      const up = await linear({ x: h2, packed: l.w3 });
-      h2.dispose();
-      const g = gate.data as Float32Array, u = up.data as Float32Array;
-      for (let j = 0; j < g.length; j++) g[j] = g[j]! * u[j]!;
-      up.dispose();
-      await linear({ x: gate, packed: l.w2, residual: x, out: x });
-      gate.dispose();
-    }
+    for (let i = 0; i < this.layers.length; i++) await this.block(this.layers[i]!, state, state.caches[i]!, x, n, positions, 'causal');
     positions.dispose();
     const hn = await rmsNorm({ x, weight: this.w.f32('norm.weight'), eps: RMS_EPS });
     x.dispose();
@@ -166,9 +142,84 @@ export class LlamaGenGpt {
     return logits;
   }
 
+  /**
+   * NAR (spec section 5): x [rows·n, dim] are the inputs of raster slots
+   * `slots` (RoPE rows; 0 = class, 1 + t = token t), appended to the caches
+   * in the order given. Attention is unmasked over the cache: fed one
+   * anti-diagonal at a time, every slot sees exactly the slots of distance ≤
+   * its own and the class. Returns the horizontal head's logits (norm,
+   * output: predicts (r, c+1)) and the vertical head's (block n_layer,
+   * medusa_norm, medusa_output on the same hidden state: predicts (r+1, c)),
+   * each [rows·n, V].
+   */
+  async forwardNar(state: GptState, x: Tensor, slots: Int32Array): Promise<{ right: Tensor; down: Tensor }> {
+    if (!this.vertical) fail('ERR_INVALID_ARGUMENT', 'this checkpoint has no NAR vertical head (layers.{n_layer}, medusa_norm, medusa_output)');
+    const n = slots.length;
+    this.checkInputs(state, x, n);
+    const top = state.grid * state.grid;
+    for (const t of slots) if (!Number.isInteger(t) || t < 0 || t > top) fail('ERR_INVALID_ARGUMENT', `slot ${t} is outside 0..${top}`);
+    const positions = Tensor.from(Int32Array.from(slots), [n]);
+    for (let i = 0; i < this.layers.length; i++) await this.block(this.layers[i]!, state, state.caches[i]!, x, n, positions, 'none');
+    const y = Tensor.from(Float32Array.from(x.data as Float32Array), [...x.shape]);
+    await this.block(this.vertical.layer, state, state.caches[this.layers.length]!, y, n, positions, 'none');
+    positions.dispose();
+    const hn = await rmsNorm({ x, weight: this.w.f32('norm.weight'), eps: RMS_EPS });
+    x.dispose();
+    const right = await linear({ x: hn, packed: this.output });
+    hn.dispose();
+    const yn = await rmsNorm({ x: y, weight: this.w.f32('medusa_norm.weight'), eps: RMS_EPS });
+    y.dispose();
+    const down = await linear({ x: yn, packed: this.vertical.output });
+    yn.dispose();
+    return { right, down };
+  }
+
+  private checkInputs(state: GptState, x: Tensor, n: number): number {
+    const d = this.config.dim, M = state.rows * n, start = state.length;
+    if (x.shape.length !== 2 || x.shape[0] !== M || x.shape[1] !== d) fail('ERR_SHAPE', `x must be [${M}, ${d}], got [${x.shape.join(', ')}]`);
+    if (start + n > Math.min(state.maxLength, 1 + state.grid * state.grid))
+      fail('ERR_INVALID_ARGUMENT', `slots ${start}..${start + n - 1} run past the ${state.grid}x${state.grid} grid`);
+    return M;
+  }
+
+  /** One pre-norm block on x [rows·n, dim] in place; appends the n slots' K/V to `cache`. */
+  private async block(l: LayerWeights, state: GptState, cache: KVCache, x: Tensor, n: number, positions: Tensor, mask: 'causal' | 'none'): Promise<void> {
+    const { dim: d, heads: H, headDim: hd } = this.config;
+    const R = state.rows, M = R * n;
+    const { cos, sin } = state.rope;
+    const h = await rmsNorm({ x, weight: l.attentionNorm, eps: RMS_EPS });
+    const q = await linear({ x: h, packed: l.q }), k = await linear({ x: h, packed: l.k }), v = await linear({ x: h, packed: l.v });
+    h.dispose();
+    const blhd = (t: Tensor): Tensor => t.reshape([R, n, H, hd]);
+    await ropeApply({ x: blhd(q), out: blhd(q), layout: 'blhd', cos, sin, positions, style: 'interleaved' });
+    await ropeApply({ x: blhd(k), out: blhd(k), layout: 'blhd', cos, sin, positions, style: 'interleaved' });
+    await cache.append(blhd(k), blhd(v), { layout: 'blhd' });
+    k.dispose(); v.dispose();
+    // The cache attends with q in [R, H, n, hd]; for n = 1 that is q's own memory.
+    const qb = n === 1 ? q.reshape([R, H, 1, hd]) : swapMiddle(q, R, n, H, hd);
+    const o = await cache.attend(qb, { mask });
+    if (n > 1) qb.dispose();
+    q.dispose();
+    const ob = n === 1 ? o.reshape([M, d]) : swapMiddle(o, R, H, n, hd, [M, d]);
+    await linear({ x: ob, packed: l.wo, residual: x, out: x });
+    o.dispose();
+    if (n > 1) ob.dispose();
+    const h2 = await rmsNorm({ x, weight: l.ffnNorm, eps: RMS_EPS });
+    const gate = await linear({ x: h2, packed: l.w1, activation: 'silu' });
+    const up = await linear({ x: h2, packed: l.w3 });
+    h2.dispose();
+    const g = gate.data as Float32Array, u = up.data as Float32Array;
+    for (let j = 0; j < g.length; j++) g[j] = g[j]! * u[j]!;
+    up.dispose();
+    await linear({ x: gate, packed: l.w2, residual: x, out: x });
+    gate.dispose();
+  }
+
   dispose(): void {
-    for (const l of this.layers) for (const p of [l.q, l.k, l.v, l.wo, l.w1, l.w3, l.w2]) p.dispose();
+    const all = this.vertical ? [...this.layers, this.vertical.layer] : this.layers;
+    for (const l of all) for (const p of [l.q, l.k, l.v, l.wo, l.w1, l.w3, l.w2]) p.dispose();
     this.output.dispose();
+    this.vertical?.output.dispose();
   }
 }
 
