@@ -1,9 +1,66 @@
 // GEMM family: linear layers (with epilogues), general matmul, packed weights.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
 #include "common.h"
 #include "tessera/gemm.h"
 
+#ifdef __linux__
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 namespace tessera::bindings {
 namespace {
+
+// After a weight is packed from a mapped checkpoint, its source pages are
+// resident twice: the packed copy and the file pages the packing read. This
+// drops this process's mapping of the whole pages inside [p, p + bytes) that
+// /proc/self/pagemap reports present AND file-backed (or shared memory, bit
+// 61): their contents come back unchanged from the file (or the shared
+// object) on the next access, so nothing can be lost. Anonymous or
+// copied-on-write pages (a heap array, a mapped page someone wrote) have bit
+// 61 clear and are left alone. Best effort: does nothing off Linux or if
+// pagemap cannot be read.
+void release_file_pages(const void* p, size_t bytes) {
+#ifdef __linux__
+  const long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) return;
+  const uintptr_t ps = static_cast<uintptr_t>(page);
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + ps - 1) & ~(ps - 1);
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(ps - 1);
+  if (hi <= lo) return;
+  const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  std::vector<uint64_t> ent(4096);
+  uintptr_t run = 0;  // first page of the current run of droppable pages (0: none)
+  auto flush = [&](uintptr_t end) {
+    if (run) madvise(reinterpret_cast<void*>(run), end - run, MADV_DONTNEED);
+    run = 0;
+  };
+  uintptr_t a = lo;
+  while (a < hi) {
+    const size_t n = std::min<size_t>(ent.size(), (hi - a) / ps);
+    const ssize_t want = static_cast<ssize_t>(n * sizeof(uint64_t));
+    if (pread(fd, ent.data(), want, static_cast<off_t>((a / ps) * sizeof(uint64_t))) != want) break;
+    for (size_t i = 0; i < n; ++i, a += ps) {
+      const bool present = (ent[i] >> 63) & 1, file = (ent[i] >> 61) & 1;
+      if (present && file) {
+        if (!run) run = a;
+      } else {
+        flush(a);
+      }
+    }
+  }
+  flush(a);
+  close(fd);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
 
 // A pack_weight() result owned by JS: dispose() frees it now, GC otherwise.
 class PackedWeightHandle : public Napi::ObjectWrap<PackedWeightHandle> {
@@ -102,7 +159,11 @@ class MatmulWorker : public OpWorker {
   MatmulArgs a_;
 };
 
-// packWeight(weight, compute: 'float32' | 'bfloat16') -> Promise<PackedWeight>
+// packWeight(weight, compute: 'float32' | 'bfloat16', releaseSource?: boolean) -> Promise<PackedWeight>
+// releaseSource: after packing, drop the source's file-backed pages from this
+// process (release_file_pages): for weights that are views of a mapped file
+// and are used only through the packed copy from then on (re-reading them is
+// correct, just slower).
 class PackWorker : public OpWorker {
  public:
   explicit PackWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
@@ -111,13 +172,18 @@ class PackWorker : public OpWorker {
     compute_ = parse_dtype(env, info[1], "compute");
     if (compute_ != DType::kF32 && compute_ != DType::kBF16)
       throw_error(env, Code::kDtype, "packWeight: compute must be float32 or bfloat16");
+    release_ = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
   }
   ~PackWorker() override {
     if (packed_) free_packed_weight(packed_);  // the promise was never resolved with it
   }
 
  private:
-  void run() override { packed_ = pack_weight(weight_, compute_); }
+  void run() override {
+    packed_ = pack_weight(weight_, compute_);
+    if (release_ && weight_.device.kind == DeviceKind::kCPU && weight_.is_contiguous())
+      release_file_pages(weight_.data, static_cast<size_t>(weight_.numel()) * dtype_size(weight_.dtype));
+  }
   Napi::Value result(Napi::Env env) override {
     Napi::Object h = addon_data(env).packed_weight_class.New({Napi::External<PackedWeight>::New(env, packed_)});
     packed_ = nullptr;  // owned by the handle now
@@ -125,6 +191,7 @@ class PackWorker : public OpWorker {
   }
   TensorView weight_;
   DType compute_ = DType::kF32;
+  bool release_ = false;
   PackedWeight* packed_ = nullptr;
 };
 
