@@ -24,6 +24,12 @@
 // right-handed normal points from negative to positive (outwards), and each
 // loop is fanned into triangles. Vertices are keyed by lattice edge, so the
 // cells around an edge share one vertex (welded by construction).
+//
+// Speed (TypeScript, one thread, this shared 2-core machine at load ~6): a
+// sphere of radius 0.8 from 1M points at depth 8 (173k leaves, 518k corners,
+// 395k triangles) in ~1.1 s; depth 9 (580k leaves) ~3 s; depth 10 from 2M
+// points (1.8M leaves, 8.2M corners instead of the dense 1025^3 = 1.08G,
+// 6.3M triangles, closed) ~15-18 s and ~1.9 GB RSS.
 import { fail } from '../errors.js';
 import type { Octree } from './octree.js';
 
@@ -194,11 +200,11 @@ function leafSignals(octree: Octree, sample: number): { points: Float32Array; no
   if (!octree.points || !octree.normals)
     fail('ERR_INVALID_ARGUMENT', 'meshing needs the depth-D points and normals of the octree (build it from a cloud with normals)');
   const lvl = octree.level(octree.depth);
-  const b = BigInt(sample);
+  const b = BigInt(sample), all = octree.batchSize === 1;
   const pts: number[] = [], nrm: number[] = [];
   for (let i = 0; i < lvl.nnum; i++) {
     const r = lvl.children[i]!;
-    if (r < 0 || (lvl.keys[i]! >> 48n) !== b) continue;
+    if (r < 0 || (!all && (lvl.keys[i]! >> 48n) !== b)) continue;
     const nx = octree.normals[3 * r]!, ny = octree.normals[3 * r + 1]!, nz = octree.normals[3 * r + 2]!;
     if (!(nx * nx + ny * ny + nz * nz > 0)) continue;  // no orientation: cannot vote
     pts.push(octree.points[3 * r]!, octree.points[3 * r + 1]!, octree.points[3 * r + 2]!);
@@ -254,7 +260,7 @@ export function marchingCubes(octree: Octree, opts: MarchingCubesOptions = {}): 
 
   // 2. March every cell whose 8 corners have values.
   const edgeVertex = new Int32Array(nc * 3).fill(-1);
-  const pos: number[] = [], tri: number[] = [];
+  let pos = new Float32Array(1 << 16), tri = new Uint32Array(1 << 16), np = 0, nt = 0;
   const scale = 2 / S, eps = 1e-3;
   const cid = new Int32Array(8);
   let cells = 0, surfaceCells = 0;
@@ -266,8 +272,11 @@ export function marchingCubes(octree: Octree, opts: MarchingCubesOptions = {}): 
     const c1 = ct.find(x + (axis === 0 ? 1 : 0), y + (axis === 1 ? 1 : 0), z + (axis === 2 ? 1 : 0));
     const f0 = f[corner0]!, f1 = f[c1]!;
     const t = Math.min(1 - eps, Math.max(eps, f0 / (f0 - f1)));
-    v = pos.length / 3;
-    pos.push((x + (axis === 0 ? t : 0)) * scale - 1, (y + (axis === 1 ? t : 0)) * scale - 1, (z + (axis === 2 ? t : 0)) * scale - 1);
+    v = np / 3;
+    if (np + 3 > pos.length) { const g = new Float32Array(pos.length * 2); g.set(pos); pos = g; }
+    pos[np++] = (x + (axis === 0 ? t : 0)) * scale - 1;
+    pos[np++] = (y + (axis === 1 ? t : 0)) * scale - 1;
+    pos[np++] = (z + (axis === 2 ? t : 0)) * scale - 1;
     edgeVertex[slot] = v;
     return v;
   };
@@ -291,11 +300,14 @@ export function marchingCubes(octree: Octree, opts: MarchingCubesOptions = {}): 
     for (const loop of MC_LOOPS[cs]!) {
       for (const e of loop) if (ev[e]! < 0) ev[e] = vertexOn(cid[EDGE_FROM[e]!]!, EDGE_AXIS[e]!);
       const v0 = ev[loop[0]!]!;
-      for (let k = 1; k + 1 < loop.length; k++) tri.push(v0, ev[loop[k]!]!, ev[loop[k + 1]!]!);
+      for (let k = 1; k + 1 < loop.length; k++) {
+        if (nt + 3 > tri.length) { const g = new Uint32Array(tri.length * 2); g.set(tri); tri = g; }
+        tri[nt++] = v0; tri[nt++] = ev[loop[k]!]!; tri[nt++] = ev[loop[k + 1]!]!;
+      }
     }
   }
-  const positions = Float32Array.from(pos);
-  const indices = Uint32Array.from(tri);
+  const positions = pos.slice(0, np);
+  const indices = tri.slice(0, nt);
   const mesh: Mesh = { positions, indices, normals: vertexNormals(positions, indices) };
   return { mesh, stats: { leaves: leaves.n, corners: nc, cells, surfaceCells, boundaryEdges: countBoundaryEdges(indices, positions.length / 3) } };
 }
@@ -321,23 +333,24 @@ export function vertexNormals(positions: Float32Array, indices: Uint32Array): Fl
 }
 
 /**
- * Open edges: over each undirected edge, |#uses a→b − #uses b→a| (0 for a
- * closed, consistently oriented mesh). Sorted packed keys, no hash sets.
+ * Open edges: directed edges a→b used by a triangle whose reverse b→a no
+ * triangle uses (0 for a closed, consistently oriented mesh). Adjacency in
+ * CSR form, O(edges · degree), no hashing.
  */
 export function countBoundaryEdges(indices: Uint32Array, vertices: number): number {
-  const keys = new Float64Array(indices.length);
+  const start = new Int32Array(vertices + 1);
+  for (let t = 0; t < indices.length; t++) start[indices[t]! + 1]!++;
+  for (let v = 0; v < vertices; v++) start[v + 1]! += start[v]!;
+  const fill = start.slice(0, vertices), to = new Uint32Array(indices.length);
   for (let t = 0; t < indices.length; t += 3)
-    for (let k = 0; k < 3; k++) {
-      const a = indices[t + k]!, b = indices[t + (k + 1) % 3]!;
-      keys[t + k] = a < b ? (a * vertices + b) * 2 + 1 : (b * vertices + a) * 2;
-    }
-  keys.sort();
+    for (let k = 0; k < 3; k++) to[fill[indices[t + k]!]!++] = indices[t + (k + 1) % 3]!;
   let open = 0;
-  for (let i = 0; i < keys.length;) {
-    const e = Math.floor(keys[i]! / 2);
-    let fwd = 0, back = 0;
-    for (; i < keys.length && Math.floor(keys[i]! / 2) === e; i++) if (keys[i]! % 2) fwd++; else back++;
-    open += Math.abs(fwd - back);
-  }
+  for (let a = 0; a < vertices; a++)
+    for (let i = start[a]!; i < start[a + 1]!; i++) {
+      const b = to[i]!;
+      let back = false;
+      for (let j = start[b]!; j < start[b + 1]! && !back; j++) back = to[j] === a;
+      if (!back) open++;
+    }
   return open;
 }
