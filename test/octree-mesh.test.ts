@@ -153,6 +153,20 @@ describe('sparse marching cubes', () => {
     expect(signedVolume(m0)).toBeGreaterThan(signedVolume(m1) * 3);
   });
 
+  it('reports the open edges of an open surface (a disk) instead of closing it', async () => {
+    const pts: number[] = [], nrm: number[] = [];
+    for (let i = 0; i < 4000; i++) {
+      const r = 0.5 * Math.sqrt((i + 0.5) / 4000), t = i * Math.PI * (3 - Math.sqrt(5));
+      pts.push(r * Math.cos(t), 0.01, r * Math.sin(t)); nrm.push(0, 1, 0);
+    }
+    const { octree } = await Octree.build({ points: Float32Array.from(pts), normals: Float32Array.from(nrm), depth: 5 });
+    const { mesh, stats } = marchingCubes(octree);
+    expect(mesh.indices.length).toBeGreaterThan(0);
+    expect(stats.boundaryEdges).toBeGreaterThan(0);
+    expect(topology(mesh).euler).toBe(1);  // a disk
+    for (let i = 1; i < mesh.normals!.length; i += 3) expect(mesh.normals![i]).toBeGreaterThan(0.9);  // faces +y like the normals
+  });
+
   it('refuses octrees without normals, bad samples and radii', async () => {
     const { points } = sphereCloud(500, 0.5);
     const { octree } = await Octree.build({ points, depth: 4 });
@@ -251,6 +265,8 @@ describe('mesh writers', () => {
     const broken = bytes.slice(); broken[0] = 0;
     expect(await codeOf(() => parseGlb(broken))).toBe('ERR_FORMAT');
     expect(await codeOf(() => parseGlb(bytes.slice(0, bytes.byteLength - 4)))).toBe('ERR_FORMAT');
+    expect(await codeOf(() => meshToGlb({ positions: new Float32Array(0), indices: new Uint32Array(0) }))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(() => meshToGlb({ positions: new Float32Array(3), indices: Uint32Array.from([0, 0, 1]) }))).toBe('ERR_SHAPE');
   });
 
   it('picks the format by extension', () => {

@@ -21,6 +21,7 @@ export function meshToGlb(m: TriangleMesh, generator = 'tessera'): Uint8Array {
   const vcount = m.positions.length / 3;
   if (!Number.isInteger(vcount) || (m.normals && m.normals.length !== m.positions.length) || m.indices.length % 3 !== 0)
     throw new TesseraError('ERR_SHAPE', 'GLB: positions/normals must be [V, 3] and indices [T, 3]');
+  if (vcount === 0 || m.indices.length === 0) throw new TesseraError('ERR_INVALID_ARGUMENT', 'GLB: the mesh is empty (glTF buffers must not be empty)');
   for (let i = 0; i < m.indices.length; i++) if (m.indices[i]! >= vcount) throw new TesseraError('ERR_SHAPE', `GLB: index ${m.indices[i]} out of range (${vcount} vertices)`);
   const views: { data: Uint8Array; target: number }[] = [];
   const bytes = (a: Float32Array | Uint32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
