@@ -102,45 +102,56 @@ constexpr int64_t kDirectMaxCog = 4;
 // innermost (contiguous and vectorised when sw = 1). Used where a GEMM would
 // waste its register tile: one input channel per group (depthwise), or very
 // few output channels per group (VQVAE conv_out 160→3: N = 3 of a 32-wide tile).
-void conv_direct(const Conv2dArgs& a, const Geom& g) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_WIN32)
+#define TESSERA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define TESSERA_CLONES
+#endif
+
+// Output rows [lo, hi) of conv_direct; cloned per ISA (this file is built for
+// the baseline ISA, where the x loop runs 4 lanes wide).
+TESSERA_CLONES void direct_rows(const Conv2dArgs& a, const Geom& g, int64_t lo, int64_t hi, float* acc) {
   const float* w = a.weight.ptr<float>();
   const float* bias = a.bias.empty() ? nullptr : a.bias.ptr<float>();
   const int64_t* xs = a.x.strides;
   const int64_t* os = a.out.strides;
+  for (int64_t t = lo; t < hi; ++t) {
+    const int64_t y = t % g.Ho, o = (t / g.Ho) % g.Co, n = t / (g.Ho * g.Co);
+    const float* xb = a.x.ptr<float>() + n * xs[0] + (o / g.Cog) * g.Cig * xs[1];
+    const float b = bias ? bias[o] : 0.f;
+    for (int64_t x = 0; x < g.Wo; ++x) acc[x] = b;
+    for (int64_t c = 0; c < g.Cig; ++c)
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t iy = y * g.sh - g.pt + i * g.dh;
+        if (iy < 0 || iy >= g.H) continue;
+        const float* row = xb + c * xs[1] + iy * xs[2];
+        for (int64_t j = 0; j < g.kw; ++j) {
+          const float wv = w[((o * g.Cig + c) * g.kh + i) * g.kw + j];
+          const int64_t off = j * g.dw - g.pl;  // ix = x·sw + off must lie in [0, W)
+          const int64_t x0 = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+          const int64_t x1 = std::min(g.Wo, g.W - off <= 0 ? 0 : (g.W - off + g.sw - 1) / g.sw);
+          if (g.sw == 1 && xs[3] == 1) {
+            const float* src = row + off;
+            for (int64_t x = x0; x < x1; ++x) acc[x] += wv * src[x];
+          } else {
+            for (int64_t x = x0; x < x1; ++x) acc[x] += wv * row[(x * g.sw + off) * xs[3]];
+          }
+        }
+      }
+    float* dst = a.out.ptr<float>() + n * os[0] + o * os[1] + y * os[2];
+    if (a.accumulate)
+      for (int64_t x = 0; x < g.Wo; ++x) dst[x * os[3]] += acc[x];
+    else
+      for (int64_t x = 0; x < g.Wo; ++x) dst[x * os[3]] = acc[x];
+  }
+}
+
+void conv_direct(const Conv2dArgs& a, const Geom& g) {
   auto& pool = ThreadPool::global();
   PooledBuffer rows(sizeof(float) * g.Wo * pool.num_threads());
   pool.parallel_for(g.N * g.Co * g.Ho, std::max<int64_t>(1, 4096 / (g.Wo * g.Cig * g.kh * g.kw)),
                     [&](int64_t lo, int64_t hi, int tid) {
-    float* acc = static_cast<float*>(rows.p) + tid * g.Wo;
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t y = t % g.Ho, o = (t / g.Ho) % g.Co, n = t / (g.Ho * g.Co);
-      const float* xb = a.x.ptr<float>() + n * xs[0] + (o / g.Cog) * g.Cig * xs[1];
-      const float b = bias ? bias[o] : 0.f;
-      for (int64_t x = 0; x < g.Wo; ++x) acc[x] = b;
-      for (int64_t c = 0; c < g.Cig; ++c)
-        for (int64_t i = 0; i < g.kh; ++i) {
-          const int64_t iy = y * g.sh - g.pt + i * g.dh;
-          if (iy < 0 || iy >= g.H) continue;
-          const float* row = xb + c * xs[1] + iy * xs[2];
-          for (int64_t j = 0; j < g.kw; ++j) {
-            const float wv = w[((o * g.Cig + c) * g.kh + i) * g.kw + j];
-            const int64_t off = j * g.dw - g.pl;  // ix = x·sw + off must lie in [0, W)
-            const int64_t x0 = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
-            const int64_t x1 = std::min(g.Wo, g.W - off <= 0 ? 0 : (g.W - off + g.sw - 1) / g.sw);
-            if (g.sw == 1 && xs[3] == 1) {
-              const float* src = row + off;
-              for (int64_t x = x0; x < x1; ++x) acc[x] += wv * src[x];
-            } else {
-              for (int64_t x = x0; x < x1; ++x) acc[x] += wv * row[(x * g.sw + off) * xs[3]];
-            }
-          }
-        }
-      float* dst = a.out.ptr<float>() + n * os[0] + o * os[1] + y * os[2];
-      if (a.accumulate)
-        for (int64_t x = 0; x < g.Wo; ++x) dst[x * os[3]] += acc[x];
-      else
-        for (int64_t x = 0; x < g.Wo; ++x) dst[x * os[3]] = acc[x];
-    }
+    direct_rows(a, g, lo, hi, static_cast<float*>(rows.p) + tid * g.Wo);
   });
 }
 
