@@ -106,6 +106,20 @@ void resize(const ResizeArgs& a) {
     return;
   }
 
+  if (a.mode == ResizeMode::kNearest && Ho == 2 * H && Wo == 2 * W && (W == 1 || xs[3] == 1) && os[3] == 1) {
+    // The decoder's 2× upsample: each input value twice along x, each row
+    // twice along y (the same values the general path computes, x·1·1).
+    pool.parallel_for(N * C * Ho, grain, [&](int64_t lo, int64_t hi, int) {
+      for (int64_t p = lo; p < hi; ++p) {
+        const int64_t nc = p / Ho, oy = p % Ho, n = nc / C, c = nc % C;
+        const float* row = a.x.ptr<float>() + n * xs[0] + c * xs[1] + (oy >> 1) * xs[2];
+        float* op = a.out.ptr<float>() + n * os[0] + c * os[1] + oy * os[2];
+        for (int64_t x = 0; x < W; ++x) op[2 * x] = op[2 * x + 1] = row[x];
+      }
+    });
+    return;
+  }
+
   const Axis ay = make_axis(a.mode, H, Ho), ax = make_axis(a.mode, W, Wo);
   const int ty = ay.taps, tx = ax.taps;
   pool.parallel_for(N * C * Ho, grain, [&](int64_t lo, int64_t hi, int) {
