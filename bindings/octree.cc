@@ -18,6 +18,7 @@ template <class T> struct ArrayTraits;
 template <> struct ArrayTraits<int64_t> { static constexpr napi_typedarray_type type = napi_bigint64_array; static constexpr const char* name = "BigInt64Array"; };
 template <> struct ArrayTraits<int32_t> { static constexpr napi_typedarray_type type = napi_int32_array; static constexpr const char* name = "Int32Array"; };
 template <> struct ArrayTraits<float> { static constexpr napi_typedarray_type type = napi_float32_array; static constexpr const char* name = "Float32Array"; };
+template <> struct ArrayTraits<uint32_t> { static constexpr napi_typedarray_type type = napi_uint32_array; static constexpr const char* name = "Uint32Array"; };
 
 // A vector moved into JS as a TypedArray over an external buffer.
 template <class T>
@@ -362,6 +363,37 @@ Napi::Value dwconv_js(const Napi::CallbackInfo& info) {
   return guard.start();
 }
 
+// octreeMarchingCubes({octree, sample, radius}) -> Promise<{positions, normals, indices, stats}>
+Napi::Value marching_cubes_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = opts(info);
+  struct State { OctreeView t; OctreeMeshArgs a; OctreeMeshResult m; };
+  auto st = std::make_shared<State>();
+  auto* w = new FnWorker(env, [st] { st->m = octree_marching_cubes(st->t, st->a); }, [st](Napi::Env e) -> Napi::Value {
+    Napi::Object r = Napi::Object::New(e);
+    Napi::Object s = Napi::Object::New(e);
+    s.Set("leaves", static_cast<double>(st->m.leaves));
+    s.Set("corners", static_cast<double>(st->m.corners));
+    s.Set("cells", static_cast<double>(st->m.cells));
+    s.Set("surfaceCells", static_cast<double>(st->m.surface_cells));
+    s.Set("boundaryEdges", static_cast<double>(st->m.boundary_edges));
+    r.Set("stats", s);
+    r.Set("positions", to_js(e, std::move(st->m.positions)));
+    r.Set("normals", to_js(e, std::move(st->m.normals)));
+    r.Set("indices", to_js(e, std::move(st->m.indices)));
+    return r;
+  });
+  Guard guard(w);
+  st->t = parse_octree(env, o.Get("octree"), &w->keep());
+  st->a.sample = get_i32(env, o, "sample", 0);
+  Napi::Value rv = o.Get("radius");
+  if (!rv.IsUndefined()) {
+    if (!rv.IsNumber()) throw_error(env, Code::kInvalidArgument, "radius must be a number");
+    st->a.radius = rv.As<Napi::Number>().DoubleValue();
+  }
+  return guard.start();
+}
+
 }  // namespace
 
 void init_octree(Napi::Env env, Napi::Object exports) {
@@ -376,6 +408,7 @@ void init_octree(Napi::Env env, Napi::Object exports) {
   exports.Set("octreeWindowPlan", Napi::Function::New(env, window_js));
   exports.Set("octreeRows", Napi::Function::New(env, rows_js));
   exports.Set("octreeDwconv", Napi::Function::New(env, dwconv_js));
+  exports.Set("octreeMarchingCubes", Napi::Function::New(env, marching_cubes_js));
 }
 
 }  // namespace tessera::bindings

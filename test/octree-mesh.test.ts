@@ -8,7 +8,7 @@ import { TesseraError } from '../lib/errors.js';
 import { parseGlb, meshToGlb } from '../lib/io/glb.js';
 import { meshToObj, parseObj } from '../lib/io/obj.js';
 import { findElement, parsePly } from '../lib/io/ply.js';
-import { countBoundaryEdges, marchingCubes, MC_LOOPS, type Mesh } from '../lib/octree/mesh.js';
+import { countBoundaryEdges, hasNativeMarchingCubes, marchingCubes, marchingCubesAsync, MC_LOOPS, type Mesh } from '../lib/octree/mesh.js';
 import { Octree } from '../lib/octree/octree.js';
 import { octreePoints, octreePointsToPly, voxelMesh } from '../lib/octree/voxels.js';
 import { encodeMesh, meshFormatOf, meshToPly } from '../lib/octree/writers.js';
@@ -175,6 +175,28 @@ describe('sparse marching cubes', () => {
     const { octree: t } = await Octree.build({ ...s, depth: 4 });
     expect(await codeOf(() => marchingCubes(t, { sample: 1 }))).toBe('ERR_INVALID_ARGUMENT');
     expect(await codeOf(() => marchingCubes(t, { radius: 0.5 }))).toBe('ERR_INVALID_ARGUMENT');
+  });
+});
+
+describe.skipIf(!hasNativeMarchingCubes())('native marching cubes (meshing.cpp)', () => {
+  it('gives the TypeScript mesh: same positions, triangles and stats', async () => {
+    for (const [cloud, depth] of [[sphereCloud(30000, 0.6), 6], [boxCloud(6000, 0.5), 5]] as const) {
+      const { octree } = await Octree.build({ ...cloud, depth, fullDepth: 2 });
+      const ts = marchingCubes(octree), nat = await marchingCubesAsync(octree);
+      expect(nat.stats).toEqual(ts.stats);
+      expect(nat.mesh.indices).toEqual(ts.mesh.indices);
+      expect(nat.mesh.positions).toEqual(ts.mesh.positions);
+      let maxDiff = 0;
+      for (let i = 0; i < ts.mesh.normals!.length; i++) maxDiff = Math.max(maxDiff, Math.abs(ts.mesh.normals![i]! - nat.mesh.normals![i]!));
+      expect(maxDiff).toBeLessThan(1e-6);
+    }
+  });
+
+  it('refuses octrees without normals and bad samples', async () => {
+    const { octree } = await Octree.build({ points: sphereCloud(500, 0.5).points, depth: 4 });
+    expect(await codeOf(() => marchingCubesAsync(octree))).toBe('ERR_INVALID_ARGUMENT');
+    const { octree: t } = await Octree.build({ ...sphereCloud(500, 0.5), depth: 4 });
+    expect(await codeOf(() => marchingCubesAsync(t, { sample: 2 }))).toBe('ERR_INVALID_ARGUMENT');
   });
 });
 

@@ -8,7 +8,7 @@ import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'nod
 import { TesseraError } from '../errors.js';
 import { pointCloudFromPly } from '../io/point-cloud.js';
 import { parsePly } from '../io/ply.js';
-import { marchingCubes } from '../octree/mesh.js';
+import { hasNativeMarchingCubes, marchingCubesAsync } from '../octree/mesh.js';
 import { Octree } from '../octree/octree.js';
 import { octreePoints, octreePointsToPly, voxelMesh } from '../octree/voxels.js';
 import { meshFormatOf, writeMesh } from '../octree/writers.js';
@@ -132,11 +132,11 @@ counts of every depth.
     }
     if (meshPath) {
       const t1 = performance.now();
-      const { mesh, stats } = marchingCubes(tree, { radius });
+      const { mesh, stats } = await marchingCubesAsync(tree, { radius });
       const ms = performance.now() - t1;
       const size = writeMesh(meshPath, mesh);
       console.log(`mesh: ${meshPath}: ${mesh.positions.length / 3} vertices, ${mesh.indices.length / 3} triangles, ${stats.boundaryEdges === 0 ? 'closed' : `${stats.boundaryEdges} open edges`}; ` +
-        `${stats.corners} SDF corners near ${stats.leaves} leaves (dense grid: ${((2 ** depth + 1) ** 3).toExponential(2)}); ${ms.toFixed(0)} ms, ${size} bytes`);
+        `${stats.corners} SDF corners near ${stats.leaves} leaves (dense grid: ${((2 ** depth + 1) ** 3).toExponential(2)}); ${ms.toFixed(0)} ms (${hasNativeMarchingCubes() ? 'native' : 'TypeScript'}), ${size} bytes`);
     }
     if (voxelPath) {
       const m = voxelMesh(tree, depth);

@@ -31,6 +31,7 @@
 // points (1.8M leaves, 8.2M corners instead of the dense 1025^3 = 1.08G,
 // 6.3M triangles, closed) ~15-18 s and ~1.9 GB RSS.
 import { fail } from '../errors.js';
+import { native } from '../native.js';
 import type { Octree } from './octree.js';
 
 export interface Mesh {
@@ -312,6 +313,30 @@ export function marchingCubes(octree: Octree, opts: MarchingCubesOptions = {}): 
   return { mesh, stats: { leaves: leaves.n, corners: nc, cells, surfaceCells, boundaryEdges: countBoundaryEdges(indices, positions.length / 3) } };
 }
 
+type MarchingCubesNative = (a: { octree: Octree; sample: number; radius: number }) =>
+  Promise<{ positions: Float32Array; normals: Float32Array; indices: Uint32Array; stats: MarchingCubesResult['stats'] }>;
+
+/** Whether the loaded addon has the native twin (native/cpu/octree/meshing.cpp). */
+export function hasNativeMarchingCubes(): boolean {
+  return typeof (native() as unknown as { octreeMarchingCubes?: unknown }).octreeMarchingCubes === 'function';
+}
+
+/**
+ * marchingCubes in the native core (same SDF, table and vertex order, so the
+ * same mesh; ~20x faster), off the event loop; falls back to the TypeScript
+ * version when the addon predates it.
+ */
+export async function marchingCubesAsync(octree: Octree, opts: MarchingCubesOptions = {}): Promise<MarchingCubesResult> {
+  if (!hasNativeMarchingCubes()) return marchingCubes(octree, opts);
+  const sample = opts.sample ?? 0, radius = opts.radius ?? 2;
+  if (!Number.isInteger(sample) || sample < 0 || sample >= octree.batchSize)
+    fail('ERR_INVALID_ARGUMENT', `sample must be 0..${octree.batchSize - 1}, got ${sample}`);
+  if (!(radius >= 1 && radius <= 4)) fail('ERR_INVALID_ARGUMENT', `radius must be 1..4 cells, got ${radius}`);
+  const fn = (native() as unknown as { octreeMarchingCubes: MarchingCubesNative }).octreeMarchingCubes;
+  const r = await fn({ octree, sample, radius });
+  return { mesh: { positions: r.positions, normals: r.normals, indices: r.indices }, stats: r.stats };
+}
+
 /** Area-weighted vertex normals of a triangle mesh (unit length; 0 for isolated vertices). */
 export function vertexNormals(positions: Float32Array, indices: Uint32Array): Float32Array {
   const n = new Float64Array(positions.length);
@@ -326,7 +351,7 @@ export function vertexNormals(positions: Float32Array, indices: Uint32Array): Fl
   }
   const out = new Float32Array(positions.length);
   for (let i = 0; i < n.length; i += 3) {
-    const l = Math.hypot(n[i]!, n[i + 1]!, n[i + 2]!);
+    const l = Math.sqrt(n[i]! * n[i]! + n[i + 1]! * n[i + 1]! + n[i + 2]! * n[i + 2]!);
     if (l > 0) { out[i] = n[i]! / l; out[i + 1] = n[i + 1]! / l; out[i + 2] = n[i + 2]! / l; }
   }
   return out;

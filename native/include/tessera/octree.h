@@ -208,4 +208,32 @@ struct OctreeDwConvArgs {
 };
 void octree_dwconv(const OctreeDwConvArgs& a);
 
+// ---- meshing (native/cpu/octree/meshing.cpp; lib/octree/mesh.ts is its twin) ----
+
+// Sparse marching cubes on the weighted point-to-plane SDF of one sample's
+// depth-D leaves (mean point p_i in cell units, normal n_i):
+//   f(c) = Σ w_i dot(c - p_i, n_i) / Σ w_i,  w_i = (1 - |c - p_i|²/r²)²,
+// evaluated only at the lattice corners within r cells of a leaf point;
+// cells whose 8 corners exist are marched with a case table generated from
+// one rule per face (ambiguous faces separate the negative corners), so the
+// surface is watertight where it stays inside that region. Vertices are keyed
+// by lattice edge (welded), triangles counter-clockwise seen from outside
+// (normals point along the input normals), positions in [-1, 1]^3.
+struct OctreeMeshArgs {
+  int32_t sample = 0;   // batch id
+  double radius = 2.0;  // SDF support in depth-D cells, 1..4
+};
+struct OctreeMeshResult {
+  std::vector<float> positions;   // [V, 3]
+  std::vector<float> normals;     // [V, 3] area-weighted, unit
+  std::vector<uint32_t> indices;  // [T, 3]
+  int64_t leaves = 0, corners = 0, cells = 0, surface_cells = 0;
+  int64_t boundary_edges = 0;     // directed edges without their reverse (0 = closed)
+};
+// Throws kInvalidArgument without points/normals, for a bad sample or radius,
+// or when the sample has no oriented leaf.
+OctreeMeshResult octree_marching_cubes(const OctreeView& o, const OctreeMeshArgs& a);
+// Directed edges a->b of a triangle list whose reverse b->a no triangle uses.
+int64_t mesh_open_edges(const uint32_t* indices, int64_t n, int64_t vertices);
+
 }  // namespace tessera
