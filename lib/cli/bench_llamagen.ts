@@ -1,7 +1,8 @@
 // `tessera bench llamagen`: LlamaGen class-conditional token generation at
 // 256 px (16×16 tokens, CFG 2.0, top-k 2000) on a GPT-B-shaped random-weight
 // checkpoint (and the tiny test fixture), per decoding mode (ar, sjd,
-// lantern, draft with a smaller random drafter) and weight compute (fp32,
+// lantern, draft with a smaller random drafter; nar on the same model with
+// NAR's vertical head added) and weight compute (fp32,
 // bf16 packed): ms per image, tokens/s, forward passes and acceptance (vLLM
 // names), ms per forward pass against the weight-bandwidth floor (packed
 // weight bytes / copy bandwidth measured in the same process), wall and CPU
@@ -15,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { generateWithDraft } from '../decoding/draft.js';
+import { generateNar } from '../decoding/nar.js';
 import { generateLantern, LANTERN_DELTA, LANTERN_K, vqNeighbourTable } from '../decoding/lantern.js';
 import { generateSjd } from '../decoding/sjd.js';
 import { TesseraError } from '../errors.js';
@@ -34,12 +36,12 @@ const PEER_SCRIPT = join(ROOT, 'scripts', 'reference', 'llamagen_bench.py');
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'llamagen');
 const PYTHON = '/usr/bin/python3';
 const SAMPLING = { cfg: 2.0, topK: 2000, topP: 1, temperature: 1 };
-const MODES = ['ar', 'sjd', 'lantern', 'draft'] as const;
+const MODES = ['ar', 'sjd', 'lantern', 'draft', 'nar'] as const;
 type Mode = typeof MODES[number];
 /** The random drafter for GPT-B: 4 layers of dim 512 (8 heads), same vocabulary and classes. */
 const DRAFT_B = { layers: 4, dim: 512, vocabulary: GPT_B.vocabulary, classes: GPT_B.classes };
 
-interface WorkerCfg { weights: string; draft: string; codebook: string; grid: number; batch: number; decode: Mode; compute: 'float32' | 'bfloat16'; seed: number }
+interface WorkerCfg { weights: string; draft: string; codebook: string; nar: string; grid: number; batch: number; decode: Mode; compute: 'float32' | 'bfloat16'; seed: number }
 interface RunResult {
   wallMs: number; cpuMs: number; stats: DecodeStats; weightBytes: number; draftWeightBytes?: number;
   copyGBs: number; peakRssBytes: number; loadMs: number;
@@ -50,8 +52,9 @@ async function worker(c: WorkerCfg): Promise<RunResult> {
   const files: Checkpoint[] = [];
   const t0 = performance.now();
   const open = (p: string): Checkpoint => { const f = openCheckpoint(p); files.push(f); return f; };
-  const m = open(c.weights);
-  const model = await LlamaGenGpt.load(m.tensors, c.weights, { extras: m.extras, compute: c.compute });
+  const weights = c.decode === 'nar' ? c.nar : c.weights;
+  const m = open(weights);
+  const model = await LlamaGenGpt.load(m.tensors, weights, { extras: m.extras, compute: c.compute });
   let drafter: LlamaGenGpt | undefined;
   try {
     if (c.decode === 'draft') {
@@ -66,6 +69,7 @@ async function worker(c: WorkerCfg): Promise<RunResult> {
     if (c.decode === 'sjd') r = await generateSjd(model, options);
     else if (c.decode === 'lantern') r = await generateLantern(model, { ...options, table: table!, delta: LANTERN_DELTA });
     else if (c.decode === 'draft') r = await generateWithDraft(model, drafter!, options);
+    else if (c.decode === 'nar') r = await generateNar(model, options);
     else r = await generateAr(model, options);
     const wallMs = performance.now() - w0, cpu = process.cpuUsage(cpu0);
     const peakRssBytes = process.resourceUsage().maxRSS * 1024;
@@ -105,8 +109,10 @@ export const benchLlamaGenCommand: Command = {
 B: a GPT-B-shaped random-weight checkpoint (12 layers, dim 768, 12 heads,
 vocabulary 16384, 1000 classes; 111M parameters) written to a temporary
 directory in the official key layout, with a random 4-layer dim-512 drafter
-and a random 16384x8 codebook for LANTERN's neighbour table. tiny: the test
-fixtures (test/fixtures/llamagen: gpt.pt, gpt_draft.pt, vq.pt).
+a random 16384x8 codebook for LANTERN's neighbour table, and for nar the
+same model plus NAR's vertical head (one more block, medusa_norm,
+medusa_output). tiny: the test fixtures (test/fixtures/llamagen: gpt.pt,
+gpt_draft.pt, vq.pt, gpt_nar.pt).
 
 Per model, mode and weight compute, in its own process: one image of
 --image-size / 16 squared tokens (256 px: 16x16), CFG ${SAMPLING.cfg}, top-k ${SAMPLING.topK}, seed 0;
@@ -143,15 +149,16 @@ distributions: acceptance here is a floor, not what trained weights reach.`,
     for (const name of models) {
       const dir = mkdtempSync(join(tmpdir(), `tessera-bench-llamagen-${name}-`));
       try {
-        let files: { weights: string; draft: string; codebook: string };
+        let files: { weights: string; draft: string; codebook: string; nar: string };
         if (name === 'B') {
-          files = { weights: join(dir, 'gpt.safetensors'), draft: join(dir, 'draft.safetensors'), codebook: join(dir, 'codebook.safetensors') };
+          files = { weights: join(dir, 'gpt.safetensors'), draft: join(dir, 'draft.safetensors'), codebook: join(dir, 'codebook.safetensors'), nar: join(dir, 'gpt_nar.safetensors') };
           writeSafetensors(files.weights, randomGptTensors(GPT_B, 1));
+          if (modes.includes('nar')) writeSafetensors(files.nar, randomGptTensors({ ...GPT_B, verticalHead: true }, 1));
           writeSafetensors(files.draft, randomGptTensors(DRAFT_B, 1000));
           const cb = randomUniform(GPT_B.vocabulary * 8, 77);
           writeSafetensors(files.codebook, [{ name: 'quantize.embedding.weight', dtype: 'float32', shape: [GPT_B.vocabulary, 8], data: cb }]);
         } else {
-          files = { weights: join(FIXTURES, 'gpt.pt'), draft: join(FIXTURES, 'gpt_draft.pt'), codebook: join(FIXTURES, 'vq.pt') };
+          files = { weights: join(FIXTURES, 'gpt.pt'), draft: join(FIXTURES, 'gpt_draft.pt'), codebook: join(FIXTURES, 'vq.pt'), nar: join(FIXTURES, 'gpt_nar.pt') };
           if (!existsSync(files.weights)) { say(`\ntiny: ${files.weights} not found (run from a source checkout); skipped`); continue; }
         }
         say(`\n${name}: ${files.weights} ${mb(statSync(files.weights).size)} (fp32 file)`);

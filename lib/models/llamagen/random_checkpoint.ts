@@ -12,6 +12,8 @@ export interface RandomGptShape {
   classes: number;
   /** SwiGLU width; default int(8·dim/3) rounded up to a multiple of 256 (the official rule). */
   ffn?: number;
+  /** Add NAR's vertical head: one more block layers.{layers}, medusa_norm and medusa_output (spec section 5). */
+  verticalHead?: boolean;
 }
 
 /** GPT-B (111M parameters): 12 layers, dim 768 (12 heads of 64), vocabulary 16384, 1000 classes. */
@@ -34,7 +36,7 @@ export function randomGptTensors(s: RandomGptShape, seed = 1): TensorToWrite[] {
   const d = s.dim, f = s.ffn ?? officialFfn(d);
   add('tok_embeddings.weight', [s.vocabulary, d], 0.02);
   add('cls_embedding.embedding_table.weight', [s.classes + 1, d], 0.02);
-  for (let i = 0; i < s.layers; i++) {
+  for (let i = 0; i < s.layers + (s.verticalHead ? 1 : 0); i++) {
     const p = `layers.${i}`;
     add(`${p}.attention.wqkv.weight`, [3 * d, d], 1 / Math.sqrt(d));
     add(`${p}.attention.wo.weight`, [d, d], 1 / Math.sqrt(d));
@@ -46,5 +48,9 @@ export function randomGptTensors(s: RandomGptShape, seed = 1): TensorToWrite[] {
   }
   add('norm.weight', [d], 0.05, 1);
   add('output.weight', [s.vocabulary, d], 1 / Math.sqrt(d));
+  if (s.verticalHead) {
+    add('medusa_norm.weight', [d], 0.05, 1);
+    add('medusa_output.weight', [s.vocabulary, d], 1 / Math.sqrt(d));
+  }
   return out;
 }
