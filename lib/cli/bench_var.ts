@@ -26,7 +26,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const PEER_SCRIPT = join(here, '..', '..', '..', 'scripts', 'reference', 'var_bench.py');
 const PYTHON = '/usr/bin/python3';
 
-interface RunResult { perScaleMs: number[]; decodeMs: number; totalMs: number; peakRssBytes: number; loadMs?: number; gemmGflops?: number; torch?: string }
+interface RunResult {
+  perScaleMs: number[]; decodeMs: number; totalMs: number; peakRssBytes: number; loadMs?: number; gemmGflops?: number; torch?: string;
+  /** getrusage user + system CPU time of the run (all threads); wall time alone misleads on a shared machine. */
+  cpuMs?: number;
+}
 interface Row { model: string; batch: number; impl: string; result?: RunResult; skipped?: string }
 
 /** One Tessera configuration, run inside the worker child. */
@@ -39,12 +43,15 @@ async function worker(cfg: { vae: string; var: string; batch: number; runs: numb
     const classes = Array.from({ length: cfg.batch }, (_, b) => b % pipe.model.config.classes);
     for (let r = 0; r < cfg.runs; r++) {
       const marks: number[] = [];
+      const ru0 = process.resourceUsage();
       const start = performance.now();
       const out = await generate(pipe.vae, pipe.model, { ...SAMPLING, classes, seed: r, onScale: () => { marks.push(performance.now()); } });
       const end = performance.now();
+      const ru1 = process.resourceUsage();
       out.images.dispose();
       const perScaleMs = marks.map((m, i) => m - (i === 0 ? start : marks[i - 1]!));
-      const run = { perScaleMs, decodeMs: end - marks[marks.length - 1]!, totalMs: end - start, peakRssBytes: 0, loadMs };
+      const cpuMs = (ru1.userCPUTime + ru1.systemCPUTime - ru0.userCPUTime - ru0.systemCPUTime) / 1000;
+      const run = { perScaleMs, decodeMs: end - marks[marks.length - 1]!, totalMs: end - start, peakRssBytes: 0, loadMs, cpuMs };
       if (!best || run.totalMs < best.totalMs) best = run;
     }
   } finally {
@@ -148,6 +155,7 @@ function report(row: Row, rows: Row[], say: (s: string) => void): void {
   say(`${label} ${perImage.toFixed(0).padStart(7)} ms/image  ${(1000 / perImage).toPrecision(3).padStart(6)} img/s  ` +
     `${((680 * 1000) / perImage).toFixed(0).padStart(6)} tok/s  transformer ${transformer.toFixed(0)} ms, decode ${r.decodeMs.toFixed(0)} ms  ` +
     `peak RSS ${mb(r.peakRssBytes)}${ratio}`);
+  if (r.cpuMs !== undefined) say(`      CPU time (user+sys, all threads) ${(r.cpuMs / row.batch).toFixed(0)} ms/image (${(r.cpuMs / r.totalMs).toFixed(2)} cores busy on average)`);
   say(`      per scale ms: ${r.perScaleMs.map((m) => m.toFixed(0)).join(' ')}`);
   if (r.gemmGflops !== undefined) say(`      torch ${r.torch}: F.linear 256x1024x1024 at ${r.gemmGflops.toFixed(1)} GFLOP/s in this build`);
   if (row.impl === 'pytorch')
