@@ -102,58 +102,63 @@ const McTable& table() {
 }
 
 // Lattice corners with their accumulated weights, ids in insertion order.
+// Open addressing with a locality-keeping hash: the 4x4x4 block of a corner
+// picks a run of 64 slots and the position inside the block the slot, so the
+// corners one leaf touches share a few cache lines.
 class CornerTable {
  public:
   CornerTable(int64_t side, int64_t expected) : side_(side) {
     size_t cap = 1024;
     while (cap < static_cast<size_t>(expected) * 2) cap *= 2;
-    keys_.assign(cap, -1);
-    slot_.assign(cap, 0);
+    table_.assign(cap, Slot{-1, 0});
+    xs.reserve(expected); ys.reserve(expected); zs.reserve(expected);
+    sum_w.reserve(expected); sum_wd.reserve(expected);
   }
   int32_t find(int32_t x, int32_t y, int32_t z) const {
     const int64_t key = pack(x, y, z);
-    for (size_t h = hash(x, y, z) & (keys_.size() - 1);; h = (h + 1) & (keys_.size() - 1)) {
-      if (keys_[h] == key) return slot_[h];
-      if (keys_[h] == -1) return -1;
+    const size_t mask = table_.size() - 1;
+    for (size_t h = hash(x, y, z) & mask;; h = (h + 1) & mask) {
+      if (table_[h].key == key) return table_[h].id;
+      if (table_[h].key == -1) return -1;
     }
   }
   int32_t insert(int32_t x, int32_t y, int32_t z) {
     const int64_t key = pack(x, y, z);
-    size_t h = hash(x, y, z) & (keys_.size() - 1);
-    for (;; h = (h + 1) & (keys_.size() - 1)) {
-      if (keys_[h] == key) return slot_[h];
-      if (keys_[h] == -1) break;
+    const size_t mask = table_.size() - 1;
+    size_t h = hash(x, y, z) & mask;
+    for (;; h = (h + 1) & mask) {
+      if (table_[h].key == key) return table_[h].id;
+      if (table_[h].key == -1) break;
     }
     const int32_t id = static_cast<int32_t>(xs.size());
-    keys_[h] = key;
-    slot_[h] = id;
+    table_[h] = Slot{key, id};
     xs.push_back(x); ys.push_back(y); zs.push_back(z);
     sum_w.push_back(0); sum_wd.push_back(0);
-    if (xs.size() * 2 > keys_.size()) rehash();
+    if (xs.size() * 2 > table_.size()) rehash();
     return id;
   }
   std::vector<int32_t> xs, ys, zs;
   std::vector<double> sum_w, sum_wd;
 
  private:
+  struct Slot { int64_t key; int32_t id; };
   int64_t pack(int64_t x, int64_t y, int64_t z) const { return x + side_ * (y + side_ * z); }
   static size_t hash(int32_t x, int32_t y, int32_t z) {
-    return (static_cast<uint32_t>(x) * 73856093u) ^ (static_cast<uint32_t>(y) * 19349663u) ^ (static_cast<uint32_t>(z) * 83492791u);
+    const uint32_t b = (static_cast<uint32_t>(x >> 2) * 73856093u) ^ (static_cast<uint32_t>(y >> 2) * 19349663u) ^
+                       (static_cast<uint32_t>(z >> 2) * 83492791u);
+    return (static_cast<size_t>(b) << 6) | static_cast<size_t>((x & 3) | ((y & 3) << 2) | ((z & 3) << 4));
   }
   void rehash() {
-    const size_t cap = keys_.size() * 2;
-    keys_.assign(cap, -1);
-    slot_.assign(cap, 0);
+    const size_t cap = table_.size() * 2, mask = cap - 1;
+    table_.assign(cap, Slot{-1, 0});
     for (size_t id = 0; id < xs.size(); ++id) {
-      size_t h = hash(xs[id], ys[id], zs[id]) & (cap - 1);
-      while (keys_[h] != -1) h = (h + 1) & (cap - 1);
-      keys_[h] = pack(xs[id], ys[id], zs[id]);
-      slot_[h] = static_cast<int32_t>(id);
+      size_t h = hash(xs[id], ys[id], zs[id]) & mask;
+      while (table_[h].key != -1) h = (h + 1) & mask;
+      table_[h] = Slot{pack(xs[id], ys[id], zs[id]), static_cast<int32_t>(id)};
     }
   }
   int64_t side_;
-  std::vector<int64_t> keys_;
-  std::vector<int32_t> slot_;
+  std::vector<Slot> table_;
 };
 
 }  // namespace
