@@ -8,7 +8,7 @@ import { TesseraError } from '../lib/errors.js';
 import { parseGlb, meshToGlb } from '../lib/io/glb.js';
 import { meshToObj, parseObj } from '../lib/io/obj.js';
 import { findElement, parsePly } from '../lib/io/ply.js';
-import { countBoundaryEdges, hasNativeMarchingCubes, marchingCubes, marchingCubesAsync, MC_LOOPS, type Mesh } from '../lib/octree/mesh.js';
+import { countBoundaryEdges, hasNativeMarchingCubes, marchingCubes, marchingCubesAsync, marchingCubesMpu, MC_LOOPS, mpuEvaluate, type Mesh } from '../lib/octree/mesh.js';
 import { Octree } from '../lib/octree/octree.js';
 import { octreePoints, octreePointsToPly, voxelMesh } from '../lib/octree/voxels.js';
 import { encodeMesh, meshFormatOf, meshToPly } from '../lib/octree/writers.js';
@@ -197,6 +197,57 @@ describe.skipIf(!hasNativeMarchingCubes())('native marching cubes (meshing.cpp)'
     expect(await codeOf(() => marchingCubesAsync(octree))).toBe('ERR_INVALID_ARGUMENT');
     const { octree: t } = await Octree.build({ ...sphereCloud(500, 0.5), depth: 4 });
     expect(await codeOf(() => marchingCubesAsync(t, { sample: 2 }))).toBe('ERR_INVALID_ARGUMENT');
+  });
+});
+
+// Coefficients whose every node holds the same field f(x) about its centre:
+// constant f(centre) and gradient grad(centre), per ognn's [g, c] layout.
+function mpuCoefficients(octree: Octree, field: (x: number, y: number, z: number) => [number, number, number, number]): Float32Array[] {
+  const out: Float32Array[] = [];
+  for (let d = octree.fullDepth; d <= octree.depth; d++) {
+    const xyz = octree.xyz(d), h = 2 / (1 << d), c = new Float32Array(xyz.length / 3 * 4);
+    for (let i = 0; i < xyz.length / 3; i++) c.set(field((xyz[3 * i]! + 0.5) * h - 1, (xyz[3 * i + 1]! + 0.5) * h - 1, (xyz[3 * i + 2]! + 0.5) * h - 1), 4 * i);
+    out.push(c);
+  }
+  return out;
+}
+
+describe('neural MPU (ognn mpu.py)', () => {
+  it('reproduces a linear field exactly (partition of unity of exact local fits)', async () => {
+    const { octree } = await Octree.build({ ...sphereCloud(3000, 0.5), depth: 5, fullDepth: 2 });
+    const coef = mpuCoefficients(octree, (x, y, z) => [0.3, -0.7, 0.2, 0.3 * x - 0.7 * y + 0.2 * z + 0.1]);
+    const q = new Float32Array(300 * 3);
+    let s = 7;
+    for (let i = 0; i < q.length; i++) q[i] = ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 1.9 - 0.95;
+    const v = mpuEvaluate(octree, coef, q);
+    for (let i = 0; i < 300; i++) expect(v[i]).toBeCloseTo(0.3 * q[3 * i]! - 0.7 * q[3 * i + 1]! + 0.2 * q[3 * i + 2]! + 0.1, 5);
+  });
+
+  it('meshes the MPU of a sphere SDF into a closed sphere, iso shifts the radius', async () => {
+    const { octree } = await Octree.build({ ...sphereCloud(20000, 0.6), depth: 6, fullDepth: 2 });
+    const sdf = (x: number, y: number, z: number): [number, number, number, number] => {
+      const r = Math.hypot(x, y, z);
+      return [x / r, y / r, z / r, r - 0.6];
+    };
+    const coef = mpuCoefficients(octree, sdf);
+    for (const iso of [0, 0.02]) {
+      const { mesh, stats } = marchingCubesMpu(octree, coef, { iso });
+      expect(stats.boundaryEdges).toBe(0);
+      expect(topology(mesh).euler).toBe(2);
+      expect(topology(mesh).nonManifoldEdges).toBe(0);
+      let maxErr = 0;
+      for (let i = 0; i < mesh.positions.length; i += 3) maxErr = Math.max(maxErr, Math.abs(Math.hypot(mesh.positions[i]!, mesh.positions[i + 1]!, mesh.positions[i + 2]!) - 0.6 - iso));
+      expect(maxErr).toBeLessThan(0.01);
+      expect(signedVolume(mesh)).toBeGreaterThan(0);
+    }
+  });
+
+  it('checks coefficient shapes', async () => {
+    const { octree } = await Octree.build({ ...sphereCloud(500, 0.5), depth: 4, fullDepth: 2 });
+    expect(await codeOf(() => mpuEvaluate(octree, [], new Float32Array(3)))).toBe('ERR_SHAPE');
+    const coef = mpuCoefficients(octree, () => [0, 0, 0, 1]);
+    expect(await codeOf(() => mpuEvaluate(octree, coef, new Float32Array(3), { channels: 2 }))).toBe('ERR_SHAPE');
+    expect(mpuEvaluate(octree, coef, Float32Array.from([0.1, 0.2, 0.3]))[0]).toBeCloseTo(1, 6);
   });
 });
 

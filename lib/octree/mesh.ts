@@ -261,8 +261,13 @@ export function marchingCubes(octree: Octree, opts: MarchingCubesOptions = {}): 
   const nc = ct.count;
   const f = new Float64Array(nc);
   for (let i = 0; i < nc; i++) f[i] = ct.sumWD[i]! / ct.sumW[i]!;
+  const m = march(ct, f, S);
+  return { mesh: m.mesh, stats: { leaves: leaves.n, corners: nc, cells: m.cells, surfaceCells: m.surfaceCells, boundaryEdges: m.boundaryEdges } };
+}
 
-  // 2. March every cell whose 8 corners have values.
+/** Marches every cell whose 8 corners are in the table (values f, negative inside). */
+function march(ct: CornerTable, f: Float64Array, S: number): { mesh: Mesh; cells: number; surfaceCells: number; boundaryEdges: number } {
+  const nc = ct.count;
   const edgeVertex = new Int32Array(nc * 3).fill(-1);
   let pos = new Float32Array(1 << 16), tri = new Uint32Array(1 << 16), np = 0, nt = 0;
   const scale = 2 / S, eps = 1e-3;
@@ -313,7 +318,118 @@ export function marchingCubes(octree: Octree, opts: MarchingCubesOptions = {}): 
   const positions = pos.slice(0, np);
   const indices = tri.slice(0, nt);
   const mesh: Mesh = { positions, indices, normals: vertexNormals(positions, indices) };
-  return { mesh, stats: { leaves: leaves.n, corners: nc, cells, surfaceCells, boundaryEdges: countBoundaryEdges(indices, positions.length / 3) } };
+  return { mesh, cells, surfaceCells, boundaryEdges: countBoundaryEdges(indices, positions.length / 3) };
+}
+
+// ---- neural MPU (ognn-pytorch ognn/mpu.py, OctGPT's decoder output) ---------
+
+/**
+ * Per-depth MPU coefficients: coefficients[d - fullDepth] is [nnum(d), 4·C]
+ * for every node (empty ones included) of depth d = fullDepth..depth, four
+ * per channel: gradient (3) then constant, as the ognn decoder predicts them.
+ */
+export type MpuCoefficients = readonly Float32Array[];
+
+function checkMpu(octree: Octree, coefficients: MpuCoefficients, channels: number): void {
+  const F = octree.fullDepth, D = octree.depth;
+  if (coefficients.length !== D - F + 1) fail('ERR_SHAPE', `MPU needs coefficients for depths ${F}..${D} (${D - F + 1} arrays), got ${coefficients.length}`);
+  if (!Number.isInteger(channels) || channels < 1) fail('ERR_INVALID_ARGUMENT', `channels must be a positive integer, got ${channels}`);
+  coefficients.forEach((c, i) => {
+    const n = octree.level(F + i).nnum;
+    if (!(c instanceof Float32Array) || c.length !== n * 4 * channels)
+      fail('ERR_SHAPE', `MPU coefficients of depth ${F + i} must be a Float32Array of ${n}·4·${channels} values, got ${c?.length}`);
+  });
+}
+
+/**
+ * The neural MPU of ognn at query points in [-1, 1]^3 (one sample): for each
+ * depth d = fullDepth..depth, the 8 node centres around the point (cell units
+ * p' = (p+1)·2^d/2 - 0.5, floor + {0,1}^3) that exist and, below the last
+ * depth, are leaves (children < 0); weight ∏(1 - |t|)·d²/50 with t = p' -
+ * centre; value = Σ w (g·t·2/2^d + c) / (Σ w + 1e-8). Returns [N, C] at the
+ * finest depth (ognn's fvals[depth]).
+ */
+export function mpuEvaluate(octree: Octree, coefficients: MpuCoefficients, points: Float32Array, opts: { channels?: number; sample?: number } = {}): Float32Array {
+  const C = opts.channels ?? 1, sample = opts.sample ?? 0;
+  checkMpu(octree, coefficients, C);
+  if (!Number.isInteger(sample) || sample < 0 || sample >= octree.batchSize) fail('ERR_INVALID_ARGUMENT', `sample must be 0..${octree.batchSize - 1}, got ${sample}`);
+  if (points.length % 3) fail('ERR_SHAPE', 'points must hold N·3 values');
+  const F = octree.fullDepth, D = octree.depth, N = points.length / 3;
+  const lookups = mpuLookups(octree, sample);
+  const out = new Float32Array(N * C), acc = new Float64Array(C);
+  for (let i = 0; i < N; i++) {
+    acc.fill(0);
+    let norm = 0;
+    for (let d = F; d <= D; d++) {
+      const scale = 1 << d, lk = lookups[d - F]!, coef = coefficients[d - F]!, lvl = octree.level(d);
+      const fx = (points[3 * i]! + 1) * (scale / 2) - 0.5, fy = (points[3 * i + 1]! + 1) * (scale / 2) - 0.5, fz = (points[3 * i + 2]! + 1) * (scale / 2) - 0.5;
+      const ix = Math.floor(fx), iy = Math.floor(fy), iz = Math.floor(fz);
+      for (let k = 0; k < 8; k++) {
+        const cx = ix + (k >> 2 & 1), cy = iy + (k >> 1 & 1), cz = iz + (k & 1);
+        if (cx < 0 || cy < 0 || cz < 0 || cx >= scale || cy >= scale || cz >= scale) continue;
+        const node = lk.get(cx + scale * (cy + scale * cz));
+        if (node === undefined || (d < D && lvl.children[node]! >= 0)) continue;
+        const tx = fx - cx, ty = fy - cy, tz = fz - cz;
+        const w = (1 - Math.abs(tx)) * (1 - Math.abs(ty)) * (1 - Math.abs(tz)) * (d * d / 50);
+        const h = 2 / scale;
+        for (let c = 0; c < C; c++) {
+          const o = (node * C + c) * 4;
+          acc[c]! += w * (coef[o]! * tx * h + coef[o + 1]! * ty * h + coef[o + 2]! * tz * h + coef[o + 3]!);
+        }
+        norm += w;
+      }
+    }
+    for (let c = 0; c < C; c++) out[i * C + c] = acc[c]! / (norm + 1e-8);
+  }
+  return out;
+}
+
+/** Node index by packed cell coordinates, per depth fullDepth..depth, for one sample. */
+function mpuLookups(octree: Octree, sample: number): Map<number, number>[] {
+  const maps: Map<number, number>[] = [];
+  for (let d = octree.fullDepth; d <= octree.depth; d++) {
+    const xyz = octree.xyz(d), ids = octree.batchSize > 1 ? octree.batchIds(d) : undefined, S = 1 << d;
+    const m = new Map<number, number>();
+    for (let i = 0; i < xyz.length / 3; i++) if (!ids || ids[i] === sample) m.set(xyz[3 * i]! + S * (xyz[3 * i + 1]! + S * xyz[3 * i + 2]!), i);
+    maps.push(m);
+  }
+  return maps;
+}
+
+/**
+ * Marching cubes on channel 0 of the neural MPU minus `iso` (OctGPT uses
+ * 0.002), evaluated only at the lattice corners of the depth-D nodes (empty
+ * siblings included) and of `ring` (default 1) cells around them: the MPU is
+ * defined everywhere through the coarser leaves, and the ring catches a
+ * surface that grazes a coarse empty cell. Never a dense grid.
+ */
+export function marchingCubesMpu(octree: Octree, coefficients: MpuCoefficients,
+  opts: { channels?: number; sample?: number; iso?: number; ring?: number } = {}): MarchingCubesResult {
+  const C = opts.channels ?? 1, sample = opts.sample ?? 0, iso = opts.iso ?? 0;
+  checkMpu(octree, coefficients, C);
+  if (!Number.isInteger(sample) || sample < 0 || sample >= octree.batchSize) fail('ERR_INVALID_ARGUMENT', `sample must be 0..${octree.batchSize - 1}, got ${sample}`);
+  const D = octree.depth, S = 1 << D;
+  const xyz = octree.xyz(D), ids = octree.batchSize > 1 ? octree.batchIds(D) : undefined;
+  const ct = new CornerTable(S + 1, xyz.length * 3);
+  let cellsIn = 0;
+  const ring = opts.ring ?? 1;
+  if (!Number.isInteger(ring) || ring < 0 || ring > 2) fail('ERR_INVALID_ARGUMENT', `ring must be 0, 1 or 2, got ${ring}`);
+  for (let i = 0; i < xyz.length / 3; i++) {
+    if (ids && ids[i] !== sample) continue;
+    cellsIn++;
+    const x0 = Math.max(0, xyz[3 * i]! - ring), x1 = Math.min(S, xyz[3 * i]! + 1 + ring);
+    const y0 = Math.max(0, xyz[3 * i + 1]! - ring), y1 = Math.min(S, xyz[3 * i + 1]! + 1 + ring);
+    const z0 = Math.max(0, xyz[3 * i + 2]! - ring), z1 = Math.min(S, xyz[3 * i + 2]! + 1 + ring);
+    for (let z = z0; z <= z1; z++) for (let y = y0; y <= y1; y++) for (let x = x0; x <= x1; x++) ct.insert(x, y, z);
+  }
+  if (cellsIn === 0) fail('ERR_INVALID_ARGUMENT', `sample ${sample} has no nodes at depth ${D}`);
+  const nc = ct.count, q = new Float32Array(nc * 3);
+  for (let i = 0; i < nc; i++) { q[3 * i] = ct.x[i]! * 2 / S - 1; q[3 * i + 1] = ct.y[i]! * 2 / S - 1; q[3 * i + 2] = ct.z[i]! * 2 / S - 1; }
+  const v = mpuEvaluate(octree, coefficients, q, { channels: C, sample });
+  const f = new Float64Array(nc);
+  for (let i = 0; i < nc; i++) f[i] = v[i * C]! - iso;
+  const m = march(ct, f, S);
+  return { mesh: m.mesh, stats: { leaves: cellsIn, corners: nc, cells: m.cells, surfaceCells: m.surfaceCells, boundaryEdges: m.boundaryEdges } };
 }
 
 type MarchingCubesNative = (a: { octree: Octree; sample: number; radius: number }) =>
