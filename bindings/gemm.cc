@@ -197,6 +197,18 @@ class PackWorker : public OpWorker {
 
 }  // namespace
 
+// The PackedWeight behind a JS handle from packWeight() (kept alive for the
+// call by `keep`); throws if `v` is not one or was disposed. nn.cc uses it for
+// conv2d's optional `packed`.
+const PackedWeight* unwrap_packed_weight(Napi::Env env, Napi::Value v, KeepAlive* keep) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon_data(env).packed_weight_class.Value()))
+    throw_error(env, Code::kInvalidArgument, "packed must be a PackedWeight from packWeight()");
+  PackedWeightHandle* h = PackedWeightHandle::Unwrap(v.As<Napi::Object>());
+  if (!h->get()) throw_error(env, Code::kInvalidArgument, "packed weight was disposed");
+  keep->add(v.As<Napi::Object>());
+  return h->get();
+}
+
 void init_gemm(Napi::Env env, Napi::Object exports) {
   Napi::Function packed = PackedWeightHandle::define(env);
   addon_data(env).packed_weight_class = Napi::Persistent(packed);

@@ -13,6 +13,10 @@
 #include "tessera/vq.h"
 
 namespace tessera::bindings {
+
+// gemm.cc: the PackedWeight behind a packWeight() handle.
+const PackedWeight* unwrap_packed_weight(Napi::Env env, Napi::Value v, KeepAlive* keep);
+
 namespace {
 
 int32_t get_i32(Napi::Env env, const Napi::Object& o, const char* key, int32_t dflt) {
@@ -42,8 +46,10 @@ uint64_t get_u64(Napi::Env env, const Napi::Object& o, const char* key) {
   return static_cast<uint64_t>(d);
 }
 
-// conv2d({x, weight, bias?, out, strideH, strideW, padTop, padBottom, padLeft,
-//   padRight, dilationH, dilationW, groups, accumulate}) -> Promise<void>
+// conv2d({x, weight, packed?, bias?, out, strideH, strideW, padTop, padBottom,
+//   padLeft, padRight, dilationH, dilationW, groups, accumulate}) -> Promise<void>
+// packed: the weight viewed as [Co, Ci·kh·kw] and packed once by packWeight()
+// (weight still gives the kernel's shape); used instead of packing per call.
 class Conv2dWorker : public OpWorker {
  public:
   explicit Conv2dWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
@@ -53,6 +59,8 @@ class Conv2dWorker : public OpWorker {
     a_.weight = parse_tensor(env, o.Get("weight"), "weight", &keep_);
     a_.bias = parse_optional_tensor(env, o.Get("bias"), "bias", &keep_);
     a_.out = parse_tensor(env, o.Get("out"), "out", &keep_);
+    Napi::Value packed = o.Get("packed");
+    if (!packed.IsUndefined() && !packed.IsNull()) a_.packed = unwrap_packed_weight(env, packed, &keep_);
     a_.stride_h = get_i32(env, o, "strideH", 1);
     a_.stride_w = get_i32(env, o, "strideW", 1);
     a_.pad_top = get_i32(env, o, "padTop", 0);

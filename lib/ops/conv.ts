@@ -4,6 +4,7 @@
 import { fail } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor, withTensors } from '../tensor.js';
+import type { PackedWeight } from './gemm.js';
 
 interface ConvNative {
   conv2d(args: Record<string, unknown>): Promise<void>;
@@ -18,6 +19,12 @@ export interface Conv2dOptions {
   x: Tensor;
   /** [Co, Ci/groups, kh, kw]; float32 (bfloat16/float16 with groups 1: the GEMM then rounds x to bf16). */
   weight: Tensor;
+  /**
+   * `weight` viewed as [Co, Ci·kh·kw] and packed once with packWeight(), used
+   * instead of packing the weight on every call (groups 1; `weight` still
+   * gives the kernel's shape).
+   */
+  packed?: PackedWeight;
   /** [Co] float32 */
   bias?: Tensor;
   stride?: Pair;
@@ -74,7 +81,7 @@ export async function conv2d(opts: Conv2dOptions): Promise<Tensor> {
   const [pt, pb, pl, pr] = padding4(opts.padding);
   const { x, weight, bias } = opts;
   await withTensors([x, weight, bias, out], () => (native() as unknown as ConvNative).conv2d({
-    x: x.native(), weight: weight.native(), bias: bias?.native(), out: out.native(),
+    x: x.native(), weight: weight.native(), packed: opts.packed?.handle(), bias: bias?.native(), out: out.native(),
     strideH: sh, strideW: sw, padTop: pt, padBottom: pb, padLeft: pl, padRight: pr, dilationH: dh, dilationW: dw,
     groups: opts.groups ?? 1, accumulate: opts.accumulate ?? false,
   }));

@@ -26,7 +26,7 @@ export async function loadVar(tokenizerPath: string, weightsPath: string, opts: 
       model.dispose();
       throw e;
     }
-    return { vae, model, close: () => { model.dispose(); closeAll(); } };
+    return { vae, model, close: () => { model.dispose(); vae.dispose(); closeAll(); } };
   } catch (e) {
     closeAll();
     throw e;

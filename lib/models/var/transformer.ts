@@ -4,13 +4,12 @@
 // conditional, then B unconditional) against per-block KV caches.
 import { TesseraError } from '../../errors.js';
 import { attention } from '../../ops/attention.js';
-import { linear, PackedWeight } from '../../ops/gemm.js';
-import { native, type NativePackedWeight, type NativeTensor } from '../../native.js';
+import { linear, type PackedWeight } from '../../ops/gemm.js';
 import { layerNorm } from '../../ops/norm.js';
 import { Tensor } from '../../tensor.js';
 import { varConfig, type Tensors, type VarConfig } from './config.js';
 import { addScaled, silu, splitColumns } from './elementwise.js';
-import { WeightReader } from './weights.js';
+import { packFromMapping, WeightReader } from './weights.js';
 
 const LN_EPS = 1e-6;
 /** torch.log(torch.tensor(100)).item(): the cap is float32(ln 100). */
@@ -86,16 +85,7 @@ export class VarTransformer {
     const w = new WeightReader(tensors, file);
     const compute = opts.compute ?? 'float32';
     const C = config.width;
-    // Packed from the mapped file and that file's pages dropped from this
-    // process right after (releaseSource: only present, file-backed pages, so
-    // a weight that was copied or widened into the heap is left alone): the
-    // packed copy replaces the mapped weight in memory instead of doubling it.
-    const pack = async (t: Tensor): Promise<PackedWeight> => {
-      const [n, k] = t.shape as [number, number];
-      const packNative = native().packWeight as (w: NativeTensor, c: string, releaseSource: boolean) => Promise<NativePackedWeight>;
-      const handle = await t.track(() => packNative(t.native(), compute, true));
-      return new PackedWeight(handle, n, k, compute, t.device);
-    };
+    const pack = (t: Tensor): Promise<PackedWeight> => packFromMapping(t, compute);
     const blocks: BlockWeights[] = [];
     for (let i = 0; i < config.depth; i++) {
       const p = `blocks.${i}`;

@@ -2,20 +2,46 @@
 // residual quantizer with the shared Phi convolutions. NCHW float32.
 import { TesseraError } from '../../errors.js';
 import { conv2d } from '../../ops/conv.js';
-import { matmul } from '../../ops/gemm.js';
+import { matmul, type PackedWeight } from '../../ops/gemm.js';
 import { groupNorm } from '../../ops/norm.js';
 import { resize } from '../../ops/resize.js';
 import { embedding, vqNearest } from '../../ops/vq.js';
 import { Tensor } from '../../tensor.js';
 import { phiIndex, vqvaeConfig, type Tensors, type VqvaeConfig } from './config.js';
-import { WeightReader } from './weights.js';
+import { packFromMapping, WeightReader } from './weights.js';
 
 const GN_GROUPS = 32, GN_EPS = 1e-6;
 /** quant_resi: Phi(h) = (1 − r)·h + r·conv(h); r is not stored in the file. */
 const PHI_RATIO = 0.5;
 
 export class Vqvae {
+  /** k×k (k > 1) conv weights packed once, on first use (see packedConv). */
+  private readonly packed = new Map<string, PackedWeight>();
+
   private constructor(readonly config: VqvaeConfig, private readonly w: WeightReader) {}
+
+  /** Frees the packed conv weights. */
+  dispose(): void {
+    for (const p of this.packed.values()) p.dispose();
+    this.packed.clear();
+  }
+
+  /**
+   * The conv weight `name` [Co, Ci, k, k] packed as [Co, Ci·k²] for the im2col
+   * GEMM, once per model instead of once per call (a batch decodes image by
+   * image). Not for 1×1 convs (a plain matmul, no packing) or ≤ 4 output
+   * channels (conv_out: the direct route).
+   */
+  private async packedConv(name: string, weight: Tensor): Promise<PackedWeight | undefined> {
+    const [Co, Ci, kh, kw] = weight.shape as [number, number, number, number];
+    if (kh * kw === 1 || Co <= 4 || weight.dtype !== 'float32') return undefined;
+    let p = this.packed.get(name);
+    if (!p) {
+      p = await packFromMapping(weight.reshape([Co, Ci * kh * kw]), 'float32');
+      this.packed.set(name, p);
+    }
+    return p;
+  }
 
   static load(tensors: Tensors, file: string): Vqvae {
     return new Vqvae(vqvaeConfig(tensors, file), new WeightReader(tensors, file));
@@ -28,7 +54,8 @@ export class Vqvae {
     const k = weight.shape[2]!;
     // Downsample pads right and bottom by 1, then a stride-2 conv with no padding.
     const padding: [number, number, number, number] = opts.padBottomRight ? [0, 1, 0, 1] : [(k - 1) / 2, (k - 1) / 2, (k - 1) / 2, (k - 1) / 2];
-    return conv2d({ x, weight, bias: this.w.f32(`${name}.bias`), stride: opts.stride ?? 1, padding, out: opts.out, accumulate: opts.out !== undefined });
+    const packed = await this.packedConv(name, weight);
+    return conv2d({ x, weight, packed, bias: this.w.f32(`${name}.bias`), stride: opts.stride ?? 1, padding, out: opts.out, accumulate: opts.out !== undefined });
   }
 
   private gnSilu(name: string, x: Tensor, silu = true): Promise<Tensor> {

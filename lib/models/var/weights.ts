@@ -2,6 +2,8 @@
 // of the mapped file; float16/bfloat16/float64 files are widened once.
 import { decodeHalf } from '../../dtype.js';
 import { TesseraError } from '../../errors.js';
+import { native, type NativePackedWeight, type NativeTensor } from '../../native.js';
+import { PackedWeight } from '../../ops/gemm.js';
 import type { StoredTensor } from '../../io/stored-tensor.js';
 import { Tensor } from '../../tensor.js';
 import type { Tensors } from './config.js';
@@ -40,4 +42,18 @@ function toFloat32(t: StoredTensor, file: string): Float32Array {
     case 'float64': return Float32Array.from(a.data as Float64Array);
     default: throw new TesseraError('ERR_FORMAT', `${file}: ${t.name} is ${a.dtype}, expected a float tensor`);
   }
+}
+
+/**
+ * packWeight() for a weight [N, K] that is from now on used only through the
+ * packed copy: the native side then drops the source's file-backed pages from
+ * this process (releaseSource: only pages that are present and file-backed, so
+ * a weight that was copied or widened onto the heap is left alone), so the
+ * packed copy replaces the mapped weight in memory instead of doubling it.
+ */
+export async function packFromMapping(t: Tensor, compute: 'float32' | 'bfloat16'): Promise<PackedWeight> {
+  const [n, k] = t.shape as [number, number];
+  const pack = native().packWeight as (w: NativeTensor, c: string, releaseSource: boolean) => Promise<NativePackedWeight>;
+  const handle = await t.track(() => pack(t.native(), compute, true));
+  return new PackedWeight(handle, n, k, compute, t.device);
 }
