@@ -142,6 +142,23 @@ describe('sparse marching cubes', () => {
     expect(signedVolume(mesh)).toBeLessThan(1.1);
   });
 
+  it('meshes a torus into a closed genus-1 surface (Euler 0)', async () => {
+    const R = 0.5, r = 0.2, nu = 400, nv = 160;
+    const points = new Float32Array(nu * nv * 3), normals = new Float32Array(nu * nv * 3);
+    for (let i = 0; i < nu; i++) for (let j = 0; j < nv; j++) {
+      const u = (2 * Math.PI * (i + 0.5 * (j % 2))) / nu, v = (2 * Math.PI * j) / nv, k = 3 * (i * nv + j);
+      normals.set([Math.cos(v) * Math.cos(u), Math.cos(v) * Math.sin(u), Math.sin(v)], k);
+      points.set([(R + r * Math.cos(v)) * Math.cos(u), (R + r * Math.cos(v)) * Math.sin(u), r * Math.sin(v)], k);
+    }
+    const { octree } = await Octree.build({ points, normals, depth: 6, fullDepth: 2 });
+    const { mesh, stats } = marchingCubes(octree);
+    expect(stats.boundaryEdges).toBe(0);
+    expect(topology(mesh).euler).toBe(0);
+    expect(topology(mesh).nonManifoldEdges).toBe(0);
+    const vol = signedVolume(mesh), want = 2 * Math.PI ** 2 * R * r * r;
+    expect(Math.abs(vol - want) / want).toBeLessThan(0.03);
+  });
+
   it('meshes two spheres of a batch separately', async () => {
     const a = sphereCloud(8000, 0.5), b = sphereCloud(8000, 0.3);
     const points = new Float32Array([...a.points, ...b.points]), normals = new Float32Array([...a.normals, ...b.normals]);
