@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import { TesseraError } from '../errors.js';
 import { writeImage } from '../io/image.js';
+import { runEmbeddedGenerate } from '../models/embedded.js';
 import { runLlamaGenGenerate } from '../models/llamagen/cli.js';
 import { generate } from '../models/var/generate.js';
 import { loadVar } from '../models/var/load.js';
@@ -31,9 +32,14 @@ export function progress(si: number, scales: number): void {
 export const generateCommand: Command = {
   name: 'generate',
   summary: 'class-conditional image generation with VAR (next-scale prediction)',
-  usage: `Usage: tessera generate --tokenizer <vae file> --weights <var file> --class <int>
+  usage: `Usage: tessera generate [--class <name|id>] [--seed 0] [--batch 8] [--out tessera-samples.png]
+       tessera generate --tokenizer <vae file> --weights <var file> --class <int>
          [--cfg 1.5] [--top-k 900] [--top-p 0.96] [--seed 0] [--batch N]
          [--temperature 1] [--more-smooth] --out <file.png> [--tokens <file.json>]
+
+Without --tokenizer and --weights: the embedded tiny VAR (models/tiny-var,
+ten shapes) writes a labelled grid, one row of --batch samples per class (or
+only --class, by name or id), with the model's own sampling settings.
 
 Runs VAR's next-scale sampling (official CFG ramp: scale si uses
 cfg·si/(SN−1)) and decodes with the multi-scale VQVAE. Both files may be
@@ -65,6 +71,7 @@ Options:
     if (args.flags.has('help')) { console.log(this.usage); return 0; }
     const f = args.flags;
     const tokenizer = f.get('tokenizer'), weights = f.get('weights'), out = f.get('out');
+    if (tokenizer === undefined && weights === undefined) return runEmbeddedGenerate(f, (name, fb, int) => numberFlag(f, name, fb, int));
     if (typeof tokenizer !== 'string' || typeof weights !== 'string' || typeof out !== 'string' || !f.has('class')) {
       console.error(`tessera generate: --tokenizer, --weights, --class and --out are required\n\n${this.usage}`);
       return 2;

@@ -15,7 +15,16 @@ decay 0.05, gradient clipping at 2, warm-up then cosine decay, and VAR's
 initialisation (trunc-normal std sqrt(1/3C), fc2/proj scaled by
 1/sqrt(2 depth), small AdaLN gains, scale_mul = log 4, head gain 0.02).
 The tokens of the whole set are computed once ($TESSERA_TRAIN_DIR/tokens.pt).
-Checkpoints every 100 steps to $TESSERA_TRAIN_DIR/var.pth."""
+Checkpoints every 100 steps to $TESSERA_TRAIN_DIR/var.pth.
+
+Speed: Debian's PyTorch uses the reference BLAS (BLAS_INFO=generic), ~4x
+slower than OpenBLAS on these GEMMs. Without touching the system, unpack
+Debian's libopenblas0-pthread and put it first for this process:
+    apt-get download libopenblas0-pthread && dpkg-deb -x libopenblas0-pthread_*.deb /tmp/oblas
+    LD_LIBRARY_PATH=/tmp/oblas/usr/lib/x86_64-linux-gnu/openblas-pthread OPENBLAS_NUM_THREADS=1 \
+        /usr/bin/python3 scripts/train/train_var.py ...
+The embedded model was trained that way, 1 thread until the shared machine
+was free, then 2 (--threads-later 2 --later-at <unix time>)."""
 import argparse
 import math
 import os
@@ -27,7 +36,7 @@ import torch.nn.functional as F
 import common as C
 
 R = C.R
-DEPTH, WIDTH, HEADS = 4, 128, 4
+DEPTH, WIDTH, HEADS = 4, 64, 4  # sized to train in ~30 min on two shared, loaded cores
 LABEL_DROP = 0.1
 
 
@@ -106,13 +115,20 @@ def save(sd, lvl, mask):
 
 
 def main():
+    global DEPTH, WIDTH, HEADS
     ap = argparse.ArgumentParser()
     ap.add_argument('--minutes', type=float, default=28)
     ap.add_argument('--steps', type=int, default=100000)
     ap.add_argument('--batch', type=int, default=64)
     ap.add_argument('--lr', type=float, default=1e-3)
-    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--width', type=int, default=WIDTH)
+    ap.add_argument('--depth', type=int, default=DEPTH)
+    ap.add_argument('--heads', type=int, default=HEADS)
+    ap.add_argument('--threads-later', type=int, default=0, help='threads from --later-at on (a machine shared until then)')
+    ap.add_argument('--later-at', type=float, default=0, help='unix time')
     a = ap.parse_args()
+    DEPTH, WIDTH, HEADS = a.depth, a.width, a.heads
     C.setup(a.threads)
     x, y, classes = C.load_dataset()
     vae = {k: v.float() for k, v in torch.load(os.path.join(C.WORK, 'vae.pth')).items()}
@@ -130,10 +146,12 @@ def main():
                             lr=a.lr, betas=(0.9, 0.95))
     t0, step, budget, ema = time.time(), 0, a.minutes * 60, None
     while step < a.steps:
-        frac = (time.time() - t0) / budget
+        # The schedule runs over the time budget, or over --steps with --minutes 0
+        # (step-exact reruns: the budgeted runs record their step counts).
+        frac = (time.time() - t0) / budget if budget > 0 else step / a.steps
         if frac >= 1:
             break
-        lr = a.lr * min(1, (step + 1) / 200) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = a.lr * min(1, (step + 1) / 100) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         for grp in opt.param_groups:
             grp['lr'] = lr
         b = torch.randint(0, len(ids), (a.batch,), generator=g)
@@ -145,6 +163,14 @@ def main():
         torch.nn.utils.clip_grad_norm_(sd.values(), 2.0)
         opt.step()
         step += 1
+        if a.threads_later and time.time() >= a.later_at and torch.get_num_threads() != a.threads_later:
+            torch.set_num_threads(a.threads_later)
+            try:  # OpenBLAS keeps its own pool (see the module docstring)
+                import ctypes
+                ctypes.CDLL('libblas.so.3').openblas_set_num_threads(a.threads_later)
+            except (OSError, AttributeError):
+                pass
+            print(f'step {step}: {a.threads_later} threads', flush=True)
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if step % 20 == 0:
             with torch.no_grad():  # accuracy of the first scales (the shape's layout) on this batch

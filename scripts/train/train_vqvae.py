@@ -43,7 +43,9 @@ def main():
     t0, step = time.time(), 0
     budget = a.minutes * 60
     while step < a.steps:
-        frac = (time.time() - t0) / budget
+        # The schedule runs over the time budget, or over --steps with --minutes 0
+        # (step-exact reruns: the budgeted runs record their step counts).
+        frac = (time.time() - t0) / budget if budget > 0 else step / a.steps
         if frac >= 1:
             break
         lr = a.lr * min(1, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
