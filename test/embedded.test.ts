@@ -15,10 +15,10 @@ import { classify, embeddedModel, generateEmbedded, resolveClass } from '../lib/
 import { loadVar } from '../lib/models/var/load.js';
 
 const model = embeddedModel();
-// eval_samples.mjs measures 83.7% on 1,000 samples (models/tiny-var/README.md);
-// this seed gives 24 of 30. The seed is fixed, so the count is exact; the bound
+// eval_samples.mjs measures 86.8% on 1,000 samples (models/tiny-var/README.md);
+// this seed gives 27 of 30. The seed is fixed, so the count is exact; the bound
 // catches a model or sampler that stops producing the asked-for shapes.
-const MIN_RIGHT_OF_30 = 24;
+const MIN_RIGHT_OF_30 = 27;
 const work = mkdtempSync(join(tmpdir(), 'tessera-embedded-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 

@@ -122,6 +122,7 @@ def main():
     ap.add_argument('--batch', type=int, default=64)
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--init', help='continue from this var.pth (same architecture)')
     ap.add_argument('--width', type=int, default=WIDTH)
     ap.add_argument('--depth', type=int, default=DEPTH)
     ap.add_argument('--heads', type=int, default=HEADS)
@@ -138,6 +139,10 @@ def main():
     print(f'tokens {tuple(ids.shape)} inputs {tuple(inputs.shape)} in {time.time() - t0:.0f}s', flush=True)
     g = torch.Generator().manual_seed(3)
     sd = {k: v.requires_grad_() for k, v in make_var(g, len(classes), inputs.shape[2], vae['quantize.embedding.weight'].shape[0]).items()}
+    if a.init:
+        start = torch.load(a.init)
+        for k, v in sd.items():
+            v.data.copy_(start[k])
     lvl, mask = buffers()
     attn_mask = mask[0, 0]
     decay = [v for k, v in sd.items() if v.dim() == 2 and 'emb' not in k and 'pos' not in k]
