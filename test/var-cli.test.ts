@@ -73,7 +73,9 @@ describe('tessera generate', () => {
     }
     const swapped = tessera('--tokenizer', join(fixtureDir, 'var.pth'), '--weights', join(fixtureDir, 'var.pth'), '--class', '1', '--out', out);
     expect(swapped.err).toMatch(/var\.pth: quantize\.embedding\.weight is missing/);
-    const r = tessera('--class', '1');
+    // With no model flags generate runs the embedded model (test/embedded.test.ts);
+    // naming only one of the two files is a usage error.
+    const r = tessera('--weights', join(fixtureDir, 'var.pth'), '--class', '1');
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/--tokenizer, --weights, --class and --out are required/);
   });
