@@ -58,6 +58,8 @@ TensorView parse_optional_tensor(Napi::Env env, const Napi::Value& desc, const c
 
 int64_t get_int(Napi::Env env, const Napi::Object& o, const char* key, int64_t dflt);
 double get_number(Napi::Env env, const Napi::Object& o, const char* key, double dflt);
+// A non-negative integer below 2^64 from a Number (exact up to 2^53) or a BigInt; absent = 0.
+uint64_t get_u64(Napi::Env env, const Napi::Object& o, const char* key);
 bool get_bool(const Napi::Object& o, const char* key, bool dflt);
 
 // Base of every Promise-returning op: arguments are parsed on the main thread

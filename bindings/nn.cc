@@ -29,23 +29,6 @@ float get_f32(Napi::Env env, const Napi::Object& o, const char* key, float dflt)
   return static_cast<float>(get_number(env, o, key, dflt));
 }
 
-// A non-negative integer below 2^64 from a Number (exact up to 2^53) or a BigInt.
-uint64_t get_u64(Napi::Env env, const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return 0;
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    const uint64_t u = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (!lossless) throw_error(env, Code::kInvalidArgument, std::string(key) + " must be a BigInt in [0, 2^64)");
-    return u;
-  }
-  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-  if (!(d >= 0) || d > 9007199254740991.0 || std::floor(d) != d)
-    throw_error(env, Code::kInvalidArgument,
-                std::string(key) + " must be an integer in [0, 2^53) or a BigInt");
-  return static_cast<uint64_t>(d);
-}
-
 // conv2d({x, weight, packed?, bias?, out, strideH, strideW, padTop, padBottom,
 //   padLeft, padRight, dilationH, dilationW, groups, accumulate}) -> Promise<void>
 // packed: the weight viewed as [Co, Ci·kh·kw] and packed once by packWeight()

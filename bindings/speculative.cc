@@ -11,13 +11,6 @@
 namespace tessera::bindings {
 namespace {
 
-// A non-negative integer (Number below 2^53, or BigInt) for the Philox key and counters.
-uint64_t get_counter(Napi::Env env, const Napi::Object& o, const char* key) {
-  const int64_t v = get_int(env, o, key, 0);
-  if (v < 0) throw_error(env, Code::kInvalidArgument, std::string(key) + " must be >= 0");
-  return static_cast<uint64_t>(v);
-}
-
 // verifyDraft({p, q?, drafts, neighbours?, lanternK, lanternDelta, seed,
 //   rngRow, step, accepted, next, stats?}) -> Promise<void>
 class VerifyDraftWorker : public OpWorker {
@@ -33,9 +26,9 @@ class VerifyDraftWorker : public OpWorker {
     if (k < 0 || k > std::numeric_limits<int32_t>::max()) throw_error(env, Code::kInvalidArgument, "lanternK is out of range");
     a_.lantern_k = static_cast<int32_t>(k);
     a_.lantern_delta = static_cast<float>(get_number(env, o, "lanternDelta", 0));
-    a_.seed = get_counter(env, o, "seed");
-    a_.rng_row = get_counter(env, o, "rngRow");
-    a_.step = get_counter(env, o, "step");
+    a_.seed = get_u64(env, o, "seed");
+    a_.rng_row = get_u64(env, o, "rngRow");
+    a_.step = get_u64(env, o, "step");
     a_.accepted = parse_tensor(env, o.Get("accepted"), "accepted", &keep_);
     a_.next = parse_tensor(env, o.Get("next"), "next", &keep_);
     a_.stats = parse_optional_tensor(env, o.Get("stats"), "stats", &keep_);
