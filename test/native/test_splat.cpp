@@ -277,8 +277,11 @@ void check_forward(int W, int H, int n, int deg, SplatMode mode, uint64_t salt) 
   // Counts are exact except where a discrete test flips between fp32 and
   // float64: an α within rounding of 1/255, a power within rounding of 0, or
   // the transmittance cut. Those pixels change by up to one 1/255 term, so the
-  // 1e-5 bound (fp32 blending of a few hundred terms against float64) holds on
-  // the pixels whose contributor counts agree, and all pixels stay within 1e-4.
+  // tight bound holds on the pixels whose contributor counts agree, and all
+  // pixels get a looser one. fp32 projection, exp and blending of a few
+  // hundred terms against float64 reached 1.1e-5 on agreeing pixels at one
+  // seed in 150: 4e-5 (about 88 dB) is far above the 50 dB and still
+  // catches any wrong or missing term.
   size_t differ = 0;
   std::vector<float> rgb_same, alpha_same, depth_same;
   std::vector<double> rgb_ref, alpha_ref, depth_ref;
@@ -289,12 +292,12 @@ void check_forward(int W, int H, int n, int deg, SplatMode mode, uint64_t salt) 
     depth_same.push_back(r.depth[i]); depth_ref.push_back(depth[i]);
   }
   CHECK(differ <= count.size() / 500) << differ << " of " << count.size() << " contributor counts differ";
-  CHECK_REL_MSG(rgb_same.data(), rgb_ref.data(), rgb_ref.size(), 1e-5) << " rgb " << W << "x" << H << " deg " << deg;
-  CHECK_REL_MSG(alpha_same.data(), alpha_ref.data(), alpha_ref.size(), 1e-5) << " alpha";
-  CHECK_REL_MSG(depth_same.data(), depth_ref.data(), depth_ref.size(), 1e-5) << " depth";
-  CHECK_REL_MSG(r.rgb.data(), rgb.data(), rgb.size(), 1e-4) << " rgb, all pixels";
-  CHECK_REL_MSG(r.alpha.data(), alpha.data(), alpha.size(), 1e-4) << " alpha, all pixels";
-  CHECK_REL_MSG(r.depth.data(), depth.data(), depth.size(), 1e-4) << " depth, all pixels";
+  CHECK_REL_MSG(rgb_same.data(), rgb_ref.data(), rgb_ref.size(), 4e-5) << " rgb " << W << "x" << H << " deg " << deg;
+  CHECK_REL_MSG(alpha_same.data(), alpha_ref.data(), alpha_ref.size(), 4e-5) << " alpha";
+  CHECK_REL_MSG(depth_same.data(), depth_ref.data(), depth_ref.size(), 4e-5) << " depth";
+  CHECK_REL_MSG(r.rgb.data(), rgb.data(), rgb.size(), 2e-4) << " rgb, all pixels";
+  CHECK_REL_MSG(r.alpha.data(), alpha.data(), alpha.size(), 2e-4) << " alpha, all pixels";
+  CHECK_REL_MSG(r.depth.data(), depth.data(), depth.size(), 2e-4) << " depth, all pixels";
   CHECK(r.stats.gaussians == n && r.stats.invalid == 0);
   CHECK(r.stats.visible > 0 && r.stats.intersections >= r.stats.visible);
 }
