@@ -36,7 +36,7 @@ describe('a server without models', () => {
     expect((await app.inject({ url: '/health' })).statusCode).toBe(200);
     const ready = await app.inject({ url: '/ready' });
     expect(ready.statusCode).toBe(503);
-    expect(ready.json().error.message).toMatch(/no models are configured.*no embedded default models.*--var-tokenizer/);
+    expect(ready.json().error.message).toMatch(/no models are configured.*--var-tokenizer.*embedded tiny VAR/);
     const gen = await app.inject({ method: 'POST', url: '/v1/generate', headers: json, payload: { class: 1 } });
     expect(gen.statusCode).toBe(503);
     expect(gen.json().error.message).toMatch(/no models are configured/);

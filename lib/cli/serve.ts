@@ -4,14 +4,16 @@
 import { readFileSync } from 'node:fs';
 
 import { TesseraError } from '../errors.js';
-import { buildServer } from '../server/app.js';
+import { embeddedModel } from '../models/embedded.js';
+import { buildServer, type ServeOptions } from '../server/app.js';
 import type { ModelSpec } from '../server/models.js';
 import type { TesseraPluginOptions } from '../server/plugin.js';
+import { demoScene } from '../server/web/demo-scene.js';
 import { parseArgs, type Command } from './args.js';
 import { numberFlag } from './generate.js';
 
 const VALUED = ['host', 'port', 'config', 'var-tokenizer', 'var-weights', 'llamagen-tokenizer', 'llamagen-weights', 'llamagen-image-size',
-  'max-batch', 'max-wait-ms', 'max-queue', 'timeout-ms', 'body-limit'];
+  'max-batch', 'max-wait-ms', 'max-queue', 'timeout-ms', 'body-limit', 'request-timeout-ms'];
 
 /** --scene is repeatable, which parseArgs' single-valued map cannot hold. */
 function sceneFlags(argv: readonly string[]): { scenes: Record<string, string>; rest: string[] } {
@@ -27,10 +29,12 @@ function sceneFlags(argv: readonly string[]): { scenes: Record<string, string>; 
   return { scenes, rest };
 }
 
-/** The --config file: { models: ModelSpec[], scenes: {id: path}, maxBatch, maxWaitMs, maxQueue, timeoutMs, bodyLimit, host, port }. */
-function readConfig(path: string): TesseraPluginOptions & { host?: string; port?: number } {
+type Config = ServeOptions & { host?: string; port?: number };
+
+/** The --config file: { models: ModelSpec[], scenes: {id: path}, maxBatch, maxWaitMs, maxQueue, timeoutMs, bodyLimit, requestTimeoutMs, host, port }. */
+function readConfig(path: string): Config {
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as TesseraPluginOptions & { host?: string; port?: number };
+    return JSON.parse(readFileSync(path, 'utf8')) as Config;
   } catch (e) {
     throw new TesseraError('ERR_IO', `cannot read the config ${path}: ${(e as Error).message}`);
   }
@@ -43,17 +47,22 @@ export const serveCommand: Command = {
          [--var-tokenizer <vae> --var-weights <var>]
          [--llamagen-tokenizer <vq> --llamagen-weights <gpt> [--llamagen-image-size 256]]
          [--scene id=path ...] [--max-batch 8] [--max-wait-ms 5] [--max-queue 64]
-         [--timeout-ms 120000] [--body-limit 8388608]
+         [--timeout-ms 120000] [--body-limit 8388608] [--request-timeout-ms 30000]
 
 Endpoints: POST /v1/generate, /v1/edit, /v1/render; GET /health (alive),
 /ready (models loaded, else 503 with the reason), /saturation (503 when
-the queue is full), /metrics (Prometheus). Accept: text/event-stream
-streams progress. A full queue answers 429 with Retry-After; a request past
---timeout-ms 504; a body over --body-limit 413.
+the queue is full), /metrics (Prometheus), /v1/scenes (scenes and where to
+look at them from), and / (a web page to try it: generate with live
+progress, orbit a scene). Accept: text/event-stream streams progress. A full
+queue answers 429 with Retry-After; a request past --timeout-ms 504; a body
+over --body-limit 413; a client that has not sent its whole request within
+--request-timeout-ms 408.
 
-There are no embedded default models yet: name model files here or in
---config ({"models": [{"name", "family": "var"|"llamagen", "tokenizer",
-"weights", "imageSize"}], "scenes": {"id": "path"}, ...the limits}).
+Name model files here or in --config ({"models": [{"name", "family":
+"var"|"llamagen", "tokenizer", "weights", "imageSize"}], "scenes":
+{"id": "path"}, ...the limits}). With no model named, the server loads the
+embedded tiny VAR (models/tiny-var, as "tiny-var", with its class names and
+sampling settings); with no scene named, a procedural demo scene ("demo").
 Command-line flags override the config file. Models load as "var" and
 "llamagen"; requests pick one with "model" (default: the first).
 
@@ -75,11 +84,18 @@ schedules it (its delay is exported as tessera_event_loop_delay_seconds).`,
     };
     pair('var');
     pair('llamagen');
+    if (models.length === 0) {
+      const e = embeddedModel();
+      models.push({ name: 'tiny-var', family: 'var', tokenizer: e.tokenizer, weights: e.weights, classNames: e.classes, sampling: e.sampling });
+    }
+    const sceneMap: NonNullable<TesseraPluginOptions['scenes']> = { ...(config.scenes ?? {}), ...scenes };
+    if (Object.keys(sceneMap).length === 0) sceneMap.demo = demoScene();
     const num = (name: string, fallback: number | undefined): number | undefined => (f.has(name) ? numberFlag(f, name, 0, true) : fallback);
-    const options: TesseraPluginOptions = {
-      models, scenes: { ...(config.scenes ?? {}), ...scenes },
+    const options: ServeOptions = {
+      models, scenes: sceneMap,
       maxBatch: num('max-batch', config.maxBatch), maxWaitMs: num('max-wait-ms', config.maxWaitMs), maxQueue: num('max-queue', config.maxQueue),
       timeoutMs: num('timeout-ms', config.timeoutMs), bodyLimit: num('body-limit', config.bodyLimit),
+      requestTimeoutMs: num('request-timeout-ms', config.requestTimeoutMs),
     };
     const host = typeof f.get('host') === 'string' ? (f.get('host') as string) : (config.host ?? '127.0.0.1');
     const port = num('port', config.port) ?? 8080;

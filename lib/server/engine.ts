@@ -3,6 +3,7 @@
 // whose runner is a cohort (var-cohort.ts, llamagen-cohort.ts); each scene
 // is a lane whose cohort is one native render call over every job's camera.
 import { TesseraError } from '../errors.js';
+import type { GaussianScene } from '../io/gaussian-scene.js';
 import type { DecodeStats, Generated as LlamaGenGenerated } from '../models/llamagen/generate.js';
 import { toUnitRange } from '../models/llamagen/vq.js';
 import { editMask, encodeTokens, imageSide, scaleMasks, type Box, type EditMode } from '../models/var/edit.js';
@@ -19,8 +20,8 @@ import { runVarCohort, type VarWork } from './var-cohort.js';
 
 export interface ServerOptions {
   models?: ModelSpec[];
-  /** Scene id → .ply/.splat/.spz file. */
-  scenes?: Record<string, string>;
+  /** Scene id → .ply/.splat/.spz file, or a scene in memory. */
+  scenes?: Record<string, string | GaussianScene>;
   /** Images per batched step (default 8). */
   maxBatch?: number;
   /** How long the first request of a cohort waits for company, ms (default 5). */
@@ -98,6 +99,12 @@ function checkClasses(m: LoadedModel, classes: readonly number[]): void {
     if (!Number.isInteger(c) || c < -1 || c >= m.classes) bad(`class ${c} is not a class id of model ${m.name} (0..${m.classes - 1}, or -1 for none)`);
 }
 
+/** The model's own sampling settings (ModelSpec.sampling) where the request leaves them out. */
+function withModelSampling<R extends Sampling>(m: LoadedModel, req: R): R {
+  const d = m.sampling;
+  return d ? { ...req, cfg: req.cfg ?? d.cfg, topK: req.topK ?? d.topK, topP: req.topP ?? d.topP } : req;
+}
+
 export class TesseraEngine {
   readonly registry = new ModelRegistry();
   readonly scheduler: Scheduler;
@@ -113,7 +120,7 @@ export class TesseraEngine {
     this.metrics = new ServerMetrics({ waiting: () => this.scheduler.waiting, running: () => this.scheduler.running });
   }
 
-  async load(specs: readonly ModelSpec[] = [], scenes: Readonly<Record<string, string>> = {}): Promise<void> {
+  async load(specs: readonly ModelSpec[] = [], scenes: Readonly<Record<string, string | GaussianScene>> = {}): Promise<void> {
     await this.registry.load(specs, scenes);
   }
 
@@ -121,8 +128,9 @@ export class TesseraEngine {
    * Generates images; `onProgress` sees every step of this request. Bad
    * requests and a full queue throw synchronously (before any streaming).
    */
-  generate(req: GenerateRequest, signal: AbortSignal, onProgress?: OnProgress): Promise<ImageResult> {
-    const m = this.registry.model(req.model);
+  generate(request: GenerateRequest, signal: AbortSignal, onProgress?: OnProgress): Promise<ImageResult> {
+    const m = this.registry.model(request.model);
+    const req = withModelSampling(m, request);
     checkClasses(m, req.classes);
     const seed = req.seed ?? 0, seeds = req.classes.map((_, b) => seed + b);
     if (m.family === 'var') {
@@ -150,8 +158,9 @@ export class TesseraEngine {
   }
 
   /** Edits an image in a box (VAR models); throws synchronously as generate() does. */
-  edit(req: EditRequest, signal: AbortSignal, onProgress?: OnProgress): Promise<ImageResult> {
-    const m = this.registry.model(req.model);
+  edit(request: EditRequest, signal: AbortSignal, onProgress?: OnProgress): Promise<ImageResult> {
+    const m = this.registry.model(request.model);
+    const req = withModelSampling(m, request);
     if (m.family !== 'var') bad(`model ${m.name} is ${m.family}; editing needs a VAR model`);
     checkClasses(m, req.classes);
     const seed = req.seed ?? 0;

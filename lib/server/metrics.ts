@@ -19,6 +19,8 @@ export interface Sources {
 export class ServerMetrics {
   readonly registry = new Registry();
   readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  /** The same, reset by every /metrics scrape: the delay over the scrape interval (a load test's window). */
+  readonly loopDelayWindow = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   readonly batchSize: Histogram;
   readonly timeToFirstProgress: Histogram;
   readonly stepDuration: Histogram<'model'>;
@@ -31,6 +33,7 @@ export class ServerMetrics {
   constructor(sources: Sources) {
     const registers = [this.registry];
     this.loopDelay.enable();
+    this.loopDelayWindow.enable();
     collectDefaultMetrics({ register: this.registry });
     new Gauge({ name: 'tessera_queue_depth', help: 'Requests waiting for a cohort (tgi_queue_size)', registers, collect() { this.set(sources.waiting()); } });
     new Gauge({ name: 'tessera_requests_running', help: 'Requests in a running cohort (vllm:num_requests_running)', registers, collect() { this.set(sources.running()); } });
@@ -52,6 +55,15 @@ export class ServerMetrics {
         delay.set({ quantile: '0.99' }, d.p99 / 1e3);
         delay.set({ quantile: 'max' }, d.max / 1e3);
       } });
+    const win = this.loopDelayWindow;
+    const recent = new Gauge({ name: 'tessera_event_loop_delay_window_seconds', help: 'Event-loop delay since the previous scrape of /metrics (each scrape resets it), beyond the 10 ms sampling interval', labelNames: ['quantile'], registers,
+      collect() {
+        const d = metricsOf(win);
+        recent.set({ quantile: '0.5' }, d.p50 / 1e3);
+        recent.set({ quantile: '0.99' }, d.p99 / 1e3);
+        recent.set({ quantile: 'max' }, d.max / 1e3);
+        win.reset();
+      } });
   }
 
   /** Event-loop delay in milliseconds since start (p50, p99, max). */
@@ -61,6 +73,7 @@ export class ServerMetrics {
 
   close(): void {
     this.loopDelay.disable();
+    this.loopDelayWindow.disable();
     this.registry.clear();
   }
 }

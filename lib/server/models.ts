@@ -1,7 +1,8 @@
 // What a server serves: named models (VAR or LlamaGen pairs of files) and
-// scenes, loaded once at start. There are no embedded default models yet, so
+// scenes, loaded once at start. The plugin loads exactly what it is given:
 // an empty configuration loads nothing and every readiness check and request
-// says how to configure one (no silent fallback).
+// says how to configure one (no silent fallback). `tessera serve` given no
+// models names the embedded tiny VAR (lib/cli/serve.ts).
 import { openCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import type { GaussianScene } from '../io/gaussian-scene.js';
 import { readScene } from '../io/scene-file.js';
@@ -21,15 +22,21 @@ export interface ModelSpec {
   imageSize?: number;
   /** LlamaGen: head count when the checkpoint's rule does not fit. */
   heads?: number;
+  /** Class names by id (listed by /ready; the web page shows them). */
+  classNames?: string[];
+  /** Sampling settings for requests that leave them out (else the pipeline's defaults). */
+  sampling?: { cfg?: number; topK?: number; topP?: number };
 }
 
-export type LoadedModel =
+type ModelInfo = Pick<ModelSpec, 'classNames' | 'sampling'>;
+
+export type LoadedModel = ModelInfo & (
   | { name: string; family: 'var'; pipeline: VarPipeline; classes: number; imageSide: number }
-  | { name: string; family: 'llamagen'; gpt: LlamaGenGpt; vq: LlamaGenVq; grid: number; classes: number; imageSide: number; close(): void };
+  | { name: string; family: 'llamagen'; gpt: LlamaGenGpt; vq: LlamaGenVq; grid: number; classes: number; imageSide: number; close(): void });
 
 export const NO_MODELS =
-  'no models are configured: tessera has no embedded default models yet; start the server with --var-tokenizer/--var-weights, ' +
-  '--llamagen-tokenizer/--llamagen-weights or --config <file.json> naming model files';
+  'no models are configured: pass the plugin models naming model files, or start tessera serve with --var-tokenizer/--var-weights, ' +
+  '--llamagen-tokenizer/--llamagen-weights or --config <file.json> (with no model named, tessera serve loads the embedded tiny VAR)';
 
 async function loadLlamaGen(spec: ModelSpec): Promise<LoadedModel> {
   const files: Checkpoint[] = [];
@@ -43,7 +50,7 @@ async function loadLlamaGen(spec: ModelSpec): Promise<LoadedModel> {
     const gpt = await LlamaGenGpt.load(files[1]!.tensors, spec.weights, { heads: spec.heads, extras: files[1]!.extras });
     checkPair(vq.config, gpt.config, { tokenizer: spec.tokenizer, weights: spec.weights });
     return {
-      name: spec.name, family: 'llamagen', gpt, vq, grid: size / f, classes: gpt.config.classes, imageSide: size,
+      name: spec.name, family: 'llamagen', gpt, vq, grid: size / f, classes: gpt.config.classes, imageSide: size, classNames: spec.classNames, sampling: spec.sampling,
       close: () => { gpt.dispose(); for (const c of files) c.close(); },
     };
   } catch (e) {
@@ -58,8 +65,8 @@ export class ModelRegistry {
   /** Why the server is not ready (undefined once ready). */
   notReady: string | undefined = 'loading models';
 
-  /** Loads every model and scene; a failure leaves the reason in notReady and rethrows. */
-  async load(specs: readonly ModelSpec[], scenes: Readonly<Record<string, string>>): Promise<void> {
+  /** Loads every model and scene (a path, or a scene already in memory); a failure leaves the reason in notReady and rethrows. */
+  async load(specs: readonly ModelSpec[], scenes: Readonly<Record<string, string | GaussianScene>>): Promise<void> {
     try {
       for (const s of specs) {
         if (this.models.has(s.name)) throw new TesseraError('ERR_INVALID_ARGUMENT', `model name ${s.name} is given twice`);
@@ -68,7 +75,7 @@ export class ModelRegistry {
           const sched = pipeline.model.config.schedule;
           this.models.set(s.name, {
             name: s.name, family: 'var', pipeline, classes: pipeline.model.config.classes,
-            imageSide: sched[sched.length - 1]! * pipeline.vae.config.downsample,
+            imageSide: sched[sched.length - 1]! * pipeline.vae.config.downsample, classNames: s.classNames, sampling: s.sampling,
           });
         } else if (s.family === 'llamagen') {
           this.models.set(s.name, await loadLlamaGen(s));
@@ -77,6 +84,7 @@ export class ModelRegistry {
         }
       }
       for (const [id, path] of Object.entries(scenes)) {
+        if (typeof path !== 'string') { this.scenes.set(id, path); continue; }
         const data = readScene(path);
         if (data.kind !== 'gaussians') throw new TesseraError('ERR_FORMAT', `scene ${id} (${path}) is a point cloud, not Gaussians; it cannot be rendered`);
         this.scenes.set(id, data.scene);

@@ -11,6 +11,8 @@ import type { EditRequest, GenerateRequest, ImageResult, Progress, RenderRequest
 import { NO_MODELS } from './models.js';
 import { DrainingError, QueueFullError } from './scheduler.js';
 import { editSchema, generateSchema, renderSchema } from './schemas.js';
+import { APP_JS, indexHtml, STYLE_CSS } from './web/page.js';
+import { sceneView } from './web/scene-view.js';
 
 /** The client closed its connection before the answer. */
 export class ClientGoneError extends Error {
@@ -92,7 +94,11 @@ export async function tesseraRoutes(app: FastifyInstance, engine: TesseraEngine)
     if (why) return sendError(reply, { status: 503, type: 'unavailable', message: why });
     return {
       status: 'ready',
-      models: [...engine.registry.models.values()].map((x) => ({ name: x.name, family: x.family, classes: x.classes, image_size: x.imageSide })),
+      models: [...engine.registry.models.values()].map((x) => ({
+        name: x.name, family: x.family, classes: x.classes, image_size: x.imageSide,
+        ...(x.classNames ? { class_names: x.classNames } : {}),
+        ...(x.sampling ? { sampling: { cfg: x.sampling.cfg, top_k: x.sampling.topK, top_p: x.sampling.topP } } : {}),
+      })),
       scenes: [...engine.registry.scenes.keys()],
     };
   });
@@ -104,6 +110,16 @@ export async function tesseraRoutes(app: FastifyInstance, engine: TesseraEngine)
   });
 
   app.get('/metrics', async (_req, reply) => reply.type(m.registry.contentType).send(await m.registry.metrics()));
+
+  // Each scene with a centre and radius to frame it (the web page's orbit view).
+  app.get('/v1/scenes', async () => ({ scenes: [...engine.registry.scenes].map(([id, s]) => sceneView(id, s)) }));
+
+  // The web page (lib/server/web): static HTML, script and style; no inline code, so a strict CSP.
+  const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'";
+  const html = indexHtml(app.prefix);
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').headers({ 'content-security-policy': csp, 'x-content-type-options': 'nosniff' }).send(html));
+  app.get('/web/app.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').header('x-content-type-options', 'nosniff').send(APP_JS));
+  app.get('/web/style.css', async (_req, reply) => reply.type('text/css; charset=utf-8').header('x-content-type-options', 'nosniff').send(STYLE_CSS));
 
   const imageRoute = (path: string, schema: object, start: (b: Body, signal: AbortSignal, onProgress?: (p: Progress) => void) => Promise<ImageResult>) =>
     app.post<{ Body: Body }>(path, { schema: { body: schema }, bodyLimit }, async (req, reply) => {
