@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/splat/splat_cpu.h"
 #include "tessera/threadpool.h"
@@ -16,7 +17,14 @@ namespace {
 
 bool any_lane(vi m) {
   typedef int32_t vi8 __attribute__((vector_size(32)));
+#if __has_builtin(__builtin_shufflevector)
   const vi8 o = __builtin_shufflevector(m, m, 0, 1, 2, 3, 4, 5, 6, 7) | __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15);
+#else  // gcc < 12 (the bullseye release build): the same OR of the two halves
+  vi8 lo, hi;
+  std::memcpy(&lo, &m, sizeof lo);
+  std::memcpy(&hi, reinterpret_cast<const char*>(&m) + sizeof lo, sizeof hi);
+  const vi8 o = lo | hi;
+#endif
   const __m256i v = reinterpret_cast<__m256i>(o);
   return !_mm256_testz_si256(v, v);
 }

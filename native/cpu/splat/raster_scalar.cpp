@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/splat/splat_cpu.h"
 #include "tessera/threadpool.h"
@@ -16,8 +17,14 @@ namespace {
 
 bool any_lane(vi m) {
   typedef int32_t vi4 __attribute__((vector_size(16)));
+#if __has_builtin(__builtin_shufflevector)
   const vi4 o = __builtin_shufflevector(m, m, 0, 1, 2, 3) | __builtin_shufflevector(m, m, 4, 5, 6, 7) |
                 __builtin_shufflevector(m, m, 8, 9, 10, 11) | __builtin_shufflevector(m, m, 12, 13, 14, 15);
+#else  // gcc < 12 (the bullseye release build): the same OR of the four quarters
+  vi4 q[4];
+  std::memcpy(q, &m, sizeof q);
+  const vi4 o = q[0] | q[1] | q[2] | q[3];
+#endif
   return _mm_movemask_ps(reinterpret_cast<__m128>(o)) != 0;
 }
 }  // namespace
