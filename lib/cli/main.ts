@@ -17,11 +17,13 @@ import { fitCommand } from './fit.js';
 import { renderCommand } from './render.js';
 import { watermarkCommand } from './watermark.js';
 import { octreeCommand } from './octree.js';
+import { batchCommand } from './batch.js';
 
 const COMMANDS: Command[] = [infoCommand, inspectCommand, convertCommand, benchCommand, buildCommand, generateCommand, editCommand,
   fitImageCommand, renderImageCommand, fitCommand, renderCommand, serveCommand];
 COMMANDS.push(watermarkCommand);
 COMMANDS.push(octreeCommand);
+COMMANDS.push(batchCommand);
 
 function usage(): string {
   return `Usage: tessera <command> [options]
