@@ -5,7 +5,7 @@
 // they run in production; every image they write must be the same bytes as
 // `tessera generate` writes for that class and seed alone.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -208,6 +208,25 @@ describe.skipIf(SKIP || !URL_)('tessera batch on Redis', () => {
     await q.close();
     await expectJobOutput(out, 60, 9000);
   }, 180_000);
+
+  it('a chunk that fails is retried with backoff, ends failed after its attempts, and a resubmit retries it', async () => {
+    const job = 'retried', out = join(dir, job);
+    await submit(job, '--count', '8', '--chunk', '4', '--seed-base', '300', '--attempts', '2', '--backoff-ms', '200');
+    // A directory where image 5 goes: every write of chunk 4-8 fails.
+    mkdirSync(join(out, '000005.png'), { recursive: true });
+    const a = worker(job, out);
+    expect(await a.exit).toBe(1);
+    expect(a.lines.filter((l) => /^chunk 4-8: attempt [12] of 2 failed: cannot write .*000005\.png/.test(l)).length).toBe(2);
+    expect(a.err.join('')).toMatch(/1 chunks of job retried failed every attempt/);
+    const st = await batchStatus({ url, job, prefix });
+    expect(st.chunks).toMatchObject({ completed: 1, failed: 1, active: 0, waiting: 0, delayed: 0 });
+    expect(st.failures).toEqual([{ start: 4, attempts: 2, reason: expect.stringMatching(/cannot write/) }]);
+    rmSync(join(out, '000005.png'), { recursive: true });
+    expect((await submit(job, '--count', '8', '--chunk', '4', '--seed-base', '300', '--attempts', '2', '--backoff-ms', '200')).join('\n'))
+      .toMatch(/1 failed chunks retried/);
+    await ok(worker(job, out));
+    await expectJobOutput(out, 8, 300);
+  }, 120_000);
 
   it('a worker refuses model files other than the job\'s, and an --out of another job', async () => {
     const job = 'guarded';

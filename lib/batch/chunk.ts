@@ -4,7 +4,7 @@
 // seed. The cohort's output equals generate() run alone per member, so image
 // i is the same bytes as `tessera generate --class c_i --seed seedBase+i
 // --batch 1` with the job's sampling, whatever chunk size or worker made it.
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type { VarPipeline } from '../models/var/load.js';
@@ -53,7 +53,7 @@ export async function runChunk(pipe: VarPipeline, spec: BatchSpec, c: Chunk, out
   lock: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn()): Promise<ChunkResult> {
   const t0 = performance.now();
   const images = c.end - c.start;
-  if (chunkFiles(spec, c).every((f) => existsSync(join(out, f)))) return { images, generated: 0, seconds: (performance.now() - t0) / 1000 };
+  if (chunkFiles(spec, c).every((f) => statSync(join(out, f), { throwIfNoEntry: false })?.isFile())) return { images, generated: 0, seconds: (performance.now() - t0) / 1000 };
   const works: VarWork[] = [];
   for (let i = c.start; i < c.end; i++)
     works.push({ options: { classes: [classOf(spec, i)], seed: seedOf(spec, i), ...spec.sampling }, signal });
