@@ -11,7 +11,7 @@ import type { EditRequest, GenerateRequest, ImageResult, Progress, RenderRequest
 import { NO_MODELS } from './models.js';
 import { DrainingError, QueueFullError } from './scheduler.js';
 import { editSchema, generateSchema, renderSchema } from './schemas.js';
-import { APP_JS, indexHtml, STYLE_CSS } from './web/page.js';
+import { APP_JS, ICON_SVG, indexHtml, STYLE_CSS } from './web/page.js';
 import { sceneView } from './web/scene-view.js';
 
 /** The client closed its connection before the answer. */
@@ -120,6 +120,7 @@ export async function tesseraRoutes(app: FastifyInstance, engine: TesseraEngine)
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').headers({ 'content-security-policy': csp, 'x-content-type-options': 'nosniff' }).send(html));
   app.get('/web/app.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').header('x-content-type-options', 'nosniff').send(APP_JS));
   app.get('/web/style.css', async (_req, reply) => reply.type('text/css; charset=utf-8').header('x-content-type-options', 'nosniff').send(STYLE_CSS));
+  app.get('/web/icon.svg', async (_req, reply) => reply.type('image/svg+xml').header('x-content-type-options', 'nosniff').send(ICON_SVG));
 
   const imageRoute = (path: string, schema: object, start: (b: Body, signal: AbortSignal, onProgress?: (p: Progress) => void) => Promise<ImageResult>) =>
     app.post<{ Body: Body }>(path, { schema: { body: schema }, bodyLimit }, async (req, reply) => {

@@ -19,6 +19,7 @@ export function indexHtml(prefix: string): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <base href="${escapeAttr(base)}">
 <title>Tessera</title>
+<link rel="icon" href="web/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="web/style.css">
 <script src="web/app.js" defer></script>
 </head>
@@ -56,7 +57,7 @@ export function indexHtml(prefix: string): string {
       <label>Scene <select id="orbit-scene"></select></label>
     </div>
     <div id="orbit-view" class="view" tabindex="0" aria-describedby="orbit-help">
-      <img id="orbit-img" width="320" height="320" alt="Server-side render of the scene">
+      <img id="orbit-img" alt="Server-side render of the scene">
     </div>
     <p id="orbit-help" class="hint">Drag the view to orbit, scroll to zoom; with the view focused, arrow keys orbit and + / − zoom.</p>
     <div class="fields sliders">
@@ -73,6 +74,11 @@ export function indexHtml(prefix: string): string {
 `;
 }
 
+/** Four tiles, the header's logo. */
+export const ICON_SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="7.5" height="7.5" rx="1" fill="#f0a43a"/>' +
+  '<rect x="8.5" width="7.5" height="7.5" rx="1" fill="#4cc3d9"/><rect y="8.5" width="7.5" height="7.5" rx="1" fill="#7bd88f"/>' +
+  '<rect x="8.5" y="8.5" width="7.5" height="7.5" rx="1" fill="#b58cf0"/></svg>';
+
 export const STYLE_CSS = String.raw`:root {
   color-scheme: dark;
   --bg: #0f1115; --card: #181b22; --line: #2a2f3a; --text: #e7e9ee; --muted: #9aa3b2;
@@ -83,8 +89,7 @@ export const STYLE_CSS = String.raw`:root {
 body { margin: 0; background: var(--bg); color: var(--text); }
 header { display: flex; align-items: baseline; gap: 1rem; flex-wrap: wrap; padding: 1rem 1.5rem .25rem; }
 h1 { margin: 0; font-size: 1.4rem; letter-spacing: .02em; display: flex; align-items: center; gap: .5rem; }
-.logo { width: 1.1rem; height: 1.1rem; display: inline-block; border-radius: 2px;
-  background: conic-gradient(var(--accent) 0 25%, var(--accent-2) 0 50%, #b58cf0 0 75%, #7bd88f 0); }
+.logo { width: 1.1rem; height: 1.1rem; display: inline-block; background: url(icon.svg) center / contain no-repeat; }
 h2 { margin: 0 0 .75rem; font-size: 1.1rem; }
 #server-status { margin: 0; color: var(--muted); }
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); gap: 1rem; padding: 1rem 1.5rem; align-items: start; }
@@ -109,7 +114,7 @@ progress::-webkit-progress-value { background: linear-gradient(90deg, var(--acce
 #gen-step { color: var(--muted); font-variant-numeric: tabular-nums; min-width: 6.5rem; text-align: right; font-size: .85rem; }
 [role=status] { min-height: 1.4em; margin: .5rem 0 0; color: var(--muted); font-size: .9rem; }
 .error { color: var(--error) !important; }
-.images { display: grid; grid-template-columns: repeat(auto-fill, minmax(128px, 1fr)); gap: .75rem; margin-top: .75rem; }
+.images { display: grid; grid-template-columns: repeat(auto-fill, minmax(104px, 1fr)); gap: .75rem; margin-top: .75rem; }
 figure { margin: 0; text-align: center; }
 figure img { width: 100%; aspect-ratio: 1; image-rendering: pixelated; border-radius: 6px; background: #11141a; border: 1px solid var(--line); display: block; }
 figure.pending img { opacity: .75; }
@@ -148,7 +153,7 @@ export const APP_JS = String.raw`'use strict';
     return 'HTTP ' + res.status + ' ' + res.statusText;
   }
 
-  /** Reads a text/event-stream body, calling on(event, data) per event until [DONE]. */
+  /** Reads a text/event-stream body to its end, calling on(event, data) per event ([DONE] ends the OpenAI-style stream). */
   async function readEvents(body, on) {
     const reader = body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '';
@@ -171,8 +176,7 @@ export const APP_JS = String.raw`'use strict';
         }
         if (data.length === 0) continue;
         const text = data.join('\n');
-        if (text === '[DONE]') { reader.cancel().catch(() => {}); return; }
-        on(event, JSON.parse(text));
+        if (text !== '[DONE]') on(event, JSON.parse(text));  // [DONE] is the last event; the server then ends the body
       }
     }
   }
@@ -282,7 +286,8 @@ export const APP_JS = String.raw`'use strict';
     try {
       do {
         again = false;
-        const side = 320, t0 = performance.now();
+        // Pixels as the view shows them (up to 640 a side), so the render is sharp on high-density screens.
+        const side = Math.max(64, Math.min(640, Math.round(el.view.clientWidth * (window.devicePixelRatio || 1)))), t0 = performance.now();
         const res = await fetch('v1/render', {
           method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' },
           body: JSON.stringify({ scene: el.scene.value, camera: { eye: eye(), target: orbit.target, width: side, height: side, fov_y_degrees: 50 }, background: [0.07, 0.08, 0.1] }),
