@@ -70,7 +70,7 @@ void parse_options(Napi::Env env, const Napi::Object& o, SplatMode* mode, float 
   *near_plane = static_cast<float>(get_number(env, o, "near", kSplatNear));
 }
 
-Napi::Object stats_object(Napi::Env env, const SplatStats& s) {
+Napi::Object stats_object(Napi::Env env, const SplatStats& s, const SplatStageTimes& times) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("gaussians", static_cast<double>(s.gaussians));
   o.Set("invalid", static_cast<double>(s.invalid));
@@ -78,6 +78,14 @@ Napi::Object stats_object(Napi::Env env, const SplatStats& s) {
   o.Set("culledOutside", static_cast<double>(s.culled_outside));
   o.Set("visible", static_cast<double>(s.visible));
   o.Set("intersections", static_cast<double>(s.intersections));
+  Napi::Object stages = Napi::Object::New(env);  // {stage: {wallMs, cpuMs}} of the CPU rasterizer
+  for (int k = 0; k < kSplatStages; ++k) {
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("wallMs", times.wall_ms[k]);
+    t.Set("cpuMs", times.cpu_ms[k]);
+    stages.Set(kSplatStageNames[k], t);
+  }
+  o.Set("stages", stages);
   return o;
 }
 
@@ -100,11 +108,16 @@ class RenderWorker : public OpWorker {
   }
 
  private:
-  void run() override { splat_render(a_); }
-  Napi::Value result(Napi::Env env) override { return stats_object(env, stats_); }
+  void run() override {
+    splat_take_stage_times();
+    splat_render(a_);
+    times_ = splat_take_stage_times();
+  }
+  Napi::Value result(Napi::Env env) override { return stats_object(env, stats_, times_); }
   SplatRenderArgs a_;
   std::vector<SplatCamera> cams_;
   SplatStats stats_;
+  SplatStageTimes times_;
 };
 
 // splatBackward({scene fields, cameras, mode, background, near, gradRgb, gradAlpha?, gradDepth?,
@@ -131,11 +144,16 @@ class BackwardWorker : public OpWorker {
   }
 
  private:
-  void run() override { splat_backward(a_); }
-  Napi::Value result(Napi::Env env) override { return stats_object(env, stats_); }
+  void run() override {
+    splat_take_stage_times();
+    splat_backward(a_);
+    times_ = splat_take_stage_times();
+  }
+  Napi::Value result(Napi::Env env) override { return stats_object(env, stats_, times_); }
   SplatBackwardArgs a_;
   std::vector<SplatCamera> cams_;
   SplatStats stats_;
+  SplatStageTimes times_;
 };
 
 }  // namespace

@@ -63,20 +63,36 @@ function benchCamera(width: number, height: number): PinholeCamera {
   return lookAt([1.5, -1.6, -4.5], [0, 0.2, 0], { width, height, fovY: Math.PI / 3 });
 }
 
-interface Timed { wallMs: number; cpuMs: number }
+type Stages = Record<string, { wallMs: number; cpuMs: number }>;
+interface Timed { wallMs: number; cpuMs: number; stages: Stages }
 
-/** Median wall time and the process CPU time (all threads, getrusage) per run. */
-async function timeRuns(run: () => Promise<unknown>, runs: number): Promise<Timed> {
+/**
+ * Median wall time and the process CPU time (all threads, getrusage) per run,
+ * and the native stage times (wall and process CPU ms per stage, mean per run).
+ */
+async function timeRuns(run: () => Promise<Stages | undefined>, runs: number): Promise<Timed> {
   await run();  // warm-up: fills the pool, so the timed runs reuse its blocks
   const wall: number[] = [];
+  const stages: Stages = {};
   const c0 = process.cpuUsage();
   for (let i = 0; i < runs; i++) {
     const t0 = process.hrtime.bigint();
-    await run();
+    const st = await run();
     wall.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    for (const [k, t] of Object.entries(st ?? {})) {
+      const d = (stages[k] ??= { wallMs: 0, cpuMs: 0 });
+      d.wallMs += t.wallMs / runs;
+      d.cpuMs += t.cpuMs / runs;
+    }
   }
   const c = process.cpuUsage(c0);
-  return { wallMs: median(wall), cpuMs: (c.user + c.system) / 1000 / runs };
+  return { wallMs: median(wall), cpuMs: (c.user + c.system) / 1000 / runs, stages };
+}
+
+/** "project 12.3 (cpu 20.1)" for the stages that took time. */
+function stageLine(st: Stages): string {
+  return Object.entries(st).filter(([, t]) => t.wallMs > 0.005 || t.cpuMs > 0.005)
+    .map(([k, t]) => `${k} ${t.wallMs.toFixed(1)} (cpu ${t.cpuMs.toFixed(1)})`).join(', ');
 }
 
 const MB = 1024 * 1024;
@@ -89,8 +105,9 @@ export const benchSplatCommand: Command = {
 Random scenes shaped like fitted ones (lib/cli/bench_splat.ts benchScene: surface
 discs and floaters, log-normal scales, SH degree 3), one camera, median of N
 runs after a warm-up. Prints wall ms and process CPU ms (getrusage, all
-threads) per frame, the work (visible Gaussians, tile intersections, blended
-Gaussians per pixel) and the peak extra memory: RSS (process peak minus the
+threads) per frame, the native stage times (wall and CPU ms per stage: prepare,
+project, bin, blend, blendBackward, projectBackward), the work (visible
+Gaussians, tile intersections, blended Gaussians per pixel) and the peak extra memory: RSS (process peak minus the
 RSS before the case; cases run in ascending size) and native pool bytes
 (in use + cached after the case minus before; the pool keeps its high water).
 
@@ -130,12 +147,13 @@ Options:
         let sum = 0;
         for (let i = 0; i < n.length; i++) sum += n[i]!;
         counts = { visible: stats.visible, intersections: stats.intersections, blendedPerPixel: sum / n.length };
+        return stats.stages;
       }, runs);
       let bwd: Timed | undefined;
       if (backward) {
         const g = new Float32Array(c.width * c.height * 3);
         for (let i = 0; i < g.length; i++) g[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
-        bwd = await timeRuns(() => renderBackward(scene, cam, [{ rgb: g }], { mode }), runs);
+        bwd = await timeRuns(async () => (await renderBackward(scene, cam, [{ rgb: g }], { mode })).stats.stages, runs);
       }
       const pool1 = addon.hostPoolStats();
       const peakRss = process.resourceUsage().maxRSS * 1024 - rss0;
@@ -147,6 +165,8 @@ Options:
         console.log(`\n${c.name}: ${(counts.visible / 1e3).toFixed(0)}k visible, ${(counts.intersections / 1e6).toFixed(2)}M tile intersections, ` +
           `${counts.blendedPerPixel.toFixed(1)} blended/pixel`);
         console.log(`  forward  ${t(fwd)}${bwd ? `\n  backward ${t(bwd)}  (${(bwd.wallMs / fwd.wallMs).toFixed(2)}x forward)` : ''}`);
+        console.log(`  forward stages, ms:  ${stageLine(fwd.stages)}`);
+        if (bwd) console.log(`  backward stages, ms: ${stageLine(bwd.stages)}`);
         console.log(`  peak extra memory: RSS ${r.peakExtraRssMB.toFixed(0)} MB, native pool ${r.poolMB.toFixed(0)} MB`);
       }
     }

@@ -38,6 +38,8 @@ export interface SplatStats {
   visible: number;
   /** (tile, Gaussian) pairs. */
   intersections: number;
+  /** CPU rasterizer only: wall and process CPU ms per stage (prepare, project, bin, blend, blendBackward, projectBackward), summed over calls. */
+  stages?: Record<string, { wallMs: number; cpuMs: number }>;
 }
 
 export interface RenderedView {
@@ -131,6 +133,14 @@ function addStats(into: SplatStats, s: SplatStats, first: boolean): void {
   into.culledOutside += s.culledOutside;
   into.visible += s.visible;
   into.intersections += s.intersections;
+  if (s.stages) {
+    if (first || !into.stages) into.stages = {};
+    for (const [k, t] of Object.entries(s.stages)) {
+      const d = (into.stages[k] ??= { wallMs: 0, cpuMs: 0 });
+      d.wallMs += t.wallMs;
+      d.cpuMs += t.cpuMs;
+    }
+  }
 }
 
 function toCameras(cameras: PinholeCamera | readonly PinholeCamera[]): readonly PinholeCamera[] {

@@ -3,8 +3,9 @@
 // once by depth (a stable LSD radix sort of the float bits, which order like
 // the floats because depth > near > 0), then scattered tile by tile in that
 // order. A stable scatter keeps each tile's list in (depth, index) order, the
-// same order as the reference's key sort with index tie-breaks, and its
-// result does not depend on how the work is split between threads.
+// same order as the reference's key sort with index tie-breaks. Every step
+// runs on fixed chunks with per-chunk histograms and cursors taken in
+// (bucket, chunk) order, so the result does not depend on the threads.
 #include <algorithm>
 #include <cstring>
 
@@ -21,22 +22,58 @@ uint32_t float_bits(float f) {
   return u;
 }
 
-// Stable LSD radix sort of (key, value) pairs by key, 8 bits per pass;
-// passes where every key has the same byte are skipped.
-void radix_sort(uint32_t* keys, int32_t* vals, uint32_t* tmp_keys, int32_t* tmp_vals, int64_t n) {
-  for (int shift = 0; shift < 32; shift += 8) {
-    int64_t count[257] = {0};
-    for (int64_t i = 0; i < n; ++i) ++count[((keys[i] >> shift) & 255) + 1];
-    if (std::any_of(count + 1, count + 257, [n](int64_t c) { return c == n; })) continue;
-    for (int b = 0; b < 256; ++b) count[b + 1] += count[b];
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t d = count[(keys[i] >> shift) & 255]++;
-      tmp_keys[d] = keys[i];
-      tmp_vals[d] = vals[i];
+// Chunking of n items into `chunks` contiguous ranges.
+struct Chunks {
+  int64_t n, count;
+  int64_t begin(int64_t c) const { return n * c / count; }
+  int64_t end(int64_t c) const { return n * (c + 1) / count; }
+};
+Chunks chunks_for(int64_t n, int64_t min_items) {
+  const int64_t threads = ThreadPool::global().num_threads();
+  return Chunks{n, std::max<int64_t>(1, std::min<int64_t>(4 * threads, n / min_items))};
+}
+
+// Stable LSD radix sort of 64-bit items by their high 32 bits (the depth
+// key; the low 32 bits carry the item's position in index order), 11 bits
+// per pass; a pass where every key has the same digit is skipped. Parallel
+// over chunks; the result is independent of the chunking.
+constexpr int kDigitBits = 11, kBuckets = 1 << kDigitBits;
+uint64_t* radix_sort(uint64_t* items, uint64_t* tmp, int64_t n, Arena* arena) {
+  const Chunks ch = chunks_for(n, 16384);
+  int64_t* hist = arena->array<int64_t>(ch.count * kBuckets);
+  ThreadPool& pool = ThreadPool::global();
+  for (int shift = 32; shift < 64; shift += kDigitBits) {
+    auto digit = [shift](uint64_t v) { return static_cast<int>((v >> shift) & (kBuckets - 1)); };
+    pool.parallel_for(ch.count, 1, [&](int64_t c0, int64_t c1, int) {
+      for (int64_t c = c0; c < c1; ++c) {
+        int64_t* h = hist + c * kBuckets;
+        std::fill(h, h + kBuckets, 0);
+        for (int64_t i = ch.begin(c); i < ch.end(c); ++i) ++h[digit(items[i])];
+      }
+    });
+    // Cursors in (digit, chunk) order; skip the pass when one digit holds every item.
+    bool trivial = false;
+    int64_t run = 0;
+    for (int d = 0; d < kBuckets; ++d) {
+      int64_t total = 0;
+      for (int64_t c = 0; c < ch.count; ++c) total += hist[c * kBuckets + d];
+      if (total == n) { trivial = true; break; }
+      for (int64_t c = 0; c < ch.count; ++c) {
+        const int64_t cnt = hist[c * kBuckets + d];
+        hist[c * kBuckets + d] = run;
+        run += cnt;
+      }
     }
-    std::memcpy(keys, tmp_keys, sizeof(uint32_t) * n);
-    std::memcpy(vals, tmp_vals, sizeof(int32_t) * n);
+    if (trivial) continue;
+    pool.parallel_for(ch.count, 1, [&](int64_t c0, int64_t c1, int) {
+      for (int64_t c = c0; c < c1; ++c) {
+        int64_t* cur = hist + c * kBuckets;
+        for (int64_t i = ch.begin(c); i < ch.end(c); ++i) tmp[cur[digit(items[i])]++] = items[i];
+      }
+    });
+    std::swap(items, tmp);
   }
+  return items;
 }
 
 }  // namespace
@@ -52,84 +89,99 @@ void* Arena::get(size_t bytes) {
   return blocks_.back();
 }
 
-void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, const CameraFrame& cam, bool want_slots,
+void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, int64_t nv, const CameraFrame& cam,
                Arena* arena, TileBins* bins) {
-  int64_t nv = 0;
-  for (int64_t i = 0; i < n; ++i) nv += status[i] == kProjVisible;
+  ThreadPool& pool = ThreadPool::global();
   bins->num_visible = nv;
-  uint32_t* keys = arena->array<uint32_t>(nv);
-  uint32_t* tmp_keys = arena->array<uint32_t>(nv);
-  int32_t* tmp_vals = arena->array<int32_t>(nv);
-  bins->order = arena->array<int32_t>(nv);
-  for (int64_t i = 0, j = 0; i < n; ++i)
-    if (status[i] == kProjVisible) {
-      keys[j] = float_bits(proj[i].depth);
-      bins->order[j++] = static_cast<int32_t>(i);
-    }
-  radix_sort(keys, bins->order, tmp_keys, tmp_vals, nv);
-
-  // The tile rectangles in depth order, read once at random addresses here so
-  // that the two passes below over all intersections stream them.
+  // Visible Gaussians in index order: item j = (depth bits << 32 | j), with
+  // their indices and tile rectangles beside (compact arrays, so the reads in
+  // depth order below stay in cache).
   struct Rect { int16_t x0, x1, y0, y1; };
-  Rect* rects = arena->array<Rect>(nv);
-  bins->emit_begin = arena->array<int64_t>(nv + 1);
-  bins->emit_begin[0] = 0;
-  for (int64_t k = 0; k < nv; ++k) {
-    const int16_t* r = proj[bins->order[k]].rect;
-    rects[k] = Rect{r[0], r[1], r[2], r[3]};
-    bins->emit_begin[k + 1] = bins->emit_begin[k] + int64_t(r[1] - r[0]) * (r[3] - r[2]);
-  }
-  const int64_t total = bins->emit_begin[nv];
+  uint64_t* items = arena->array<uint64_t>(nv);
+  uint64_t* tmp = arena->array<uint64_t>(nv);
+  int32_t* gid = arena->array<int32_t>(nv);
+  Rect* rect_j = arena->array<Rect>(nv);
+  const Chunks cg = chunks_for(n, 16384);
+  int64_t* first = arena->array<int64_t>(cg.count + 1);
+  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t cnt = 0;
+      for (int64_t i = cg.begin(c); i < cg.end(c); ++i) cnt += status[i] == kProjVisible;
+      first[c + 1] = cnt;
+    }
+  });
+  first[0] = 0;
+  for (int64_t c = 0; c < cg.count; ++c) first[c + 1] += first[c];
+  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t j = first[c];
+      for (int64_t i = cg.begin(c); i < cg.end(c); ++i) {
+        if (status[i] != kProjVisible) continue;
+        const Projected& p = proj[i];
+        items[j] = uint64_t(float_bits(p.depth)) << 32 | uint64_t(j);
+        gid[j] = static_cast<int32_t>(i);
+        rect_j[j] = Rect{p.rect[0], p.rect[1], p.rect[2], p.rect[3]};
+        ++j;
+      }
+    }
+  });
+  const uint64_t* sorted = radix_sort(items, tmp, nv, arena);
+
+  // Depth order: Gaussian indices and rectangles (reusing `items`' other buffer).
+  const Chunks cv = chunks_for(nv, 2048);
+  int32_t* order = arena->array<int32_t>(nv);
+  Rect* rects = reinterpret_cast<Rect*>(sorted == items ? tmp : items);
+  int64_t* area = arena->array<int64_t>(cv.count + 1);
+  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t sum = 0;
+      for (int64_t k = cv.begin(c); k < cv.end(c); ++k) {
+        const uint32_t j = static_cast<uint32_t>(sorted[k]);
+        order[k] = gid[j];
+        rects[k] = rect_j[j];
+        sum += int64_t(rects[k].x1 - rects[k].x0) * (rects[k].y1 - rects[k].y0);
+      }
+      area[c] = sum;
+    }
+  });
+  int64_t total = 0;
+  for (int64_t c = 0; c < cv.count; ++c) total += area[c];
   bins->intersections = total;
   const int64_t tiles = int64_t(cam.tiles_x) * cam.tiles_y;
   bins->offsets = arena->array<int64_t>(tiles + 1);
   bins->list = arena->array<int32_t>(total);
-  bins->slot = want_slots ? arena->array<int64_t>(total) : nullptr;
 
-  // Chunked counting sort by tile: per-chunk histograms, then each chunk
-  // scatters from its own cursors. Cursor order (tile, chunk) keeps stability.
-  ThreadPool& pool = ThreadPool::global();
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(4 * pool.num_threads(), nv / 2048));
-  int64_t* cursor = arena->array<int64_t>(chunks * tiles);
-  auto chunk_range = [&](int64_t c, int64_t* b, int64_t* e) { *b = nv * c / chunks; *e = nv * (c + 1) / chunks; };
+  // Counting sort by tile: per-chunk histograms, then each chunk scatters
+  // from its own cursors. Cursor order (tile, chunk) keeps stability.
+  int64_t* cursor = arena->array<int64_t>(cv.count * tiles);
   auto for_each_tile = [&](int64_t k, auto&& fn) {
     const Rect r = rects[k];
     for (int ty = r.y0; ty < r.y1; ++ty)
       for (int tx = r.x0; tx < r.x1; ++tx) fn(int64_t(ty) * cam.tiles_x + tx);
   };
-  pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* h = cursor + c * tiles;
       std::fill(h, h + tiles, 0);
-      int64_t b, e;
-      chunk_range(c, &b, &e);
-      for (int64_t k = b; k < e; ++k) for_each_tile(k, [&](int64_t t) { ++h[t]; });
+      for (int64_t k = cv.begin(c); k < cv.end(c); ++k) for_each_tile(k, [&](int64_t t) { ++h[t]; });
     }
   });
   int64_t run = 0;
   for (int64_t t = 0; t < tiles; ++t) {
     bins->offsets[t] = run;
-    for (int64_t c = 0; c < chunks; ++c) {
+    for (int64_t c = 0; c < cv.count; ++c) {
       const int64_t cnt = cursor[c * tiles + t];
       cursor[c * tiles + t] = run;
       run += cnt;
     }
   }
   bins->offsets[tiles] = run;
-  pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* cur = cursor + c * tiles;
-      int64_t b, e;
-      chunk_range(c, &b, &e);
-      for (int64_t k = b; k < e; ++k) {
-        int64_t emit = bins->emit_begin[k];
-        const int32_t g = bins->order[k];
-        for_each_tile(k, [&](int64_t t) {
-          const int64_t pos = cur[t]++;
-          bins->list[pos] = g;
-          if (bins->slot) bins->slot[emit] = pos;
-          ++emit;
-        });
+      for (int64_t k = cv.begin(c); k < cv.end(c); ++k) {
+        const int32_t g = order[k];
+        for_each_tile(k, [&](int64_t t) { bins->list[cur[t]++] = g; });
       }
     }
   });

@@ -60,31 +60,46 @@ inline float hsum(vf v) {
   return s;
 }
 
-// The tile's Gaussians as structure of arrays, front to back.
+// The tile's Gaussians as structure of arrays, front to back, gathered
+// lazily: a tile whose pixels all saturate after its first few hundred
+// entries never reads the rest of its list (each entry is a random 64-byte
+// read of a Projected record, the blend's main memory cost).
 // ky, thr: a row at vertical offset dy can be skipped when dy²·ky > thr
 // (Projected::ky and row_thr, computed once per Gaussian in project.cpp).
 struct TileSoA {
-  const float *mx, *my, *A, *B, *C, *op, *r, *g, *b, *z, *ky, *thr;
-  int64_t n;
+  float *mx, *my, *A, *B, *C, *op, *r, *g, *b, *z, *ky, *thr;
+  int64_t n, filled;
+  const int32_t* list;
+  const Projected* proj;
 };
 constexpr int kSoAFields = 12;
+// Entries gathered and blended per step; a multiple of 8 (the saturation check interval).
+constexpr int64_t kBatch = 64;
+constexpr int64_t kPrefetch = 16;  // list entries ahead
 
-TileSoA gather(const Projected* proj, const TileBins& bins, int64_t tile, int tid) {
+TileSoA tile_soa(const Projected* proj, const TileBins& bins, int64_t tile, int tid) {
   const int64_t b = bins.offsets[tile], n = bins.offsets[tile + 1] - b;
   float* p = static_cast<float*>(thread_scratch(tid, 0, sizeof(float) * kSoAFields * static_cast<size_t>(n > 0 ? n : 1)));
   float* f[kSoAFields];
   for (int j = 0; j < kSoAFields; ++j) f[j] = p + j * n;
-  for (int64_t k = 0; k < n; ++k) {
-    const Projected& q = proj[bins.list[b + k]];
-    f[0][k] = q.mx; f[1][k] = q.my;
-    f[2][k] = q.conic[0]; f[3][k] = q.conic[1]; f[4][k] = q.conic[2];
-    f[5][k] = q.opacity;
-    f[6][k] = q.rgb[0]; f[7][k] = q.rgb[1]; f[8][k] = q.rgb[2];
-    f[9][k] = q.depth;
-    f[10][k] = q.ky;
-    f[11][k] = q.row_thr;
+  return TileSoA{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], n, 0, bins.list + b, proj};
+}
+
+// Gathers entries [s.filled, upto) (upto clamped to the list length).
+void fill_to(TileSoA& s, int64_t upto) {
+  upto = std::min(upto, s.n);
+  for (int64_t k = s.filled; k < upto; ++k) {
+    if (k + kPrefetch < s.n) __builtin_prefetch(&s.proj[s.list[k + kPrefetch]]);
+    const Projected& q = s.proj[s.list[k]];
+    s.mx[k] = q.mx; s.my[k] = q.my;
+    s.A[k] = q.conic[0]; s.B[k] = q.conic[1]; s.C[k] = q.conic[2];
+    s.op[k] = q.opacity;
+    s.r[k] = q.rgb[0]; s.g[k] = q.rgb[1]; s.b[k] = q.rgb[2];
+    s.z[k] = q.depth;
+    s.ky[k] = q.ky;
+    s.thr[k] = q.row_thr;
   }
-  return TileSoA{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], n};
+  if (upto > s.filled) s.filled = upto;
 }
 
 // Geometry of one tile: lanes outside the image are inactive from the start.
@@ -123,22 +138,26 @@ SPLAT_INLINE AlphaStep alpha_at(const TileSoA& s, int64_t k, vf px, float py, vi
   return a;
 }
 
-struct RowResult {
+// Front-to-back state of one tile row.
+struct RowAcc {
   vf T, C[3], N;
-  vi count;
+  vi count, active;
 };
 
-// Forward blend of one tile row over the whole list.
-SPLAT_INLINE RowResult blend_row(const TileSoA& s, vf px, float py, vi active) {
-  RowResult o{splat1(1.f), {vf{}, vf{}, vf{}}, vf{}, vi{}};
-  for (int64_t k = 0; k < s.n; ++k) {
-    if ((k & 7) == 0 && !any_lane(active)) break;
+// Forward blend of one tile row over list entries [b0, b1) (gathered).
+// Returns where it stopped: b1, or earlier once every lane has stopped
+// (checked every 8 entries); the row blends no entry from there on.
+SPLAT_INLINE int64_t blend_range(const TileSoA& s, int64_t b0, int64_t b1, vf px, float py, RowAcc& acc) {
+  RowAcc o = acc;
+  int64_t k = b0;
+  for (; k < b1; ++k) {
+    if ((k & 7) == 0 && !any_lane(o.active)) break;
     const float dy = s.my[k] - py;
     if (dy * dy * s.ky[k] > s.thr[k]) continue;
-    AlphaStep a = alpha_at(s, k, px, py, active);
+    AlphaStep a = alpha_at(s, k, px, py, o.active);
     const vf Tn = o.T * (1.f - a.alpha);
     const vi stop = a.ok & (Tn < kMinTransmittance);
-    active &= ~stop;
+    o.active &= ~stop;
     a.ok &= ~stop;
     const vf w = a.ok ? a.alpha * o.T : vf{};
     o.C[0] += w * s.r[k];
@@ -148,17 +167,43 @@ SPLAT_INLINE RowResult blend_row(const TileSoA& s, vf px, float py, vi active) {
     o.T = a.ok ? Tn : o.T;
     o.count -= a.ok;  // ok lanes are −1
   }
-  return o;
+  acc = o;
+  return k;
+}
+
+// Forward blend of the whole tile, batch by batch, every row over each
+// batch; stops when all rows have saturated. Returns the length of the list
+// prefix any row may have blended (the later entries get no gradient).
+int64_t blend_tile(TileSoA& s, const TileGeom& t, RowAcc* st) {
+  uint32_t live = 0;
+  for (int r = 0; r < t.rows; ++r) {
+    st[r] = RowAcc{splat1(1.f), {vf{}, vf{}, vf{}}, vf{}, vi{}, t.lane_ok};
+    live |= 1u << r;
+  }
+  int64_t used = 0;
+  for (int64_t b0 = 0; b0 < s.n && live; b0 += kBatch) {
+    const int64_t b1 = std::min(b0 + kBatch, s.n);
+    fill_to(s, b1);
+    for (uint32_t m = live; m; m &= m - 1) {
+      const int r = __builtin_ctz(m);
+      const int64_t end = blend_range(s, b0, b1, t.px, t.y0 + r + 0.5f, st[r]);
+      used = std::max(used, end);
+      if (end < b1 || !any_lane(st[r].active)) live &= ~(1u << r);
+    }
+  }
+  return used;
 }
 
 void forward_tile(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
                   int64_t tile, int tid, const TileOutputs& out) {
-  const TileSoA s = gather(proj, bins, tile, tid);
+  TileSoA s = tile_soa(proj, bins, tile, tid);
   const TileGeom t = geom(cam, tile);
+  alignas(64) RowAcc st[kSplatTile];
+  blend_tile(s, t, st);
   const int W = cam.width;
   for (int r = 0; r < t.rows; ++r) {
+    const RowAcc& o = st[r];
     const int y = t.y0 + r;
-    const RowResult o = blend_row(s, t.px, y + 0.5f, t.lane_ok);
     for (int i = 0; i < kLanes && t.lane_ok[i]; ++i) {
       const int64_t pix = int64_t(y) * W + t.x0 + i;
       for (int c = 0; c < 3; ++c) out.rgb[3 * pix + c] = o.C[c][i] + o.T[i] * bg[c];
@@ -179,37 +224,46 @@ struct RowState {
   bool live;
 };
 
+// Backward of one tile: the forward blend first (final T, colour and depth
+// sums per pixel, and the list prefix that was blended), then the gradients
+// of that prefix front to back into rows from sink->take(); entries past it
+// have zero gradient and are not stored.
 void backward_tile(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
-                   int64_t tile, int tid, const TileGrads& up, float* grad) {
-  const TileSoA s = gather(proj, bins, tile, tid);
+                   int64_t tile, int tid, const TileGrads& up, GradRows* sink) {
+  TileSoA s = tile_soa(proj, bins, tile, tid);
   const TileGeom t = geom(cam, tile);
-  const int64_t base = bins.offsets[tile];
   alignas(64) RowState st[kSplatTile];
-  for (int r = 0; r < t.rows; ++r) {
-    RowState& q = st[r];
-    const int y = t.y0 + r;
-    const RowResult o = blend_row(s, t.px, y + 0.5f, t.lane_ok);
-    q.Tf = o.T;
-    q.Nout = o.N;
-    for (int c = 0; c < 3; ++c) { q.Cout[c] = o.C[c] + o.T * bg[c]; q.g[c] = vf{}; }
-    q.gN = vf{};
-    q.gA = vf{};
-    for (int i = 0; i < kLanes && t.lane_ok[i]; ++i) {
-      const int64_t pix = int64_t(y) * cam.width + t.x0 + i;
-      for (int c = 0; c < 3; ++c) q.g[c][i] = up.rgb[3 * pix + c];
-      const float A = 1.f - o.T[i];
-      const float gd = up.depth ? up.depth[pix] : 0.f;
-      // depth = N/A: ∂/∂N = 1/A, ∂/∂A = −N/A² (no gradient where nothing was blended)
-      q.gN[i] = A > 0 ? gd / A : 0.f;
-      q.gA[i] = (up.alpha ? up.alpha[pix] : 0.f) - (A > 0 ? gd * o.N[i] / (A * A) : 0.f);
+  int64_t used;
+  {
+    alignas(64) RowAcc fw[kSplatTile];
+    used = blend_tile(s, t, fw);
+    for (int r = 0; r < t.rows; ++r) {
+      RowState& q = st[r];
+      const RowAcc& o = fw[r];
+      const int y = t.y0 + r;
+      q.Tf = o.T;
+      q.Nout = o.N;
+      for (int c = 0; c < 3; ++c) { q.Cout[c] = o.C[c] + o.T * bg[c]; q.g[c] = vf{}; }
+      q.gN = vf{};
+      q.gA = vf{};
+      for (int i = 0; i < kLanes && t.lane_ok[i]; ++i) {
+        const int64_t pix = int64_t(y) * cam.width + t.x0 + i;
+        for (int c = 0; c < 3; ++c) q.g[c][i] = up.rgb[3 * pix + c];
+        const float A = 1.f - o.T[i];
+        const float gd = up.depth ? up.depth[pix] : 0.f;
+        // depth = N/A: ∂/∂N = 1/A, ∂/∂A = −N/A² (no gradient where nothing was blended)
+        q.gN[i] = A > 0 ? gd / A : 0.f;
+        q.gA[i] = (up.alpha ? up.alpha[pix] : 0.f) - (A > 0 ? gd * o.N[i] / (A * A) : 0.f);
+      }
+      q.T = splat1(1.f);
+      q.C[0] = q.C[1] = q.C[2] = q.N = vf{};
+      q.active = t.lane_ok;
+      q.live = true;
     }
-    q.T = splat1(1.f);
-    q.C[0] = q.C[1] = q.C[2] = q.N = vf{};
-    q.active = t.lane_ok;
-    q.live = true;
   }
+  float* grad = sink->take(tid, tile, used);
   int64_t k = 0;
-  for (; k < s.n; ++k) {
+  for (; k < used; ++k) {
     vf gmx{}, gmy{}, gA{}, gB{}, gC{}, gop{}, gr{}, gg{}, gb{}, gz{};
     bool any = false;
     for (int r = 0; r < t.rows; ++r) {
@@ -249,13 +303,13 @@ void backward_tile(const Projected* proj, const TileBins& bins, const CameraFram
       q.live = any_lane(q.active);
     }
     if (!any) break;
-    float* o = grad + 10 * (base + k);  // ProjectedGrad layout
+    float* o = grad + 10 * k;  // ProjectedGrad layout
     o[0] = hsum(gmx); o[1] = hsum(gmy);
     o[2] = hsum(gA); o[3] = hsum(gB); o[4] = hsum(gC);
     o[5] = hsum(gop);
     o[6] = hsum(gr); o[7] = hsum(gg); o[8] = hsum(gb);
     o[9] = hsum(gz);
   }
-  for (; k < s.n; ++k)
-    for (int j = 0; j < 10; ++j) grad[10 * (base + k) + j] = 0.f;
+  for (; k < used; ++k)
+    for (int j = 0; j < 10; ++j) grad[10 * k + j] = 0.f;
 }

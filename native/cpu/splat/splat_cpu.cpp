@@ -12,6 +12,7 @@
 
 #include "cpu/splat/splat_cpu.h"
 #include "tessera/cpu.h"
+#include "tessera/pool.h"
 #include "tessera/threadpool.h"
 
 namespace tessera::cpu {
@@ -31,24 +32,33 @@ const RasterKernels& kernels() {
 
 constexpr int64_t kGrainGaussians = 2048;
 
-// TESSERA_SPLAT_PROFILE=1 prints each stage's wall and process CPU ms to
-// stderr (for `tessera bench splat`; the machine may be shared, so CPU time
-// is the steadier figure).
+thread_local SplatStageTimes t_stage_times;
+
+// Per-stage wall and process CPU time (for `tessera bench splat`, through
+// splat_take_stage_times; the machine may be shared, so CPU time is the
+// steadier figure). TESSERA_SPLAT_PROFILE=1 also prints each lap to stderr.
 class StageClock {
  public:
-  StageClock() : on_(std::getenv("TESSERA_SPLAT_PROFILE") != nullptr) { lap(nullptr); }
-  void lap(const char* stage) {
-    if (!on_) return;
-    timespec w, c;
-    clock_gettime(CLOCK_MONOTONIC, &w);
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
-    const double wall = w.tv_sec * 1e3 + w.tv_nsec * 1e-6, cpu = c.tv_sec * 1e3 + c.tv_nsec * 1e-6;
-    if (stage) std::fprintf(stderr, "splat %-10s wall %7.2f ms  cpu %7.2f ms\n", stage, wall - wall_, cpu - cpu_);
+  StageClock() : print_(std::getenv("TESSERA_SPLAT_PROFILE") != nullptr) { now(&wall_, &cpu_); }
+  void lap(SplatStage stage) {
+    double wall, cpu;
+    now(&wall, &cpu);
+    t_stage_times.wall_ms[stage] += wall - wall_;
+    t_stage_times.cpu_ms[stage] += cpu - cpu_;
+    if (print_)
+      std::fprintf(stderr, "splat %-16s wall %7.2f ms  cpu %7.2f ms\n", kSplatStageNames[stage], wall - wall_, cpu - cpu_);
     wall_ = wall;
     cpu_ = cpu;
   }
  private:
-  bool on_;
+  static void now(double* wall, double* cpu) {
+    timespec w, c;
+    clock_gettime(CLOCK_MONOTONIC, &w);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
+    *wall = w.tv_sec * 1e3 + w.tv_nsec * 1e-6;
+    *cpu = c.tv_sec * 1e3 + c.tv_nsec * 1e-6;
+  }
+  bool print_;
   double wall_ = 0, cpu_ = 0;
 };
 
@@ -68,22 +78,24 @@ struct CameraPass {
   TileBins bins;
 };
 
-void project_and_bin(const SceneRef& s, const SplatCamera& camera, float near_plane, bool aa, bool want_slots,
-                     Arena* arena, CameraPass* pass, SplatStats* stats) {
+void project_and_bin(const SceneRef& s, const SplatCamera& camera, float near_plane, bool aa, Arena* arena,
+                     CameraPass* pass, SplatStats* stats, StageClock* clock) {
   pass->cam = make_frame(camera, near_plane);
   pass->proj = arena->array<Projected>(s.n);
   pass->status = arena->array<int32_t>(s.n);
-  StageClock clock;
+  std::atomic<int64_t> near{0}, outside{0}, visible{0};  // integer counts: order does not matter
   ThreadPool::global().parallel_for(s.n, kGrainGaussians, [&](int64_t b, int64_t e, int) {
-    for (int64_t i = b; i < e; ++i) pass->status[i] = project_gaussian(s, i, pass->cam, aa, &pass->proj[i]);
+    int64_t cnt[4] = {0, 0, 0, 0};
+    for (int64_t i = b; i < e; ++i) ++cnt[pass->status[i] = project_gaussian(s, i, pass->cam, aa, &pass->proj[i])];
+    visible += cnt[kProjVisible];
+    near += cnt[kProjNear];
+    outside += cnt[kProjOutside];
   });
-  clock.lap("project");
-  bin_tiles(pass->proj, pass->status, s.n, pass->cam, want_slots, arena, &pass->bins);
-  clock.lap("binning");
-  for (int64_t i = 0; i < s.n; ++i) {
-    stats->culled_near += pass->status[i] == kProjNear;
-    stats->culled_outside += pass->status[i] == kProjOutside;
-  }
+  clock->lap(kSplatStageProject);
+  bin_tiles(pass->proj, pass->status, s.n, visible.load(), pass->cam, arena, &pass->bins);
+  clock->lap(kSplatStageBin);
+  stats->culled_near += near.load();
+  stats->culled_outside += outside.load();
   stats->visible += pass->bins.num_visible;
   stats->intersections += pass->bins.intersections;
 }
@@ -101,7 +113,7 @@ void splat_render(const SplatRenderArgs& a) {
   StageClock clock;
   Prepared* prep = arena.array<Prepared>(n);
   stats.invalid = prepare_all(scene, prep);
-  clock.lap("prepare");
+  clock.lap(kSplatStagePrepare);
   const SceneRef s{&scene, prep, n};
   const RasterKernels& ker = kernels();
   const bool aa = a.mode == SplatMode::kAntialiased;
@@ -109,15 +121,14 @@ void splat_render(const SplatRenderArgs& a) {
   for (int32_t c = 0; c < a.num_cameras; ++c) {
     Arena cam_arena;
     CameraPass pass;
-    project_and_bin(s, a.cameras[c], a.near_plane, aa, false, &cam_arena, &pass, &stats);
-    clock.lap(nullptr);
+    project_and_bin(s, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
     TileOutputs out{a.rgb.ptr<float>() + c * pixels * 3, a.alpha.empty() ? nullptr : a.alpha.ptr<float>() + c * pixels,
                     a.depth.empty() ? nullptr : a.depth.ptr<float>() + c * pixels,
                     a.contributors.empty() ? nullptr : a.contributors.ptr<int32_t>() + c * pixels};
     ThreadPool::global().parallel_for(num_tiles(pass.cam), 1, [&](int64_t b, int64_t e, int tid) {
       for (int64_t t = b; t < e; ++t) ker.forward(pass.proj, pass.bins, pass.cam, a.background, t, tid, out);
     });
-    clock.lap("blend");
+    clock.lap(kSplatStageBlend);
   }
   if (a.stats) *a.stats = stats;
 }
@@ -126,6 +137,7 @@ void splat_backward(const SplatBackwardArgs& a) {
   const SplatScene& scene = a.scene;
   const int64_t n = scene.means.shape[0];
   const int64_t K = scene.sh.shape[1];
+  StageClock clock;
   for (const TensorView* t : {&a.grad_means, &a.grad_log_scales, &a.grad_rotations, &a.grad_opacity_logits, &a.grad_sh})
     std::memset(t->data, 0, sizeof(float) * t->numel());
   SplatStats stats;
@@ -133,47 +145,106 @@ void splat_backward(const SplatBackwardArgs& a) {
   Arena arena;
   Prepared* prep = arena.array<Prepared>(n);
   stats.invalid = prepare_all(scene, prep);
+  clock.lap(kSplatStagePrepare);
   const SceneRef s{&scene, prep, n};
   const RasterKernels& ker = kernels();
   const bool aa = a.mode == SplatMode::kAntialiased;
   const int64_t pixels = int64_t(a.cameras[0].width) * a.cameras[0].height;
   float *dm = a.grad_means.ptr<float>(), *dls = a.grad_log_scales.ptr<float>(), *dq = a.grad_rotations.ptr<float>();
   float *dl = a.grad_opacity_logits.ptr<float>(), *dsh = a.grad_sh.ptr<float>();
+  ThreadPool& pool = ThreadPool::global();
   for (int32_t c = 0; c < a.num_cameras; ++c) {
     Arena cam_arena;
     CameraPass pass;
-    project_and_bin(s, a.cameras[c], a.near_plane, aa, true, &cam_arena, &pass, &stats);
+    project_and_bin(s, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
     const TileBins& bins = pass.bins;
-    float* igrad = cam_arena.array<float>(10 * bins.intersections);  // per intersection, ProjectedGrad layout
+    const int64_t tiles = num_tiles(pass.cam);
     const TileGrads up{a.grad_rgb.ptr<float>() + c * pixels * 3,
                        a.grad_alpha.empty() ? nullptr : a.grad_alpha.ptr<float>() + c * pixels,
                        a.grad_depth.empty() ? nullptr : a.grad_depth.ptr<float>() + c * pixels};
-    ThreadPool::global().parallel_for(num_tiles(pass.cam), 1, [&](int64_t b, int64_t e, int tid) {
-      for (int64_t t = b; t < e; ++t) ker.backward(pass.proj, bins, pass.cam, a.background, t, tid, up, igrad);
+    GradRows rows(tiles, pool.num_threads(), &cam_arena);
+    pool.parallel_for(tiles, 1, [&](int64_t b, int64_t e, int tid) {
+      for (int64_t t = b; t < e; ++t) ker.backward(pass.proj, bins, pass.cam, a.background, t, tid, up, &rows);
     });
-    // Each Gaussian sums its intersections in emission (tile rectangle) order,
-    // then applies the projection's chain rule to its own output rows. The
-    // loop runs in index order (rank[i] = its place in depth order), so the
-    // scene's rows and the gradient rows stream instead of being hit at random.
-    int32_t* rank = cam_arena.array<int32_t>(n);
-    std::fill(rank, rank + n, -1);
-    for (int64_t k = 0; k < bins.num_visible; ++k) rank[bins.order[k]] = static_cast<int32_t>(k);
-    ThreadPool::global().parallel_for(n, 256, [&](int64_t b, int64_t e, int) {
-      for (int64_t i = b; i < e; ++i) {
-        const int64_t k = rank[i];
-        if (k < 0) continue;
-        float g[10] = {0};
-        for (int64_t em = bins.emit_begin[k]; em < bins.emit_begin[k + 1]; ++em) {
-          const float* src = igrad + 10 * bins.slot[em];
-          for (int j = 0; j < 10; ++j) g[j] += src[j];
+    clock.lap(kSplatStageBlendBackward);
+    // Each Gaussian sums its rows in tile order (the same for any thread
+    // count: a chunk of Gaussian indices scans every tile's rows and keeps
+    // its own), then applies the projection's chain rule to its own output
+    // rows in index order, so the scene's rows and the outputs stream.
+    float* acc = cam_arena.array<float>(10 * n);
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n / 4096));
+    pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
+      for (int64_t ch = c0; ch < c1; ++ch) {
+        const int64_t lo = n * ch / chunks, hi = n * (ch + 1) / chunks;
+        std::fill(acc + 10 * lo, acc + 10 * hi, 0.f);
+        for (int64_t t = 0; t < tiles; ++t) {
+          const int32_t* list = bins.list + bins.offsets[t];
+          const float* src = rows.rows(t);
+          for (int64_t j = 0, used = rows.used(t); j < used; ++j) {
+            const int64_t g = list[j];
+            if (g < lo || g >= hi) continue;
+            float* d = acc + 10 * g;
+            for (int k = 0; k < 10; ++k) d[k] += src[10 * j + k];
+          }
         }
+      }
+    });
+    pool.parallel_for(n, 256, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) {
+        if (pass.status[i] != kProjVisible) continue;
+        const float* g = acc + 10 * i;
+        bool zero = true;  // every entry past the blended prefixes: nothing to add
+        for (int k = 0; k < 10; ++k) zero &= g[k] == 0.f;
+        if (zero) continue;
         const ProjectedGrad pg{g[0], g[1], {g[2], g[3], g[4]}, g[5], {g[6], g[7], g[8]}, g[9]};
         project_gaussian_backward(s, i, pass.cam, aa, pass.proj[i], pg, dm + 3 * i, dls + 3 * i, dq + 4 * i, dl + i,
                                   dsh + 3 * K * i);
       }
     });
+    clock.lap(kSplatStageProjectBackward);
   }
   if (a.stats) *a.stats = stats;
 }
 
 }  // namespace tessera::cpu
+
+namespace tessera {
+SplatStageTimes splat_take_stage_times() {
+  const SplatStageTimes t = cpu::t_stage_times;
+  cpu::t_stage_times = SplatStageTimes{};
+  return t;
+}
+}  // namespace tessera
+
+namespace tessera::cpu::splat {
+
+GradRows::GradRows(int64_t tiles, int threads, Arena* arena)
+    : rows_(arena->array<float*>(tiles)), used_(arena->array<int64_t>(tiles)), blocks_(threads), cur_(threads) {
+  std::fill(rows_, rows_ + tiles, nullptr);
+  std::fill(used_, used_ + tiles, 0);
+}
+
+GradRows::~GradRows() {
+  for (auto& list : blocks_)
+    for (void* p : list) host_release(p);
+}
+
+float* GradRows::take(int tid, int64_t tile, int64_t used) {
+  constexpr size_t kBlock = size_t(4) << 20;
+  const size_t bytes = sizeof(float) * 10 * static_cast<size_t>(std::max<int64_t>(used, 1));
+  Block& b = cur_[tid];
+  if (b.off + bytes > b.cap) {
+    size_t cap = 0;
+    blocks_[tid].push_back(nullptr);  // reserve first so a failed acquire leaks nothing
+    void* p = host_acquire(std::max(bytes, kBlock), &cap);
+    blocks_[tid].back() = p;
+    b = Block{static_cast<char*>(p), cap, 0};
+  }
+  float* r = reinterpret_cast<float*>(b.base + b.off);
+  b.off += (bytes + 63) & ~size_t(63);
+  rows_[tile] = r;
+  used_[tile] = used;
+  return r;
+}
+
+}  // namespace tessera::cpu::splat

@@ -75,15 +75,11 @@ void project_gaussian_backward(const SceneRef& s, int64_t i, const CameraFrame& 
                                float* d_rot, float* d_logit, float* d_sh /* [K,3] */);
 
 // Tile lists of one camera: tile t owns list[offsets[t] .. offsets[t+1]),
-// front to back. Emission e (Gaussian order[k]'s j-th tile in rect order,
-// e = emit_begin[k] + j) landed at list position slot[e].
+// front to back (by depth, ties by index).
 struct TileBins {
-  int32_t* order = nullptr;       // visible Gaussians sorted by (depth, index)
   int64_t num_visible = 0;
-  int64_t* emit_begin = nullptr;  // [num_visible + 1]
   int64_t* offsets = nullptr;     // [tiles + 1]
   int32_t* list = nullptr;        // [intersections] Gaussian indices
-  int64_t* slot = nullptr;        // [intersections], only when asked for
   int64_t intersections = 0;
 };
 
@@ -101,9 +97,33 @@ class Arena {
   std::vector<void*> blocks_;
 };
 
-// Builds the tile lists from projected Gaussians (status[i] == kProjVisible marks them).
-void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, const CameraFrame& cam, bool want_slots,
+// Builds the tile lists from projected Gaussians (status[i] == kProjVisible
+// marks them; there are num_visible of them).
+void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, int64_t num_visible, const CameraFrame& cam,
                Arena* arena, TileBins* bins);
+
+// Per-tile gradient rows of the backward blend: 10 floats (ProjectedGrad
+// layout) for each entry of a prefix of the tile's list (the entries after
+// it have zero gradient). Rows come from per-thread blocks of the host pool,
+// returned on destruction, so memory follows the blended prefixes, not the
+// full lists.
+class GradRows {
+ public:
+  GradRows(int64_t tiles, int threads, Arena* arena);
+  GradRows(const GradRows&) = delete;
+  GradRows& operator=(const GradRows&) = delete;
+  ~GradRows();
+  // Rows for the first `used` entries of `tile`, called once per tile by thread tid.
+  float* take(int tid, int64_t tile, int64_t used);
+  const float* rows(int64_t tile) const { return rows_[tile]; }
+  int64_t used(int64_t tile) const { return used_[tile]; }
+ private:
+  struct Block { char* base = nullptr; size_t cap = 0, off = 0; };
+  float** rows_;
+  int64_t* used_;
+  std::vector<std::vector<void*>> blocks_;  // per thread, all acquired
+  std::vector<Block> cur_;                  // per thread, the one being filled
+};
 
 // Per-ISA tile kernels (raster_tile.h compiled once per instruction set).
 struct TileOutputs {  // row pointers for one camera, pixel (x, y) at [y*W + x]
@@ -120,9 +140,9 @@ struct TileGrads {  // upstream gradients for one camera
 struct RasterKernels {
   void (*forward)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
                   int64_t tile, int tid, const TileOutputs& out);
-  // Writes 10 floats (ProjectedGrad layout) per list entry of the tile at grad[10*pos].
+  // Writes the tile's gradient rows (ProjectedGrad layout) into sink->take(tid, tile, used).
   void (*backward)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
-                   int64_t tile, int tid, const TileGrads& g, float* grad);
+                   int64_t tile, int tid, const TileGrads& g, GradRows* sink);
 };
 const RasterKernels& raster_kernels_avx512();
 const RasterKernels& raster_kernels_avx2();

@@ -120,4 +120,29 @@ struct SplatBackwardArgs {
 
 void splat_backward(const SplatBackwardArgs& args);
 
+// Stage timings of the CPU rasterizer, for benchmarks. Wall and process CPU
+// milliseconds (CLOCK_PROCESS_CPUTIME_ID, all threads) per stage, summed over
+// cameras: camera-independent preparation, projection, binning (depth sort
+// and tile lists), forward blend, backward blend (with its forward
+// recomputation), and the per-Gaussian reduction plus the projection's chain
+// rule. Kept out of SplatStats, which the CUDA library's ABI fixes.
+enum SplatStage : int32_t {
+  kSplatStagePrepare = 0,
+  kSplatStageProject = 1,
+  kSplatStageBin = 2,
+  kSplatStageBlend = 3,
+  kSplatStageBlendBackward = 4,
+  kSplatStageProjectBackward = 5,
+};
+constexpr int kSplatStages = 6;
+constexpr const char* kSplatStageNames[kSplatStages] = {"prepare", "project", "bin", "blend", "blendBackward",
+                                                       "projectBackward"};
+struct SplatStageTimes {
+  double wall_ms[kSplatStages] = {0, 0, 0, 0, 0, 0};
+  double cpu_ms[kSplatStages] = {0, 0, 0, 0, 0, 0};
+};
+// The times of the calling thread's CPU splat_render/splat_backward calls
+// since the last take (zeros after a CUDA call), and resets them.
+SplatStageTimes splat_take_stage_times();
+
 }  // namespace tessera
