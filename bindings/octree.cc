@@ -20,17 +20,18 @@ template <> struct ArrayTraits<int32_t> { static constexpr napi_typedarray_type 
 template <> struct ArrayTraits<float> { static constexpr napi_typedarray_type type = napi_float32_array; static constexpr const char* name = "Float32Array"; };
 template <> struct ArrayTraits<uint32_t> { static constexpr napi_typedarray_type type = napi_uint32_array; static constexpr const char* name = "Uint32Array"; };
 
-// A vector moved into JS as a TypedArray over an external buffer.
-template <class T>
-Napi::Value to_js(Napi::Env env, std::vector<T>&& v) {
+// A vector moved into JS as a TypedArray over an external buffer (an
+// OctreeArray's block goes back to the host pool when it is collected).
+template <class T, class A>
+Napi::Value to_js(Napi::Env env, std::vector<T, A>&& v) {
   const size_t n = v.size();
   Napi::ArrayBuffer ab;
   if (n == 0) {
     ab = Napi::ArrayBuffer::New(env, 0);
   } else {
-    auto* owner = new std::vector<T>(std::move(v));
+    auto* owner = new std::vector<T, A>(std::move(v));
     ab = Napi::ArrayBuffer::New(env, owner->data(), n * sizeof(T),
-                                [](Napi::Env, void*, std::vector<T>* o) { delete o; }, owner);
+                                [](Napi::Env, void*, std::vector<T, A>* o) { delete o; }, owner);
   }
   return Napi::TypedArrayOf<T>::New(env, n, ab, 0, ArrayTraits<T>::type);
 }

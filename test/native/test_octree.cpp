@@ -215,7 +215,9 @@ TEST(octree_build_matches_brute_force) {
   // with an empty sample; every cloud has duplicates, face points and points
   // outside the box (dropped and counted).
   const int cases[][4] = {{1, 0, 1, 50}, {1, 1, 3, 40}, {3, 2, 1, 300}, {4, 0, 3, 500}, {5, 2, 4, 2000}, {6, 3, 2, 3000},
-                          {4, 4, 2, 200}, {8, 2, 1, 20000}};
+                          {4, 4, 2, 200}, {8, 2, 1, 20000},
+                          // several of the build's 32768-point chunks: runs of equal keys and of siblings cross chunk edges
+                          {7, 2, 2, 150000}, {10, 3, 1, 100000}};
   int salt = 10;
   for (const auto& cs : cases) {
     Cloud c = random_cloud(++salt, cs[3], cs[2], true);
@@ -230,9 +232,10 @@ TEST(octree_build_matches_brute_force) {
     CHECK(per == r.outside);
     // point -> node: the leaf whose cell holds the point.
     bool pn_ok = true;
+    int64_t left_out = 0;
     for (int64_t i = 0; i < c.n; ++i) {
       const int32_t u = rep.point_node[i];
-      if (u < 0) continue;
+      if (u < 0) { ++left_out; continue; }
       const float* q = &o.points[u * 3];  // mean lies in the same cell
       for (int a = 0; a < 3; ++a) {
         const double cell = std::min<double>(std::floor((c.pts[i * 3 + a] + 1.f) * std::ldexp(1.f, cs[0] - 1)), std::ldexp(1.0, cs[0]) - 1);
@@ -240,6 +243,7 @@ TEST(octree_build_matches_brute_force) {
       }
     }
     CHECK(pn_ok) << what << " point_node";
+    CHECK(left_out == r.outside) << what << ": " << left_out << " points without a node, " << r.outside << " outside";
     if (c.B >= 3 && cs[0] > cs[1]) CHECK(o.levels[cs[0]].batch_nnum[1] == 0) << "the empty sample has no deep nodes";
   }
 }
@@ -268,7 +272,7 @@ TEST(octree_neighbors_match_coordinate_lookup) {
     a.depth = d;
     CHECK(octree_neighbors(v, a, &rows) == ref) << "depth " << d;
     // Kernel subsets, stride 2 (first sibling's row) and nempty remapping.
-    const std::vector<int32_t>& ch = o.levels[d].children;
+    const auto& ch = o.levels[d].children;
     for (int k = 0; k <= 7; ++k)
       for (int stride : {1, 2})
         for (bool nempty : {false, true}) {
@@ -463,7 +467,7 @@ TEST(octree_serialization_orders) {
 
   Cloud c = random_cloud(52, 3000, 3, false);
   Octree o = octree_build(args_of(c, 6, 2), nullptr);
-  const std::vector<int64_t>& keys = o.levels[6].keys;
+  const auto& keys = o.levels[6].keys;
   const int64_t n = static_cast<int64_t>(keys.size());
   for (int ord = 0; ord < 4; ++ord) {
     std::vector<int32_t> perm(n), inv(n);

@@ -15,7 +15,7 @@ OctreeView octree_view(const Octree& o) {
     v.levels.push_back({L.keys.data(), L.children.data(), static_cast<int64_t>(L.keys.size()), L.nnum_nempty});
   // A signal that is present but has no rows still needs a non-null pointer.
   static const float kNoRows = 0.f;
-  auto ptr = [](bool has, const std::vector<float>& v) { return !has ? nullptr : v.empty() ? &kNoRows : v.data(); };
+  auto ptr = [](bool has, const OctreeArray<float>& v) { return !has ? nullptr : v.empty() ? &kNoRows : v.data(); };
   v.points = ptr(o.has_points, o.points);
   v.normals = ptr(o.has_normals, o.normals);
   v.features = ptr(o.has_features, o.features);

@@ -2,10 +2,12 @@
 // sort, and the CPU implementations behind tessera/octree.h (they may assume
 // arguments checked by core/validate_octree.cpp).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 #include "tessera/octree.h"
+#include "tessera/pool.h"
 
 namespace tessera {
 // Shared by every backend (core/validate_octree.cpp).
@@ -42,9 +44,34 @@ inline uint64_t xyz_key(uint32_t x, uint32_t y, uint32_t z) {
 }
 inline int64_t batch_of(int64_t key) { return key >> kOctreeBatchShift; }
 
+// An uninitialised array from the host pool (touched pages are reused from
+// call to call instead of faulting in fresh ones), released on destruction.
+template <class T>
+class Scratch {
+ public:
+  explicit Scratch(size_t n) : p_(n ? static_cast<T*>(host_acquire(n * sizeof(T))) : nullptr), n_(n) {}
+  ~Scratch() { if (p_) host_release(p_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* data() { return p_; }
+  const T* data() const { return p_; }
+  T& operator[](size_t i) { return p_[i]; }
+  const T& operator[](size_t i) const { return p_[i]; }
+  size_t size() const { return n_; }
+
+ private:
+  T* p_;
+  size_t n_;
+};
+
 // Stable LSD radix sort of (key, value) pairs on the low `bits` bits of the
-// keys, parallel over the thread pool (per-chunk histograms, so the result
-// does not depend on the thread count). keys/vals are sorted in place.
+// keys, parallel over the thread pool. The passes alternate between
+// (*keys, *vals) and (key_tmp, val_tmp); on return *keys/*vals point at the
+// sorted data (one of the two). vals_are_iota: the values are 0..n-1 and
+// need not be read (nor written beforehand).
+void radix_sort_pairs(uint64_t** keys, int32_t** vals, int64_t n, int bits, uint64_t* key_tmp, int32_t* val_tmp,
+                      bool vals_are_iota);
+// The same on vectors, sorted in place.
 void radix_sort_pairs(std::vector<uint64_t>& keys, std::vector<int32_t>& vals, int bits);
 
 // Per-sample node counts of one depth: all nodes and non-empty ones.
