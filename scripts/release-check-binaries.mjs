@@ -8,8 +8,11 @@
 //      of a baseline object: the linker keeps one copy of such a symbol, and
 //      keeping the AVX one would make baseline code SIGILL on an older CPU;
 //   3. the newest GLIBC_/GLIBCXX_/CXXABI_ symbol version each binary needs
-//      (its glibc floor) is printed, and checked with --max-glibc X.Y.
-// Usage: node scripts/release-check-binaries.mjs [--build-dir build] [--max-glibc 2.28] [binary...]
+//      (its glibc and libstdc++ floor) is printed with the symbols that need
+//      it, and checked with --max-glibc X.Y, --max-glibcxx 3.4.N, --max-cxxabi 1.3.N.
+// Usage: node scripts/release-check-binaries.mjs [--build-dir build] [--max-glibc 2.31]
+//          [--max-glibcxx 3.4.28] [--max-cxxabi 1.3.12] [binary...]
+// scripts/release-build.sh runs it on its bullseye build with the limits above.
 // Needs binutils (objdump, nm). Exit 1 on a violation.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -17,11 +20,13 @@ import { basename, join } from 'node:path';
 
 const argv = process.argv.slice(2);
 let buildDir = 'build';
-let maxGlibc = '';
+const max = { GLIBC: '', GLIBCXX: '', CXXABI: '' };
 const binaries = [];
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === '--build-dir') buildDir = argv[++i];
-  else if (argv[i] === '--max-glibc') maxGlibc = argv[++i];
+  else if (argv[i] === '--max-glibc') max.GLIBC = argv[++i];
+  else if (argv[i] === '--max-glibcxx') max.GLIBCXX = argv[++i];
+  else if (argv[i] === '--max-cxxabi') max.CXXABI = argv[++i];
   else binaries.push(argv[i]);
 }
 if (binaries.length === 0) {
@@ -98,14 +103,19 @@ function vectorFunctions(bin) {
   return found;
 }
 
+/** The newest version of each of GLIBC/GLIBCXX/CXXABI the binary's undefined dynamic symbols need, and which symbols need it. */
 function glibcFloor(bin) {
-  const max = {};
-  for (const m of run('objdump', ['-T', bin]).matchAll(/\b(GLIBC|GLIBCXX|CXXABI)_([0-9.]+)/g)) {
+  const top = {};
+  // objdump -T: "0000000000000000      DF *UND*  0000000000000000 (GLIBC_2.29) exp"
+  for (const line of run('objdump', ['-T', bin]).split('\n')) {
+    const m = /\*UND\*\s+\S+\s+\(?(GLIBC|GLIBCXX|CXXABI)_([0-9.]+)\)?\s+(\S+)/.exec(line);
+    if (!m) continue;
     const v = m[2].split('.').map(Number);
-    const cur = max[m[1]];
-    if (!cur || cmp(v, cur) > 0) max[m[1]] = v;
+    const cur = top[m[1]];
+    if (!cur || cmp(v, cur.v) > 0) top[m[1]] = { v, syms: [m[3]] };
+    else if (cmp(v, cur.v) === 0) cur.syms.push(m[3]);
   }
-  return Object.fromEntries(Object.entries(max).map(([k, v]) => [k, v.join('.')]));
+  return Object.fromEntries(Object.entries(top).map(([k, { v, syms }]) => [k, { version: v.join('.'), syms }]));
 }
 function cmp(a, b) {
   for (let i = 0; i < Math.max(a.length, b.length); i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
@@ -118,9 +128,10 @@ for (const bin of binaries) {
   const vec = vectorFunctions(bin);
   let fromIsa = 0, clones = 0;
   for (const [fn, n] of vec) {
-    // GCC target_clones copies (name.avx2, name.avx512f, ...) are chosen at
-    // load time by an ifunc resolver from CPUID: run-time dispatch, allowed.
-    if (/\.(avx2|avx512[a-z0-9]*|arch_[a-z0-9_]+|fma|sse4_2)$/.test(fn)) { clones++; continue; }
+    // GCC target_clones copies (name.avx2, name.avx512f, ...; gcc 10 adds a
+    // number: name.avx2.1) are chosen at load time by an ifunc resolver from
+    // CPUID: run-time dispatch, allowed.
+    if (/\.(avx2|avx512[a-z0-9]*|arch_[a-z0-9_]+|fma|sse4_2)(\.[0-9]+)?$/.test(fn)) { clones++; continue; }
     const base = fn.replace(/\.(cold|isra|constprop|part|lto_priv)[.0-9a-z_]*$/, '');
     if (isaDefined.size && !isaDefined.has(base) && !isaDefined.has(fn))
       problems.push(`${basename(bin)}: ${fn} has ${n} AVX instruction(s) but is not from a per-ISA file`);
@@ -130,9 +141,16 @@ for (const bin of binaries) {
   }
   const floor = glibcFloor(bin);
   console.log(`${basename(bin)}: ${(statSync(bin).size / 2 ** 20).toFixed(1)} MiB, ${vec.size} functions with AVX code ` +
-    `(${fromIsa} from per-ISA files, ${clones} target_clones copies), needs ${Object.entries(floor).map(([k, v]) => `${k}_${v}`).join(' ')}`);
-  if (maxGlibc && floor.GLIBC && cmp(floor.GLIBC.split('.').map(Number), maxGlibc.split('.').map(Number)) > 0)
-    problems.push(`${basename(bin)}: needs GLIBC_${floor.GLIBC}, above the floor ${maxGlibc} (build on an older image, e.g. manylinux_2_28)`);
+    `(${fromIsa} from per-ISA files, ${clones} target_clones copies), needs ` +
+    Object.entries(floor).map(([k, { version }]) => `${k}_${version}`).join(' '));
+  for (const [k, { version, syms }] of Object.entries(floor)) {
+    const shown = syms.slice(0, 6).join(', ') + (syms.length > 6 ? `, ... (${syms.length} symbols)` : '');
+    const limit = max[k];
+    const over = limit && cmp(version.split('.').map(Number), limit.split('.').map(Number)) > 0;
+    console.log(`  ${k}_${version}: ${shown}${limit ? (over ? `  ABOVE the limit ${limit}` : `  (limit ${limit}: ok)`) : ''}`);
+    if (over) problems.push(`${basename(bin)}: needs ${k}_${version} (${shown}), above the limit ${k}_${limit} ` +
+      '(build with scripts/release-build.sh, which links against Debian bullseye)');
+  }
 }
 if (problems.length) {
   console.error('release-check: FAILED\n  ' + problems.join('\n  '));
