@@ -5,7 +5,8 @@
 #   bash scripts/device-check.sh
 # Logs go to $OUT (when set) and to build-device/logs. Exits non-zero if any
 # build step or test fails. Budget: ~3-4 min build on 16 cores, ~1-2 min tests,
-# ~1 min benchmark.
+# ~1 min benchmark (attention, linear, splat fwd/bwd ms per frame at 100k/1M
+# Gaussians and 720p/1080p, octree build of 1M points at depth 10).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)

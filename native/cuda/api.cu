@@ -109,9 +109,28 @@ int pack_weight(const TensorView* w, int32_t compute, PackedWeight** out, ErrBuf
 }
 int free_packed_weight(PackedWeight* w, ErrBuf* err) { return guarded(err, [&] { run_free_packed_weight(w); }); }
 
+}  // namespace
+// splat_raster.cu, octree_build.cu
+void run_splat_render(const SplatRenderArgs& a);
+void run_splat_backward(const SplatBackwardArgs& a);
+CudaOctree* run_octree_build(const CudaOctreeBuildArgs& a);
+void run_octree_free(CudaOctree* t);
+namespace {
+
+int splat_render(const SplatRenderArgs* a, ErrBuf* err) { return guarded(err, [&] { run_splat_render(*a); }); }
+int splat_backward(const SplatBackwardArgs* a, ErrBuf* err) { return guarded(err, [&] { run_splat_backward(*a); }); }
+int octree_build(const CudaOctreeBuildArgs* a, CudaOctree** out, ErrBuf* err) {
+  return guarded(err, [&] {
+    *out = nullptr;
+    *out = run_octree_build(*a);
+  });
+}
+int octree_free(CudaOctree* t, ErrBuf* err) { return guarded(err, [&] { run_octree_free(t); }); }
+
 const CudaApi kApi = {
     kCudaAbiVersion, kBuildInfo, device_count, device_props, alloc,    release,    copy,         synchronize,
     linear,          matmul,     attention,    rope_apply,   kv_append, pack_weight, free_packed_weight,
+    splat_render,    splat_backward, octree_build, octree_free,
 };
 
 }  // namespace

@@ -11,11 +11,13 @@
 
 #include "tessera/attention.h"
 #include "tessera/gemm.h"
+#include "tessera/octree.h"
+#include "tessera/splat.h"
 #include "tessera/status.h"
 
 namespace tessera {
 
-constexpr uint32_t kCudaAbiVersion = 1;
+constexpr uint32_t kCudaAbiVersion = 2;
 
 struct CudaDeviceProps {
   char name[256];
@@ -29,6 +31,40 @@ struct CudaDeviceProps {
 
 struct ErrBuf {
   char msg[512];
+};
+
+// Octree construction on a CUDA device (native/cuda/octree_build.cu): the
+// same tree as octree_build() on the CPU (tessera/octree.h), every array in
+// device memory of `device`. Inputs are device pointers, contiguous.
+struct CudaOctreeBuildArgs {
+  int32_t device = 0;
+  const float* points = nullptr;     // [n, 3]
+  const float* normals = nullptr;    // [n, 3] or null
+  const float* features = nullptr;   // [n, feature_channels] or null
+  int32_t feature_channels = 0;
+  const int32_t* batch_ids = nullptr;  // [n] in [0, batch_size), or null (all 0)
+  int64_t n = 0;
+  int32_t depth = 6, full_depth = 2, batch_size = 1;
+  int32_t outside = 0;             // OctreeOutside: 0 drop (counted), 1 error
+  int32_t neighbors = 0;           // 1: also the 27-slot table of every depth
+};
+struct CudaOctreeLevel {
+  int64_t* keys = nullptr;         // [nnum] device, ocnn keys (batch << 48 | key), sorted
+  int32_t* children = nullptr;     // [nnum] device, rank among non-empty nodes or -1
+  int32_t* neighbors = nullptr;    // [nnum, 27] device (slot 9(dx+1)+3(dy+1)+(dz+1)) or null
+  int64_t* batch_nnum = nullptr;         // [batch_size] device
+  int64_t* batch_nnum_nempty = nullptr;  // [batch_size] device
+  int64_t nnum = 0, nnum_nempty = 0;
+};
+struct CudaOctree {
+  int32_t device = 0, depth = 0, full_depth = 0, batch_size = 1, feature_channels = 0;
+  CudaOctreeLevel levels[kOctreeMaxDepth + 1];
+  float* points = nullptr;    // [nnum_nempty(D), 3] device, mean point in cell units
+  float* normals = nullptr;   // [nnum_nempty(D), 3] device or null
+  float* features = nullptr;  // [nnum_nempty(D), feature_channels] device or null
+  int32_t* point_node = nullptr;          // [n] device: depth-D non-empty node of each point, -1 if dropped
+  int64_t* outside_per_sample = nullptr;  // [batch_size] device
+  int64_t points_used = 0, points_outside = 0;
 };
 
 struct CudaApi {
@@ -49,6 +85,14 @@ struct CudaApi {
   int (*kv_append)(const KvAppendArgs* args, ErrBuf* err);
   int (*pack_weight)(const TensorView* weight, int32_t compute_dtype, PackedWeight** out, ErrBuf* err);
   int (*free_packed_weight)(PackedWeight* w, ErrBuf* err);
+  // 3DGS rasterizer (tessera/splat.h) on CUDA tensors of one device; the same
+  // validation and semantics as the CPU. The backward sums the per-Gaussian
+  // screen-space gradients with float atomics (not bitwise deterministic).
+  int (*splat_render)(const SplatRenderArgs* args, ErrBuf* err);
+  int (*splat_backward)(const SplatBackwardArgs* args, ErrBuf* err);
+  // Octree construction; *out is freed with octree_free.
+  int (*octree_build)(const CudaOctreeBuildArgs* args, CudaOctree** out, ErrBuf* err);
+  int (*octree_free)(CudaOctree* tree, ErrBuf* err);
 };
 
 extern "C" typedef const CudaApi* (*CudaApiGetter)();
