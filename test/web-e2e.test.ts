@@ -11,9 +11,15 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import Fastify from 'fastify';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { embeddedModel } from '../lib/models/embedded.js';
+import { buildServer } from '../lib/server/app.js';
+import { tessera } from '../lib/server/plugin.js';
+import { demoScene } from '../lib/server/web/demo-scene.js';
 
 const CHROMIUM = process.env.TESSERA_CHROMIUM ?? '/usr/bin/chromium';
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli', 'main.js');
@@ -49,6 +55,66 @@ async function regionStats(png: Buffer, box: { x: number; y: number; width: numb
   }
   return { mean: mean.map((s) => s / n), std: sq.map((s, c) => Math.sqrt(Math.max(0, s / n - (mean[c]! / n) ** 2))), colourful: colourful / n };
 }
+
+// Without a browser: what the page relies on.
+describe('the page and its server side', () => {
+  const e = embeddedModel();
+  const spec = { name: 'tiny-var', family: 'var' as const, tokenizer: e.tokenizer, weights: e.weights, classNames: e.classes, sampling: e.sampling };
+
+  it('serves /, its script, style and icon with a strict CSP; /ready has class names and sampling; /v1/scenes frames the demo scene', async () => {
+    const app = await buildServer({ models: [spec], scenes: { demo: demoScene() } }, { logger: false });
+    try {
+      const page = await app.inject({ url: '/' });
+      expect(page.statusCode).toBe(200);
+      expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+      expect(page.headers['content-security-policy']).toMatch(/script-src 'self';.*connect-src 'self'/);
+      expect(page.body).toContain('<base href="/">');
+      expect(page.body).not.toMatch(/<script>|\sstyle=|\son[a-z]+=/);  // no inline code (the CSP would block it)
+      for (const [path, type] of [['/web/app.js', 'text/javascript'], ['/web/style.css', 'text/css'], ['/web/icon.svg', 'image/svg+xml']]) {
+        const r = await app.inject({ url: path! });
+        expect(r.statusCode).toBe(200);
+        expect(r.headers['content-type']).toContain(type);
+        expect(r.body.length).toBeGreaterThan(100);
+      }
+      const ready = (await app.inject({ url: '/ready' })).json();
+      expect(ready.models[0]).toEqual({ name: 'tiny-var', family: 'var', classes: 10, image_size: 32, class_names: e.classes, sampling: { cfg: 2, top_k: 0, top_p: 0.6 } });
+      const scenes = (await app.inject({ url: '/v1/scenes' })).json().scenes;
+      expect(scenes).toHaveLength(1);
+      expect(scenes[0].id).toBe('demo');
+      expect(scenes[0].gaussians).toBe(demoScene().count);
+      expect(scenes[0].radius).toBeGreaterThan(1);
+      expect(scenes[0].radius).toBeLessThan(3);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('requests without sampling settings use the model\'s (model.json), not the pipeline defaults', async () => {
+    const app = await buildServer({ models: [spec] }, { logger: false });
+    try {
+      const tokens = async (extra: object): Promise<unknown> =>
+        (await app.inject({ method: 'POST', url: '/v1/generate', payload: { class: 5, seed: 3, count: 2, ...extra } })).json().images.map((i: { tokens: unknown }) => i.tokens);
+      const plain = await tokens({});
+      expect(plain).toEqual(await tokens({ cfg: 2, top_k: 0, top_p: 0.6 }));
+      expect(plain).not.toEqual(await tokens({ cfg: 1.5, top_k: 900, top_p: 0.96 }));
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('under a prefix, the page points its base there', async () => {
+    const host = Fastify({ logger: false });
+    await host.register(tessera, { prefix: '/tessera', models: [spec] });
+    try {
+      const r = await host.inject({ url: '/tessera/' });
+      expect(r.statusCode).toBe(200);
+      expect(r.body).toContain('<base href="/tessera/">');
+      expect((await host.inject({ url: '/tessera/web/app.js' })).statusCode).toBe(200);
+    } finally {
+      await host.close();
+    }
+  });
+});
 
 describe.skipIf(process.env.TESSERA_E2E === '0')('web page in headless chromium', () => {
   let server: Awaited<ReturnType<typeof startServer>>;
