@@ -16,6 +16,14 @@ import { Tensor } from '../tensor.js';
 import { WeightReader } from './var/weights.js';
 import { generate } from './var/generate.js';
 import { loadVar } from './var/load.js';
+import { generateLantern, LANTERN_DELTA, vqNeighbourTable } from '../decoding/lantern.js';
+import { generateSjd } from '../decoding/sjd.js';
+import { generateWithDraft } from '../decoding/draft.js';
+import type { NeighbourTable } from '../decoding/verify.js';
+import { checkPair } from './llamagen/config.js';
+import { generateAr, type DecodeStats, type Generated } from './llamagen/generate.js';
+import { LlamaGenGpt } from './llamagen/gpt.js';
+import { LlamaGenVq, toUnitRange } from './llamagen/vq.js';
 
 export interface EmbeddedModel {
   dir: string;
@@ -28,14 +36,14 @@ export interface EmbeddedModel {
   sampling: { cfg: number; topK: number; topP: number };
 }
 
-/** models/tiny-var of this package: the first ancestor of this file that holds it (lib/ in tests, dist/lib/ installed). */
-export function embeddedModelDir(): string {
+/** models/<name> (default tiny-var) of this package: the first ancestor of this file that holds it (lib/ in tests, dist/lib/ installed). */
+export function embeddedModelDir(name = 'tiny-var'): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
-    const candidate = join(dir, 'models', 'tiny-var');
+    const candidate = join(dir, 'models', name);
     if (existsSync(join(candidate, 'model.json'))) return candidate;
     const up = dirname(dir);
-    if (up === dir) throw new TesseraError('ERR_IO', 'the embedded model (models/tiny-var/model.json) is not in this package');
+    if (up === dir) throw new TesseraError('ERR_IO', `the embedded model (models/${name}/model.json) is not in this package`);
     dir = up;
   }
 }
@@ -199,4 +207,126 @@ export async function runEmbeddedGenerate(flags: Map<string, string | true>, num
   grid.dispose();
   console.log(`${path}: ${classes.length} row${classes.length > 1 ? 's' : ''} of ${perRow} samples (embedded tiny VAR, ${model.dir})`);
   return 0;
+}
+
+// ---------------------------------------------------------------- tiny LlamaGen
+// models/tiny-llamagen (issue 8 part 3): a LlamaGen VQ tokenizer and
+// class-conditional GPT in the official layouts, trained by
+// scripts/train/train_llamagen_{vq,gpt}.py on the same shapes set, so
+// speculative decoding is measured on a model with a real distribution. The
+// tiny VAR's classifier judges its samples (same 32×32 images).
+
+export interface EmbeddedLlamaGen {
+  dir: string;
+  tokenizer: string;
+  weights: string;
+  /** A smaller GPT to draft with (--decode draft), when the directory has one. */
+  draft?: string;
+  classifier: string;
+  classes: string[];
+  imageSize: number;
+  /** Token grid side: imageSize / the tokenizer's downsampling. */
+  grid: number;
+  /** Sampling settings the model was evaluated with (model.json). */
+  sampling: { cfg: number; topK: number; topP: number; temperature: number };
+}
+
+export function embeddedLlamaGen(dir = embeddedModelDir('tiny-llamagen')): EmbeddedLlamaGen {
+  const meta = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as {
+    classes: string[]; image_size: number; grid: number; classifier: string;
+    sampling: { cfg: number; top_k: number; top_p: number; temperature: number };
+  };
+  const draft = join(dir, 'draft.pt');
+  return {
+    dir, tokenizer: join(dir, 'vq.pt'), weights: join(dir, 'gpt.pt'), ...(existsSync(draft) ? { draft } : {}),
+    classifier: resolve(dir, meta.classifier), classes: meta.classes, imageSize: meta.image_size, grid: meta.grid,
+    sampling: { cfg: meta.sampling.cfg, topK: meta.sampling.top_k, topP: meta.sampling.top_p, temperature: meta.sampling.temperature },
+  };
+}
+
+export type EmbeddedDecode = 'ar' | 'sjd' | 'lantern' | 'draft';
+
+/** The loaded tokenizer and GPT (and drafter); close() frees them. */
+export interface LlamaGenPipeline {
+  vq: LlamaGenVq;
+  gpt: LlamaGenGpt;
+  drafter?: LlamaGenGpt;
+  /** LANTERN's neighbour table (built on first use). */
+  neighbours(): Promise<NeighbourTable>;
+  close(): void;
+}
+
+export async function loadEmbeddedLlamaGen(model: EmbeddedLlamaGen, opts: { tokenizer?: string; weights?: string; draft?: string } = {}): Promise<LlamaGenPipeline> {
+  const paths = { tokenizer: opts.tokenizer ?? model.tokenizer, weights: opts.weights ?? model.weights, draft: opts.draft ?? model.draft };
+  const files = [openCheckpoint(paths.tokenizer)];
+  const models: LlamaGenGpt[] = [];
+  try {
+    const vq = LlamaGenVq.load(files[0]!.tensors, paths.tokenizer);
+    const load = async (path: string): Promise<LlamaGenGpt> => {
+      const f = openCheckpoint(path);
+      files.push(f);
+      const m = await LlamaGenGpt.load(f.tensors, path, { extras: f.extras });
+      models.push(m);
+      checkPair(vq.config, m.config, { tokenizer: paths.tokenizer, weights: path });
+      return m;
+    };
+    const gpt = await load(paths.weights);
+    const drafter = paths.draft !== undefined ? await load(paths.draft) : undefined;
+    let table: Promise<NeighbourTable> | undefined;
+    return {
+      vq, gpt, drafter,
+      neighbours: () => (table ??= vqNeighbourTable(files[0]!.tensors, paths.tokenizer, vq.config.vocabulary - 1)),
+      close: () => { for (const m of models) m.dispose(); for (const f of files) f.close(); },
+    };
+  } catch (e) {
+    for (const m of models) m.dispose();
+    for (const f of files) f.close();
+    throw e;
+  }
+}
+
+export interface LlamaGenRun {
+  /** One class per image; image b draws from seed + b. */
+  classes: number[];
+  seed: number;
+  decode?: EmbeddedDecode;
+  cfg?: number;
+  topK?: number;
+  topP?: number;
+  temperature?: number;
+  /** Tokens per target pass (default 16 Jacobi, 5 with the drafter). */
+  window?: number;
+  /** LANTERN's neighbours per draft (default every other code) and TV budget (default 0.1). */
+  lanternK?: number;
+  lanternDelta?: number;
+  /** Per image, [V] added to the logits (the watermark's green-list bias). */
+  logitBias?: readonly (Float32Array | undefined)[];
+}
+
+/** Token generation of the tiny LlamaGen with the chosen decoding: tokens[b] in raster order and the counters. */
+export async function generateLlamaGenTokens(model: EmbeddedLlamaGen, pipe: LlamaGenPipeline, run: LlamaGenRun): Promise<Generated> {
+  const s = model.sampling;
+  const options = {
+    classes: run.classes, grid: model.grid, seed: run.seed, cfg: run.cfg ?? s.cfg, topK: run.topK ?? s.topK, topP: run.topP ?? s.topP,
+    temperature: run.temperature ?? s.temperature, window: run.window, logitBias: run.logitBias,
+  };
+  const decode = run.decode ?? 'ar';
+  if (decode === 'draft' && !pipe.drafter) throw new TesseraError('ERR_INVALID_ARGUMENT', `${model.dir} has no draft model (draft.pt)`);
+  if (decode === 'sjd') return generateSjd(pipe.gpt, options);
+  if (decode === 'lantern')
+    return generateLantern(pipe.gpt, { ...options, table: await pipe.neighbours(), k: run.lanternK, delta: run.lanternDelta ?? LANTERN_DELTA });
+  if (decode === 'draft') return generateWithDraft(pipe.gpt, pipe.drafter!, options);
+  if (decode !== 'ar') throw new TesseraError('ERR_INVALID_ARGUMENT', `decode must be ar, sjd, lantern or draft, got ${String(decode)}`);
+  return generateAr(pipe.gpt, options);
+}
+
+/** Images [B, 3, H, W] in [0, 1] of token grids (raster order). */
+export async function decodeLlamaGenTokens(model: EmbeddedLlamaGen, pipe: LlamaGenPipeline, tokens: readonly number[][]): Promise<Tensor> {
+  return toUnitRange(await pipe.vq.decodeCodes(Int32Array.from(tokens.flat()), tokens.length, model.grid));
+}
+
+/** Samples of the tiny LlamaGen: tokens, images [B, 3, H, W] in [0, 1] and the decoding counters. */
+export async function generateLlamaGenImages(model: EmbeddedLlamaGen, pipe: LlamaGenPipeline, run: LlamaGenRun): Promise<{ tokens: number[][]; images: Tensor; stats: DecodeStats }> {
+  const result = await generateLlamaGenTokens(model, pipe, run);
+  return { tokens: result.tokens, images: await decodeLlamaGenTokens(model, pipe, result.tokens), stats: result.stats };
 }
