@@ -6,7 +6,7 @@
 // `tessera generate` writes for that class and seed alone.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { Queue } from 'bullmq';
@@ -172,7 +172,7 @@ describe.skipIf(SKIP || !URL_)('tessera batch on Redis', () => {
     expect(before.chunks.completed).toBeLessThan(20);
     console.log(`killed after ${before.chunks.completed} chunks; ${before.chunks.active} chunk(s) left locked by the dead worker`);
     // A temporary file of a dead process on this host is removed by the next worker.
-    const stale = join(out, '.partial', `000003.png.${(await import('node:os')).hostname().replace(/[^A-Za-z0-9-]/g, '_')}.${first.child.pid}.0`);
+    const stale = join(out, '.partial', `000003.png.${hostname().replace(/[^A-Za-z0-9-]/g, '_')}.${first.child.pid}.0`);
     writeFileSync(stale, 'partial');
     const second = worker(job, out, '--lock-ms', '1500');
     await ok(second);

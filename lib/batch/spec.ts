@@ -125,7 +125,8 @@ export function checkSpec(s: BatchSpec): BatchSpec {
   int(s.count, 'count', 1, MAX_COUNT);
   int(s.chunk, 'chunk', 1, MAX_CHUNK);
   if (chunkCount(s) > MAX_CHUNKS) bad(`${s.count} images in chunks of ${s.chunk} are ${chunkCount(s)} chunks; at most ${MAX_CHUNKS} (raise --chunk)`);
-  int(s.seedBase, 'seed-base', 0, Number.MAX_SAFE_INTEGER - s.count);
+  if (!Number.isSafeInteger(s.seedBase) || s.seedBase < 0 || s.seedBase > Number.MAX_SAFE_INTEGER - s.count)
+    bad(`--seed-base must be an integer in 0..${Number.MAX_SAFE_INTEGER - s.count} (the last seed, seed-base + count - 1, must stay below 2^53), got ${s.seedBase}`);
   int(s.attempts, 'attempts', 1, 100);
   int(s.backoffMs, 'backoff-ms', 0, 3_600_000);
   return s;

@@ -1,11 +1,10 @@
 // `tessera batch submit|work|status|clean`: large offline generation jobs
 // (for example 50,000 images for an FID run) split into chunks on a BullMQ
 // queue in Redis, processed by any number of workers on any machines
-// (lib/batch).
+// (lib/batch). BullMQ and ioredis take about a second to import on a busy
+// machine, so lib/batch loads only when this command runs.
+import type { WorkSummary } from '../batch/worker.js';
 import { TesseraError } from '../errors.js';
-import { formatStatus, batchStatus, cleanBatch } from '../batch/status.js';
-import { submitBatch } from '../batch/submit.js';
-import { startWorker, type WorkSummary } from '../batch/worker.js';
 import { parseArgs, type Command } from './args.js';
 import { numberFlag } from './generate.js';
 
@@ -85,6 +84,7 @@ function optionalNumber(flags: Map<string, string | true>, name: string, integer
 }
 
 async function work(f: Map<string, string | true>, target: { url: string; job: string; prefix?: string }): Promise<number> {
+  const { startWorker } = await import('../batch/worker.js');
   const w = await startWorker({
     ...target, out: required(f, 'out', 'dir'), concurrency: optionalNumber(f, 'concurrency', true), lockMs: optionalNumber(f, 'lock-ms', true),
     tokenizer: optional(f, 'tokenizer'), weights: optional(f, 'weights'),
@@ -136,6 +136,7 @@ export const batchCommand: Command = {
     const target = { url: required(f, 'redis', 'url'), job: required(f, 'job', 'name'), prefix: optional(f, 'prefix') };
     if (sub === 'submit') {
       if (!f.has('count')) throw new TesseraError('ERR_INVALID_ARGUMENT', '--count <N> is required (the number of images)');
+      const { submitBatch } = await import('../batch/submit.js');
       const r = await submitBatch({
         ...target, count: numberFlag(f, 'count', 0, true), model: optional(f, 'model'), tokenizer: optional(f, 'tokenizer'), weights: optional(f, 'weights'),
         classes: optional(f, 'classes'), seedBase: optionalNumber(f, 'seed-base', true), chunk: optionalNumber(f, 'chunk', true),
@@ -148,6 +149,7 @@ export const batchCommand: Command = {
       return 0;
     }
     if (sub === 'work') return work(f, target);
+    const { batchStatus, cleanBatch, formatStatus } = await import('../batch/status.js');
     if (sub === 'status') {
       const st = await batchStatus(target);
       console.log(f.has('json') ? JSON.stringify(st) : formatStatus(st));
