@@ -18,7 +18,8 @@
 //      connection that sends nothing), SSE clients that disconnect after the
 //      first progress event, and one burst beyond the queue bound; every bad
 //      request must get its 4xx, the burst some 429s with Retry-After;
-//   4. reads the server's /metrics: RSS before and after, the event-loop delay
+//   4. reads the server's /metrics: RSS before (after a warm-up that includes
+//      one burst) and after, the event-loop delay
 //      over the load window (tessera_event_loop_delay_window_seconds), batch
 //      sizes, cancellations.
 // Hard requirements (exit 1 when one fails): no good request fails, every bad
@@ -43,7 +44,7 @@ import { connect } from 'node:net';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const USAGE = `Usage: node scripts/load-test.mjs [--url <base>] [--duration <s>=30 | --requests <n>]
@@ -385,6 +386,18 @@ async function burstClients(model, maxQueue) {
   burst.endedAt = performance.now();
 }
 
+/** RSS of the spawned server from /proc (no /metrics scrape, which would reset the event-loop window), sampled every 2 s. */
+const rssTrace = [];
+function sampleRss(t0) {
+  if (!server) return undefined;
+  return setInterval(() => {
+    try {
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.child.pid}/status`, 'utf8'))?.[1]);
+      if (kb) rssTrace.push({ s: (performance.now() - t0) / 1000, requests: good.ok, bytes: kb * 1024 });
+    } catch { /* not Linux, or the server is gone */ }
+  }, 2000);
+}
+
 // ---------- the run ----------
 async function main() {
   const t00 = performance.now();
@@ -409,13 +422,17 @@ async function main() {
   const engineBefore = comparable ? await engineThroughput(opts.engineSeconds) : NaN;
   log(`engine before: ${engineBefore.toFixed(1)} images/s at batch ${opts.maxBatch}`);
 
-  // Warm-up (not counted): the server's pools and caches reach their steady size.
+  // Warm-up (not counted): the clients' load and one burst of the size the run fires, so the server's pools, caches and
+  // allocator reach the high-water mark of this traffic before its RSS is first read.
   log('warm-up ...');
   const warm = Date.now();
   let wi = 0;
-  await Promise.all(Array.from({ length: opts.concurrency }, async () => {
-    while (Date.now() - warm < opts.warmupSeconds * 1000) await http('POST', '/v1/generate', { body: JSON.stringify({ model, class: wi++ % 10, count: opts.count }), headers: json, agent: goodAgent });
-  }));
+  await Promise.all([
+    ...Array.from({ length: opts.concurrency }, async () => {
+      while (Date.now() - warm < opts.warmupSeconds * 1000) await http('POST', '/v1/generate', { body: JSON.stringify({ model, class: wi++ % 10, count: opts.count }), headers: json, agent: goodAgent });
+    }),
+    Promise.all(Array.from({ length: maxQueue + 2 * opts.maxBatch + 16 }, (_, i) => http('POST', '/v1/generate', { body: JSON.stringify({ model, class: i % 10, seed: i }), headers: json }))),
+  ]);
 
   const m0 = await metrics();  // also starts the event-loop delay window
   const rss0 = m0.get('process_resident_memory_bytes');
@@ -427,6 +444,7 @@ async function main() {
   const hardStop = t0 + opts.maxSeconds * 1000;
   stopAt = opts.requests !== undefined ? hardStop : t0 + opts.duration * 1000;
   const guard = setTimeout(() => { stopIssuing = true; }, stopAt - t0);
+  const rssTimer = sampleRss(t0);
   const progress = opts.quiet ? undefined : setInterval(() => log(`  ${good.ok} good requests, ${((performance.now() - t0) / 1000).toFixed(0)} s`), 15_000);
   const side = Promise.all([
     badClient(), slowClients(model), vanishingClients(model),
@@ -441,9 +459,16 @@ async function main() {
   clearTimeout(guard);
   if (progress) clearInterval(progress);
   await side;
+  if (rssTimer) clearInterval(rssTimer);
 
   const m1 = await metrics();
   const rss1 = m1.get('process_resident_memory_bytes');
+  const mem = (m) => ({ heapUsed: m.get('nodejs_heap_size_used_bytes'), heapTotal: m.get('nodejs_heap_size_total_bytes'), external: m.get('nodejs_external_memory_bytes'),
+    poolInUse: m.get('tessera_native_host_pool_bytes{state="in_use"}'), poolCached: m.get('tessera_native_host_pool_bytes{state="cached"}') });
+  const mem0 = mem(m0), mem1 = mem(m1);
+  // RSS at about a quarter, half and three quarters of the good requests (from /proc, spawned servers only).
+  const at = (f) => rssTrace.find((x) => x.requests >= f * good.ok);
+  const trace = [0.25, 0.5, 0.75].map(at).filter(Boolean);
   const loop = { p50: m1.get('tessera_event_loop_delay_window_seconds{quantile="0.5"}') * 1e3, p99: m1.get('tessera_event_loop_delay_window_seconds{quantile="0.99"}') * 1e3, max: m1.get('tessera_event_loop_delay_window_seconds{quantile="max"}') * 1e3 };
   const cancelled = sumOf(m1, 'tessera_requests_cancelled_total') - cancelled0;
   const meanBatch = ((m1.get('tessera_batch_size_sum') ?? 0) - batchSum0) / Math.max(1, (m1.get('tessera_batch_size_count') ?? 0) - batchCount0);
@@ -501,7 +526,8 @@ async function main() {
     `| latency of good requests (per attempt) | p50 ${quantile(good.latencies, 0.5).toFixed(0)} ms, p99 ${quantile(good.latencies, 0.99).toFixed(0)} ms, max ${Math.max(0, ...good.latencies).toFixed(0)} ms |`,
     `| 429 answers | ${good.retried429} to good clients (retried), ${burst.r429} of a ${burst.size}-request burst (${burst.withRetryAfter} with Retry-After; ${burst.ok} answered 200) |`,
     `| event-loop delay of the server over the load | p50 ${loop.p50.toFixed(1)} ms, p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms |`,
-    `| server RSS | ${mib(rss0)} before, ${mib(rss1)} after (${rssGrowth >= 0 ? '+' : ''}${(100 * rssGrowth).toFixed(1)}%) over ${good.ok} requests |`,
+    `| server RSS | ${mib(rss0)} before, ${mib(rss1)} after (${rssGrowth >= 0 ? '+' : ''}${(100 * rssGrowth).toFixed(1)}%) over ${good.ok} requests${trace.length ? `; on the way: ${trace.map((x) => `${mib(x.bytes)} at ${x.requests}`).join(', ')}` : ''} |`,
+    `| server JS heap used / native pool in use + cached | ${mib(mem0.heapUsed)} / ${mib(mem0.poolInUse)} + ${mib(mem0.poolCached)} before, ${mib(mem1.heapUsed)} / ${mib(mem1.poolInUse)} + ${mib(mem1.poolCached)} after |`,
     `| SSE clients that hung up after a progress event | ${vanished.sawProgress} of ${vanished.tried}; ${cancelled} requests cancelled by the server |`,
     `| good-request errors | ${good.errors.length} |`,
     '',
@@ -526,7 +552,7 @@ async function main() {
     writeFileSync(opts.json, JSON.stringify({
       base, model, options: opts, seconds, served, engine: { before: engineBefore, after: engineAfter, baseline }, throughput, requests: good.ok, images: good.images, sse: good.sse,
       meanBatch, latencyMs: { p50: quantile(good.latencies, 0.5), p99: quantile(good.latencies, 0.99) }, retried429: good.retried429, burst, loopDelayMs: loop,
-      rss: { before: rss0, after: rss1, growth: rssGrowth }, vanished, cancelled, goodErrors: good.errors,
+      rss: { before: rss0, after: rss1, growth: rssGrowth, trace: rssTrace }, memory: { before: mem0, after: mem1 }, vanished, cancelled, goodErrors: good.errors,
       bad: Object.fromEntries([...badSeen].map(([n, s]) => [n, { expected: s.expected, got: Object.fromEntries(s.got), wrong: s.wrong }])),
       slow, hard: hard.map(([name, ok, why]) => ({ name, ok, why })), targets: targets.map(([name, ok, value]) => ({ name, ok: ok ?? null, value })), hardOk, targetsOk,
     }, null, 2));
