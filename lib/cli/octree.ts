@@ -12,6 +12,7 @@ import { hasNativeMarchingCubes, marchingCubesAsync } from '../octree/mesh.js';
 import { Octree } from '../octree/octree.js';
 import { octreePoints, octreePointsToPly, voxelMesh } from '../octree/voxels.js';
 import { meshFormatOf, writeMesh } from '../octree/writers.js';
+import { runGenerate, runRandomWeights } from '../models/octree/cli.js';
 import { parseArgs, type Command } from './args.js';
 
 const VALUED = ['depth', 'full-depth', 'json', 'mesh', 'voxels', 'points', 'radius'];
@@ -68,9 +69,11 @@ async function writeJson(path: string, tree: Octree, neighbors: boolean): Promis
 
 export const octreeCommand: Command = {
   name: 'octree',
-  summary: 'build the octree of a point cloud; JSON levels, neighbours, marching-cubes mesh',
+  summary: 'build the octree of a point cloud (JSON levels, neighbours, mesh); OctGPT generate',
   usage: `Usage: tessera octree <points.ply> --depth D --full-depth F [--json <out.json>] [--neighbors] [--mesh <out.obj>]
          [--voxels <out.obj>] [--points <out.ply>] [--radius <cells>]
+       tessera octree generate --weights <octgpt.pth> [--seed N] [--steps ...] [--out <voxels.obj>]   (--help for more)
+       tessera octree random-weights <out.pth> [--width C] [--heads H] [--blocks N] ...           (--help for more)
 
 Builds the octree of the PLY point cloud (ocnn conventions: points in
 [-1, 1]^3; points outside are left out and counted) and prints the node
@@ -90,6 +93,9 @@ counts of every depth.
   --voxels <out>      the depth-D leaves as cubes (exposed faces); .obj/.ply/.glb
   --points <out.ply>  leaf centres with normals and features`,
   async run(argv) {
+    // Subcommands; a point cloud literally named so can be given as ./generate.
+    if (argv[0] === 'generate') return runGenerate(argv.slice(1));
+    if (argv[0] === 'random-weights') return runRandomWeights(argv.slice(1));
     const args = parseArgs(argv, VALUED);
     const f = args.flags;
     if (f.has('help')) { console.log(this.usage); return 0; }

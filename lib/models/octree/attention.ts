@@ -6,7 +6,7 @@
 // defines it is applied to q and k in token order before the gather.
 import { fail } from '../../errors.js';
 import { native } from '../../native.js';
-import { attention, ropeApply, ropeTable3d } from '../../ops/attention.js';
+import { attention, ropeApply, ropeTable3d, type MaskTerm } from '../../ops/attention.js';
 import { Tensor, withTensors } from '../../tensor.js';
 import type { Octree } from '../../octree/octree.js';
 
@@ -84,6 +84,70 @@ export async function windowAttention(q: Tensor, k: Tensor, v: Tensor, heads: nu
     mask: { segments: { q: plan.segments, k: plan.segments } },
   });
   return scatterRows(ow.reshape([W * K, C]), plan.perm, N);
+}
+
+/**
+ * OctGPT's windowed attention (models/octformer.py OctreeAttention): the
+ * window mask of `plan` (same sample, no fillers or padding) and the
+ * scale-causal rule: a query of group g sees the keys of groups <= g (group =
+ * the token's depth index; buffer tokens share the first depth's group).
+ * Groups must not decrease along the tokens (one sample, depth-major order),
+ * so inside a window each group is one run of slots and the rule is the fused
+ * kernel's block-causal mask over those runs. Windows with the same runs share
+ * one attention call. Returns [N, C].
+ */
+export async function scaleCausalWindowAttention(q: Tensor, k: Tensor, v: Tensor, heads: number, plan: WindowPlan, groups: Int32Array, rope?: Rope3d): Promise<Tensor> {
+  const [N, C] = q.shape as [number, number];
+  if (q.shape.length !== 2 || C % heads !== 0) fail('ERR_SHAPE', `q must be [N, heads·d], got [${q.shape.join(', ')}] for ${heads} heads`);
+  if (groups.length !== N) fail('ERR_SHAPE', `groups must hold one entry per token (${N}), got ${groups.length}`);
+  for (let i = 1; i < N; i++) if (groups[i]! < groups[i - 1]!) fail('ERR_INVALID_ARGUMENT', 'groups must not decrease along the tokens (one sample, depth-major order)');
+  const d = C / heads;
+  if (rope) {
+    const args = { layout: 'blhd' as const, cos: rope.cos, sin: rope.sin, rotaryDim: rope.rotaryDim };
+    q = await ropeApply({ x: q.reshape([1, N, heads, d]), ...args }).then((t) => t.reshape([N, C]));
+    k = await ropeApply({ x: k.reshape([1, N, heads, d]), ...args }).then((t) => t.reshape([N, C]));
+  }
+  const W = plan.numWindows, K = plan.window;
+  const perm = plan.perm.data as Int32Array, seg = plan.segments.data as Int32Array;
+  // Runs of equal groups per window; fillers and padding join the run next to them.
+  const bySignature = new Map<string, { lengths: number[]; windows: number[] }>();
+  const g = new Int32Array(K);
+  for (let w = 0; w < W; w++) {
+    let prev = -1, first = -1;
+    for (let j = 0; j < K; j++) {
+      const t = perm[w * K + j]!;
+      g[j] = t >= 0 ? groups[t]! : prev;
+      prev = g[j]!;
+      if (first < 0 && prev >= 0) first = prev;
+    }
+    for (let j = 0; j < K && g[j]! < 0; j++) g[j] = Math.max(first, 0);  // leading fillers
+    const lengths: number[] = [];
+    let len = 1;
+    for (let j = 1; j < K; j++) {
+      if (g[j] !== g[j - 1]) { lengths.push(len); len = 0; }
+      len++;
+    }
+    lengths.push(len);
+    const key = lengths.join(',');
+    const entry = bySignature.get(key) ?? { lengths, windows: [] };
+    entry.windows.push(w);
+    bySignature.set(key, entry);
+  }
+  const out = Tensor.zeros([N, C]);
+  for (const { lengths, windows } of bySignature.values()) {
+    const n = windows.length;
+    const idx = new Int32Array(n * K), sg = new Int32Array(n * K);
+    windows.forEach((w, i) => { idx.set(perm.subarray(w * K, w * K + K), i * K); sg.set(seg.subarray(w * K, w * K + K), i * K); });
+    const index = Tensor.from(idx, [n * K]), segments = Tensor.from(sg, [n, K]);
+    const shape = [n, K, heads, d];
+    const [qw, kw, vw] = await Promise.all([q, k, v].map((t) => gatherRows(t, index)));
+    const mask: MaskTerm[] = [{ segments: { q: segments, k: segments } }];
+    if (lengths.length > 1) mask.push({ blockCausal: lengths });
+    const ow = await attention({ q: qw!.reshape(shape), k: kw!.reshape(shape), v: vw!.reshape(shape), layout: 'blhd', mask });
+    const flat = ow.reshape([n * K, C]);
+    await withTensors([flat, index, out], () => nat().octreeRows({ x: flat.native(), index: index.native(), out: out.native(), scatter: true }));
+  }
+  return out;
 }
 
 // ---- OctGPT 3D rotary embeddings -------------------------------------------

@@ -36,6 +36,11 @@ function erf(x: number): number {
   return s * (1 - poly * Math.exp(-a * a));
 }
 
+/** nn.GELU (exact erf form) in place. */
+export function geluInPlace(a: Float32Array): void {
+  for (let i = 0; i < a.length; i++) { const z = a[i]!; a[i] = 0.5 * z * (1 + erf(z / Math.SQRT2)); }
+}
+
 export class OctFormerBlock {
   readonly channels: number;
   readonly heads: number;
@@ -99,8 +104,7 @@ export class OctFormerBlock {
     const x2 = await linear({ x: a, weight: w.pW!, bias: w.pB, residual: x1 });
     const h2 = await layerNorm({ x: x2, weight: w.n2w, bias: w.n2b, eps: this.#eps });
     const m = await linear({ x: h2, weight: w.f1W!, bias: w.f1B });
-    const md = m.data as Float32Array;
-    for (let i = 0; i < md.length; i++) { const z = md[i]!; md[i] = 0.5 * z * (1 + erf(z / Math.SQRT2)); }
+    geluInPlace(m.data as Float32Array);
     return linear({ x: m, weight: w.f2W!, bias: w.f2B, residual: x2 });
   }
 }
