@@ -4,14 +4,15 @@ import { benchAttentionCommand } from './bench_attention.js';
 import { benchGemmCommand } from './bench_gemm.js';
 import { benchLlamaGenCommand } from './bench_llamagen.js';
 import { benchLoadCommand } from './bench_load.js';
+import { benchOctreeCommand } from './bench_octree.js';
 import { benchVarCommand } from './bench_var.js';
 import { benchSplatCommand } from './bench_splat.js';
 
-const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand, benchLoadCommand, benchVarCommand, benchSplatCommand, benchLlamaGenCommand];
+const BENCHES: Command[] = [benchAttentionCommand, benchGemmCommand, benchLoadCommand, benchVarCommand, benchSplatCommand, benchLlamaGenCommand, benchOctreeCommand];
 
 export const benchCommand: Command = {
   name: 'bench',
-  summary: 'benchmarks side by side with peers or machine floors (attention, gemm, load, var, splat)',
+  summary: 'benchmarks side by side with peers or machine floors (attention, gemm, load, var, splat, llamagen, octree)',
   usage: `Usage: tessera bench <name> [options]
 
 ${BENCHES.map((b) => `  ${b.name.padEnd(10)} ${b.summary}`).join('\n')}
