@@ -102,9 +102,15 @@ describe('the page and its server side', () => {
     }
   });
 
-  it('under a prefix, the page points its base there', async () => {
+  it('in a host app the page is opt-in (the host may own /); under a prefix it points its base there', async () => {
+    const plain = Fastify({ logger: false });
+    plain.get('/', async () => 'the host\'s own page');
+    await plain.register(tessera, { models: [spec] });
+    expect((await plain.inject({ url: '/' })).body).toBe('the host\'s own page');
+    expect((await plain.inject({ url: '/web/app.js' })).statusCode).toBe(404);
+    await plain.close();
     const host = Fastify({ logger: false });
-    await host.register(tessera, { prefix: '/tessera', models: [spec] });
+    await host.register(tessera, { prefix: '/tessera', models: [spec], page: true });
     try {
       const r = await host.inject({ url: '/tessera/' });
       expect(r.statusCode).toBe(200);

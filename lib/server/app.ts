@@ -28,6 +28,6 @@ export async function buildServer(options: ServeOptions = {}, fastifyOptions: Fa
     http: { requestTimeout, headersTimeout: Math.min(60_000, requestTimeout), connectionsCheckingInterval: Math.min(1000, Math.max(50, requestTimeout / 4)) },
     ...fastifyOptions,
   } as FastifyServerOptions);
-  await app.register(tessera, plugin);
+  await app.register(tessera, { page: true, ...plugin });
   return app;
 }

@@ -19,6 +19,8 @@ declare module 'fastify' {
 export interface TesseraPluginOptions extends ServerOptions {
   /** Route prefix inside the host app (default none). */
   prefix?: string;
+  /** Serve the web page at the prefix's root (`/`, `/web/*`): default off in a host app, on in buildServer/`tessera serve`. */
+  page?: boolean;
 }
 
 const plugin: FastifyPluginAsync<TesseraPluginOptions> = async (app: FastifyInstance, opts) => {
@@ -30,7 +32,7 @@ const plugin: FastifyPluginAsync<TesseraPluginOptions> = async (app: FastifyInst
   } catch (e) {
     app.log.error({ err: e }, 'tessera: loading failed; /ready answers 503 with the reason');
   }
-  await app.register(async (child) => tesseraRoutes(child, engine), { prefix: opts.prefix });
+  await app.register(async (child) => tesseraRoutes(child, engine, { page: opts.page ?? false }), { prefix: opts.prefix });
 };
 
 export const tessera = fp(plugin, { name: 'tessera', fastify: '5.x' });

@@ -79,7 +79,7 @@ function requestSignal(reply: FastifyReply, timeoutMs: number): AbortSignal {
   return ctl.signal;
 }
 
-export async function tesseraRoutes(app: FastifyInstance, engine: TesseraEngine): Promise<void> {
+export async function tesseraRoutes(app: FastifyInstance, engine: TesseraEngine, { page = false }: { page?: boolean } = {}): Promise<void> {
   const { timeoutMs, bodyLimit, maxCount } = engine.options;
   const m = engine.metrics;
 
@@ -125,12 +125,15 @@ export async function tesseraRoutes(app: FastifyInstance, engine: TesseraEngine)
   app.get('/v1/scenes', async () => ({ scenes: [...engine.registry.scenes].map(([id, s]) => sceneView(id, s)) }));
 
   // The web page (lib/server/web): static HTML, script and style; no inline code, so a strict CSP.
-  const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'";
-  const html = indexHtml(app.prefix);
-  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').headers({ 'content-security-policy': csp, 'x-content-type-options': 'nosniff' }).send(html));
-  app.get('/web/app.js', async (_req, reply) => reply.type('text/javascript; charset=utf-8').header('x-content-type-options', 'nosniff').send(APP_JS));
-  app.get('/web/style.css', async (_req, reply) => reply.type('text/css; charset=utf-8').header('x-content-type-options', 'nosniff').send(STYLE_CSS));
-  app.get('/web/icon.svg', async (_req, reply) => reply.type('image/svg+xml').header('x-content-type-options', 'nosniff').send(ICON_SVG));
+  if (page) {
+    const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; base-uri 'self'; form-action 'none'; frame-ancestors 'none'";
+    const html = indexHtml(app.prefix);
+    const asset = (type: string, body: string) => async (_req: FastifyRequest, reply: FastifyReply) => reply.type(type).header('x-content-type-options', 'nosniff').send(body);
+    app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').headers({ 'content-security-policy': csp, 'x-content-type-options': 'nosniff' }).send(html));
+    app.get('/web/app.js', asset('text/javascript; charset=utf-8', APP_JS));
+    app.get('/web/style.css', asset('text/css; charset=utf-8', STYLE_CSS));
+    app.get('/web/icon.svg', asset('image/svg+xml', ICON_SVG));
+  }
 
   const imageRoute = (path: string, schema: object, start: (b: Body, signal: AbortSignal, onProgress?: (p: Progress) => void) => Promise<ImageResult>) =>
     app.post<{ Body: Body }>(path, { schema: { body: schema }, bodyLimit }, async (req, reply) => {
