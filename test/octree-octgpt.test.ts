@@ -5,6 +5,9 @@
 // decoding on those random checkpoints, and refused checkpoints.
 // Logit tolerance 1e-4 in ‖out − ref‖/‖ref‖: fp32 GEMMs of ≤ 96 terms and
 // fp32 norms through 8 blocks against float64 (measured 7e-7 to 1.6e-6).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -15,6 +18,7 @@ import { Octree } from '../lib/octree/octree.js';
 import { OctGpt } from '../lib/models/octree/octgpt.js';
 import { denseOctree, generateOctGpt, maskSchedule, type StepInfo } from '../lib/models/octree/octgpt_generate.js';
 import { randomOctGptTensors } from '../lib/models/octree/octgpt_random.js';
+import { parseObj } from '../lib/io/obj.js';
 import { relError } from './reference.js';
 
 const dir = join(import.meta.dirname, 'fixtures', 'octree');
@@ -184,5 +188,34 @@ describe('OctGPT checkpoints', () => {
     const r = await generateOctGpt(m, { seed: 1, steps: 2 });
     expect(r.octree.depth).toBe(3);
     expect(r.codes.length).toBe(r.octree.level(3).nnum * 4);
+  });
+});
+
+describe('tessera octree generate / random-weights', () => {
+  const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli', 'main.js');
+  const tmp = mkdtempSync(join(tmpdir(), 'tessera-octgpt-cli-'));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  const tessera = (...args: string[]) => {
+    const r = spawnSync(process.execPath, [cli, 'octree', ...args], { encoding: 'utf8', env: process.env });
+    return { code: r.status, out: r.stdout, err: r.stderr };
+  };
+
+  it('writes random weights, generates the same voxels twice for one seed, and refuses bad flags', () => {
+    if (!existsSync(cli)) throw new Error('dist/ is missing: run `npm run build:ts` first (npm test does)');
+    const w = join(tmp, 'tiny.pth');
+    expect(tessera('random-weights', w, '--width', '24', '--heads', '2', '--blocks', '2', '--bits', '4', '--depths', '2').code).toBe(0);
+    const gen = (seed: string, out: string) => tessera('generate', '--weights', w, '--heads', '2', '--window', '16', '--dilation', '2',
+      '--buffer', '4', '--full-depth', '2', '--steps', '3,3', '--seed', seed, '--out', out);
+    const a = gen('9', join(tmp, 'a.obj')), b = gen('9', join(tmp, 'b.obj'));
+    expect(a.code, a.err).toBe(0);
+    expect(b.code).toBe(0);
+    expect(readFileSync(join(tmp, 'a.obj'), 'utf8')).toBe(readFileSync(join(tmp, 'b.obj'), 'utf8'));
+    expect(parseObj(readFileSync(join(tmp, 'a.obj'), 'utf8')).indices.length).toBeGreaterThan(0);
+    expect(tessera('generate', '--weights', w, '--seed', '-1').code).not.toBe(0);
+    expect(tessera('generate', '--weights', w, '--heads', '2', '--bogus').code).toBe(2);
+    expect(tessera('generate').code).toBe(2);
+    const notOctgpt = tessera('generate', '--weights', join(dir, 'octgpt_expected.safetensors'));
+    expect(notOctgpt.code).not.toBe(0);
+    expect(notOctgpt.err).toContain('split_emb.weight');
   });
 });
