@@ -16,6 +16,8 @@
 #
 # Env: TESSERA_PACK_CACHE (default ~/.cache/tessera-pack-test/npm),
 #      PACK_TEST_BUILD=0 to reuse build/Release without invoking the build,
+#      PACK_TEST_BUILD_DIR=build-release to check, stage and test the binaries
+#        that scripts/release-build.sh made there (no build; implies PACK_TEST_BUILD=0),
 #      PACK_TEST_KEEP=1 to keep the temp project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +28,9 @@ if [[ "${PACK_TEST_KEEP:-0}" != 1 ]]; then trap 'rm -rf "$work"' EXIT; else echo
 t0=$(date +%s)
 step() { echo "== pack-test: $* ($(( $(date +%s) - t0 )) s)"; }
 
+build_dir=${PACK_TEST_BUILD_DIR:-build}
 step "build the addon (incremental) and the TypeScript"
-if [[ "${PACK_TEST_BUILD:-1}" != 0 ]]; then
+if [[ "${PACK_TEST_BUILD:-1}" != 0 && $build_dir == build ]]; then
   if [[ -f build/build.ninja || -f build/Makefile ]]; then
     targets=(--target tessera_addon)
     [[ -f build/Release/libtessera_cuda.so ]] && targets+=(--target tessera_cuda)
@@ -39,11 +42,11 @@ fi
 npx tsc -p tsconfig.json
 
 step "check the binaries (ISA flags, AVX only in per-ISA code, glibc floor)"
-node scripts/release-check-binaries.mjs
+node scripts/release-check-binaries.mjs --build-dir "$build_dir"
 node scripts/release-version.mjs --check
 
 step "stage the binaries into npm/*/ and pack"
-node scripts/release-stage.mjs
+node scripts/release-stage.mjs --build-dir "$build_dir"
 mkdir -p "$work/tarballs"
 pack() { (cd "$1" && npm pack --ignore-scripts --json --pack-destination "$work/tarballs" 2>/dev/null); }
 pack . > "$work/pack-main.json"

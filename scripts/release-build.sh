@@ -49,6 +49,7 @@
 #     --no-stage        do not copy the binaries into npm/*/
 #     --max-glibc V     glibc floor to enforce (default 2.31)
 set -euo pipefail
+{ # the whole script is read before it runs, so editing it mid-run is harmless
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
@@ -169,12 +170,15 @@ else
   src_desc="commit $(git log -1 --format='%h %cs' "$commit")"
   dirty=$(git status --porcelain --untracked-files=no -- native bindings CMakeLists.txt cmake 2>/dev/null | wc -l)
   [[ $dirty == 0 ]] || echo "release-build: note: $dirty uncommitted change(s) under native/, bindings/ or CMakeLists.txt are NOT in this build (--worktree builds them)"
-  # cmake-js keeps no state in the source folder, so a changed commit only
-  # rebuilds what differs when --incremental keeps the build folder.
-  if [[ ! -f $src/.tessera-commit || $(cat "$src/.tessera-commit") != "$commit" ]]; then
+  # Unpacked again only when the built paths differ from the last unpack (git
+  # archive stamps every file with the commit time, so --incremental then
+  # recompiles everything).
+  paths=(CMakeLists.txt native bindings $(git ls-tree --name-only "$commit" cmake test/native package.json))
+  key=$(git ls-tree "$commit" -- "${paths[@]}" | sha256sum | cut -c1-16)
+  if [[ ! -f $src/.tessera-tree || $(cat "$src/.tessera-tree") != "$key" ]]; then
     rm -rf "$src" && mkdir -p "$src"
-    git archive "$commit" CMakeLists.txt native bindings $(git ls-tree --name-only "$commit" cmake test/native package.json) | tar -x -C "$src"
-    echo "$commit" > "$src/.tessera-commit"
+    git archive "$commit" "${paths[@]}" | tar -x -C "$src"
+    echo "$key" > "$src/.tessera-tree"
   fi
   ln -sfn "$repo/node_modules" "$src/node_modules"
 fi
@@ -186,11 +190,13 @@ if [[ $cuda == ON ]]; then
 fi
 inner=$(cat <<EOF
 set -euo pipefail
-export PATH=/opt/host-cmake/bin:/opt/host-node/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+export PATH=/opt/host-cmake/bin:/opt/host-node/bin:/usr/sbin:/usr/bin:/sbin:/bin$( [[ $cuda == ON ]] && echo :/usr/local/cuda/bin || true) HOME=/root LANG=C.UTF-8
 unset TESSERA_ADDON_PATH TESSERA_CUDA_LIB TESSERA_BACKEND NODE_EXTRA_CA_CERTS
 cd "$src"
 echo "root:  \$(. /etc/os-release; echo \$PRETTY_NAME), \$(ldd --version | head -1), \$(g++ --version | head -1)"
 echo "tools: node \$(node --version), \$(cmake --version | head -1), ninja \$(ninja --version)$( [[ $cuda == ON ]] && echo ", \$(/usr/local/cuda/bin/nvcc --version | tail -1)" || true)"
+# configure, then build: a kept (--incremental) build folder takes the options too
+TESSERA_CUDA=$cuda node node_modules/cmake-js/bin/cmake-js configure --out "$repo/$out" -G Ninja ${defines[*]@Q}
 TESSERA_CUDA=$cuda node node_modules/cmake-js/bin/cmake-js build --out "$repo/$out" -G Ninja -p $jobs ${defines[*]@Q}
 EOF
 )
@@ -201,6 +207,15 @@ echo "== inside the root: native tests"
 "$repo/$out/tessera_native_tests" 2>&1 | tail -3
 echo "== inside the root: node loads the addon"
 node -e "const a = require('$repo/$out/Release/tessera.node'); const s = a.backendStatus(); console.log('loaded', '$out/Release/tessera.node', 'isa', a.cpuInfo().isa, 'cudaBuilt', s.cudaBuilt, 'cudaError', JSON.stringify(s.cudaError))"
+if [[ -f "$repo/dist/lib/cli/main.js" ]]; then
+  echo "== inside the root: tessera info and generate (the checkout's dist/) with this addon"
+  cd "$repo"
+  export TESSERA_ADDON_PATH="$repo/$out/Release/tessera.node"
+  node dist/lib/cli/main.js info | head -2
+  node dist/lib/cli/main.js generate --out /tmp/tessera-release-build.png
+else
+  echo "== inside the root: dist/ not built, tessera generate skipped"
+fi
 EOF
 )
 fi
@@ -225,3 +240,5 @@ if [[ $stage == 1 ]]; then
   node scripts/release-stage.mjs --build-dir "$repo/$out"
 fi
 step "done: $out/Release/tessera.node${cuda_dir:+ and $out/Release/libtessera_cuda.so}"
+exit 0
+}
