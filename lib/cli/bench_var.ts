@@ -13,6 +13,7 @@ import { TesseraError } from '../errors.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { generate } from '../models/var/generate.js';
 import { loadVar } from '../models/var/load.js';
+import { OpProfile, setVarProfile } from '../models/var/profile.js';
 import { D16, OFFICIAL_VAE, randomVaeTensors, randomVarTensors, type RandomVaeShape, type RandomVarShape } from '../models/var/random_checkpoint.js';
 import { getThreads } from '../runtime.js';
 import { parseArgs, type Command } from './args.js';
@@ -30,34 +31,42 @@ interface RunResult {
   perScaleMs: number[]; decodeMs: number; totalMs: number; peakRssBytes: number; loadMs?: number; gemmGflops?: number; torch?: string;
   /** getrusage user + system CPU time of the run (all threads); wall time alone misleads on a shared machine. */
   cpuMs?: number;
+  /** --profile: the per-op table of the last run (profile.ts). */
+  profile?: string;
 }
 interface Row { model: string; batch: number; impl: string; result?: RunResult; skipped?: string }
 
 /** One Tessera configuration, run inside the worker child. */
-async function worker(cfg: { vae: string; var: string; batch: number; runs: number; compute: 'float32' | 'bfloat16' }): Promise<RunResult> {
+async function worker(cfg: { vae: string; var: string; batch: number; runs: number; compute: 'float32' | 'bfloat16'; profile?: boolean }): Promise<RunResult> {
   const t0 = performance.now();
   const pipe = await loadVar(cfg.vae, cfg.var, { compute: cfg.compute });
   const loadMs = performance.now() - t0;
   let best: RunResult | undefined;
+  let profile: string | undefined;
   try {
     const classes = Array.from({ length: cfg.batch }, (_, b) => b % pipe.model.config.classes);
     for (let r = 0; r < cfg.runs; r++) {
       const marks: number[] = [];
+      // Only the last run is profiled (warm caches; the hooks' cost stays out of the others).
+      const prof = cfg.profile && r === cfg.runs - 1 ? new OpProfile() : undefined;
+      setVarProfile(prof);
       const ru0 = process.resourceUsage();
       const start = performance.now();
       const out = await generate(pipe.vae, pipe.model, { ...SAMPLING, classes, seed: r, onScale: () => { marks.push(performance.now()); } });
       const end = performance.now();
       const ru1 = process.resourceUsage();
+      setVarProfile(undefined);
+      if (prof) profile = prof.report();
       out.images.dispose();
       const perScaleMs = marks.map((m, i) => m - (i === 0 ? start : marks[i - 1]!));
       const cpuMs = (ru1.userCPUTime + ru1.systemCPUTime - ru0.userCPUTime - ru0.systemCPUTime) / 1000;
       const run = { perScaleMs, decodeMs: end - marks[marks.length - 1]!, totalMs: end - start, peakRssBytes: 0, loadMs, cpuMs };
-      if (!best || run.totalMs < best.totalMs) best = run;
+      if (!prof && (!best || run.totalMs < best.totalMs)) best = run;
     }
   } finally {
     pipe.close();
   }
-  return { ...best!, peakRssBytes: process.resourceUsage().maxRSS * 1024 };
+  return { ...best!, peakRssBytes: process.resourceUsage().maxRSS * 1024, ...(profile ? { profile } : {}) };
 }
 
 function lastJson(stdout: string): RunResult {
@@ -82,7 +91,7 @@ export const benchVarCommand: Command = {
   name: 'var',
   summary: 'VAR generation (tiny and d16 random weights), fp32/bf16, vs the PyTorch reference',
   usage: `Usage: tessera bench var [--model tiny,d16] [--batch 1,8] [--compute fp32,bf16]
-                         [--runs 2] [--no-peer] [--json]
+                         [--runs 2] [--no-peer] [--json] [--profile]
 
 Writes random-weight checkpoints in the official layout to a temporary
 directory (tiny: depth 2, width 128; d16: depth 16, width 1024, 310M
@@ -94,7 +103,11 @@ time per scale, the VQVAE decode and the process's peak RSS. The PyTorch
 peer (scripts/reference/var_bench.py on ${PYTHON}, same files, same thread
 count, float32) runs in the same invocation when torch is importable;
 otherwise it is reported as skipped, and its F.linear GFLOP/s is printed
-(Debian's torch may use a reference BLAS). ratio = PyTorch ms / Tessera ms.`,
+(Debian's torch may use a reference BLAS). ratio = PyTorch ms / Tessera ms.
+--profile runs one more generation per configuration (not counted in the
+times) with per-op hooks and prints CPU ms per op family and stage
+(transformer scale s0.., decode), as TESSERA_VAR_PROFILE=1 does for any
+generation.`,
   async run(argv) {
     const args = parseArgs(argv, ['model', 'batch', 'compute', 'runs', 'worker']);
     if (args.flags.has('help')) { console.log(this.usage); return 0; }
@@ -102,6 +115,7 @@ otherwise it is reported as skipped, and its F.linear GFLOP/s is printed
     if (typeof w === 'string') { console.log(JSON.stringify(await worker(JSON.parse(w)))); return 0; }
     const models = list(args.flags.get('model'), 'tiny,d16'), batches = list(args.flags.get('batch'), '1,8').map(Number);
     const computes = list(args.flags.get('compute'), 'fp32,bf16'), runs = Number(args.flags.get('runs') ?? 2);
+    const profile = args.flags.has('profile');
     for (const m of models) if (!MODELS[m]) throw new TesseraError('ERR_INVALID_ARGUMENT', `--model: unknown ${m} (tiny, d16)`);
     for (const c of computes) if (c !== 'fp32' && c !== 'bf16') throw new TesseraError('ERR_INVALID_ARGUMENT', `--compute: unknown ${c} (fp32, bf16)`);
     if (!batches.every((b) => Number.isInteger(b) && b >= 1)) throw new TesseraError('ERR_INVALID_ARGUMENT', '--batch needs positive integers');
@@ -122,7 +136,7 @@ otherwise it is reported as skipped, and its F.linear GFLOP/s is printed
         say(`\n${name}: transformer ${mb(statSync(files.var).size)}, VQVAE ${mb(statSync(files.vae).size)} (fp32 files)`);
         for (const batch of batches) {
           for (const c of computes) {
-            const cfg = { ...files, batch, runs, compute: c === 'bf16' ? 'bfloat16' : 'float32' };
+            const cfg = { ...files, batch, runs: profile ? runs + 1 : runs, compute: c === 'bf16' ? 'bfloat16' : 'float32', profile };
             const r = spawnSync(process.execPath, [main, 'bench', 'var', '--worker', JSON.stringify(cfg)], { encoding: 'utf8', maxBuffer: 1 << 24 });
             if (r.status !== 0) throw new TesseraError('ERR_INTERNAL', `worker ${name} b${batch} ${c} failed: ${r.stderr}`);
             rows.push({ model: name, batch, impl: `tessera-${c}`, result: lastJson(r.stdout) });
@@ -157,6 +171,7 @@ function report(row: Row, rows: Row[], say: (s: string) => void): void {
     `peak RSS ${mb(r.peakRssBytes)}${ratio}`);
   if (r.cpuMs !== undefined) say(`      CPU time (user+sys, all threads) ${(r.cpuMs / row.batch).toFixed(0)} ms/image (${(r.cpuMs / r.totalMs).toFixed(2)} cores busy on average)`);
   say(`      per scale ms: ${r.perScaleMs.map((m) => m.toFixed(0)).join(' ')}`);
+  if (r.profile) say(`      per-op profile (one generation, all ${row.batch} images; CPU ms = user+sys of all threads):\n${r.profile.replace(/^/gm, '      ')}`);
   if (r.gemmGflops !== undefined) say(`      torch ${r.torch}: F.linear 256x1024x1024 at ${r.gemmGflops.toFixed(1)} GFLOP/s in this build`);
   if (row.impl === 'pytorch')
     for (const o of rows)

@@ -7,6 +7,7 @@
 // in practice), norms and resizes round a few operations per element.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -173,6 +174,53 @@ TEST(conv2d_matches_reference_on_every_isa) {
     const double e = run_conv(c, ++salt);
     CHECK(e <= 1e-2) << describe(c) << " rel error " << e;
   }
+}
+
+// The channel-major route (weights as A panels, patch panels built on demand,
+// tiles stored straight into NCHW with a per-row bias), forced by
+// TESSERA_CONV_ROUTE=channel_major at sizes the automatic choice would send
+// elsewhere, and in its automatic range (Ho·Wo >= Co) without the override.
+TEST(conv2d_channel_major_route_matches_reference_on_every_isa) {
+  std::vector<ConvCase> forced = {
+      {2, 3, 11, 13, 17, 3, 3, 1, 1, 1, 1, 1, 1},     // panels of 32 pixels span output rows
+      {1, 33, 9, 10, 40, 3, 3, 1, 1, 1, 1, 1, 1},     // K = 297: two K blocks
+      {2, 5, 7, 9, 6, 1, 1},                          // 1×1
+      {1, 4, 13, 13, 6, 5, 5, 1, 1, 2, 2, 2, 2},      // 5×5 pad 2
+      {1, 3, 12, 11, 5, 3, 3, 1, 1, 2, 2, 2, 2, 2},   // dilation 2
+      {1, 6, 15, 12, 7, 3, 3, 2, 1, 1, 1, 1, 1},      // stride 2 along y only
+      {1, 3, 1, 1, 4, 3, 3, 1, 1, 1, 1, 1, 1},        // 1×1 image, all padding
+      {1, 7, 6, 5, 350, 3, 3, 1, 1, 1, 1, 1, 1},      // Co > one unit of rows (336)
+      {1, 5, 12, 11, 9, 3, 3, 1, 1, 0, 1, 0, 1},      // pad bottom/right only
+  };
+  std::vector<ConvCase> automatic = {
+      {1, 40, 40, 37, 45, 3, 3, 1, 1, 1, 1, 1, 1},    // Ho·Wo >= 4·Co: the route's own range
+      {2, 24, 33, 32, 20, 1, 1},                      // 1×1 over contiguous planes
+  };
+  for (auto* list : {&forced, &automatic}) {
+    const size_t n = list->size();
+    for (size_t i = 0; i < n; ++i) {
+      ConvCase c = (*list)[i];
+      c.accumulate = true;
+      c.bias = i % 2 == 1;
+      c.packed = i % 3 == 0;
+      c.x_pad = i % 2 == 0 ? 3 : 0;  // strided input rows
+      list->push_back(c);
+    }
+  }
+  uint64_t salt = 900;
+  for_each_isa([&] {
+    setenv("TESSERA_CONV_ROUTE", "channel_major", 1);
+    for (const ConvCase& c : forced) {
+      const double e = run_conv(c, ++salt);
+      CHECK(e <= kTol) << "channel_major " << describe(c) << " rel error " << e;
+    }
+    unsetenv("TESSERA_CONV_ROUTE");
+    for (const ConvCase& c : automatic) {
+      const double e = run_conv(c, ++salt);
+      CHECK(e <= kTol) << "auto " << describe(c) << " rel error " << e;
+    }
+  });
+  unsetenv("TESSERA_CONV_ROUTE");
 }
 
 TEST(conv2d_validation_codes) {

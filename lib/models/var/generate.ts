@@ -7,6 +7,7 @@
 import { TesseraError } from '../../errors.js';
 import { cfgCombine, sample } from '../../ops/sampling.js';
 import { Tensor } from '../../tensor.js';
+import { profileStage, timed, varProfile } from './profile.js';
 import { smoothLatent } from './smooth.js';
 import { disposeConditioning, VarCache, type VarTransformer } from './transformer.js';
 import type { Vqvae } from './vqvae.js';
@@ -75,7 +76,8 @@ export async function generate(vae: Vqvae, model: VarTransformer, options: Gener
   const SN = schedule.length, B = o.classes.length, last = schedule[SN - 1]!;
   if (kept && (kept.ids.length !== SN || kept.keep.length !== SN))
     throw new TesseraError('ERR_SHAPE', `kept tokens need ${SN} scales, got ${kept.ids.length} ids and ${kept.keep.length} masks`);
-  const cond = await model.condition(o.classes);
+  profileStage('s0');
+  const cond = await timed('condition', () => model.condition(o.classes));
   const cache = new VarCache(model.config, 2 * B);
   const fHat = Tensor.zeros([B, Cvae, last, last]);
   const tokens: number[][][] = o.classes.map(() => []);
@@ -83,22 +85,27 @@ export async function generate(vae: Vqvae, model: VarTransformer, options: Gener
     let x = model.startTokens(cond);
     for (let si = 0; si < SN; si++) {
       const pn = schedule[si]!, n = pn * pn;
+      profileStage(`s${si}`);
       const logits = await model.forwardScale(x, cond, cache);
       x.dispose();
       const ids = new Int32Array(B * n);
-      const h = await sampleScale(vae, logits, o, { si, SN, B, n, V, ids });
+      const h = await timed('sampling', () => sampleScale(vae, logits, o, { si, SN, B, n, V, ids }));
       logits.dispose();
       if (kept) keepSource(vae, h, ids, kept.ids[si]!, kept.keep[si]!, Cvae, n);
       for (let b = 0; b < B; b++) tokens[b]!.push(Array.from(ids.subarray(b * n, (b + 1) * n)));
-      (await vae.addScale(si, schedule, fHat, h)).dispose();
+      (await timed('vq: phi + f_hat', () => vae.addScale(si, schedule, fHat, h))).dispose();
       h.dispose();
       options.onScale?.(si, SN);
       if (si === SN - 1) break;
-      const next = await vae.nextInput(fHat, schedule[si + 1]!);
+      const next = await timed('vq: area resize', () => vae.nextInput(fHat, schedule[si + 1]!));
       x = await model.scaleInput(si + 1, next);
       next.dispose();
     }
-    return { images: await decodeEach(vae, fHat), tokens };
+    profileStage('decode');
+    const images = await decodeEach(vae, fHat);
+    const prof = varProfile();
+    if (prof && process.env.TESSERA_VAR_PROFILE === '1') process.stderr.write(`${prof.report()}\n`);
+    return { images, tokens };
   } finally {
     fHat.dispose();
     cache.dispose();

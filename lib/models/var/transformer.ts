@@ -9,6 +9,7 @@ import { layerNorm } from '../../ops/norm.js';
 import { Tensor } from '../../tensor.js';
 import { varConfig, type Tensors, type VarConfig } from './config.js';
 import { addScaled, silu, splitColumns } from './elementwise.js';
+import { timed } from './profile.js';
 import { packFromMapping, WeightReader } from './weights.js';
 
 const LN_EPS = 1e-6;
@@ -141,7 +142,7 @@ export class VarTransformer {
     const blocks: Conditioning['blocks'] = [];
     for (const b of this.blocks) {
       // Chunk order g1, g2, s1, s2, b1, b2 (spec section 2).
-      const ada = shared ?? await linear({ x: act, weight: b.adaWeight!, bias: b.adaBias! });
+      const ada = shared ?? await timed('ada_lin (unpacked)', () => linear({ x: act, weight: b.adaWeight!, bias: b.adaBias! }), 2 * rows * 6 * C * C);
       const [g1, g2, s1, s2, b1, b2] = splitColumns(ada, 6, b.adaGss);
       blocks.push({ g1: g1!, g2: g2!, s1: s1!, s2: s2!, b1: b1!, b2: b2! });
       if (!shared) ada.dispose();
@@ -172,7 +173,7 @@ export class VarTransformer {
   async scaleInput(si: number, latent: Tensor): Promise<Tensor> {
     const C = this.config.width, pn = this.config.schedule[si]!, n = pn * pn;
     const B = latent.shape[0]!;
-    const e = await linear({ x: latent.reshape([B * n, this.config.latentChannels]), packed: this.wordEmbed, bias: this.wordBias });
+    const e = await timed('word_embed', () => linear({ x: latent.reshape([B * n, this.config.latentChannels]), packed: this.wordEmbed, bias: this.wordBias }));
     const src = e.data as Float32Array, lp = this.levelPos.subarray(this.begin(si) * C);
     const x = Tensor.empty([2 * B, n, C]);
     const d = x.data as Float32Array;
@@ -194,36 +195,38 @@ export class VarTransformer {
     if (cache.length + n > this.config.tokens) throw new TesseraError('ERR_SHAPE', 'more tokens than the model\'s schedule');
     const M = R * n;
     const x2 = x.reshape([M, C]);
+    const F = 4 * C;  // FFN ratio 4 (config.ts checks it)
     for (let i = 0; i < this.blocks.length; i++) {
       const b = this.blocks[i]!, a = cond.blocks[i]!;
-      const h = await layerNorm({ x: x.reshape([R, n, C]), scale: a.s1, shift: a.b1, eps: LN_EPS });
+      const h = await timed('layernorm', () => layerNorm({ x: x.reshape([R, n, C]), scale: a.s1, shift: a.b1, eps: LN_EPS }));
       const h2 = h.reshape([M, C]);
-      const q = await linear({ x: h2, packed: b.q, bias: b.qBias });
-      const k = await linear({ x: h2, packed: b.k });  // no k bias (zero_k_bias)
-      const v = await linear({ x: h2, packed: b.v, bias: b.vBias });
+      const q = await timed('gemm qkv', () => linear({ x: h2, packed: b.q, bias: b.qBias }), 2 * M * C * C);
+      const k = await timed('gemm qkv', () => linear({ x: h2, packed: b.k }), 2 * M * C * C);  // no k bias (zero_k_bias)
+      const v = await timed('gemm qkv', () => linear({ x: h2, packed: b.v, bias: b.vBias }), 2 * M * C * C);
       h.dispose();
-      cache.write(i, k, v, n);
+      await timed('kv cache write', () => cache.write(i, k, v, n));
       k.dispose(); v.dispose();
-      const o = await attention({
+      const kvLen = cache.length + n;
+      const o = await timed('attention', () => attention({
         q: q.reshape([R, n, H, D]), k: cache.k[i]!, v: cache.v[i]!, layout: 'blhd',
-        kvLengths: new Array<number>(R).fill(cache.length + n), l2norm: true, headMultiplier: b.headMultiplier, scale: 1,
-      });
+        kvLengths: new Array<number>(R).fill(kvLen), l2norm: true, headMultiplier: b.headMultiplier, scale: 1,
+      }), 4 * R * n * kvLen * C);
       q.dispose();
-      const y = await linear({ x: o.reshape([M, C]), packed: b.proj, bias: b.projBias });
+      const y = await timed('gemm proj', () => linear({ x: o.reshape([M, C]), packed: b.proj, bias: b.projBias }), 2 * M * C * C);
       o.dispose();
-      addScaled(x2, y, a.g1, n);
+      await timed('residual gate', () => addScaled(x2, y, a.g1, n));
       y.dispose();
-      const h3 = await layerNorm({ x: x.reshape([R, n, C]), scale: a.s2, shift: a.b2, eps: LN_EPS });
-      const f = await linear({ x: h3.reshape([M, C]), packed: b.fc1, bias: b.fc1Bias, activation: 'gelu_tanh' });
+      const h3 = await timed('layernorm', () => layerNorm({ x: x.reshape([R, n, C]), scale: a.s2, shift: a.b2, eps: LN_EPS }));
+      const f = await timed('gemm fc1+gelu', () => linear({ x: h3.reshape([M, C]), packed: b.fc1, bias: b.fc1Bias, activation: 'gelu_tanh' }), 2 * M * C * F);
       h3.dispose();
-      const g = await linear({ x: f, packed: b.fc2, bias: b.fc2Bias });
+      const g = await timed('gemm fc2', () => linear({ x: f, packed: b.fc2, bias: b.fc2Bias }), 2 * M * C * F);
       f.dispose();
-      addScaled(x2, g, a.g2, n);
+      await timed('residual gate', () => addScaled(x2, g, a.g2, n));
       g.dispose();
     }
     cache.length += n;
-    const hn = await layerNorm({ x: x.reshape([R, n, C]), scale: cond.headScale, shift: cond.headShift, eps: LN_EPS });
-    const logits = await linear({ x: hn.reshape([M, C]), packed: this.head, bias: this.headBias });
+    const hn = await timed('layernorm', () => layerNorm({ x: x.reshape([R, n, C]), scale: cond.headScale, shift: cond.headShift, eps: LN_EPS }));
+    const logits = await timed('gemm head', () => linear({ x: hn.reshape([M, C]), packed: this.head, bias: this.headBias }), 2 * M * C * V);
     hn.dispose();
     return logits.reshape([R, n, V]);
   }

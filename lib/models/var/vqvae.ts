@@ -8,6 +8,7 @@ import { resize } from '../../ops/resize.js';
 import { embedding, vqNearest } from '../../ops/vq.js';
 import { Tensor } from '../../tensor.js';
 import { phiIndex, vqvaeConfig, type Tensors, type VqvaeConfig } from './config.js';
+import { timed } from './profile.js';
 import { packFromMapping, WeightReader } from './weights.js';
 
 const GN_GROUPS = 32, GN_EPS = 1e-6;
@@ -55,11 +56,15 @@ export class Vqvae {
     // Downsample pads right and bottom by 1, then a stride-2 conv with no padding.
     const padding: [number, number, number, number] = opts.padBottomRight ? [0, 1, 0, 1] : [(k - 1) / 2, (k - 1) / 2, (k - 1) / 2, (k - 1) / 2];
     const packed = await this.packedConv(name, weight);
-    return conv2d({ x, weight, packed, bias: this.w.f32(`${name}.bias`), stride: opts.stride ?? 1, padding, out: opts.out, accumulate: opts.out !== undefined });
+    const [Co, Ci] = weight.shape as [number, number];
+    const [B, , H, W] = x.shape as [number, number, number, number];
+    const s = opts.stride ?? 1, outPx = B * Math.floor(H / s) * Math.floor(W / s);
+    return timed(`conv${k}x${k} ${H}²`, () => conv2d({ x, weight, packed, bias: this.w.f32(`${name}.bias`), stride: s, padding, out: opts.out, accumulate: opts.out !== undefined }),
+      2 * outPx * Co * Ci * k * k);
   }
 
   private gnSilu(name: string, x: Tensor, silu = true): Promise<Tensor> {
-    return groupNorm({ x, weight: this.w.f32(`${name}.weight`), bias: this.w.f32(`${name}.bias`), groups: GN_GROUPS, eps: GN_EPS, silu });
+    return timed(`groupnorm ${x.shape[2]}²`, () => groupNorm({ x, weight: this.w.f32(`${name}.weight`), bias: this.w.f32(`${name}.bias`), groups: GN_GROUPS, eps: GN_EPS, silu }));
   }
 
   /** shortcut(x) + conv2(silu(GN(conv1(silu(GN(x)))))). */
@@ -70,7 +75,7 @@ export class Vqvae {
     const b = await this.gnSilu(`${p}.norm2`, h);
     h.dispose();
     // The second conv accumulates onto the shortcut already in `out`.
-    const out = this.w.has(`${p}.nin_shortcut.weight`) ? await this.conv(`${p}.nin_shortcut`, x) : await x.toDevice('cpu');
+    const out = this.w.has(`${p}.nin_shortcut.weight`) ? await this.conv(`${p}.nin_shortcut`, x) : await timed('copy', () => x.toDevice('cpu'));
     await this.conv(`${p}.conv2`, b, { out });
     b.dispose();
     return out;
@@ -85,14 +90,14 @@ export class Vqvae {
     g.dispose();
     const mixed = Tensor.empty([B, C, H, W]);
     const src = qkv.data as Float32Array, dst = mixed.data as Float32Array;
-    for (let b = 0; b < B; b++) {
+    await timed('vae attention core', async () => { for (let b = 0; b < B; b++) {
       const part = (j: number): Tensor => Tensor.from(src.subarray((b * 3 + j) * C * n, (b * 3 + j + 1) * C * n), [C, n]);
       const s = await matmul({ a: part(0), b: part(1), transA: true, alpha: C ** -0.5 });  // [n(i), n(j)]
       softmaxRows(s.data as Float32Array, n);
       // out[c, i] = Σ_j v[c, j]·s[i, j]
       await matmul({ a: part(2), b: s, transB: true, out: Tensor.from(dst.subarray(b * C * n, (b + 1) * C * n), [C, n]) });
       s.dispose();
-    }
+    } });
     qkv.dispose();
     const out = await x.toDevice('cpu');
     await this.conv(`${p}.proj_out`, mixed, { out });
@@ -144,7 +149,7 @@ export class Vqvae {
       }
       if (i !== 0) {
         const [, , hh, ww] = h.shape as [number, number, number, number];
-        const up = swap(h, await resize({ x: h, size: [2 * hh, 2 * ww], mode: 'nearest' }));
+        const up = swap(h, await timed('upsample', () => resize({ x: h, size: [2 * hh, 2 * ww], mode: 'nearest' })));
         h = swap(up, await this.conv(`decoder.up.${i}.upsample.conv`, up));
       }
     }
@@ -152,7 +157,7 @@ export class Vqvae {
     h.dispose();
     const img = swap(g, await this.conv('decoder.conv_out', g));
     const d = img.data as Float32Array;
-    for (let i = 0; i < d.length; i++) d[i] = Math.min(1, Math.max(-1, d[i]!));
+    await timed('clamp', () => { for (let i = 0; i < d.length; i++) d[i] = Math.min(1, Math.max(-1, d[i]!)); });
     return img;
   }
 

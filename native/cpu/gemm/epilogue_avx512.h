@@ -57,6 +57,7 @@ static inline __m256i to_bf16_avx512(__m512 v) {
 // Applies the epilogue to 16 accumulators of row m, columns n .. n+15 (lanes in `mask`).
 static inline void store_avx512(const Epilogue& e, int64_t m, int64_t n, __m512 v, __mmask16 mask) {
   if (e.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e.bias + n));
+  if (e.row_bias) v = _mm512_add_ps(v, _mm512_set1_ps(e.row_bias[m]));
   v = activate_avx512(e.act, v);
   if (e.alpha != 1.f) v = _mm512_mul_ps(v, _mm512_set1_ps(e.alpha));
   if (e.residual) {

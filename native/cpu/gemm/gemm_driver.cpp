@@ -39,15 +39,18 @@ void run_unit(const GemmJob& job, const Unit& u, int tid) {
   float* tiles = nullptr;
   if (job.K > kKC)
     tiles = static_cast<float*>(thread_scratch(tid, 0, sizeof(float) * (u.j1 - u.j0) * ni * mr * kNR));
-  float* wide = widen_b ? static_cast<float*>(thread_scratch(tid, 1, sizeof(float) * kKC * kNR)) : nullptr;
+  float* wide = widen_b || job.b_fill ? static_cast<float*>(thread_scratch(tid, 1, sizeof(float) * kKC * kNR)) : nullptr;
 
   for (int64_t pc = 0; pc < job.K; pc += kKC) {
     const int64_t kc = std::min(kKC, job.K - pc);
     const bool last = pc + kc >= job.K;
     for (int64_t j = u.j0; j < u.j1; ++j) {
-      const auto* bw = static_cast<const uint32_t*>(job.b) + j * b_panel;
+      const auto* bw = job.b ? static_cast<const uint32_t*>(job.b) + j * b_panel : nullptr;
       const float* bf = nullptr;
-      if (widen_b) {
+      if (job.b_fill) {
+        job.b_fill(job.b_ctx, j, pc, kc, wide);
+        bf = wide;
+      } else if (widen_b) {
         unpack_bf16_panel(bw, pc, kc, wide);
         bf = wide;
       } else if (!pairs_b) {
@@ -83,7 +86,7 @@ const IsaKernels& kernels_for(Isa isa) {
 void run_gemm(const GemmJob& job) {
   const int mr = job.ker->mr;
   const int64_t a_panels = (job.M + mr - 1) / mr, b_panels = (job.N + kNR - 1) / kNR;
-  const int64_t mc = std::max<int64_t>(1, kMCRows / mr);
+  const int64_t mc = job.mc_rows > 0 ? (job.mc_rows + mr - 1) / mr : std::max<int64_t>(1, kMCRows / mr);
   int64_t nc = kNCPanels;
   const int64_t n_m = (a_panels + mc - 1) / mc;
   const int64_t want = 4 * ThreadPool::global().num_threads();  // enough units to balance

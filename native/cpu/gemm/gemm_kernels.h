@@ -22,10 +22,12 @@ namespace tessera::cpu::gemm {
 constexpr int kNR = 32;
 
 // What happens to a finished tile before it reaches `out`:
-//   y = alpha·act(acc + bias[n]) + beta·residual[m][n], rounded to out_dtype.
-// Linear uses alpha = beta = 1; matmul uses its alpha/beta with residual = C.
+//   y = alpha·act(acc + bias[n] + row_bias[m]) + beta·residual[m][n], rounded to out_dtype.
+// Linear uses alpha = beta = 1; matmul uses its alpha/beta with residual = C;
+// the channel-major conv (cpu/nn/conv.cpp) has one bias per row (channel).
 struct Epilogue {
   const float* bias = nullptr;      // indexed by column, or null
+  const float* row_bias = nullptr;  // indexed by row, or null
   const float* residual = nullptr;  // row m at residual + m·res_ld, or null
   int64_t res_ld = 0;
   void* out = nullptr;  // row m at out + m·out_ld elements

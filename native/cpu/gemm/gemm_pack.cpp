@@ -113,6 +113,24 @@ void pack_a_all(const Src& x, int64_t M, int64_t K, int mr, DType compute, DType
   });
 }
 
+void repack_b_as_a(const float* b, int64_t N, int64_t K, int mr, float* dst) {
+  const int64_t panels = (N + mr - 1) / mr;
+  ThreadPool::global().parallel_for(panels, 1, [&](int64_t p0, int64_t p1, int) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* d = dst + p * K * mr;
+      for (int r = 0; r < mr; ++r) {
+        const int64_t n = p * mr + r;
+        if (n >= N) {
+          for (int64_t k = 0; k < K; ++k) d[k * mr + r] = 0.f;
+          continue;
+        }
+        const float* src = b + (n / kNR) * K * kNR + n % kNR;  // column n % 32 of panel n / 32
+        for (int64_t k = 0; k < K; ++k) d[k * mr + r] = src[k * kNR];
+      }
+    }
+  });
+}
+
 void unpack_bf16_panel(const uint32_t* panel, int64_t k0, int64_t kc, float* dst) {
   const uint32_t* src = panel + (k0 / 2) * kNR;
   for (int64_t k = 0; k < kc; ++k) {

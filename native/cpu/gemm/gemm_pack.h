@@ -26,6 +26,11 @@ void pack_b_all(const Src& w, int64_t N, int64_t K, DType compute, DType round, 
 size_t packed_a_bytes(int64_t M, int64_t K, int mr, DType compute);
 void pack_a_all(const Src& x, int64_t M, int64_t K, int mr, DType compute, DType round, void* dst);
 
+// The f32 B panels of a weight W [N, K] (pack_b_all layout) rewritten as the
+// f32 A panels (mr rows each) of W as an M = N row operand: dst receives
+// packed_a_bytes(N, K, mr, kF32) bytes; in parallel on the global pool.
+void repack_b_as_a(const float* b, int64_t N, int64_t K, int mr, float* dst);
+
 // Widens rows [k0, k0 + kc) (k0 even) of a bf16 B panel to kc rows of 32 floats.
 void unpack_bf16_panel(const uint32_t* panel, int64_t k0, int64_t kc, float* dst);
 
