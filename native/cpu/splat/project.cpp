@@ -1,8 +1,10 @@
 // Per-Gaussian preprocessing of the 3DGS rasterizer and its backward:
-// covariance from scale and rotation, EWA projection with the 0.3 dilation,
-// antialiasing compensation, radius and tile rectangle, SH colour
-// (spec §1 steps 1-9, §1b steps 2-3). Derivatives are written out by hand;
-// each block cites the forward formula it differentiates.
+// covariance from scale and rotation, and the backward of the EWA projection
+// with the 0.3 dilation, antialiasing compensation and SH colour (spec §1
+// steps 2-9, §1b steps 2-3). The forward projection itself runs 16 Gaussians
+// at a time in project_simd.h with the same formulas as ewa() and view_dir()
+// here. Derivatives are written out by hand; each block cites the forward
+// formula it differentiates.
 #include <algorithm>
 #include <cmath>
 
@@ -129,80 +131,6 @@ int64_t prepare_gaussians(const SplatScene& s, int64_t begin, int64_t end, Prepa
     invalid += ok ? 0 : 1;
   }
   return invalid;
-}
-
-int32_t project_gaussian(const SceneRef& s, int64_t i, const CameraFrame& cam, bool antialiased, Projected* out) {
-  const Prepared& P = s.prep[i];
-  if (!P.valid) return kProjInvalid;
-  const float* m = row(s.scene->means, i);
-  Ewa e;
-  ewa(cam, m, P.cov, &e);
-  if (!(e.z > cam.near_plane)) return kProjNear;
-  if (!(e.det > 0) || !std::isfinite(e.det)) return kProjOutside;
-  const float id = 1.f / e.det;
-  out->conic[0] = e.c * id;
-  out->conic[1] = -e.b * id;
-  out->conic[2] = e.a * id;
-  float opacity = P.opacity;
-  if (antialiased) {  // spec §1.4: opacity ×= sqrt(max(0.000025, det Σ2D / det(Σ2D + 0.3 I)))
-    const float det0 = e.a0 * e.c0 - e.b0 * e.b0;
-    opacity *= std::sqrt(std::max(kMinCompensation2, det0 * id));
-  }
-  out->opacity = opacity;
-  out->mx = cam.fx * e.x * e.rz + cam.cx;
-  out->my = cam.fy * e.y * e.rz + cam.cy;
-  out->depth = e.z;
-  // Radius 3·sqrt(λmax) with the 0.1 floor on the discriminant (spec §1.6).
-  const float mid = 0.5f * (e.a + e.c);
-  const float lambda = mid + std::sqrt(std::max(0.1f, mid * mid - e.det));
-  const float radius = std::ceil(3.f * std::sqrt(lambda));
-  // Tile rectangle in the reference's pixel frame (centres at integers, §1.8),
-  // clamped in float so that huge radii cannot overflow an int.
-  const float px = out->mx - 0.5f, py = out->my - 0.5f;
-  if (!std::isfinite(radius) || !std::isfinite(px) || !std::isfinite(py)) return kProjOutside;
-  auto tile = [](float v, int lim) { return static_cast<int16_t>(std::clamp(std::floor(v / kSplatTile), 0.f, float(lim))); };
-  out->rect[0] = tile(px - radius, cam.tiles_x);
-  out->rect[1] = tile(px + radius + kSplatTile - 1, cam.tiles_x);
-  out->rect[2] = tile(py - radius, cam.tiles_y);
-  out->rect[3] = tile(py + radius + kSplatTile - 1, cam.tiles_y);
-  // Within that rectangle only the tiles where α can reach 1/255 matter: the
-  // blend skips α < 1/255, so dropping the others changes no pixel. α >= 1/255
-  // needs power >= −q/2 with q = 2·ln(255·o), i.e. the ellipse dᵀΣ⁻¹d <= q,
-  // whose bounding box is |dx| <= sqrt(q·Σxx), |dy| <= sqrt(q·Σyy) (Σ = the
-  // dilated 2D covariance). 1% + 0.05 px of margin absorbs fp32 rounding.
-  if (opacity * 255.f < 0.999f) return kProjOutside;  // α <= o < 1/255 everywhere
-  const float q = 2.f * std::log(std::max(opacity * 255.f, 1.f));
-  const float ex = std::sqrt(q * e.a) * 1.01f + 0.05f, ey = std::sqrt(q * e.c) * 1.01f + 0.05f;
-  auto shrink = [](int16_t* lo, int16_t* hi, float a, float b, int lim) {
-    // pixel i (centre i + 0.5) is in reach when px − e <= i <= px + e
-    *lo = std::max(*lo, static_cast<int16_t>(std::clamp(std::floor(a / kSplatTile), 0.f, float(lim))));
-    *hi = std::min(*hi, static_cast<int16_t>(std::clamp(std::floor(b / kSplatTile) + 1, 0.f, float(lim))));
-  };
-  shrink(&out->rect[0], &out->rect[1], px - ex, px + ex, cam.tiles_x);
-  shrink(&out->rect[2], &out->rect[3], py - ey, py + ey, cam.tiles_y);
-  if (out->rect[0] >= out->rect[1] || out->rect[2] >= out->rect[3]) return kProjOutside;
-  // Row skipping in the blend (raster_tile.h): over a pixel row at vertical
-  // offset dy the largest power is −dy²·ky with ky = (C − B²/A)/2 (the
-  // quadratic's maximum in dx), so the row has α < 1/255 once dy²·ky > ln(255·o);
-  // the threshold carries a margin so fp32 rounding never skips a pixel the blend would take.
-  out->ky = 0.5f * (out->conic[2] - out->conic[1] * out->conic[1] / out->conic[0]);
-  out->row_thr = 0.5f * q * 1.001f + 1e-3f;
-  // Colour: Σ Y_k(d)·sh_k + 0.5, clamped at 0 per channel (§1.9).
-  float d[3], len;
-  view_dir(cam, m, d, &len);
-  float Y[16];
-  sh_basis(s.scene->sh_degree, d[0], d[1], d[2], Y);
-  const int K = (s.scene->sh_degree + 1) * (s.scene->sh_degree + 1);
-  const float* sh = row(s.scene->sh, i);
-  const int64_t ks = s.scene->sh.strides[1];
-  out->clamped = 0;
-  for (int ch = 0; ch < 3; ++ch) {
-    float v = 0.5f;
-    for (int k = 0; k < K; ++k) v += Y[k] * sh[k * ks + ch];
-    if (v < 0) out->clamped |= 1 << ch;
-    out->rgb[ch] = std::max(v, 0.f);
-  }
-  return kProjVisible;
 }
 
 void project_gaussian_backward(const SceneRef& s, int64_t i, const CameraFrame& cam, bool antialiased,

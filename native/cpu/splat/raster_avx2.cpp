@@ -1,19 +1,22 @@
-// Tile blending kernels for AVX2 + FMA: two ymm registers per 16-pixel tile row.
-// The kernel text is raster_tile.h; this file only picks the ISA (CMake
+// Projection and tile blending kernels for AVX2 + FMA: two ymm registers per 16-pixel tile row.
+// The kernel text is raster_tile.h and project_simd.h; this file only picks the ISA (CMake
 // gives *_avx2.cpp its flags by name).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #include "cpu/splat/splat_cpu.h"
+#include "cpu/splat/splat_math.h"
 #include "tessera/threadpool.h"
 
 namespace tessera::cpu::splat {
 namespace {
 #include "cpu/splat/raster_tile.h"
+#include "cpu/splat/project_simd.h"
 
 bool any_lane(vi m) {
   typedef int32_t vi8 __attribute__((vector_size(32)));
@@ -28,10 +31,25 @@ bool any_lane(vi m) {
   const __m256i v = reinterpret_cast<__m256i>(o);
   return !_mm256_testz_si256(v, v);
 }
+vf vsqrt(vf x) {
+  typedef float vf8 __attribute__((vector_size(32)));
+  const vf8 lo = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7), hi = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
+  const vf8 a = reinterpret_cast<vf8>(_mm256_sqrt_ps(reinterpret_cast<__m256>(lo)));
+  const vf8 b = reinterpret_cast<vf8>(_mm256_sqrt_ps(reinterpret_cast<__m256>(hi)));
+  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+vf vgather(const float* base, vi idx) {
+  typedef float vf8 __attribute__((vector_size(32)));
+  typedef int32_t vi8 __attribute__((vector_size(32)));
+  const vi8 lo = __builtin_shufflevector(idx, idx, 0, 1, 2, 3, 4, 5, 6, 7), hi = __builtin_shufflevector(idx, idx, 8, 9, 10, 11, 12, 13, 14, 15);
+  const vf8 a = reinterpret_cast<vf8>(_mm256_i32gather_ps(base, reinterpret_cast<__m256i>(lo), 4));
+  const vf8 b = reinterpret_cast<vf8>(_mm256_i32gather_ps(base, reinterpret_cast<__m256i>(hi), 4));
+  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
 }  // namespace
 
 const RasterKernels& raster_kernels_avx2() {
-  static const RasterKernels k{forward_tile, backward_tile};
+  static const RasterKernels k{project_range, forward_tile, backward_tile};
   return k;
 }
 

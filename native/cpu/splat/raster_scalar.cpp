@@ -1,19 +1,22 @@
-// Tile blending kernels for Baseline x86-64 (SSE2): four xmm registers per 16-pixel tile row.
-// The kernel text is raster_tile.h; this file only picks the ISA (CMake
+// Projection and tile blending kernels for Baseline x86-64 (SSE2): four xmm registers per 16-pixel tile row.
+// The kernel text is raster_tile.h and project_simd.h; this file only picks the ISA (CMake
 // gives *_scalar.cpp no extra flags).
 #include <emmintrin.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
 #include "cpu/splat/splat_cpu.h"
+#include "cpu/splat/splat_math.h"
 #include "tessera/threadpool.h"
 
 namespace tessera::cpu::splat {
 namespace {
 #include "cpu/splat/raster_tile.h"
+#include "cpu/splat/project_simd.h"
 
 bool any_lane(vi m) {
   typedef int32_t vi4 __attribute__((vector_size(16)));
@@ -27,10 +30,26 @@ bool any_lane(vi m) {
 #endif
   return _mm_movemask_ps(reinterpret_cast<__m128>(o)) != 0;
 }
+vf vsqrt(vf x) {
+  typedef float vf4 __attribute__((vector_size(16)));
+  vf r;
+  for (int j = 0; j < 4; ++j) {
+    vf4 v;
+    for (int l = 0; l < 4; ++l) v[l] = x[4 * j + l];
+    v = reinterpret_cast<vf4>(_mm_sqrt_ps(reinterpret_cast<__m128>(v)));
+    for (int l = 0; l < 4; ++l) r[4 * j + l] = v[l];
+  }
+  return r;
+}
+vf vgather(const float* base, vi idx) {
+  vf r;
+  for (int l = 0; l < kLanes; ++l) r[l] = base[idx[l]];
+  return r;
+}
 }  // namespace
 
 const RasterKernels& raster_kernels_scalar() {
-  static const RasterKernels k{forward_tile, backward_tile};
+  static const RasterKernels k{project_range, forward_tile, backward_tile};
   return k;
 }
 

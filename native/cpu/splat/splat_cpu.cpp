@@ -84,9 +84,10 @@ void project_and_bin(const SceneRef& s, const SplatCamera& camera, float near_pl
   pass->proj = arena->array<Projected>(s.n);
   pass->status = arena->array<int32_t>(s.n);
   std::atomic<int64_t> near{0}, outside{0}, visible{0};  // integer counts: order does not matter
+  const RasterKernels& ker = kernels();
   ThreadPool::global().parallel_for(s.n, kGrainGaussians, [&](int64_t b, int64_t e, int) {
     int64_t cnt[4] = {0, 0, 0, 0};
-    for (int64_t i = b; i < e; ++i) ++cnt[pass->status[i] = project_gaussian(s, i, pass->cam, aa, &pass->proj[i])];
+    ker.project(s, b, e, pass->cam, aa, pass->proj, pass->status, cnt);
     visible += cnt[kProjVisible];
     near += cnt[kProjNear];
     outside += cnt[kProjOutside];

@@ -61,8 +61,6 @@ struct SceneRef {
 
 // Camera-independent preparation of Gaussians [begin, end); returns how many are invalid.
 int64_t prepare_gaussians(const SplatScene& s, int64_t begin, int64_t end, Prepared* prep);
-// Projects Gaussian i into the camera; returns a kProj* code and fills *out when visible.
-int32_t project_gaussian(const SceneRef& s, int64_t i, const CameraFrame& cam, bool antialiased, Projected* out);
 
 // Gradients of one Gaussian's projected values (summed over its tiles).
 struct ProjectedGrad {
@@ -138,6 +136,10 @@ struct TileGrads {  // upstream gradients for one camera
   const float* depth;  // [H*W] or null
 };
 struct RasterKernels {
+  // Projects Gaussians [begin, end) (project_simd.h): status[i] = kProj*
+  // code, proj[i] filled when visible, cnt[code] += 1 per Gaussian.
+  void (*project)(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool antialiased,
+                  Projected* proj, int32_t* status, int64_t* cnt);
   void (*forward)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
                   int64_t tile, int tid, const TileOutputs& out);
   // Writes the tile's gradient rows (ProjectedGrad layout) into sink->take(tid, tile, used).

@@ -1,0 +1,228 @@
+// Projection of 16 Gaussians at a time (spec §1 steps 1-9), written with the
+// vector types of raster_tile.h and compiled per instruction set by
+// raster_{avx512,avx2,scalar}.cpp. The formulas and their order are those of
+// project.cpp's backward (ewa(), view_dir()), lane by lane; only FMA
+// contraction differs between instruction sets. Included after
+// raster_tile.h; the includer defines vsqrt (IEEE square root per lane) and
+// vgather (lane l reads base[idx[l]]) for its ISA.
+
+static vf vsqrt(vf x);
+static vf vgather(const float* base, vi idx);
+
+constexpr float kDilation = 0.3f;               // low-pass filter added to Σ2D's diagonal
+constexpr float kMinCompensation2 = 0.000025f;  // floor of the antialiasing det ratio (= 0.005²)
+
+SPLAT_INLINE vf vmin(vf a, vf b) { return a < b ? a : b; }
+SPLAT_INLINE vf vmax(vf a, vf b) { return a > b ? a : b; }
+// std::clamp(v, lo, hi): NaN stays NaN.
+SPLAT_INLINE vf vclamp(vf v, vf lo, vf hi) { return v < lo ? lo : (hi < v ? hi : v); }
+SPLAT_INLINE vi finite(vf x) { return ((vi)x & 0x7f800000) != 0x7f800000; }
+// floor for |x| < 2^31 (callers clamp first).
+SPLAT_INLINE vf vfloor(vf x) {
+  const vf t = __builtin_convertvector(__builtin_convertvector(x, vi), vf);  // truncation
+  return t > x ? t - 1.f : t;
+}
+// ceil for x >= 0 (large values are already integers).
+SPLAT_INLINE vf vceil_pos(vf x) {
+  const vf c = x < 8388608.f ? x : splat1(0.f);
+  const vf t = __builtin_convertvector(__builtin_convertvector(c, vi), vf);
+  const vf r = t < c ? t + 1.f : t;
+  return x < 8388608.f ? r : x;
+}
+// ln x for x in [1, 255]: x = m·2^e with m in [√½, √2), ln m = 2·atanh(s),
+// s = (m−1)/(m+1), |s| < 0.172, series to s⁹ (error < 3e-10).
+SPLAT_INLINE vf vlog(vf x) {
+  vi bits = (vi)x;
+  vi e = ((bits >> 23) & 255) - 127;
+  vf m = (vf)((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
+  const vi big = m > 1.41421356f;
+  m = big ? m * 0.5f : m;
+  e -= big;  // big lanes are −1: e + 1
+  const vf s = (m - 1.f) / (m + 1.f), s2 = s * s;
+  vf p = splat1(1.f / 9);
+  p = p * s2 + 1.f / 7;
+  p = p * s2 + 1.f / 5;
+  p = p * s2 + 1.f / 3;
+  p = p * s2 + 1.f;
+  return __builtin_convertvector(e, vf) * 0.693147180559945309f + 2.f * s * p;
+}
+
+// Tile index of pixel coordinate v: clamp(floor(v / 16), 0, lim), for finite v.
+SPLAT_INLINE vi tile_of(vf v, float lim, float add = 0.f) {
+  const vf t = vfloor(vclamp(v / float(kSplatTile), splat1(-2.f), splat1(lim + 2.f))) + add;
+  return __builtin_convertvector(vclamp(t, splat1(0.f), splat1(lim)), vi);
+}
+
+// Projects Gaussians [i0, i0 + count), count <= 16, into the camera: status
+// per Gaussian (kProj*), and its Projected record when visible. cnt[code] += 1.
+SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const CameraFrame& cam, bool aa,
+                                Projected* proj, int32_t* status, int64_t* cnt) {
+  const SplatScene& sc = *s.scene;
+  vi lane;
+  for (int l = 0; l < kLanes; ++l) lane[l] = l < count ? l : 0;  // tail lanes read lane 0's (valid) memory
+  // Inputs: the mean and the camera-independent values of Prepared.
+  const int64_t ms = sc.means.strides[0];
+  const float* mb = sc.means.ptr<float>() + i0 * ms;
+  const vi mrow = lane * static_cast<int32_t>(ms);
+  const vf m0 = vgather(mb, mrow), m1 = vgather(mb + 1, mrow), m2 = vgather(mb + 2, mrow);
+  constexpr int32_t kPrep = sizeof(Prepared) / sizeof(float);
+  static_assert(sizeof(Prepared) % sizeof(float) == 0, "Prepared is a float record");
+  const float* pb = reinterpret_cast<const float*>(s.prep + i0);
+  const vi prow = lane * kPrep;
+  vf cov[6];
+  for (int k = 0; k < 6; ++k) cov[k] = vgather(pb + offsetof(Prepared, cov) / 4 + k, prow);
+  const vf opac = vgather(pb + offsetof(Prepared, opacity) / 4, prow);
+  const vi valid = (vi)vgather(pb + offsetof(Prepared, valid) / 4, prow) != 0;
+
+  // EWA (project.cpp ewa()).
+  const float* W = cam.W;
+  const vf x = W[0] * m0 + W[1] * m1 + W[2] * m2 + cam.t[0];
+  const vf y = W[3] * m0 + W[4] * m1 + W[5] * m2 + cam.t[1];
+  const vf z = W[6] * m0 + W[7] * m1 + W[8] * m2 + cam.t[2];
+  const vi in_front = z > cam.near_plane;
+  const vf zs = in_front ? z : splat1(1.f);  // keeps the culled lanes finite
+  const vf rz = 1.f / zs;
+  const vf ux = vclamp(x * rz, splat1(-cam.lim_x_neg), splat1(cam.lim_x_pos));
+  const vf uy = vclamp(y * rz, splat1(-cam.lim_y_neg), splat1(cam.lim_y_pos));
+  const vf J00 = cam.fx * rz, J02 = -cam.fx * ux * rz;
+  const vf J11 = cam.fy * rz, J12 = -cam.fy * uy * rz;
+  vf T0[3], T1[3];
+  for (int j = 0; j < 3; ++j) {
+    T0[j] = J00 * W[j] + J02 * W[6 + j];
+    T1[j] = J11 * W[3 + j] + J12 * W[6 + j];
+  }
+  const vf S[9] = {cov[0], cov[1], cov[2], cov[1], cov[3], cov[4], cov[2], cov[4], cov[5]};
+  vf TS0[3], TS1[3];
+  for (int j = 0; j < 3; ++j) {
+    TS0[j] = T0[0] * S[j] + T0[1] * S[3 + j] + T0[2] * S[6 + j];
+    TS1[j] = T1[0] * S[j] + T1[1] * S[3 + j] + T1[2] * S[6 + j];
+  }
+  const vf a0 = TS0[0] * T0[0] + TS0[1] * T0[1] + TS0[2] * T0[2];
+  const vf b0 = TS0[0] * T1[0] + TS0[1] * T1[1] + TS0[2] * T1[2];
+  const vf c0 = TS1[0] * T1[0] + TS1[1] * T1[1] + TS1[2] * T1[2];
+  const vf a = a0 + kDilation, b = b0, c = c0 + kDilation;
+  const vf det = a * c - b * b;
+  vi ok = valid & in_front & (det > 0.f) & finite(det);
+  const vf id = 1.f / (ok ? det : splat1(1.f));
+  const vf cA = c * id, cB = -b * id, cC = a * id;
+  vf opacity = opac;
+  if (aa) {  // spec §1.4: opacity ×= sqrt(max(0.000025, det Σ2D / det(Σ2D + 0.3 I)))
+    const vf det0 = a0 * c0 - b0 * b0;
+    opacity *= vsqrt(vmax(splat1(kMinCompensation2), det0 * id));
+  }
+  const vf mx = cam.fx * x * rz + cam.cx, my = cam.fy * y * rz + cam.cy;
+  // Radius 3·sqrt(λmax) with the 0.1 floor on the discriminant (spec §1.6).
+  const vf mid = 0.5f * (a + c);
+  const vf lambda = mid + vsqrt(vmax(splat1(0.1f), mid * mid - det));
+  const vf radius = vceil_pos(3.f * vsqrt(ok ? lambda : splat1(0.f)));
+  // Tile rectangle in the reference's pixel frame (centres at integers, §1.8).
+  const vf px = mx - 0.5f, py = my - 0.5f;
+  ok &= finite(radius) & finite(px) & finite(py);
+  const vf rr = ok ? radius : splat1(0.f), qx = ok ? px : splat1(0.f), qy = ok ? py : splat1(0.f);
+  const float tx = float(cam.tiles_x), ty = float(cam.tiles_y);
+  vi r0 = tile_of(qx - rr, tx), r1 = tile_of(qx + rr + float(kSplatTile - 1), tx);
+  vi r2 = tile_of(qy - rr, ty), r3 = tile_of(qy + rr + float(kSplatTile - 1), ty);
+  // Within that rectangle only the tiles where α can reach 1/255 matter: the
+  // blend skips α < 1/255, so dropping the others changes no pixel. α >= 1/255
+  // needs power >= −q/2 with q = 2·ln(255·o), i.e. the ellipse dᵀΣ⁻¹d <= q,
+  // whose bounding box is |dx| <= sqrt(q·Σxx), |dy| <= sqrt(q·Σyy) (Σ = the
+  // dilated 2D covariance). 1% + 0.05 px of margin absorbs fp32 rounding
+  // (and the few-ulp error of vlog).
+  ok &= !(opacity * 255.f < 0.999f);  // α <= o < 1/255 everywhere
+  const vf q = 2.f * vlog(vclamp(opacity * 255.f, splat1(1.f), splat1(255.f)));
+  const vf ex = vsqrt(q * (ok ? a : splat1(0.f))) * 1.01f + 0.05f;
+  const vf ey = vsqrt(q * (ok ? c : splat1(0.f))) * 1.01f + 0.05f;
+  // pixel i (centre i + 0.5) is in reach when px − e <= i <= px + e
+  {
+    const vi s0 = tile_of(qx - ex, tx), s1 = tile_of(qx + ex, tx, 1.f);
+    const vi s2 = tile_of(qy - ey, ty), s3 = tile_of(qy + ey, ty, 1.f);
+    r0 = r0 > s0 ? r0 : s0;
+    r1 = r1 < s1 ? r1 : s1;
+    r2 = r2 > s2 ? r2 : s2;
+    r3 = r3 < s3 ? r3 : s3;
+  }
+  ok &= (r0 < r1) & (r2 < r3);
+  // Row skipping in the blend (raster_tile.h): over a pixel row at vertical
+  // offset dy the largest power is −dy²·ky with ky = (C − B²/A)/2 (the
+  // quadratic's maximum in dx), so the row has α < 1/255 once dy²·ky > ln(255·o);
+  // the threshold carries a margin so fp32 rounding never skips a pixel the blend would take.
+  const vf ky = 0.5f * (cC - cB * cB / (ok ? cA : splat1(1.f)));
+  const vf row_thr = 0.5f * q * 1.001f + 1e-3f;
+  // Colour: Σ Y_k(d)·sh_k + 0.5, clamped at 0 per channel (§1.9), d the unit
+  // direction from the camera centre (project.cpp view_dir()).
+  const vf v0 = m0 - cam.campos[0], v1 = m1 - cam.campos[1], v2 = m2 - cam.campos[2];
+  const vf len = vsqrt(v0 * v0 + v1 * v1 + v2 * v2);
+  const vf inv = len > 0.f ? 1.f / (len > 0.f ? len : splat1(1.f)) : splat1(0.f);
+  const vf dx = v0 * inv, dy = v1 * inv, dz = v2 * inv;
+  const int deg = sc.sh_degree, K = (deg + 1) * (deg + 1);
+  vf Y[16];
+  Y[0] = splat1(kShC0);
+  if (deg >= 1) {
+    Y[1] = -kShC1 * dy;
+    Y[2] = kShC1 * dz;
+    Y[3] = -kShC1 * dx;
+  }
+  if (deg >= 2) {
+    const vf xx = dx * dx, yy = dy * dy, zz = dz * dz;
+    Y[4] = kShC2[0] * dx * dy;
+    Y[5] = kShC2[1] * dy * dz;
+    Y[6] = kShC2[2] * (2 * zz - xx - yy);
+    Y[7] = kShC2[3] * dx * dz;
+    Y[8] = kShC2[4] * (xx - yy);
+    if (deg >= 3) {
+      Y[9] = kShC3[0] * dy * (3 * xx - yy);
+      Y[10] = kShC3[1] * dx * dy * dz;
+      Y[11] = kShC3[2] * dy * (4 * zz - xx - yy);
+      Y[12] = kShC3[3] * dz * (2 * zz - 3 * xx - 3 * yy);
+      Y[13] = kShC3[4] * dx * (4 * zz - xx - yy);
+      Y[14] = kShC3[5] * dz * (xx - yy);
+      Y[15] = kShC3[6] * dx * (xx - 3 * yy);
+    }
+  }
+  const int64_t ss = sc.sh.strides[0], ks = sc.sh.strides[1];
+  const float* sb = sc.sh.ptr<float>() + i0 * ss;
+  const vi srow = lane * static_cast<int32_t>(ss);
+  vf rgb[3];
+  vi clamped{};
+  for (int ch = 0; ch < 3; ++ch) {
+    vf v = splat1(0.5f);
+    for (int k = 0; k < K; ++k) v += Y[k] * vgather(sb + k * ks + ch, srow);
+    clamped |= (v < 0.f) & (1 << ch);
+    rgb[ch] = vmax(v, splat1(0.f));
+  }
+  // Status and records.
+  const vi vis = vi{} + int32_t{kProjVisible}, out = vi{} + int32_t{kProjOutside};
+  const vi nr = vi{} + int32_t{kProjNear}, inv_code = vi{} + int32_t{kProjInvalid};
+  const vi code = valid ? (in_front ? (ok ? vis : out) : nr) : inv_code;
+  for (int l = 0; l < count; ++l) {
+    const int64_t i = i0 + l;
+    status[i] = code[l];
+    ++cnt[code[l]];
+    if (code[l] != kProjVisible) continue;
+    Projected& o = proj[i];
+    o.mx = mx[l];
+    o.my = my[l];
+    o.conic[0] = cA[l];
+    o.conic[1] = cB[l];
+    o.conic[2] = cC[l];
+    o.opacity = opacity[l];
+    o.rgb[0] = rgb[0][l];
+    o.rgb[1] = rgb[1][l];
+    o.rgb[2] = rgb[2][l];
+    o.depth = z[l];
+    o.ky = ky[l];
+    o.row_thr = row_thr[l];
+    o.rect[0] = static_cast<int16_t>(r0[l]);
+    o.rect[1] = static_cast<int16_t>(r1[l]);
+    o.rect[2] = static_cast<int16_t>(r2[l]);
+    o.rect[3] = static_cast<int16_t>(r3[l]);
+    o.clamped = clamped[l];
+  }
+}
+
+// Projects Gaussians [begin, end); cnt[code] counts the kProj* codes.
+void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool aa, Projected* proj,
+                   int32_t* status, int64_t* cnt) {
+  for (int64_t i = begin; i < end; i += kLanes)
+    project_lanes(s, i, static_cast<int>(std::min<int64_t>(kLanes, end - i)), cam, aa, proj, status, cnt);
+}
