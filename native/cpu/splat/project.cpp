@@ -17,12 +17,6 @@ namespace {
 constexpr float kDilation = 0.3f;        // low-pass filter added to Σ2D's diagonal
 constexpr float kMinCompensation2 = 0.000025f;  // floor of det ratio (= 0.005²)
 
-bool finite_all(const float* p, int n, int64_t stride = 1) {
-  for (int i = 0; i < n; ++i)
-    if (!std::isfinite(p[i * stride])) return false;
-  return true;
-}
-
 const float* row(const TensorView& t, int64_t i) { return t.ptr<float>() + i * t.strides[0]; }
 
 // Everything the forward computes for one camera that the backward reuses.
@@ -97,40 +91,6 @@ CameraFrame make_frame(const SplatCamera& c, float near_plane) {
   f.tiles_y = (c.height + kSplatTile - 1) / kSplatTile;
   f.near_plane = near_plane;
   return f;
-}
-
-int64_t prepare_gaussians(const SplatScene& s, int64_t begin, int64_t end, Prepared* prep) {
-  const int K = (s.sh_degree + 1) * (s.sh_degree + 1);
-  int64_t invalid = 0;
-  for (int64_t i = begin; i < end; ++i) {
-    Prepared& P = prep[i];
-    P.valid = 0;
-    const float *m = row(s.means, i), *ls = row(s.log_scales, i), *q = row(s.rotations, i);
-    const float logit = row(s.opacity_logits, i)[0];
-    const float* sh = row(s.sh, i);
-    bool ok = finite_all(m, 3) && finite_all(ls, 3) && finite_all(q, 4) && std::isfinite(logit);
-    for (int k = 0; ok && k < K; ++k) ok = finite_all(sh + k * s.sh.strides[1], 3);
-    const float qq = q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3];
-    ok = ok && qq > 1e-24f && std::isfinite(qq);  // a zero quaternion has no rotation
-    if (ok) {
-      const float inv = 1.f / std::sqrt(qq);
-      for (int k = 0; k < 4; ++k) P.qn[k] = q[k] * inv;
-      float R[9];
-      quat_to_rot(P.qn, R);
-      float M[9];  // M = R·diag(s), Σ = M·Mᵀ (spec §1.2)
-      for (int k = 0; k < 3; ++k) P.scale[k] = std::exp(ls[k]);
-      for (int r = 0; r < 3; ++r)
-        for (int k = 0; k < 3; ++k) M[3 * r + k] = R[3 * r + k] * P.scale[k];
-      auto dot = [&](int r0, int r1) { return M[3 * r0] * M[3 * r1] + M[3 * r0 + 1] * M[3 * r1 + 1] + M[3 * r0 + 2] * M[3 * r1 + 2]; };
-      P.cov[0] = dot(0, 0); P.cov[1] = dot(0, 1); P.cov[2] = dot(0, 2);
-      P.cov[3] = dot(1, 1); P.cov[4] = dot(1, 2); P.cov[5] = dot(2, 2);
-      ok = finite_all(P.cov, 6);  // exp(s)² overflows for s > ~44: skipped, not a crash
-      P.opacity = 1.f / (1.f + std::exp(-logit));
-    }
-    P.valid = ok ? 1 : 0;
-    invalid += ok ? 0 : 1;
-  }
-  return invalid;
 }
 
 void project_gaussian_backward(const SceneRef& s, int64_t i, const CameraFrame& cam, bool antialiased,

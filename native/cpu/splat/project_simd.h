@@ -47,6 +47,26 @@ SPLAT_INLINE vf vlog(vf x) {
   return __builtin_convertvector(e, vf) * 0.693147180559945309f + 2.f * s * p;
 }
 
+// e^x for any x (NaN in, NaN out): the range reduction of vexp, with 2^n
+// applied in two factors so that n up to 128 and down to −150 stays exact
+// (overflow gives inf, underflow 0 or a subnormal, as expf).
+SPLAT_INLINE vf vexp_full(vf x) {
+  const vf xc = vclamp(x, splat1(-104.f), splat1(89.f));
+  const vf t = xc * 1.44269504088896341f + 12582912.f;
+  const vf n = t - 12582912.f;
+  const vf r = (xc - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  vf p = splat1(1.f / 5040);
+  p = p * r + 1.f / 720;
+  p = p * r + 1.f / 120;
+  p = p * r + 1.f / 24;
+  p = p * r + 1.f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  const vi ni = __builtin_convertvector(n, vi), e1 = ni >> 1, e2 = ni - e1;
+  return p * (vf)((e1 + 127) << 23) * (vf)((e2 + 127) << 23);
+}
+
 // Tile index of pixel coordinate v: clamp(floor(v / 16), 0, lim), for finite v.
 SPLAT_INLINE vi tile_of(vf v, float lim, float add = 0.f) {
   const vf t = vfloor(vclamp(v / float(kSplatTile), splat1(-2.f), splat1(lim + 2.f))) + add;
@@ -55,24 +75,58 @@ SPLAT_INLINE vi tile_of(vf v, float lim, float add = 0.f) {
 
 // Projects Gaussians [i0, i0 + count), count <= 16, into the camera: status
 // per Gaussian (kProj*), and its Projected record when visible. cnt[code] += 1.
+// kPrepare: also computes the camera-independent Prepared record from the
+// raw parameters (spec §1.2; the first camera of a call), reading every
+// input once; otherwise reads it from s.prep.
+template <bool kPrepare>
 SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const CameraFrame& cam, bool aa,
                                 Projected* proj, int32_t* status, int64_t* cnt) {
   const SplatScene& sc = *s.scene;
   vi lane;
   for (int l = 0; l < kLanes; ++l) lane[l] = l < count ? l : 0;  // tail lanes read lane 0's (valid) memory
-  // Inputs: the mean and the camera-independent values of Prepared.
-  const int64_t ms = sc.means.strides[0];
-  const float* mb = sc.means.ptr<float>() + i0 * ms;
-  const vi mrow = lane * static_cast<int32_t>(ms);
+  auto rows = [&](const TensorView& t) { return lane * static_cast<int32_t>(t.strides[0]); };
+  auto base = [&](const TensorView& t) { return t.ptr<float>() + i0 * t.strides[0]; };
+  const float* mb = base(sc.means);
+  const vi mrow = rows(sc.means);
   const vf m0 = vgather(mb, mrow), m1 = vgather(mb + 1, mrow), m2 = vgather(mb + 2, mrow);
-  constexpr int32_t kPrep = sizeof(Prepared) / sizeof(float);
-  static_assert(sizeof(Prepared) % sizeof(float) == 0, "Prepared is a float record");
-  const float* pb = reinterpret_cast<const float*>(s.prep + i0);
-  const vi prow = lane * kPrep;
-  vf cov[6];
-  for (int k = 0; k < 6; ++k) cov[k] = vgather(pb + offsetof(Prepared, cov) / 4 + k, prow);
-  const vf opac = vgather(pb + offsetof(Prepared, opacity) / 4, prow);
-  const vi valid = (vi)vgather(pb + offsetof(Prepared, valid) / 4, prow) != 0;
+  vf cov[6], opac, qn[4], scale[3];
+  vi valid;
+  if constexpr (kPrepare) {
+    // Invalid (skipped) when any parameter used is NaN/Inf, the quaternion is
+    // zero, or the covariance overflows (the rule in tessera/splat.h); the SH
+    // coefficients are checked below where they are read.
+    const float *lb = base(sc.log_scales), *qb = base(sc.rotations), *ob = base(sc.opacity_logits);
+    const vi lrow = rows(sc.log_scales), qrow = rows(sc.rotations);
+    const vf ls[3] = {vgather(lb, lrow), vgather(lb + 1, lrow), vgather(lb + 2, lrow)};
+    const vf q[4] = {vgather(qb, qrow), vgather(qb + 1, qrow), vgather(qb + 2, qrow), vgather(qb + 3, qrow)};
+    const vf logit = vgather(ob, rows(sc.opacity_logits));
+    valid = finite(m0) & finite(m1) & finite(m2) & finite(logit);
+    for (int k = 0; k < 3; ++k) valid &= finite(ls[k]);
+    for (int k = 0; k < 4; ++k) valid &= finite(q[k]);
+    const vf qq = q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3];
+    valid &= (qq > 1e-24f) & finite(qq);  // a zero quaternion has no rotation
+    const vf inv = 1.f / vsqrt(valid ? qq : splat1(1.f));
+    for (int k = 0; k < 4; ++k) qn[k] = q[k] * inv;
+    vf R[9];
+    quat_to_rot(qn, R);
+    for (int k = 0; k < 3; ++k) scale[k] = vexp_full(ls[k]);
+    vf M[9];  // M = R·diag(s), Σ = M·Mᵀ (spec §1.2)
+    for (int r = 0; r < 3; ++r)
+      for (int k = 0; k < 3; ++k) M[3 * r + k] = R[3 * r + k] * scale[k];
+    auto dot = [&](int r0, int r1) { return M[3 * r0] * M[3 * r1] + M[3 * r0 + 1] * M[3 * r1 + 1] + M[3 * r0 + 2] * M[3 * r1 + 2]; };
+    cov[0] = dot(0, 0); cov[1] = dot(0, 1); cov[2] = dot(0, 2);
+    cov[3] = dot(1, 1); cov[4] = dot(1, 2); cov[5] = dot(2, 2);
+    for (int k = 0; k < 6; ++k) valid &= finite(cov[k]);  // exp(s)² overflows for s > ~44: skipped, not a crash
+    opac = 1.f / (1.f + vexp_full(-logit));
+  } else {
+    constexpr int32_t kPrep = sizeof(Prepared) / sizeof(float);
+    static_assert(sizeof(Prepared) % sizeof(float) == 0, "Prepared is a float record");
+    const float* pb = reinterpret_cast<const float*>(s.prep + i0);
+    const vi prow = lane * kPrep;
+    for (int k = 0; k < 6; ++k) cov[k] = vgather(pb + offsetof(Prepared, cov) / 4 + k, prow);
+    opac = vgather(pb + offsetof(Prepared, opacity) / 4, prow);
+    valid = (vi)vgather(pb + offsetof(Prepared, valid) / 4, prow) != 0;
+  }
 
   // EWA (project.cpp ewa()).
   const float* W = cam.W;
@@ -186,7 +240,11 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   vi clamped{};
   for (int ch = 0; ch < 3; ++ch) {
     vf v = splat1(0.5f);
-    for (int k = 0; k < K; ++k) v += Y[k] * vgather(sb + k * ks + ch, srow);
+    for (int k = 0; k < K; ++k) {
+      const vf c = vgather(sb + k * ks + ch, srow);
+      if constexpr (kPrepare) valid &= finite(c);
+      v += Y[k] * c;
+    }
     clamped |= (v < 0.f) & (1 << ch);
     rgb[ch] = vmax(v, splat1(0.f));
   }
@@ -196,6 +254,14 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   const vi code = valid ? (in_front ? (ok ? vis : out) : nr) : inv_code;
   for (int l = 0; l < count; ++l) {
     const int64_t i = i0 + l;
+    if constexpr (kPrepare) {
+      Prepared& P = s.prep_out[i];
+      for (int k = 0; k < 6; ++k) P.cov[k] = cov[k][l];
+      for (int k = 0; k < 4; ++k) P.qn[k] = qn[k][l];
+      for (int k = 0; k < 3; ++k) P.scale[k] = scale[k][l];
+      P.opacity = opac[l];
+      P.valid = valid[l] ? 1 : 0;
+    }
     status[i] = code[l];
     ++cnt[code[l]];
     if (code[l] != kProjVisible) continue;
@@ -220,9 +286,13 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   }
 }
 
-// Projects Gaussians [begin, end); cnt[code] counts the kProj* codes.
+// Projects Gaussians [begin, end); cnt[code] counts the kProj* codes. With
+// s.prep_out set, also fills the Prepared records there.
 void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool aa, Projected* proj,
                    int32_t* status, int64_t* cnt) {
-  for (int64_t i = begin; i < end; i += kLanes)
-    project_lanes(s, i, static_cast<int>(std::min<int64_t>(kLanes, end - i)), cam, aa, proj, status, cnt);
+  for (int64_t i = begin; i < end; i += kLanes) {
+    const int count = static_cast<int>(std::min<int64_t>(kLanes, end - i));
+    if (s.prep_out) project_lanes<true>(s, i, count, cam, aa, proj, status, cnt);
+    else project_lanes<false>(s, i, count, cam, aa, proj, status, cnt);
+  }
 }

@@ -1,6 +1,7 @@
 // CPU entry points of the 3DGS rasterizer (arguments already validated):
-// prepare the Gaussians once, then per camera project → bin → blend, and for
-// the backward blend-backward → fixed-order reduction → project-backward.
+// per camera project → bin → blend (the first camera's projection also
+// prepares the camera-independent values), and for the backward
+// blend-backward → fixed-order reduction → project-backward.
 // Every parallel loop writes disjoint memory, so the results do not depend on
 // the thread count or scheduling.
 #include <algorithm>
@@ -62,14 +63,6 @@ class StageClock {
   double wall_ = 0, cpu_ = 0;
 };
 
-int64_t prepare_all(const SplatScene& s, Prepared* prep) {
-  std::atomic<int64_t> invalid{0};  // an integer count: order does not matter
-  ThreadPool::global().parallel_for(s.means.shape[0], kGrainGaussians, [&](int64_t b, int64_t e, int) {
-    invalid += prepare_gaussians(s, b, e, prep);
-  });
-  return invalid.load();
-}
-
 // One camera's projected Gaussians and tile lists.
 struct CameraPass {
   CameraFrame cam;
@@ -78,16 +71,21 @@ struct CameraPass {
   TileBins bins;
 };
 
-void project_and_bin(const SceneRef& s, const SplatCamera& camera, float near_plane, bool aa, Arena* arena,
-                     CameraPass* pass, SplatStats* stats, StageClock* clock) {
+// Camera c of a call: the first one also prepares the Gaussians (and counts
+// the invalid ones, once per call).
+void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera, float near_plane, bool aa,
+                     Arena* arena, CameraPass* pass, SplatStats* stats, StageClock* clock) {
+  SceneRef s = scene;
+  if (c == 0) s.prep_out = const_cast<Prepared*>(scene.prep);
   pass->cam = make_frame(camera, near_plane);
   pass->proj = arena->array<Projected>(s.n);
   pass->status = arena->array<int32_t>(s.n);
-  std::atomic<int64_t> near{0}, outside{0}, visible{0};  // integer counts: order does not matter
+  std::atomic<int64_t> invalid{0}, near{0}, outside{0}, visible{0};  // integer counts: order does not matter
   const RasterKernels& ker = kernels();
   ThreadPool::global().parallel_for(s.n, kGrainGaussians, [&](int64_t b, int64_t e, int) {
     int64_t cnt[4] = {0, 0, 0, 0};
     ker.project(s, b, e, pass->cam, aa, pass->proj, pass->status, cnt);
+    invalid += cnt[kProjInvalid];
     visible += cnt[kProjVisible];
     near += cnt[kProjNear];
     outside += cnt[kProjOutside];
@@ -95,6 +93,7 @@ void project_and_bin(const SceneRef& s, const SplatCamera& camera, float near_pl
   clock->lap(kSplatStageProject);
   bin_tiles(pass->proj, pass->status, s.n, visible.load(), pass->cam, arena, &pass->bins);
   clock->lap(kSplatStageBin);
+  if (c == 0) stats->invalid = invalid.load();
   stats->culled_near += near.load();
   stats->culled_outside += outside.load();
   stats->visible += pass->bins.num_visible;
@@ -112,17 +111,14 @@ void splat_render(const SplatRenderArgs& a) {
   stats.gaussians = n;
   Arena arena;
   StageClock clock;
-  Prepared* prep = arena.array<Prepared>(n);
-  stats.invalid = prepare_all(scene, prep);
-  clock.lap(kSplatStagePrepare);
-  const SceneRef s{&scene, prep, n};
+  const SceneRef s{&scene, arena.array<Prepared>(n), n};
   const RasterKernels& ker = kernels();
   const bool aa = a.mode == SplatMode::kAntialiased;
   const int64_t pixels = int64_t(a.cameras[0].width) * a.cameras[0].height;
   for (int32_t c = 0; c < a.num_cameras; ++c) {
     Arena cam_arena;
     CameraPass pass;
-    project_and_bin(s, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
+    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
     TileOutputs out{a.rgb.ptr<float>() + c * pixels * 3, a.alpha.empty() ? nullptr : a.alpha.ptr<float>() + c * pixels,
                     a.depth.empty() ? nullptr : a.depth.ptr<float>() + c * pixels,
                     a.contributors.empty() ? nullptr : a.contributors.ptr<int32_t>() + c * pixels};
@@ -144,10 +140,8 @@ void splat_backward(const SplatBackwardArgs& a) {
   SplatStats stats;
   stats.gaussians = n;
   Arena arena;
-  Prepared* prep = arena.array<Prepared>(n);
-  stats.invalid = prepare_all(scene, prep);
+  const SceneRef s{&scene, arena.array<Prepared>(n), n};
   clock.lap(kSplatStagePrepare);
-  const SceneRef s{&scene, prep, n};
   const RasterKernels& ker = kernels();
   const bool aa = a.mode == SplatMode::kAntialiased;
   const int64_t pixels = int64_t(a.cameras[0].width) * a.cameras[0].height;
@@ -157,7 +151,7 @@ void splat_backward(const SplatBackwardArgs& a) {
   for (int32_t c = 0; c < a.num_cameras; ++c) {
     Arena cam_arena;
     CameraPass pass;
-    project_and_bin(s, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
+    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
     const TileBins& bins = pass.bins;
     const int64_t tiles = num_tiles(pass.cam);
     const TileGrads up{a.grad_rgb.ptr<float>() + c * pixels * 3,

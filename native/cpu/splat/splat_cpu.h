@@ -57,10 +57,10 @@ struct SceneRef {
   const SplatScene* scene;
   const Prepared* prep;
   int64_t n;
+  // Set for the first camera of a call: its projection computes the Prepared
+  // records (into this array, == prep) instead of reading them.
+  Prepared* prep_out = nullptr;
 };
-
-// Camera-independent preparation of Gaussians [begin, end); returns how many are invalid.
-int64_t prepare_gaussians(const SplatScene& s, int64_t begin, int64_t end, Prepared* prep);
 
 // Gradients of one Gaussian's projected values (summed over its tiles).
 struct ProjectedGrad {

@@ -66,9 +66,11 @@ inline void sh_basis_grad(int degree, float x, float y, float z, float (*dY)[3])
   set(15, kShC3[6] * (3 * xx - 3 * yy), kShC3[6] * -6 * x * y, 0);
 }
 
-// Rotation matrix of a unit quaternion (w, x, y, z), row-major.
-inline void quat_to_rot(const float* q, float R[9]) {
-  const float w = q[0], x = q[1], y = q[2], z = q[3];
+// Rotation matrix of a unit quaternion (w, x, y, z), row-major. T is float
+// or a vector of floats (project_simd.h).
+template <class T>
+inline void quat_to_rot(const T* q, T R[9]) {
+  const T w = q[0], x = q[1], y = q[2], z = q[3];
   R[0] = 1 - 2 * (y * y + z * z); R[1] = 2 * (x * y - w * z);     R[2] = 2 * (x * z + w * y);
   R[3] = 2 * (x * y + w * z);     R[4] = 1 - 2 * (x * x + z * z); R[5] = 2 * (y * z - w * x);
   R[6] = 2 * (x * z - w * y);     R[7] = 2 * (y * z + w * x);     R[8] = 1 - 2 * (x * x + y * y);

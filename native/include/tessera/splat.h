@@ -122,10 +122,12 @@ void splat_backward(const SplatBackwardArgs& args);
 
 // Stage timings of the CPU rasterizer, for benchmarks. Wall and process CPU
 // milliseconds (CLOCK_PROCESS_CPUTIME_ID, all threads) per stage, summed over
-// cameras: camera-independent preparation, projection, binning (depth sort
-// and tile lists), forward blend, backward blend (with its forward
-// recomputation), and the per-Gaussian reduction plus the projection's chain
-// rule. Kept out of SplatStats, which the CUDA library's ABI fixes.
+// cameras: preparation (the backward's zeroing of its outputs; the
+// camera-independent values are computed in the first camera's projection),
+// projection, binning (depth sort and tile lists), forward blend, backward
+// blend (with its forward recomputation), and the per-Gaussian reduction plus
+// the projection's chain rule. Kept out of SplatStats, which the CUDA
+// library's ABI fixes.
 enum SplatStage : int32_t {
   kSplatStagePrepare = 0,
   kSplatStageProject = 1,
