@@ -3,7 +3,8 @@
 # no Docker: a Debian bullseye root (glibc 2.31, gcc 10, libstdc++ GLIBCXX_3.4.28)
 # made with debootstrap, in which tessera.node and libtessera_cuda.so are
 # compiled and linked by bullseye's own gcc/g++/ld. Then it
-#   - runs the native tests and a Node load of the addon INSIDE the root
+#   - runs the native tests, a Node load of the addon and `tessera generate`
+#     INSIDE the root
 #     (proof that the binaries run on glibc 2.31),
 #   - checks the binaries on the host (scripts/release-check-binaries.mjs:
 #     ISA flags, AVX code only in per-ISA files, and the GLIBC_/GLIBCXX_/CXXABI_
@@ -29,7 +30,7 @@
 # name the same paths inside and outside.
 #
 # Network: only when the root is first made (debootstrap from deb.debian.org,
-# about 130 MB). The root is cached and reused; its recipe is in
+# about 100 MB of packages). The root is cached and reused; its recipe is in
 # <root>/.tessera-recipe, and a different recipe makes a new root.
 #
 # Usage (as root; needs debootstrap and patchelf on the host, installed with
