@@ -49,19 +49,21 @@ import { readFileSync, writeFileSync } from 'node:fs';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const USAGE = `Usage: node scripts/load-test.mjs [--url <base>] [--duration <s>=30 | --requests <n>]
        [--concurrency 16] [--count 1] [--max-batch 8] [--max-queue 64] [--request-timeout-ms 5000]
-       [--engine-seconds 5] [--warmup-seconds 3] [--bad-interval-ms 100] [--max-seconds 900] [--json <file>] [--strict] [--quiet]
+       [--engine-seconds 5] [--warmup-seconds 3] [--warmup-requests 0] [--bad-interval-ms 100] [--max-seconds 900] [--json <file>] [--strict] [--quiet]
 
 --url targets a running server (its model must be the embedded tiny VAR for the
 engine comparison; give its --max-batch and --request-timeout-ms, and it needs
 the demo scene); otherwise tessera serve is started
 on a free loopback port with --max-batch, --max-queue and --request-timeout-ms.
 --duration runs the clients for that many seconds; --requests runs until that
-many good requests have been answered (bounded by --max-seconds).`;
+many good requests have been answered (bounded by --max-seconds). The
+warm-up (not counted) lasts --warmup-seconds or, when larger, until
+--warmup-requests requests have been answered; RSS is first read after it.`;
 
 // ---------- arguments ----------
 function parse(argv) {
   const o = { url: undefined, duration: undefined, requests: undefined, concurrency: 16, count: 1, maxBatch: 8, maxQueue: 64, requestTimeoutMs: 5000,
-    engineSeconds: 5, warmupSeconds: 3, badIntervalMs: 100, maxSeconds: 900, json: undefined, strict: false, quiet: false };
+    engineSeconds: 5, warmupSeconds: 3, warmupRequests: 0, badIntervalMs: 100, maxSeconds: 900, json: undefined, strict: false, quiet: false };
   const num = (name, v, min, int = true) => {
     const x = Number(v);
     if (v === undefined || !Number.isFinite(x) || x < min || (int && !Number.isInteger(x))) throw new Error(`--${name} needs ${int ? 'an integer' : 'a number'} >= ${min}, got ${v}`);
@@ -80,6 +82,7 @@ function parse(argv) {
       case '--max-queue': o.maxQueue = num('max-queue', v(), 1); break;
       case '--request-timeout-ms': o.requestTimeoutMs = num('request-timeout-ms', v(), 100); break;
       case '--engine-seconds': o.engineSeconds = num('engine-seconds', v(), 0.5, false); break;
+      case '--warmup-requests': o.warmupRequests = num('warmup-requests', v(), 0); break;
       case '--warmup-seconds': o.warmupSeconds = num('warmup-seconds', v(), 0, false); break;
       case '--bad-interval-ms': o.badIntervalMs = num('bad-interval-ms', v(), 10); break;
       case '--max-seconds': o.maxSeconds = num('max-seconds', v(), 5); break;
@@ -448,11 +451,12 @@ async function main() {
   let wi = 0;
   await Promise.all([
     ...Array.from({ length: opts.concurrency }, async () => {
-      while (Date.now() - warm < opts.warmupSeconds * 1000) await http('POST', '/v1/generate', { body: JSON.stringify({ model, class: wi++ % 10, count: opts.count }), headers: json, agent: goodAgent });
+      while (Date.now() - warm < opts.warmupSeconds * 1000 || wi < opts.warmupRequests) await http('POST', '/v1/generate', { body: JSON.stringify({ model, class: wi++ % 10, count: opts.count }), headers: json, agent: goodAgent });
     }),
     Promise.all(Array.from({ length: maxQueue + 2 * opts.maxBatch + 16 }, (_, i) => http('POST', '/v1/generate', { body: JSON.stringify({ model, class: i % 10, seed: i }), headers: json }))),
   ]);
 
+  const warmed = wi;
   const m0 = await metrics();  // also starts the event-loop delay window
   const rss0 = m0.get('process_resident_memory_bytes');
   const cancelled0 = sumOf(m0, 'tessera_requests_cancelled_total');
@@ -545,7 +549,7 @@ async function main() {
     `| latency of good requests (per attempt) | p50 ${quantile(good.latencies, 0.5).toFixed(0)} ms, p99 ${quantile(good.latencies, 0.99).toFixed(0)} ms, max ${Math.max(0, ...good.latencies).toFixed(0)} ms |`,
     `| 429 answers | ${good.retried429} to good clients (retried), ${burst.r429} of a ${burst.size}-request burst (${burst.withRetryAfter} with Retry-After; ${burst.ok} answered 200) |`,
     `| event-loop delay of the server over the load | p50 ${loop.p50.toFixed(1)} ms, p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms |`,
-    `| server RSS | ${mib(rss0)} before, ${mib(rss1)} after (${rssGrowth >= 0 ? '+' : ''}${(100 * rssGrowth).toFixed(1)}%) over ${good.ok} requests${trace.length ? `; on the way: ${trace.map((x) => `${mib(x.bytes)} at ${x.requests}`).join(', ')}` : ''} |`,
+    `| server RSS | ${mib(rss0)} before (after a warm-up of ${warmed} requests and a burst), ${mib(rss1)} after (${rssGrowth >= 0 ? '+' : ''}${(100 * rssGrowth).toFixed(1)}%) over ${good.ok} requests${trace.length ? `; on the way: ${trace.map((x) => `${mib(x.bytes)} at ${x.requests}`).join(', ')}` : ''} |`,
     `| server JS heap used / native pool in use + cached | ${mib(mem0.heapUsed)} / ${mib(mem0.poolInUse)} + ${mib(mem0.poolCached)} before, ${mib(mem1.heapUsed)} / ${mib(mem1.poolInUse)} + ${mib(mem1.poolCached)} after |`,
     `| SSE clients that hung up after a progress event | ${vanished.sawProgress} of ${vanished.tried}; ${cancelled} requests cancelled by the server |`,
     `| good-request errors | ${good.errors.length} |`,
@@ -571,7 +575,7 @@ async function main() {
     writeFileSync(opts.json, JSON.stringify({
       base, model, options: opts, seconds, served, engine: { before: engineBefore, after: engineAfter, baseline }, throughput, requests: good.ok, images: good.images, sse: good.sse,
       meanBatch, latencyMs: { p50: quantile(good.latencies, 0.5), p99: quantile(good.latencies, 0.99) }, retried429: good.retried429, burst, loopDelayMs: loop,
-      rss: { before: rss0, after: rss1, growth: rssGrowth, trace: rssTrace }, memory: { before: mem0, after: mem1 }, vanished, cancelled, goodErrors: good.errors,
+      warmupRequests: warmed, rss: { before: rss0, after: rss1, growth: rssGrowth, trace: rssTrace }, memory: { before: mem0, after: mem1 }, vanished, cancelled, goodErrors: good.errors,
       bad: Object.fromEntries([...badSeen].map(([n, s]) => [n, { expected: s.expected, got: Object.fromEntries(s.got), wrong: s.wrong }])),
       slow, hard: hard.map(([name, ok, why]) => ({ name, ok, why })), targets: targets.map(([name, ok, value]) => ({ name, ok: ok ?? null, value })), hardOk, targetsOk,
     }, null, 2));
