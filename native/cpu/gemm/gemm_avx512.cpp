@@ -19,11 +19,16 @@ void tile_f32(const Tile& t, int64_t kc, const float* a, const float* b, float* 
     c0[i] = load_acc ? _mm512_loadu_ps(acc + i * kNR) : _mm512_setzero_ps();
     c1[i] = load_acc ? _mm512_loadu_ps(acc + i * kNR + 16) : _mm512_setzero_ps();
   }
+  // L2 prefetch of t.pf: `per` lines per k step, spread from the start.
+  const int64_t per = t.pf_lines > 0 ? (t.pf_lines + kc - 1) / kc : 0;
+  const char* pf = t.pf;
+  const char* pf_end = t.pf + t.pf_lines * 64;
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_loadu_ps(b + k * kNR), b1 = _mm512_loadu_ps(b + k * kNR + 16);
     _mm_prefetch(reinterpret_cast<const char*>(b + (k + 8) * kNR), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b + (k + 8) * kNR + 16), _MM_HINT_T0);
+    for (int64_t q = 0; q < per && pf < pf_end; ++q, pf += 64) _mm_prefetch(pf, _MM_HINT_T1);
 #pragma GCC unroll 14
     for (int i = 0; i < R; ++i) {
       const __m512 ai = _mm512_set1_ps(a[k * kMR + i]);

@@ -57,8 +57,24 @@ void run_unit(const GemmJob& job, const Unit& u, int tid) {
         bf = reinterpret_cast<const float*>(bw) + pc * kNR;
       }
       const int cols = static_cast<int>(std::min<int64_t>(kNR, job.N - j * kNR));
+      // The f32 B block used next (panel j + 1 at this K block, else the
+      // unit's first panel at the next K block), prefetched to L2 in slices
+      // by this panel's tiles: weights come from memory once per call.
+      const float* next = nullptr;
+      int64_t next_lines = 0;
+      if (bf && !job.b_fill && !widen_b) {
+        const float* b0 = static_cast<const float*>(job.b);
+        if (j + 1 < u.j1) next = b0 + (j + 1) * b_panel + pc * kNR, next_lines = kc * kNR / 16;
+        else if (!last) next = b0 + u.j0 * b_panel + (pc + kc) * kNR, next_lines = std::min(kKC, job.K - pc - kc) * kNR / 16;
+      }
+      const int64_t slice = (next_lines + ni - 1) / ni;
       for (int64_t i = u.i0; i < u.i1; ++i) {
-        const Tile t{i * mr, j * kNR, static_cast<int>(std::min<int64_t>(mr, job.M - i * mr)), cols};
+        Tile t{i * mr, j * kNR, static_cast<int>(std::min<int64_t>(mr, job.M - i * mr)), cols};
+        if (next) {
+          const int64_t l0 = std::min(next_lines, (i - u.i0) * slice);
+          t.pf = reinterpret_cast<const char*>(next) + l0 * 64;
+          t.pf_lines = std::min(next_lines, l0 + slice) - l0;
+        }
         float* acc = tiles ? tiles + ((j - u.j0) * ni + (i - u.i0)) * mr * kNR : nullptr;
         const Epilogue* epi = last ? &job.epi : nullptr;
         const auto* aw = static_cast<const uint32_t*>(job.a) + i * a_panel;

@@ -38,9 +38,15 @@ struct Epilogue {
 };
 
 // The valid part of a register tile: rows [m0, m0+rows), columns [n0, n0+cols).
+// pf, pf_lines: optional cache lines (64 B each, from pf on) that the kernel
+// asks to have in L2 while it runs (the driver points them at the next B
+// panel block, so weights streamed from memory arrive before they are used);
+// kernels may ignore them.
 struct Tile {
   int64_t m0, n0;
   int rows, cols;
+  const char* pf = nullptr;
+  int64_t pf_lines = 0;
 };
 
 // acc points at an MR×32 f32 buffer used to carry partial sums across K
