@@ -108,8 +108,50 @@ void gemv_avx512(const GemvArgs& g, int64_t n0, int64_t n1) {
       store_avx512(g.epi, m, n, _mm512_load_ps(&y[m][n - n0]), lane_mask(static_cast<int>(n1 - n)));
 }
 
+// 16 k values of 14 rows at a time: the rows' 16-float runs are transposed
+// 16×16 in registers (rows 14, 15 zero) and the first 14 lanes of each result
+// vector are one k row of the panel.
+void pack_a_f32_avx512(const float* x, int64_t ld, int64_t M, int64_t K, int64_t p0, int64_t p1, float* dst) {
+  for (int64_t p = p0; p < p1; ++p) {
+    float* d = dst + p * K * kMR;
+    const int64_t r0 = p * kMR;
+    const int rows = static_cast<int>(M - r0 < kMR ? M - r0 : kMR);
+    for (int64_t k0 = 0; k0 < K; k0 += 16) {
+      const int nk = static_cast<int>(K - k0 < 16 ? K - k0 : 16);
+      const __mmask16 km = lane_mask(nk);
+      __m512 r[16];
+      for (int c = 0; c < 16; ++c)
+        r[c] = c < rows ? _mm512_maskz_loadu_ps(km, x + (r0 + c) * ld + k0) : _mm512_setzero_ps();
+      // 16×16 transpose: pairs, quads, then 128-bit lanes.
+      __m512 t[16];
+      for (int c = 0; c < 16; c += 2) {
+        t[c] = _mm512_unpacklo_ps(r[c], r[c + 1]);
+        t[c + 1] = _mm512_unpackhi_ps(r[c], r[c + 1]);
+      }
+      for (int c = 0; c < 16; c += 4) {
+        const __m512d a0 = _mm512_castps_pd(t[c]), a1 = _mm512_castps_pd(t[c + 1]);
+        const __m512d b0 = _mm512_castps_pd(t[c + 2]), b1 = _mm512_castps_pd(t[c + 3]);
+        r[c] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
+        r[c + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
+        r[c + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
+        r[c + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
+      }
+      // r[4q + s] holds, in each 128-bit lane L, k = 4L + s of rows 4q .. 4q+3.
+      for (int s = 0; s < 4; ++s) {
+        const __m512 u0 = _mm512_shuffle_f32x4(r[s], r[4 + s], 0x44), u1 = _mm512_shuffle_f32x4(r[s], r[4 + s], 0xee);
+        const __m512 u2 = _mm512_shuffle_f32x4(r[8 + s], r[12 + s], 0x44), u3 = _mm512_shuffle_f32x4(r[8 + s], r[12 + s], 0xee);
+        t[s] = _mm512_shuffle_f32x4(u0, u2, 0x88);       // k = s
+        t[4 + s] = _mm512_shuffle_f32x4(u0, u2, 0xdd);   // k = 4 + s
+        t[8 + s] = _mm512_shuffle_f32x4(u1, u3, 0x88);   // k = 8 + s
+        t[12 + s] = _mm512_shuffle_f32x4(u1, u3, 0xdd);  // k = 12 + s
+      }
+      for (int kk = 0; kk < nk; ++kk) _mm512_mask_storeu_ps(d + (k0 + kk) * kMR, 0x3fff, t[kk]);
+    }
+  }
+}
+
 const IsaKernels& kernels_avx512() {
-  static const IsaKernels k{kMR, gemm_f32_avx512, nullptr, gemv_avx512};
+  static const IsaKernels k{kMR, gemm_f32_avx512, nullptr, gemv_avx512, pack_a_f32_avx512};
   return k;
 }
 

@@ -74,12 +74,16 @@ struct GemvArgs {
   Epilogue epi;
 };
 using GemvFn = void (*)(const GemvArgs& g, int64_t n0, int64_t n1);
+// Packs f32 A panels [p0, p1) (mr rows each, zero past M) from row-major f32
+// x (row stride ld, unit stride along K): the layout pack_a_all writes.
+using PackAF32Fn = void (*)(const float* x, int64_t ld, int64_t M, int64_t K, int64_t p0, int64_t p1, float* dst);
 
 struct IsaKernels {
   int mr;             // rows of the register tile (A panel height)
   GemmF32Fn f32;      // any rows in [1, mr]
   GemmBf16Fn bf16;    // null where the CPU has no bf16 dot product
   GemvFn gemv;
+  PackAF32Fn pack_a_f32 = nullptr;  // vectorised A packing, or null (pack_a_all's portable loops)
 };
 
 const IsaKernels& kernels_scalar();
@@ -91,5 +95,6 @@ const IsaKernels& kernels_avx512bf16();
 void gemm_f32_avx512(const Tile& t, int64_t kc, const float* a, const float* b, float* acc, bool load_acc,
                      const Epilogue* epi);
 void gemv_avx512(const GemvArgs& g, int64_t n0, int64_t n1);
+void pack_a_f32_avx512(const float* x, int64_t ld, int64_t M, int64_t K, int64_t p0, int64_t p1, float* dst);
 
 }  // namespace tessera::cpu::gemm

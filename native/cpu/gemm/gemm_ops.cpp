@@ -71,7 +71,10 @@ void linear(const LinearArgs& a) {
   }
   job.a_format = dot_bf16 && job.b_format == DType::kBF16 ? DType::kBF16 : DType::kF32;
   PooledBuffer abuf(packed_a_bytes(M, K, ker.mr, job.a_format));
-  pack_a_all(rows_of(a.x), M, K, ker.mr, job.a_format, round, abuf.p);
+  if (job.a_format == DType::kF32 && round == DType::kF32)
+    pack_a_f32_for(ker, rows_of(a.x), M, K, abuf.p);
+  else
+    pack_a_all(rows_of(a.x), M, K, ker.mr, job.a_format, round, abuf.p);
   job.a = abuf.p;
   run_gemm(job);
 }
@@ -96,7 +99,7 @@ void matmul(const MatmulArgs& a) {
   PooledBuffer bbuf(packed_b_bytes(N, K, DType::kF32));
   pack_b_all(sb, N, K, DType::kF32, DType::kF32, bbuf.p);
   PooledBuffer abuf(packed_a_bytes(M, K, ker.mr, DType::kF32));
-  pack_a_all(sa, M, K, ker.mr, DType::kF32, DType::kF32, abuf.p);
+  pack_a_f32_for(ker, sa, M, K, abuf.p);
   run_gemm(GemmJob{&ker, M, N, K, abuf.p, DType::kF32, bbuf.p, DType::kF32, epi});
 }
 

@@ -131,6 +131,16 @@ void repack_b_as_a(const float* b, int64_t N, int64_t K, int mr, float* dst) {
   });
 }
 
+void pack_a_f32_for(const IsaKernels& ker, const Src& x, int64_t M, int64_t K, void* dst) {
+  if (!ker.pack_a_f32 || x.dt != DType::kF32 || x.s1 != 1)
+    return pack_a_all(x, M, K, ker.mr, DType::kF32, DType::kF32, dst);
+  const int64_t panels = (M + ker.mr - 1) / ker.mr;
+  const float* src = static_cast<const float*>(x.p);
+  ThreadPool::global().parallel_for(panels, 8, [&](int64_t b, int64_t e, int) {
+    ker.pack_a_f32(src, x.s0, M, K, b, e, static_cast<float*>(dst));
+  });
+}
+
 void unpack_bf16_panel(const uint32_t* panel, int64_t k0, int64_t kc, float* dst) {
   const uint32_t* src = panel + (k0 / 2) * kNR;
   for (int64_t k = 0; k < kc; ++k) {

@@ -24,6 +24,10 @@ void pack_b(const Src& w, int64_t N, int64_t K, DType compute, DType round, void
 void pack_b_all(const Src& w, int64_t N, int64_t K, DType compute, DType round, void* dst);
 
 size_t packed_a_bytes(int64_t M, int64_t K, int mr, DType compute);
+// pack_a_all for f32 → f32 with the ISA's vectorised packer where it has one
+// and the source is row-major with unit stride along K.
+struct IsaKernels;
+void pack_a_f32_for(const IsaKernels& ker, const Src& x, int64_t M, int64_t K, void* dst);
 void pack_a_all(const Src& x, int64_t M, int64_t K, int mr, DType compute, DType round, void* dst);
 
 // The f32 B panels of a weight W [N, K] (pack_b_all layout) rewritten as the

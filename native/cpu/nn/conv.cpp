@@ -393,7 +393,7 @@ void conv_channel_major(const Conv2dArgs& a, const Geom& g) {
   if (a.packed) {
     gemm::repack_b_as_a(static_cast<const float*>(a.packed->data), g.Co, K, mr, static_cast<float*>(wa.p));
   } else {
-    gemm::pack_a_all(gemm::Src{a.weight.data, DType::kF32, K, 1}, g.Co, K, mr, DType::kF32, DType::kF32, wa.p);
+    gemm::pack_a_f32_for(ker, gemm::Src{a.weight.data, DType::kF32, K, 1}, g.Co, K, wa.p);
   }
   const int64_t* xs = a.x.strides;
   const int64_t* os = a.out.strides;
