@@ -31,6 +31,13 @@ bool any_lane(vi m) {
   const __m256i v = reinterpret_cast<__m256i>(o);
   return !_mm256_testz_si256(v, v);
 }
+uint32_t lane_bits(vi m) {
+  typedef int32_t vi8 __attribute__((vector_size(32)));
+  const vi8 lo = __builtin_shufflevector(m, m, 0, 1, 2, 3, 4, 5, 6, 7), hi = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15);
+  const vi8 zlo = lo != 0, zhi = hi != 0;
+  return uint32_t(_mm256_movemask_ps(reinterpret_cast<__m256>(zlo))) |
+         uint32_t(_mm256_movemask_ps(reinterpret_cast<__m256>(zhi))) << 8;
+}
 vf vsqrt(vf x) {
   typedef float vf8 __attribute__((vector_size(32)));
   const vf8 lo = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7), hi = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);

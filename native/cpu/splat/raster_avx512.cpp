@@ -21,6 +21,9 @@ bool any_lane(vi m) {
   return _mm512_test_epi32_mask(reinterpret_cast<__m512i>(m), reinterpret_cast<__m512i>(m)) != 0;
 }
 // The masked forms: GCC 12 warns that the plain ones' undefined source may be used.
+uint32_t lane_bits(vi m) {
+  return _mm512_test_epi32_mask(reinterpret_cast<__m512i>(m), reinterpret_cast<__m512i>(m));
+}
 vf vsqrt(vf x) { return reinterpret_cast<vf>(_mm512_maskz_sqrt_ps(0xffff, reinterpret_cast<__m512>(x))); }
 vf vgather(const float* base, vi idx) {
   return reinterpret_cast<vf>(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xffff, reinterpret_cast<__m512i>(idx), base, 4));

@@ -30,6 +30,16 @@ bool any_lane(vi m) {
 #endif
   return _mm_movemask_ps(reinterpret_cast<__m128>(o)) != 0;
 }
+uint32_t lane_bits(vi m) {
+  uint32_t b = 0;
+  for (int j = 0; j < 4; ++j) {
+    typedef int32_t vi4 __attribute__((vector_size(16)));
+    vi4 v;
+    for (int l = 0; l < 4; ++l) v[l] = m[4 * j + l] != 0 ? -1 : 0;
+    b |= uint32_t(_mm_movemask_ps(reinterpret_cast<__m128>(v))) << (4 * j);
+  }
+  return b;
+}
 vf vsqrt(vf x) {
   typedef float vf4 __attribute__((vector_size(16)));
   vf r;

@@ -26,6 +26,7 @@ constexpr int kLanes = 16;
 static_assert(kLanes == kSplatTile, "one vector per tile row");
 
 static bool any_lane(vi m);
+static uint32_t lane_bits(vi m);  // bit l set when lane l is non-zero
 
 constexpr float kMaxAlpha = 0.99f;
 constexpr float kMinAlpha = 1.0f / 255.0f;
@@ -144,54 +145,57 @@ struct RowAcc {
   vi count, active;
 };
 
-// Forward blend of one tile row over list entries [b0, b1) (gathered).
-// Returns where it stopped: b1, or earlier once every lane has stopped
-// (checked every 8 entries); the row blends no entry from there on.
-SPLAT_INLINE int64_t blend_range(const TileSoA& s, int64_t b0, int64_t b1, vf px, float py, RowAcc& acc) {
-  RowAcc o = acc;
-  int64_t k = b0;
-  for (; k < b1; ++k) {
-    if ((k & 7) == 0 && !any_lane(o.active)) break;
-    const float dy = s.my[k] - py;
-    if (dy * dy * s.ky[k] > s.thr[k]) continue;
-    AlphaStep a = alpha_at(s, k, px, py, o.active);
-    const vf Tn = o.T * (1.f - a.alpha);
-    const vi stop = a.ok & (Tn < kMinTransmittance);
-    o.active &= ~stop;
-    a.ok &= ~stop;
-    const vf w = a.ok ? a.alpha * o.T : vf{};
-    o.C[0] += w * s.r[k];
-    o.C[1] += w * s.g[k];
-    o.C[2] += w * s.b[k];
-    o.N += w * s.z[k];
-    o.T = a.ok ? Tn : o.T;
-    o.count -= a.ok;  // ok lanes are −1
-  }
-  acc = o;
-  return k;
+// Rows of the tile Gaussian k can reach: bit r set unless dy²·ky > thr at
+// row r's pixel centres (the row-skip test, for the 16 rows at once).
+SPLAT_INLINE uint32_t row_mask(const TileSoA& s, int64_t k, vf rowy) {
+  const vf dy = s.my[k] - rowy;
+  return lane_bits(~(dy * dy * s.ky[k] > s.thr[k]));
 }
 
-// Forward blend of the whole tile, batch by batch, every row over each
-// batch; stops when all rows have saturated. Returns the length of the list
-// prefix any row may have blended (the later entries get no gradient).
+// Forward blend of the whole tile, front to back, batch by batch. Each
+// Gaussian updates the rows it reaches (the rows are independent, so their
+// updates overlap in the pipeline); a row leaves once every lane has stopped
+// (checked every 8 entries), the tile when every row has. Returns the length
+// of the list prefix any row may have blended (the later entries get no
+// gradient). Per pixel, the operations are those of a front-to-back loop over
+// the list.
 int64_t blend_tile(TileSoA& s, const TileGeom& t, RowAcc* st) {
   uint32_t live = 0;
+  vf rowy;
+  for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
   for (int r = 0; r < t.rows; ++r) {
     st[r] = RowAcc{splat1(1.f), {vf{}, vf{}, vf{}}, vf{}, vi{}, t.lane_ok};
     live |= 1u << r;
   }
-  int64_t used = 0;
+  int64_t k = 0;
   for (int64_t b0 = 0; b0 < s.n && live; b0 += kBatch) {
     const int64_t b1 = std::min(b0 + kBatch, s.n);
     fill_to(s, b1);
-    for (uint32_t m = live; m; m &= m - 1) {
-      const int r = __builtin_ctz(m);
-      const int64_t end = blend_range(s, b0, b1, t.px, t.y0 + r + 0.5f, st[r]);
-      used = std::max(used, end);
-      if (end < b1 || !any_lane(st[r].active)) live &= ~(1u << r);
+    for (k = b0; k < b1; ++k) {
+      if ((k & 7) == 0) {
+        for (uint32_t m = live; m; m &= m - 1)
+          if (!any_lane(st[__builtin_ctz(m)].active)) live &= ~(1u << __builtin_ctz(m));
+        if (!live) break;
+      }
+      for (uint32_t m = row_mask(s, k, rowy) & live; m; m &= m - 1) {
+        const int r = __builtin_ctz(m);
+        RowAcc& o = st[r];
+        AlphaStep a = alpha_at(s, k, t.px, t.y0 + r + 0.5f, o.active);
+        const vf Tn = o.T * (1.f - a.alpha);
+        const vi stop = a.ok & (Tn < kMinTransmittance);
+        o.active &= ~stop;
+        a.ok &= ~stop;
+        const vf w = a.ok ? a.alpha * o.T : vf{};
+        o.C[0] += w * s.r[k];
+        o.C[1] += w * s.g[k];
+        o.C[2] += w * s.b[k];
+        o.N += w * s.z[k];
+        o.T = a.ok ? Tn : o.T;
+        o.count -= a.ok;  // ok lanes are −1
+      }
     }
   }
-  return used;
+  return live ? s.n : k;
 }
 
 void forward_tile(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
@@ -221,7 +225,6 @@ struct RowState {
   vf Tf, Cout[3], Nout;     // forward results (Cout with background)
   vf g[3], gN, gA;          // upstream gradients on rgb, N and A = 1 − T_final
   vi active;
-  bool live;
 };
 
 // Backward of one tile: the forward blend first (final T, colour and depth
@@ -258,20 +261,18 @@ void backward_tile(const Projected* proj, const TileBins& bins, const CameraFram
       q.T = splat1(1.f);
       q.C[0] = q.C[1] = q.C[2] = q.N = vf{};
       q.active = t.lane_ok;
-      q.live = true;
     }
   }
   float* grad = sink->take(tid, tile, used);
+  vf rowy;
+  for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
+  uint32_t live = (1u << t.rows) - 1;
   int64_t k = 0;
-  for (; k < used; ++k) {
+  for (; k < used && live; ++k) {
     vf gmx{}, gmy{}, gA{}, gB{}, gC{}, gop{}, gr{}, gg{}, gb{}, gz{};
-    bool any = false;
-    for (int r = 0; r < t.rows; ++r) {
+    for (uint32_t m = row_mask(s, k, rowy) & live; m; m &= m - 1) {
+      const int r = __builtin_ctz(m);
       RowState& q = st[r];
-      if (!q.live) continue;
-      any = true;
-      const float dy = s.my[k] - (t.y0 + r + 0.5f);
-      if (dy * dy * s.ky[k] > s.thr[k]) continue;
       AlphaStep a = alpha_at(s, k, t.px, t.y0 + r + 0.5f, q.active);
       const vf one_m = 1.f - a.alpha;
       const vf Tn = q.T * one_m;
@@ -300,9 +301,8 @@ void backward_tile(const Projected* proj, const TileBins& bins, const CameraFram
       gB -= dpow * a.dx * a.dy;
       gC -= 0.5f * dpow * a.dy * a.dy;
       q.T = a.ok ? Tn : q.T;
-      q.live = any_lane(q.active);
+      if (!any_lane(q.active)) live &= ~(1u << r);
     }
-    if (!any) break;
     float* o = grad + 10 * k;  // ProjectedGrad layout
     o[0] = hsum(gmx); o[1] = hsum(gmy);
     o[2] = hsum(gA); o[3] = hsum(gB); o[4] = hsum(gC);
