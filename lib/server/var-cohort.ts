@@ -1,10 +1,14 @@
 // Steps several VAR requests through one transformer together: per scale,
 // one forwardScale over the stacked rows [cond of every request, then uncond
 // of every request] (the layout generate() uses for one request's images).
-// Sampling, f_hat updates and decoding stay per request, with each request's
-// own settings and seeds, so a request's output equals generate() run alone:
-// every transformer op is row-wise (linear, LayerNorm, per-row attention
-// over the row's own cache), which the server tests check byte for byte.
+// Sampling and decoding stay per request, with each request's own settings
+// and seeds; the VQVAE's per-scale steps (f_hat update, next input) run once
+// over every request's stacked images. A request's output equals generate()
+// run alone: every transformer op is row-wise (linear, LayerNorm, per-row
+// attention over the row's own cache) and the VQVAE steps are per image,
+// which the server tests check byte for byte. (One f_hat step per request
+// instead cost ~1.5 ms of CPU per image on the embedded tiny VAR, where a
+// whole image costs ~18 ms: the load test's server-vs-engine gap.)
 import { checkGenerateOptions, decodeEach, keepSource, sampleScale, type GenerateOptions, type Generated, type KeptTokens } from '../models/var/generate.js';
 import { disposeConditioning, VarCache, type Conditioning, type VarTransformer } from '../models/var/transformer.js';
 import type { Vqvae } from '../models/var/vqvae.js';
@@ -25,7 +29,6 @@ interface Member {
   work: VarWork;
   o: ReturnType<typeof checkGenerateOptions>;
   B: number;
-  fHat: Tensor;
   tokens: number[][][];
   /** Index into the results array. */
   slot: number;
@@ -126,14 +129,24 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
     try {
       const o = checkGenerateOptions(work.options, model.config.classes);
       const B = o.classes.length;
-      active.push({ work, o, B, slot, fHat: Tensor.zeros([B, Cvae, last, last]), tokens: o.classes.map(() => []) });
+      active.push({ work, o, B, slot, tokens: o.classes.map(() => []) });
     } catch (error) {
       results[slot] = { ok: false, error };
     }
   });
-  const all = [...active];
   const drop = (m: Member, error: unknown): void => { results[m.slot] = { ok: false, error }; };
-  let cond: Conditioning | undefined, cache: VarCache | undefined, x: Tensor | undefined;
+  /** Image rows of `members` within the stacked f_hat of `of` (members in order, B_m images each). */
+  const imageRows = (of: readonly Member[], members: readonly Member[]): number[] => {
+    const rows: number[] = [];
+    let off = 0;
+    for (const m of of) {
+      if (members.includes(m)) for (let b = 0; b < m.B; b++) rows.push(off + b);
+      off += m.B;
+    }
+    return rows;
+  };
+  // fHat: every active request's images stacked [total, Cvae, last, last], in `active` order.
+  let cond: Conditioning | undefined, cache: VarCache | undefined, x: Tensor | undefined, fHat: Tensor | undefined;
   try {
     active = active.filter((m) => (m.work.signal.aborted ? (drop(m, m.work.signal.reason), false) : true));
     if (active.length === 0) return results;
@@ -146,6 +159,7 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
     }
     let total = active.reduce((a, m) => a + m.B, 0);
     cache = new VarCache(model.config, 2 * total);
+    fHat = Tensor.zeros([total, Cvae, last, last]);
     x = model.startTokens(cond);
     for (let si = 0; si < SN; si++) {
       const pn = schedule[si]!, n = pn * pn;
@@ -155,50 +169,65 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
       x.dispose();
       x = undefined;
       let off = 0;
-      for (const m of active) {
-        const ml = memberLogits(logits.data as Float32Array, off, m.B, total, n * V);
-        const ids = new Int32Array(m.B * n);
-        const h = await sampleScale(vae, ml, m.o, { si, SN, B: m.B, n, V, ids });
-        ml.dispose();
-        if (m.work.kept) keepSource(vae, h, ids, m.work.kept.ids[si]!, m.work.kept.keep[si]!, Cvae, n);
-        for (let b = 0; b < m.B; b++) m.tokens[b]!.push(Array.from(ids.subarray(b * n, (b + 1) * n)));
-        (await vae.addScale(si, schedule, m.fHat, h)).dispose();
-        h.dispose();
-        await m.work.onScale?.(si, SN, m.fHat);
-        off += m.B;
+      const hAll = Tensor.empty([total, Cvae, pn, pn]);
+      try {
+        for (const m of active) {
+          const ml = memberLogits(logits.data as Float32Array, off, m.B, total, n * V);
+          const ids = new Int32Array(m.B * n);
+          const h = await sampleScale(vae, ml, m.o, { si, SN, B: m.B, n, V, ids });
+          ml.dispose();
+          if (m.work.kept) keepSource(vae, h, ids, m.work.kept.ids[si]!, m.work.kept.keep[si]!, Cvae, n);
+          for (let b = 0; b < m.B; b++) m.tokens[b]!.push(Array.from(ids.subarray(b * n, (b + 1) * n)));
+          (hAll.data as Float32Array).set(h.data as Float32Array, off * Cvae * n);
+          h.dispose();
+          off += m.B;
+        }
+        (await vae.addScale(si, schedule, fHat, hAll)).dispose();
+      } finally {
+        hAll.dispose();
       }
       logits.dispose();
+      for (const m of active) {
+        if (!m.work.onScale) continue;
+        const mine = selectRows(fHat, imageRows(active, [m]));
+        try {
+          await m.work.onScale(si, SN, mine);
+        } finally {
+          mine.dispose();
+        }
+      }
       const staying = active.filter((m) => !m.work.signal.aborted);
       if (staying.length < active.length) {
         for (const m of active) if (!staying.includes(m)) drop(m, m.work.signal.reason);
         if (staying.length === 0) return results;
         const rows = keptRows(active, staying);
-        const c2 = compactConditioning(cond, rows, C), k2 = compactCache(model, cache, rows);
+        const c2 = compactConditioning(cond, rows, C), k2 = compactCache(model, cache, rows), f2 = selectRows(fHat, imageRows(active, staying));
         disposeConditioning(cond);
         cache.dispose();
+        fHat.dispose();
         cond = c2;
         cache = k2;
+        fHat = f2;
         active = staying;
         total = active.reduce((a, m) => a + m.B, 0);
       }
       if (si === SN - 1) break;
-      const lat = Tensor.empty([total, schedule[si + 1]! ** 2, Cvae]);
-      let at = 0;
-      for (const m of active) {
-        const next = await vae.nextInput(m.fHat, schedule[si + 1]!);
-        (lat.data as Float32Array).set(next.data as Float32Array, at);
-        at += next.numel;
-        next.dispose();
+      const lat = await vae.nextInput(fHat, schedule[si + 1]!);  // [total, n', Cvae], request after request
+      try {
+        x = await model.scaleInput(si + 1, lat);
+      } finally {
+        lat.dispose();
       }
-      x = await model.scaleInput(si + 1, lat);
-      lat.dispose();
     }
     for (const m of active) {
       if (m.work.signal.aborted) { drop(m, m.work.signal.reason); continue; }
+      const mine = selectRows(fHat, imageRows(active, [m]));
       try {
-        results[m.slot] = { ok: true, value: { images: await decodeEach(vae, m.fHat), tokens: m.tokens } };
+        results[m.slot] = { ok: true, value: { images: await decodeEach(vae, mine), tokens: m.tokens } };
       } catch (error) {
         drop(m, error);
+      } finally {
+        mine.dispose();
       }
     }
     return results;
@@ -209,7 +238,7 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
   } finally {
     x?.dispose();
     cache?.dispose();
+    fHat?.dispose();
     if (cond) disposeConditioning(cond);
-    for (const m of all) m.fHat.dispose();
   }
 }
