@@ -193,7 +193,7 @@ async function loadEngine() {
   return { pipe, generate: lib.generateVar, sampling: m.sampling, classes: m.classes.length };
 }
 
-/** Images per second of generate() at batch `opts.maxBatch`, back to back for `seconds` (after one warm-up batch). */
+/** Images per second of generate() at batch `opts.maxBatch`, back to back for `seconds` (after one warm-up batch), and CPU ms per image (this process, all threads). */
 async function engineThroughput(seconds) {
   const B = opts.maxBatch;
   const run = async (seed) => {
@@ -202,10 +202,11 @@ async function engineThroughput(seconds) {
     r.images.dispose();
   };
   await run(0);
-  const t0 = performance.now();
+  const t0 = performance.now(), c0 = process.cpuUsage();
   let images = 0;
   while (performance.now() - t0 < seconds * 1000) { await run(images + 1); images += B; }
-  return images / ((performance.now() - t0) / 1000);
+  const c = process.cpuUsage(c0);
+  return { rate: images / ((performance.now() - t0) / 1000), cpuMs: (c.user + c.system) / 1000 / images };
 }
 
 // ---------- good clients ----------
@@ -441,7 +442,8 @@ async function main() {
   log(`engine: loading the embedded model in this process ...`);
   engine = await loadEngine();
   const comparable = model === 'tiny-var';
-  const engineBefore = comparable ? await engineThroughput(opts.engineSeconds) : NaN;
+  const eb = comparable ? await engineThroughput(opts.engineSeconds) : { rate: NaN, cpuMs: NaN };
+  const engineBefore = eb.rate;
   log(`engine before: ${engineBefore.toFixed(1)} images/s at batch ${opts.maxBatch}`);
 
   // Warm-up (not counted): the clients' load and one burst of the size the run fires, so the server's pools, caches and
@@ -460,6 +462,7 @@ async function main() {
   const m0 = await metrics();  // also starts the event-loop delay window
   const rss0 = m0.get('process_resident_memory_bytes');
   const cancelled0 = sumOf(m0, 'tessera_requests_cancelled_total');
+  const cpu0 = m0.get('process_cpu_seconds_total');
   const batchSum0 = m0.get('tessera_batch_size_sum') ?? 0, batchCount0 = m0.get('tessera_batch_size_count') ?? 0;
 
   log(`load: ${opts.concurrency} clients x count ${opts.count}, ${opts.requests !== undefined ? `${opts.requests} requests` : `${opts.duration} s`} ...`);
@@ -494,11 +497,13 @@ async function main() {
   const trace = [0.25, 0.5, 0.75].map(at).filter(Boolean);
   const loop = { p50: m1.get('tessera_event_loop_delay_window_seconds{quantile="0.5"}') * 1e3, p99: m1.get('tessera_event_loop_delay_window_seconds{quantile="0.99"}') * 1e3, max: m1.get('tessera_event_loop_delay_window_seconds{quantile="max"}') * 1e3 };
   const cancelled = sumOf(m1, 'tessera_requests_cancelled_total') - cancelled0;
+  const serverCpuMs = ((m1.get('process_cpu_seconds_total') - cpu0) * 1000) / Math.max(1, served);
   const meanBatch = ((m1.get('tessera_batch_size_sum') ?? 0) - batchSum0) / Math.max(1, (m1.get('tessera_batch_size_count') ?? 0) - batchCount0);
   const health = await http('GET', '/health');
   const alive = !health.error && health.status === 200;
 
-  const engineAfter = comparable ? await engineThroughput(opts.engineSeconds) : NaN;
+  const ea = comparable ? await engineThroughput(opts.engineSeconds) : { rate: NaN, cpuMs: NaN };
+  const engineAfter = ea.rate, engineCpuMs = (eb.cpuMs + ea.cpuMs) / 2;
   engine.pipe.close();
   const baseline = (engineBefore + engineAfter) / 2;
   const throughput = served / seconds;
@@ -545,6 +550,7 @@ async function main() {
     '|---|---|',
     `| engine, single stream in-process, batch ${opts.maxBatch} | ${comparable ? `${engineBefore.toFixed(1)} images/s before, ${engineAfter.toFixed(1)} after: baseline ${baseline.toFixed(1)}` : 'n/a'} |`,
     `| server, ${opts.concurrency} clients x count ${opts.count} (every 8th SSE) | ${good.ok} requests (${good.images} images) and ${burst.ok} burst requests answered 200 in ${seconds.toFixed(1)} s: **${throughput.toFixed(1)} images/s**${comparable ? ` = ${(100 * throughput / baseline).toFixed(1)}% of the engine` : ''} |`,
+    `| CPU time per image (all threads) | engine ${engineCpuMs.toFixed(1)} ms; server ${serverCpuMs.toFixed(1)} ms (everything it did in the window, per image served) |`,
     `| mean images per batched step | ${meanBatch.toFixed(2)} |`,
     `| latency of good requests (per attempt) | p50 ${quantile(good.latencies, 0.5).toFixed(0)} ms, p99 ${quantile(good.latencies, 0.99).toFixed(0)} ms, max ${Math.max(0, ...good.latencies).toFixed(0)} ms |`,
     `| 429 answers | ${good.retried429} to good clients (retried), ${burst.r429} of a ${burst.size}-request burst (${burst.withRetryAfter} with Retry-After; ${burst.ok} answered 200) |`,
@@ -573,7 +579,7 @@ async function main() {
   const hardOk = hard.every(([, ok]) => ok), targetsOk = targets.every(([, ok]) => ok !== false);
   if (opts.json) {
     writeFileSync(opts.json, JSON.stringify({
-      base, model, options: opts, seconds, served, engine: { before: engineBefore, after: engineAfter, baseline }, throughput, requests: good.ok, images: good.images, sse: good.sse,
+      base, model, options: opts, seconds, served, engine: { before: engineBefore, after: engineAfter, baseline, cpuMsPerImage: engineCpuMs }, serverCpuMsPerImage: serverCpuMs, throughput, requests: good.ok, images: good.images, sse: good.sse,
       meanBatch, latencyMs: { p50: quantile(good.latencies, 0.5), p99: quantile(good.latencies, 0.99) }, retried429: good.retried429, burst, loopDelayMs: loop,
       warmupRequests: warmed, rss: { before: rss0, after: rss1, growth: rssGrowth, trace: rssTrace }, memory: { before: mem0, after: mem1 }, vanished, cancelled, goodErrors: good.errors,
       bad: Object.fromEntries([...badSeen].map(([n, s]) => [n, { expected: s.expected, got: Object.fromEntries(s.got), wrong: s.wrong }])),
