@@ -153,24 +153,30 @@ void project_gaussian_backward(const SceneRef& s, int64_t i, const CameraFrame& 
   dp[2] += -(g.mx * cam.fx * e.x + g.my * cam.fy * e.y) * rz2 + g.depth;
   for (int k = 0; k < 3; ++k) d_mean[k] += W[k] * dp[0] + W[3 + k] * dp[1] + W[6 + k] * dp[2];
   // Σ = M·Mᵀ, M = R·diag(s): dM = 2·dΣ·M; ds_j = Σ_i dM_ij·R_ij; dR_ij = dM_ij·s_j.
+  // q̂ and s as the forward computed them (project_simd.h; Prepared keeps only Σ).
+  const float* q = row(s.scene->rotations, i);
+  const float* ls = row(s.scene->log_scales, i);
+  const float qq = q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3];
+  const float qinv = 1.f / std::sqrt(qq);
+  const float qn[4] = {q[0] * qinv, q[1] * qinv, q[2] * qinv, q[3] * qinv};
+  const float scale[3] = {std::exp(ls[0]), std::exp(ls[1]), std::exp(ls[2])};
   float R[9];
-  quat_to_rot(P.qn, R);
+  quat_to_rot(qn, R);
   float dR[9], ds[3] = {0, 0, 0};
   for (int r = 0; r < 3; ++r)
     for (int k = 0; k < 3; ++k) {
       float dM = 0;
-      for (int j = 0; j < 3; ++j) dM += 2 * dS[3 * r + j] * R[3 * j + k] * P.scale[k];
+      for (int j = 0; j < 3; ++j) dM += 2 * dS[3 * r + j] * R[3 * j + k] * scale[k];
       ds[k] += dM * R[3 * r + k];
-      dR[3 * r + k] = dM * P.scale[k];
+      dR[3 * r + k] = dM * scale[k];
     }
-  for (int k = 0; k < 3; ++k) d_log_scale[k] += ds[k] * P.scale[k];  // s = exp(log s)
+  for (int k = 0; k < 3; ++k) d_log_scale[k] += ds[k] * scale[k];  // s = exp(log s)
   // Through q̂ = q/|q|: dq = (dq̂ − q̂(q̂·dq̂))/|q|.
   float dqn[4];
-  rot_to_quat_grad(P.qn, dR, dqn);
-  const float* q = row(s.scene->rotations, i);
-  const float qnorm = std::sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-  const float proj = P.qn[0] * dqn[0] + P.qn[1] * dqn[1] + P.qn[2] * dqn[2] + P.qn[3] * dqn[3];
-  for (int k = 0; k < 4; ++k) d_rot[k] += (dqn[k] - P.qn[k] * proj) / qnorm;
+  rot_to_quat_grad(qn, dR, dqn);
+  const float qnorm = std::sqrt(qq);
+  const float proj = qn[0] * dqn[0] + qn[1] * dqn[1] + qn[2] * dqn[2] + qn[3] * dqn[3];
+  for (int k = 0; k < 4; ++k) d_rot[k] += (dqn[k] - qn[k] * proj) / qnorm;
   // SH colour: dsh_k = Y_k·drgb on unclamped channels; d(direction) flows to the mean.
   float d[3], len;
   view_dir(cam, m, d, &len);

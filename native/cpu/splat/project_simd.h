@@ -89,7 +89,7 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   const float* mb = base(sc.means);
   const vi mrow = rows(sc.means);
   const vf m0 = vgather(mb, mrow), m1 = vgather(mb + 1, mrow), m2 = vgather(mb + 2, mrow);
-  vf cov[6], opac, qn[4], scale[3];
+  vf cov[6], opac;
   vi valid;
   if constexpr (kPrepare) {
     // Invalid (skipped) when any parameter used is NaN/Inf, the quaternion is
@@ -106,6 +106,7 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
     const vf qq = q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3];
     valid &= (qq > 1e-24f) & finite(qq);  // a zero quaternion has no rotation
     const vf inv = 1.f / vsqrt(valid ? qq : splat1(1.f));
+    vf qn[4], scale[3];
     for (int k = 0; k < 4; ++k) qn[k] = q[k] * inv;
     vf R[9];
     quat_to_rot(qn, R);
@@ -257,8 +258,6 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
     if constexpr (kPrepare) {
       Prepared& P = s.prep_out[i];
       for (int k = 0; k < 6; ++k) P.cov[k] = cov[k][l];
-      for (int k = 0; k < 4; ++k) P.qn[k] = qn[k][l];
-      for (int k = 0; k < 3; ++k) P.scale[k] = scale[k][l];
       P.opacity = opac[l];
       P.valid = valid[l] ? 1 : 0;
     }

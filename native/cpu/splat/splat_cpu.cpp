@@ -135,8 +135,13 @@ void splat_backward(const SplatBackwardArgs& a) {
   const int64_t n = scene.means.shape[0];
   const int64_t K = scene.sh.shape[1];
   StageClock clock;
-  for (const TensorView* t : {&a.grad_means, &a.grad_log_scales, &a.grad_rotations, &a.grad_opacity_logits, &a.grad_sh})
-    std::memset(t->data, 0, sizeof(float) * t->numel());
+  // Zero the outputs in parallel (fresh arrays: this is their first touch).
+  for (const TensorView* t : {&a.grad_means, &a.grad_log_scales, &a.grad_rotations, &a.grad_opacity_logits, &a.grad_sh}) {
+    float* p = t->ptr<float>();
+    ThreadPool::global().parallel_for(t->numel(), int64_t(1) << 18, [&](int64_t b, int64_t e, int) {
+      std::memset(p + b, 0, sizeof(float) * (e - b));
+    });
+  }
   SplatStats stats;
   stats.gaussians = n;
   Arena arena;

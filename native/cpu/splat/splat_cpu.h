@@ -19,10 +19,9 @@ void splat_backward(const SplatBackwardArgs& a);
 namespace tessera::cpu::splat {
 
 // Camera-independent per-Gaussian values, computed once per call.
+// 32 bytes: the backward recomputes the normalised quaternion and the scales.
 struct Prepared {
   float cov[6];     // Σ3D: xx, xy, xz, yy, yz, zz
-  float qn[4];      // normalised quaternion
-  float scale[3];   // exp(log-scale)
   float opacity;    // sigmoid(logit)
   int32_t valid;    // 0 = skipped (counted in SplatStats::invalid)
 };
