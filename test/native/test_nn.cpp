@@ -223,6 +223,51 @@ TEST(conv2d_channel_major_route_matches_reference_on_every_isa) {
   unsetenv("TESSERA_CONV_ROUTE");
 }
 
+// The Winograd F(2×2, 3×3) route (3×3, stride 1, padding 1), forced by
+// TESSERA_CONV_ROUTE=winograd at odd sizes (partial tiles at the right and
+// bottom edges, bands of several tile rows, 32-tile panels across rows), and
+// in its automatic range. The transforms add a few roundings per product
+// (|G|, |B|, |A| entries ≤ 1, ≤ 4 terms per sum), so the error stays near
+// the direct route's.
+TEST(conv2d_winograd_route_matches_reference_on_every_isa) {
+  std::vector<ConvCase> forced = {
+      {2, 3, 11, 13, 17, 3, 3, 1, 1, 1, 1, 1, 1},     // odd H and W
+      {1, 33, 9, 10, 40, 3, 3, 1, 1, 1, 1, 1, 1},     // K = 33 channels
+      {1, 7, 1, 1, 5, 3, 3, 1, 1, 1, 1, 1, 1},        // 1×1 image
+      {1, 5, 6, 70, 15, 3, 3, 1, 1, 1, 1, 1, 1},      // tile rows longer than one panel
+      {1, 300, 8, 8, 20, 3, 3, 1, 1, 1, 1, 1, 1},     // Ci > 256
+      {1, 6, 7, 5, 350, 3, 3, 1, 1, 1, 1, 1, 1},      // Co spanning many A panels
+  };
+  std::vector<ConvCase> automatic = {
+      {1, 24, 40, 37, 20, 3, 3, 1, 1, 1, 1, 1, 1},    // Ho·Wo >= 2·Co
+  };
+  for (auto* list : {&forced, &automatic}) {
+    const size_t n = list->size();
+    for (size_t i = 0; i < n; ++i) {
+      ConvCase c = (*list)[i];
+      c.accumulate = true;
+      c.bias = i % 2 == 1;
+      c.packed = i % 3 == 0;
+      c.x_pad = i % 2 == 0 ? 3 : 0;
+      list->push_back(c);
+    }
+  }
+  uint64_t salt = 1900;
+  for_each_isa([&] {
+    setenv("TESSERA_CONV_ROUTE", "winograd", 1);
+    for (const ConvCase& c : forced) {
+      const double e = run_conv(c, ++salt);
+      CHECK(e <= kTol) << "winograd " << describe(c) << " rel error " << e;
+    }
+    unsetenv("TESSERA_CONV_ROUTE");
+    for (const ConvCase& c : automatic) {
+      const double e = run_conv(c, ++salt);
+      CHECK(e <= kTol) << "auto " << describe(c) << " rel error " << e;
+    }
+  });
+  unsetenv("TESSERA_CONV_ROUTE");
+}
+
 TEST(conv2d_validation_codes) {
   std::vector<float> x(2 * 4 * 5 * 5, 1.f), w(6 * 4 * 3 * 3, 1.f), out(2 * 6 * 5 * 5), b(6);
   auto base = [&] {

@@ -30,14 +30,16 @@ struct Conv2dArgs {
   bool accumulate = false;
 };
 
-// CPU: float32 convs with unit stride along x and large maps (Ho·Wo >= 4·Co)
-// run channel-major: the weight is the GEMM's A operand and the patches are
+// CPU: float32 3×3 stride-1 convs with padding 1 on maps with Ho·Wo >= 2·Co
+// use Winograd F(2×2, 3×3) (16 instead of 36 multiplies per 2×2 tile and
+// channel pair). Other float32 convs with unit stride along x and large maps
+// (Ho·Wo >= 4·Co) run channel-major: the weight is the GEMM's A operand and the patches are
 // built 32 pixels at a time inside the GEMM, tiles stored straight into NCHW.
 // Otherwise a 1×1, stride-1, unpadded conv over contiguous planes is one
 // float32 GEMM per image; grouped convs with one input channel per group
 // (depthwise) run a direct loop; everything else goes through im2col tiles of
 // pixels fed to linear() with the weight packed once per call (or `packed`).
-// TESSERA_CONV_ROUTE=im2col|channel_major overrides the choice (tests, A/B).
+// TESSERA_CONV_ROUTE=im2col|channel_major|winograd overrides the choice (tests, A/B).
 void conv2d(const Conv2dArgs& args);
 
 }  // namespace tessera
