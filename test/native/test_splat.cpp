@@ -521,3 +521,78 @@ TEST(splat_backward_is_deterministic_across_thread_counts) {
   pool.resize(threads);
   CHECK(a == b) << "backward differs between thread counts";
 }
+
+// A wall of nearly opaque Gaussians saturates every pixel (T < 1e-4) long
+// before the end of each tile's list; Gaussians behind it are listed but
+// never reached. Adding them must change no output bit and no gradient bit
+// of the wall, and give them exactly zero gradients: the forward stops
+// reading a tile's list once its rows saturate, and the backward keeps
+// gradient rows only for the blended prefix of each list.
+TEST(splat_hidden_gaussians_change_nothing) {
+  th::Rng rng(101);
+  const int W = 64, H = 48, nw = 600, nh = 300;
+  Scene wall;
+  wall.n = nw; wall.deg = 1; wall.K = 4;
+  auto f = [&](double lo, double hi) { return static_cast<double>(static_cast<float>(rng.uniform(float(lo), float(hi)))); };
+  auto add = [&](Scene& s, double zlo, double zhi, double ls_lo, double ls_hi, double logit_lo, double logit_hi) {
+    s.means.insert(s.means.end(), {f(-1.3, 1.3), f(-1.0, 1.0), f(zlo, zhi)});
+    for (int k = 0; k < 3; ++k) s.ls.push_back(f(ls_lo, ls_hi));
+    for (int k = 0; k < 4; ++k) s.rot.push_back(f(-1, 1));
+    s.logit.push_back(f(logit_lo, logit_hi));
+    for (int k = 0; k < s.K * 3; ++k) s.sh.push_back(k < 3 ? f(-1.2, 1.2) : f(-0.3, 0.3));
+  };
+  for (int i = 0; i < nw; ++i) add(wall, -0.05, 0.05, -1.6, -1.2, 5.0, 7.0);
+  Scene both = wall;
+  both.n = nw + nh;
+  for (int i = 0; i < nh; ++i) add(both, 0.6, 1.5, -2.5, -1.0, -1.0, 3.0);
+  const std::vector<SplatCamera> cams = to_f32(rounded({look_at(0.0, 0.0, -3.0, W, H, 90)}));
+  F32Scene fw, fb;
+  to_f32(wall, &fw);
+  to_f32(both, &fb);
+  const Rendered rw = render(fw, cams, SplatMode::kClassic, kBgF);
+  const Rendered rb = render(fb, cams, SplatMode::kClassic, kBgF);
+  // (A pixel stops at the Gaussian that would take T below 1e-4, so with
+  // α <= 0.99 it can keep T up to 0.01: alpha >= 0.99 on every pixel.)
+  CHECK(*std::min_element(rw.alpha.begin(), rw.alpha.end()) > 0.98f) << "the wall must cover every pixel";
+  CHECK(rb.stats.intersections > rw.stats.intersections + nh) << "the hidden Gaussians must be listed";
+  CHECK(rb.rgb == rw.rgb && rb.alpha == rw.alpha && rb.depth == rw.depth && rb.count == rw.count)
+      << "hidden Gaussians changed the image";
+
+  std::vector<float> up(size_t(W) * H * 3), ua(size_t(W) * H), ud(size_t(W) * H);
+  for (float& v : up) v = rng.uniform();
+  for (float& v : ua) v = rng.uniform();
+  for (float& v : ud) v = rng.uniform();
+  auto backward = [&](F32Scene& fs, int n) {
+    std::vector<float> g(size_t(n) * (3 + 3 + 4 + 1 + 12));
+    SplatBackwardArgs b;
+    b.scene = fs.view;
+    b.cameras = cams.data();
+    b.num_cameras = 1;
+    for (int k = 0; k < 3; ++k) b.background[k] = kBgF[k];
+    b.grad_rgb = make_view(up.data(), DType::kF32, {1, H, W, 3});
+    b.grad_alpha = make_view(ua.data(), DType::kF32, {1, H, W});
+    b.grad_depth = make_view(ud.data(), DType::kF32, {1, H, W});
+    float* p = g.data();
+    b.grad_means = make_view(p, DType::kF32, {n, 3}); p += 3 * n;
+    b.grad_log_scales = make_view(p, DType::kF32, {n, 3}); p += 3 * n;
+    b.grad_rotations = make_view(p, DType::kF32, {n, 4}); p += 4 * n;
+    b.grad_opacity_logits = make_view(p, DType::kF32, {n}); p += n;
+    b.grad_sh = make_view(p, DType::kF32, {n, 4, 3});
+    splat_backward(b);
+    return g;
+  };
+  const std::vector<float> gw = backward(fw, nw), gb = backward(fb, nw + nh);
+  // Per field: the wall's rows equal, the hidden rows zero.
+  const int width[5] = {3, 3, 4, 1, 12};
+  size_t ow = 0, ob = 0, differ = 0, nonzero = 0, wall_nonzero = 0;
+  for (int fld = 0; fld < 5; ++fld) {
+    const size_t w = width[fld];
+    for (size_t j = 0; j < w * nw; ++j) { differ += gw[ow + j] != gb[ob + j]; wall_nonzero += gw[ow + j] != 0.f; }
+    for (size_t j = w * nw; j < w * (nw + nh); ++j) nonzero += gb[ob + j] != 0.f;
+    ow += w * nw;
+    ob += w * (nw + nh);
+  }
+  CHECK(wall_nonzero > 0) << "the wall must get gradients";
+  CHECK(differ == 0) << differ << " wall gradient values changed";
+  CHECK(nonzero == 0) << nonzero << " hidden gradient values are not zero";
+}

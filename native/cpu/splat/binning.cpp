@@ -153,17 +153,22 @@ void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, int64_t 
 
   // Counting sort by tile: per-chunk histograms, then each chunk scatters
   // from its own cursors. Cursor order (tile, chunk) keeps stability.
+  // (Plain loops over local restrict pointers: through the lambdas' captures
+  // GCC reloaded every pointer from the stack after each store.)
   int64_t* cursor = arena->array<int64_t>(cv.count * tiles);
-  auto for_each_tile = [&](int64_t k, auto&& fn) {
-    const Rect r = rects[k];
-    for (int ty = r.y0; ty < r.y1; ++ty)
-      for (int tx = r.x0; tx < r.x1; ++tx) fn(int64_t(ty) * cam.tiles_x + tx);
-  };
+  const int64_t tiles_x = cam.tiles_x;
   pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
-      int64_t* h = cursor + c * tiles;
+      int64_t* __restrict h = cursor + c * tiles;
+      const Rect* __restrict rc = rects;
       std::fill(h, h + tiles, 0);
-      for (int64_t k = cv.begin(c); k < cv.end(c); ++k) for_each_tile(k, [&](int64_t t) { ++h[t]; });
+      for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
+        const Rect r = rc[k];
+        for (int ty = r.y0; ty < r.y1; ++ty) {
+          int64_t* __restrict row = h + ty * tiles_x;
+          for (int tx = r.x0; tx < r.x1; ++tx) ++row[tx];
+        }
+      }
     }
   });
   int64_t run = 0;
@@ -178,10 +183,17 @@ void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, int64_t 
   bins->offsets[tiles] = run;
   pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
-      int64_t* cur = cursor + c * tiles;
-      for (int64_t k = cv.begin(c); k < cv.end(c); ++k) {
-        const int32_t g = order[k];
-        for_each_tile(k, [&](int64_t t) { bins->list[cur[t]++] = g; });
+      int64_t* __restrict cur = cursor + c * tiles;
+      int32_t* __restrict list = bins->list;
+      const Rect* __restrict rc = rects;
+      const int32_t* __restrict ord = order;
+      for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
+        const Rect r = rc[k];
+        const int32_t g = ord[k];
+        for (int ty = r.y0; ty < r.y1; ++ty) {
+          int64_t* __restrict row = cur + ty * tiles_x;
+          for (int tx = r.x0; tx < r.x1; ++tx) list[row[tx]++] = g;
+        }
       }
     }
   });
