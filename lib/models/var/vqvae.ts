@@ -67,21 +67,23 @@ export class Vqvae {
     return timed(`groupnorm ${x.shape[2]}²`, () => groupNorm({ x, weight: this.w.f32(`${name}.weight`), bias: this.w.f32(`${name}.bias`), groups: GN_GROUPS, eps: GN_EPS, silu }));
   }
 
-  /** shortcut(x) + conv2(silu(GN(conv1(silu(GN(x)))))). */
+  /** shortcut(x) + conv2(silu(GN(conv1(silu(GN(x)))))); may return x itself, updated in place. */
   private async resnet(p: string, x: Tensor): Promise<Tensor> {
     const a = await this.gnSilu(`${p}.norm1`, x);
     const h = await this.conv(`${p}.conv1`, a);
     a.dispose();
     const b = await this.gnSilu(`${p}.norm2`, h);
     h.dispose();
-    // The second conv accumulates onto the shortcut already in `out`.
-    const out = this.w.has(`${p}.nin_shortcut.weight`) ? await this.conv(`${p}.nin_shortcut`, x) : await timed('copy', () => x.toDevice('cpu'));
+    // The second conv accumulates onto the shortcut already in `out`: x itself
+    // when there is no nin_shortcut (every caller replaces x by the result and
+    // disposes it, so it is updated in place instead of copied).
+    const out = this.w.has(`${p}.nin_shortcut.weight`) ? await this.conv(`${p}.nin_shortcut`, x) : x;
     await this.conv(`${p}.conv2`, b, { out });
     b.dispose();
     return out;
   }
 
-  /** Single-head attention over the H·W positions: x + proj_out(v·softmax(qᵀk/√C)ᵀ). */
+  /** Single-head attention over the H·W positions: x + proj_out(v·softmax(qᵀk/√C)ᵀ), written into x. */
   private async attn(p: string, x: Tensor): Promise<Tensor> {
     const [B, C, H, W] = x.shape as [number, number, number, number];
     const n = H * W;
@@ -99,10 +101,9 @@ export class Vqvae {
       s.dispose();
     } });
     qkv.dispose();
-    const out = await x.toDevice('cpu');
-    await this.conv(`${p}.proj_out`, mixed, { out });
+    await this.conv(`${p}.proj_out`, mixed, { out: x });  // the residual, in place (as resnet)
     mixed.dispose();
-    return out;
+    return x;
   }
 
   private async mid(part: 'encoder' | 'decoder', x: Tensor): Promise<Tensor> {
