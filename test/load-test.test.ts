@@ -28,7 +28,7 @@ describe('scripts/load-test.mjs', () => {
     try {
       const out = join(dir, 'run.json');
       const r = spawnSync(process.execPath, [script, '--duration', '3', '--concurrency', '8', '--engine-seconds', '0.5', '--warmup-seconds', '0.5',
-        '--request-timeout-ms', '800', '--bad-interval-ms', '40', '--json', out, '--quiet'], { encoding: 'utf8', timeout: 150_000 });
+        '--request-timeout-ms', '1500', '--bad-interval-ms', '40', '--json', out, '--quiet'], { encoding: 'utf8', timeout: 150_000 });
       console.log(r.stdout);
       expect(r.status, r.stderr).toBe(0);
       const j = JSON.parse(readFileSync(out, 'utf8'));
@@ -54,7 +54,8 @@ describe('scripts/load-test.mjs', () => {
       expect(slow.every((s) => s.ok)).toBe(true);
       expect(j.burst.r429).toBeGreaterThan(0);
       expect(j.burst.withRetryAfter).toBe(j.burst.r429);
-      expect(r.stdout).toMatch(/\| server RSS \| [\d.]+ MiB before, [\d.]+ MiB after/);
+      expect(r.stdout).toMatch(/\| server RSS \| [\d.]+ MiB before \(after a warm-up of \d+ requests and a burst\), [\d.]+ MiB after/);
+      expect(r.stdout).toMatch(/\| CPU time per image \(all threads\) \| engine [\d.]+ ms; server [\d.]+ ms/);
       expect(r.stdout).toMatch(/Hard requirements:\n(  PASS .*\n)+Targets:/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
