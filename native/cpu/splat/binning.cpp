@@ -1,7 +1,7 @@
 // Tile binning (spec §1 "Binning"), CPU form. The reference sorts
 // (tile << 32 | depth) keys on the GPU; here the visible Gaussians are sorted
 // once by depth (a stable LSD radix sort of the float bits, which order like
-// the floats because depth > near > 0), then scattered tile by tile in that
+// the floats because depth > near > 0; the projection writes them), then scattered tile by tile in that
 // order. A stable scatter keeps each tile's list in (depth, index) order, the
 // same order as the reference's key sort with index tie-breaks. Every step
 // runs on fixed chunks with per-chunk histograms and cursors taken in
@@ -15,12 +15,6 @@
 
 namespace tessera::cpu::splat {
 namespace {
-
-uint32_t float_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
 
 // Chunking of n items into `chunks` contiguous ranges.
 struct Chunks {
@@ -89,18 +83,17 @@ void* Arena::get(size_t bytes) {
   return blocks_.back();
 }
 
-void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, int64_t nv, const CameraFrame& cam,
-               Arena* arena, TileBins* bins) {
+void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n, int64_t nv,
+                   Arena* arena, DepthOrder* out) {
   ThreadPool& pool = ThreadPool::global();
-  bins->num_visible = nv;
+  out->num_visible = nv;
   // Visible Gaussians in index order: item j = (depth bits << 32 | j), with
   // their indices and tile rectangles beside (compact arrays, so the reads in
   // depth order below stay in cache).
-  struct Rect { int16_t x0, x1, y0, y1; };
   uint64_t* items = arena->array<uint64_t>(nv);
   uint64_t* tmp = arena->array<uint64_t>(nv);
   int32_t* gid = arena->array<int32_t>(nv);
-  Rect* rect_j = arena->array<Rect>(nv);
+  TileRect* rect_j = arena->array<TileRect>(nv);
   const Chunks cg = chunks_for(n, 16384);
   int64_t* first = arena->array<int64_t>(cg.count + 1);
   pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
@@ -117,10 +110,9 @@ void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, int64_t 
       int64_t j = first[c];
       for (int64_t i = cg.begin(c); i < cg.end(c); ++i) {
         if (status[i] != kProjVisible) continue;
-        const Projected& p = proj[i];
-        items[j] = uint64_t(float_bits(p.depth)) << 32 | uint64_t(j);
+        items[j] = uint64_t(depth_key[i]) << 32 | uint64_t(j);
         gid[j] = static_cast<int32_t>(i);
-        rect_j[j] = Rect{p.rect[0], p.rect[1], p.rect[2], p.rect[3]};
+        rect_j[j] = rects[i];
         ++j;
       }
     }
@@ -129,44 +121,52 @@ void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, int64_t 
 
   // Depth order: Gaussian indices and rectangles (reusing `items`' other buffer).
   const Chunks cv = chunks_for(nv, 2048);
-  int32_t* order = arena->array<int32_t>(nv);
-  Rect* rects = reinterpret_cast<Rect*>(sorted == items ? tmp : items);
-  int64_t* area = arena->array<int64_t>(cv.count + 1);
+  out->order = arena->array<int32_t>(nv);
+  out->rects = reinterpret_cast<TileRect*>(sorted == items ? tmp : items);
+  int64_t* area = arena->array<int64_t>(cv.count);
   pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t sum = 0;
       for (int64_t k = cv.begin(c); k < cv.end(c); ++k) {
         const uint32_t j = static_cast<uint32_t>(sorted[k]);
-        order[k] = gid[j];
-        rects[k] = rect_j[j];
-        sum += int64_t(rects[k].x1 - rects[k].x0) * (rects[k].y1 - rects[k].y0);
+        const TileRect r = rect_j[j];
+        out->order[k] = gid[j];
+        out->rects[k] = r;
+        sum += int64_t(r.x1 - r.x0) * (r.y1 - r.y0);
       }
       area[c] = sum;
     }
   });
-  int64_t total = 0;
-  for (int64_t c = 0; c < cv.count; ++c) total += area[c];
-  bins->intersections = total;
-  const int64_t tiles = int64_t(cam.tiles_x) * cam.tiles_y;
-  bins->offsets = arena->array<int64_t>(tiles + 1);
-  bins->list = arena->array<int32_t>(total);
+  out->intersections = 0;
+  for (int64_t c = 0; c < cv.count; ++c) out->intersections += area[c];
+}
 
+void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& cam, const uint32_t* skip,
+               Arena* arena, TileBins* bins) {
+  ThreadPool& pool = ThreadPool::global();
+  const int64_t tiles = int64_t(cam.tiles_x) * cam.tiles_y;
+  const Chunks cv = chunks_for(k1 - k0, 2048);
+  bins->num_visible = k1 - k0;
+  if (!bins->offsets) bins->offsets = arena->array<int64_t>(tiles + 1);
   // Counting sort by tile: per-chunk histograms, then each chunk scatters
   // from its own cursors. Cursor order (tile, chunk) keeps stability.
-  // (Plain loops over local restrict pointers: through the lambdas' captures
-  // GCC reloaded every pointer from the stack after each store.)
   int64_t* cursor = arena->array<int64_t>(cv.count * tiles);
   const int64_t tiles_x = cam.tiles_x;
+  const TileRect* __restrict rc = d.rects + k0;
   pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* __restrict h = cursor + c * tiles;
-      const Rect* __restrict rc = rects;
       std::fill(h, h + tiles, 0);
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
-        const Rect r = rc[k];
+        const TileRect r = rc[k];
         for (int ty = r.y0; ty < r.y1; ++ty) {
           int64_t* __restrict row = h + ty * tiles_x;
-          for (int tx = r.x0; tx < r.x1; ++tx) ++row[tx];
+          if (skip) {
+            const uint32_t* __restrict sk = skip + ty * tiles_x;
+            for (int tx = r.x0; tx < r.x1; ++tx) row[tx] += sk[tx] != 0;
+          } else {
+            for (int tx = r.x0; tx < r.x1; ++tx) ++row[tx];
+          }
         }
       }
     }
@@ -174,25 +174,35 @@ void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, int64_t 
   int64_t run = 0;
   for (int64_t t = 0; t < tiles; ++t) {
     bins->offsets[t] = run;
+    const bool keep = !skip || skip[t] != 0;
     for (int64_t c = 0; c < cv.count; ++c) {
       const int64_t cnt = cursor[c * tiles + t];
-      cursor[c * tiles + t] = run;
-      run += cnt;
+      cursor[c * tiles + t] = keep ? run : -1;  // -1: the tile takes no entries
+      if (keep) run += cnt;
     }
   }
   bins->offsets[tiles] = run;
+  bins->intersections = run;
+  if (run > bins->capacity) {
+    bins->list = arena->array<int32_t>(run);
+    bins->capacity = run;
+  }
+  const int32_t* __restrict ord = d.order + k0;
+  int32_t* __restrict list = bins->list;
   pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* __restrict cur = cursor + c * tiles;
-      int32_t* __restrict list = bins->list;
-      const Rect* __restrict rc = rects;
-      const int32_t* __restrict ord = order;
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
-        const Rect r = rc[k];
+        const TileRect r = rc[k];
         const int32_t g = ord[k];
         for (int ty = r.y0; ty < r.y1; ++ty) {
           int64_t* __restrict row = cur + ty * tiles_x;
-          for (int tx = r.x0; tx < r.x1; ++tx) list[row[tx]++] = g;
+          if (skip) {
+            for (int tx = r.x0; tx < r.x1; ++tx)
+              if (row[tx] >= 0) list[row[tx]++] = g;
+          } else {
+            for (int tx = r.x0; tx < r.x1; ++tx) list[row[tx]++] = g;
+          }
         }
       }
     }

@@ -74,13 +74,15 @@ SPLAT_INLINE vi tile_of(vf v, float lim, float add = 0.f) {
 }
 
 // Projects Gaussians [i0, i0 + count), count <= 16, into the camera: status
-// per Gaussian (kProj*), and its Projected record when visible. cnt[code] += 1.
+// per Gaussian (kProj*), and its Projected record, depth key and tile
+// rectangle when visible. cnt[code] += 1.
 // kPrepare: also computes the camera-independent Prepared record from the
 // raw parameters (spec §1.2; the first camera of a call), reading every
 // input once; otherwise reads it from s.prep.
 template <bool kPrepare>
 SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const CameraFrame& cam, bool aa,
-                                Projected* proj, int32_t* status, int64_t* cnt) {
+                                Projected* proj, int32_t* status, uint32_t* depth_key, TileRect* rects,
+                                int64_t* cnt) {
   const SplatScene& sc = *s.scene;
   vi lane;
   for (int l = 0; l < kLanes; ++l) lane[l] = l < count ? l : 0;  // tail lanes read lane 0's (valid) memory
@@ -253,6 +255,7 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   const vi vis = vi{} + int32_t{kProjVisible}, out = vi{} + int32_t{kProjOutside};
   const vi nr = vi{} + int32_t{kProjNear}, inv_code = vi{} + int32_t{kProjInvalid};
   const vi code = valid ? (in_front ? (ok ? vis : out) : nr) : inv_code;
+  const vi key = (vi)z;  // float bits, ordered like the floats (z > near > 0)
   for (int l = 0; l < count; ++l) {
     const int64_t i = i0 + l;
     if constexpr (kPrepare) {
@@ -277,10 +280,9 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
     o.depth = z[l];
     o.ky = ky[l];
     o.row_thr = row_thr[l];
-    o.rect[0] = static_cast<int16_t>(r0[l]);
-    o.rect[1] = static_cast<int16_t>(r1[l]);
-    o.rect[2] = static_cast<int16_t>(r2[l]);
-    o.rect[3] = static_cast<int16_t>(r3[l]);
+    rects[i] = TileRect{static_cast<int16_t>(r0[l]), static_cast<int16_t>(r1[l]), static_cast<int16_t>(r2[l]),
+                        static_cast<int16_t>(r3[l])};
+    depth_key[i] = key[l];
     o.clamped = clamped[l];
   }
 }
@@ -288,10 +290,10 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
 // Projects Gaussians [begin, end); cnt[code] counts the kProj* codes. With
 // s.prep_out set, also fills the Prepared records there.
 void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool aa, Projected* proj,
-                   int32_t* status, int64_t* cnt) {
+                   int32_t* status, uint32_t* depth_key, TileRect* rects, int64_t* cnt) {
   for (int64_t i = begin; i < end; i += kLanes) {
     const int count = static_cast<int>(std::min<int64_t>(kLanes, end - i));
-    if (s.prep_out) project_lanes<true>(s, i, count, cam, aa, proj, status, cnt);
-    else project_lanes<false>(s, i, count, cam, aa, proj, status, cnt);
+    if (s.prep_out) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
+    else project_lanes<false>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
   }
 }

@@ -31,7 +31,7 @@ vf vgather(const float* base, vi idx) {
 }  // namespace
 
 const RasterKernels& raster_kernels_avx512() {
-  static const RasterKernels k{project_range, forward_tile, backward_tile};
+  static const RasterKernels k{project_range, blend_chunk, finish_tile, backward_tile};
   return k;
 }
 

@@ -159,14 +159,19 @@ SPLAT_INLINE uint32_t row_mask(const TileSoA& s, int64_t k, vf rowy) {
 // of the list prefix any row may have blended (the later entries get no
 // gradient). Per pixel, the operations are those of a front-to-back loop over
 // the list.
-int64_t blend_tile(TileSoA& s, const TileGeom& t, RowAcc* st) {
+uint32_t init_rows(const TileGeom& t, RowAcc* st) {
   uint32_t live = 0;
-  vf rowy;
-  for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
   for (int r = 0; r < t.rows; ++r) {
     st[r] = RowAcc{splat1(1.f), {vf{}, vf{}, vf{}}, vf{}, vi{}, t.lane_ok};
     live |= 1u << r;
   }
+  return live;
+}
+
+// blend_tile from a given state (rows in `live`) over the list in s.
+int64_t blend_rows(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& live) {
+  vf rowy;
+  for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
   int64_t k = 0;
   for (int64_t b0 = 0; b0 < s.n && live; b0 += kBatch) {
     const int64_t b1 = std::min(b0 + kBatch, s.n);
@@ -198,12 +203,24 @@ int64_t blend_tile(TileSoA& s, const TileGeom& t, RowAcc* st) {
   return live ? s.n : k;
 }
 
-void forward_tile(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
-                  int64_t tile, int tid, const TileOutputs& out) {
-  TileSoA s = tile_soa(proj, bins, tile, tid);
+int64_t blend_tile(TileSoA& s, const TileGeom& t, RowAcc* st) {
+  uint32_t live = init_rows(t, st);
+  return blend_rows(s, t, st, live);
+}
+
+static_assert(sizeof(RowAcc) * kSplatTile == kTileStateBytes, "tile state layout");
+
+void blend_chunk(const Projected* proj, const TileBins& bins, const CameraFrame& cam, int64_t tile, int tid,
+                 void* state, uint32_t* live) {
   const TileGeom t = geom(cam, tile);
-  alignas(64) RowAcc st[kSplatTile];
-  blend_tile(s, t, st);
+  RowAcc* st = static_cast<RowAcc*>(state);
+  if (*live == kTileUnstarted) *live = init_rows(t, st);
+  if (*live == 0 || bins.offsets[tile + 1] == bins.offsets[tile]) return;
+  TileSoA s = tile_soa(proj, bins, tile, tid);
+  blend_rows(s, t, st, *live);
+}
+
+void write_tile(const CameraFrame& cam, const float* bg, const TileGeom& t, const RowAcc* st, const TileOutputs& out) {
   const int W = cam.width;
   for (int r = 0; r < t.rows; ++r) {
     const RowAcc& o = st[r];
@@ -217,6 +234,14 @@ void forward_tile(const Projected* proj, const TileBins& bins, const CameraFrame
       if (out.contributors) out.contributors[pix] = o.count[i];
     }
   }
+}
+
+void finish_tile(const CameraFrame& cam, const float* bg, int64_t tile, void* state, uint32_t live,
+                 const TileOutputs& out) {
+  const TileGeom t = geom(cam, tile);
+  RowAcc* st = static_cast<RowAcc*>(state);
+  if (live == kTileUnstarted) init_rows(t, st);  // no Gaussian reached the tile
+  write_tile(cam, bg, t, st, out);
 }
 
 // Per-row state of the backward's second pass.

@@ -68,36 +68,41 @@ struct CameraPass {
   CameraFrame cam;
   Projected* proj;
   int32_t* status;
-  TileBins bins;
+  DepthOrder depth;
+  TileBins bins;  // all tile lists (when not chunked)
 };
 
 // Camera c of a call: the first one also prepares the Gaussians (and counts
-// the invalid ones, once per call).
+// the invalid ones, once per call). Projects, sorts by depth and, unless
+// `chunked` (the forward bins depth chunks itself), builds all tile lists.
 void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera, float near_plane, bool aa,
-                     Arena* arena, CameraPass* pass, SplatStats* stats, StageClock* clock) {
+                     bool chunked, Arena* arena, CameraPass* pass, SplatStats* stats, StageClock* clock) {
   SceneRef s = scene;
   if (c == 0) s.prep_out = const_cast<Prepared*>(scene.prep);
   pass->cam = make_frame(camera, near_plane);
   pass->proj = arena->array<Projected>(s.n);
   pass->status = arena->array<int32_t>(s.n);
+  uint32_t* depth_key = arena->array<uint32_t>(s.n);
+  TileRect* rects = arena->array<TileRect>(s.n);
   std::atomic<int64_t> invalid{0}, near{0}, outside{0}, visible{0};  // integer counts: order does not matter
   const RasterKernels& ker = kernels();
   ThreadPool::global().parallel_for(s.n, kGrainGaussians, [&](int64_t b, int64_t e, int) {
     int64_t cnt[4] = {0, 0, 0, 0};
-    ker.project(s, b, e, pass->cam, aa, pass->proj, pass->status, cnt);
+    ker.project(s, b, e, pass->cam, aa, pass->proj, pass->status, depth_key, rects, cnt);
     invalid += cnt[kProjInvalid];
     visible += cnt[kProjVisible];
     near += cnt[kProjNear];
     outside += cnt[kProjOutside];
   });
   clock->lap(kSplatStageProject);
-  bin_tiles(pass->proj, pass->status, s.n, visible.load(), pass->cam, arena, &pass->bins);
+  sort_by_depth(pass->status, depth_key, rects, s.n, visible.load(), arena, &pass->depth);
+  if (!chunked) bin_range(pass->depth, 0, pass->depth.num_visible, pass->cam, nullptr, arena, &pass->bins);
   clock->lap(kSplatStageBin);
   if (c == 0) stats->invalid = invalid.load();
   stats->culled_near += near.load();
   stats->culled_outside += outside.load();
-  stats->visible += pass->bins.num_visible;
-  stats->intersections += pass->bins.intersections;
+  stats->visible += pass->depth.num_visible;
+  stats->intersections += pass->depth.intersections;
 }
 
 int64_t num_tiles(const CameraFrame& c) { return int64_t(c.tiles_x) * c.tiles_y; }
@@ -118,12 +123,35 @@ void splat_render(const SplatRenderArgs& a) {
   for (int32_t c = 0; c < a.num_cameras; ++c) {
     Arena cam_arena;
     CameraPass pass;
-    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
+    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, true, &cam_arena, &pass, &stats, &clock);
     TileOutputs out{a.rgb.ptr<float>() + c * pixels * 3, a.alpha.empty() ? nullptr : a.alpha.ptr<float>() + c * pixels,
                     a.depth.empty() ? nullptr : a.depth.ptr<float>() + c * pixels,
                     a.contributors.empty() ? nullptr : a.contributors.ptr<int32_t>() + c * pixels};
-    ThreadPool::global().parallel_for(num_tiles(pass.cam), 1, [&](int64_t b, int64_t e, int tid) {
-      for (int64_t t = b; t < e; ++t) ker.forward(pass.proj, pass.bins, pass.cam, a.background, t, tid, out);
+    // Front to back in depth chunks of growing size: each chunk is binned
+    // into the tiles that are still blending and blended into their state, so
+    // a tile stops costing work (list entries included) once it saturates;
+    // most do within their first few hundred Gaussians. Per pixel the blend
+    // sees the same Gaussians in the same order as over the whole list.
+    const int64_t tiles = num_tiles(pass.cam), nv = pass.depth.num_visible;
+    char* state = static_cast<char*>(cam_arena.get(kTileStateBytes * static_cast<size_t>(tiles)));
+    uint32_t* live = cam_arena.array<uint32_t>(tiles);
+    std::fill(live, live + tiles, kTileUnstarted);
+    ThreadPool& pool = ThreadPool::global();
+    TileBins bins;
+    for (int64_t k0 = 0, step = std::max<int64_t>(nv / 16, 16384); k0 < nv; k0 += step, step *= 2) {
+      const int64_t k1 = std::min(nv, k0 + step);
+      bin_range(pass.depth, k0, k1, pass.cam, live, &cam_arena, &bins);
+      clock.lap(kSplatStageBin);
+      pool.parallel_for(tiles, 1, [&](int64_t b, int64_t e, int tid) {
+        for (int64_t t = b; t < e; ++t)
+          if (bins.offsets[t + 1] > bins.offsets[t])
+            ker.blend_chunk(pass.proj, bins, pass.cam, t, tid, state + kTileStateBytes * t, &live[t]);
+      });
+      clock.lap(kSplatStageBlend);
+      if (std::all_of(live, live + tiles, [](uint32_t l) { return l == 0; })) break;
+    }
+    pool.parallel_for(tiles, 16, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) ker.finish_tile(pass.cam, a.background, t, state + kTileStateBytes * t, live[t], out);
     });
     clock.lap(kSplatStageBlend);
   }
@@ -156,7 +184,7 @@ void splat_backward(const SplatBackwardArgs& a) {
   for (int32_t c = 0; c < a.num_cameras; ++c) {
     Arena cam_arena;
     CameraPass pass;
-    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
+    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, false, &cam_arena, &pass, &stats, &clock);
     const TileBins& bins = pass.bins;
     const int64_t tiles = num_tiles(pass.cam);
     const TileGrads up{a.grad_rgb.ptr<float>() + c * pixels * 3,

@@ -1,8 +1,10 @@
 // CPU 3DGS rasterizer, internal interfaces. The pipeline per camera is
-//   project (per Gaussian) → bin (global depth sort, stable scatter into
-//   16×16 tiles) → rasterize (per tile, SIMD over a 16-pixel tile row),
-// and for the backward: rasterize-backward (per tile, gradients per
-// intersection) → reduce per Gaussian in a fixed order → project-backward.
+//   project (16 Gaussians per SIMD step) → global depth sort → per depth
+//   chunk: stable scatter into the 16×16 tiles still blending, blend (per
+//   tile, SIMD over 16-pixel tile rows),
+// and for the backward: depth sort → all tile lists → blend-backward (per
+// tile, gradients for the blended prefix of its list) → reduce per Gaussian
+// in a fixed order → project-backward.
 // Nothing uses atomics, so results are bitwise reproducible for any thread
 // count.
 #pragma once
@@ -36,6 +38,9 @@ struct CameraFrame {
 };
 CameraFrame make_frame(const SplatCamera& c, float near_plane);
 
+// Tiles [x0, x1) × [y0, y1) where a Gaussian's α can reach 1/255.
+struct TileRect { int16_t x0, x1, y0, y1; };
+
 // One Gaussian projected into one camera (what the tile kernels read).
 // One cache line each: the tile gather reads them in depth order, i.e. at
 // random addresses, once per tile intersection.
@@ -46,7 +51,6 @@ struct alignas(64) Projected {
   float rgb[3];          // clamped SH colour
   float depth;           // view-space z
   float ky, row_thr;     // a tile row at vertical offset dy is skipped when dy²·ky > row_thr
-  int16_t rect[4];       // tiles [x0, x1) × [y0, y1) where α can reach 1/255
   int32_t clamped;       // bit c: rgb[c] was clamped at 0 (no SH gradient)
 };
 
@@ -78,6 +82,15 @@ struct TileBins {
   int64_t* offsets = nullptr;     // [tiles + 1]
   int32_t* list = nullptr;        // [intersections] Gaussian indices
   int64_t intersections = 0;
+  int64_t capacity = 0;           // of list (bin_range reuses it)
+};
+
+// The visible Gaussians in (depth, index) order with their tile rectangles.
+struct DepthOrder {
+  int64_t num_visible = 0;
+  int32_t* order = nullptr;   // [num_visible] Gaussian indices
+  TileRect* rects = nullptr;  // [num_visible]
+  int64_t intersections = 0;  // total area of the rectangles
 };
 
 // Call-lifetime memory from the host pool (tessera/pool.h), returned on
@@ -94,11 +107,15 @@ class Arena {
   std::vector<void*> blocks_;
 };
 
-// Builds the tile lists from projected Gaussians (status[i] == kProjVisible
-// marks them; there are num_visible of them).
-void bin_tiles(const Projected* proj, const int32_t* status, int64_t n, int64_t num_visible, const CameraFrame& cam,
+// Sorts the visible Gaussians (status[i] == kProjVisible marks them; there
+// are num_visible of them) by (depth, index).
+void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
+                   int64_t num_visible, Arena* arena, DepthOrder* out);
+// Tile lists of the Gaussians at depth ranks [k0, k1), front to back, into
+// bins (its offsets and list are reused when allocated). Tiles t with
+// skip[t] == 0 get empty lists (skip may be null).
+void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& cam, const uint32_t* skip,
                Arena* arena, TileBins* bins);
-
 // Per-tile gradient rows of the backward blend: 10 floats (ProjectedGrad
 // layout) for each entry of a prefix of the tile's list (the entries after
 // it have zero gradient). Rows come from per-thread blocks of the host pool,
@@ -134,13 +151,22 @@ struct TileGrads {  // upstream gradients for one camera
   const float* alpha;  // [H*W] or null
   const float* depth;  // [H*W] or null
 };
+constexpr size_t kTileStateBytes = size_t(kSplatTile) * 7 * 64;  // 16 rows × (T, C[3], N, count, active)
+constexpr uint32_t kTileUnstarted = ~0u;
 struct RasterKernels {
   // Projects Gaussians [begin, end) (project_simd.h): status[i] = kProj*
-  // code, proj[i] filled when visible, cnt[code] += 1 per Gaussian.
+  // code; when visible proj[i], depth_key[i] (the depth's float bits) and
+  // rects[i] filled; cnt[code] += 1 per Gaussian.
   void (*project)(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool antialiased,
-                  Projected* proj, int32_t* status, int64_t* cnt);
-  void (*forward)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
-                  int64_t tile, int tid, const TileOutputs& out);
+                  Projected* proj, int32_t* status, uint32_t* depth_key, TileRect* rects, int64_t* cnt);
+  // The forward in depth chunks: blends the tile's list in `bins` (the next
+  // chunk of its Gaussians) into its state (kTileStateBytes, initialised when
+  // *live == kTileUnstarted); *live = bit mask of the rows still blending,
+  // 0 once the tile has saturated. Then finish_tile writes the outputs.
+  void (*blend_chunk)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, int64_t tile, int tid,
+                      void* state, uint32_t* live);
+  void (*finish_tile)(const CameraFrame& cam, const float* bg, int64_t tile, void* state, uint32_t live,
+                      const TileOutputs& out);
   // Writes the tile's gradient rows (ProjectedGrad layout) into sink->take(tid, tile, used).
   void (*backward)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
                    int64_t tile, int tid, const TileGrads& g, GradRows* sink);
