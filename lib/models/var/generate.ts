@@ -5,6 +5,7 @@
 // residual f_hat updates, decode. Zero-shot editing (edit.ts) runs the same
 // loop with source tokens teacher-forced where its mask keeps them.
 import { TesseraError } from '../../errors.js';
+import { native } from '../../native.js';
 import { cfgCombine, sample } from '../../ops/sampling.js';
 import { Tensor } from '../../tensor.js';
 import { profileStage, timed, varProfile } from './profile.js';
@@ -101,6 +102,13 @@ export async function generate(vae: Vqvae, model: VarTransformer, options: Gener
       x = await model.scaleInput(si + 1, next);
       next.dispose();
     }
+    // The KV caches (2B rows × all tokens × C × 2 per block: 178 MB for d16 at
+    // B = 1) are not needed by the decoder: free them, and hand the pool's
+    // cached blocks back to the system, before the decoder's 256² maps (the
+    // pool reuses blocks only of the same size class, so otherwise they would
+    // sit idle under the decoder's peak).
+    cache.dispose();
+    native().hostPoolTrim();
     profileStage('decode');
     const images = await decodeEach(vae, fHat);
     const prof = varProfile();
@@ -110,6 +118,7 @@ export async function generate(vae: Vqvae, model: VarTransformer, options: Gener
     fHat.dispose();
     cache.dispose();
     disposeConditioning(cond);
+    native().hostPoolTrim();  // the decoder's maps likewise, before a next generation's caches
   }
 }
 
