@@ -107,6 +107,14 @@ void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera
 
 int64_t num_tiles(const CameraFrame& c) { return int64_t(c.tiles_x) * c.tiles_y; }
 
+// The backward's per-Gaussian gradient sum, kept in the first ten floats of
+// its Projected record: zeroes them (src null) or adds one gradient row.
+void grad_set(Projected& p, const float* src) {
+  float* f[10] = {&p.mx, &p.my, &p.conic[0], &p.conic[1], &p.conic[2], &p.opacity, &p.rgb[0], &p.rgb[1], &p.rgb[2],
+                  &p.depth};
+  for (int k = 0; k < 10; ++k) *f[k] = src ? *f[k] + src[k] : 0.f;
+}
+
 }  // namespace
 
 void splat_render(const SplatRenderArgs& a) {
@@ -199,20 +207,24 @@ void splat_backward(const SplatBackwardArgs& a) {
     // count: a chunk of Gaussian indices scans every tile's rows and keeps
     // its own), then applies the projection's chain rule to its own output
     // rows in index order, so the scene's rows and the outputs stream.
-    float* acc = cam_arena.array<float>(10 * n);
+    // The sums go into the first ten floats of the Gaussian's own Projected
+    // record (mx, my, conic, opacity, rgb, depth: the ProjectedGrad layout),
+    // whose values the rest of the backward no longer needs (it reads only
+    // `clamped`), so the reduction takes no memory of its own.
+    Projected* proj = pass.proj;
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n / 4096));
     pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
       for (int64_t ch = c0; ch < c1; ++ch) {
         const int64_t lo = n * ch / chunks, hi = n * (ch + 1) / chunks;
-        std::fill(acc + 10 * lo, acc + 10 * hi, 0.f);
+        for (int64_t i = lo; i < hi; ++i)
+          if (pass.status[i] == kProjVisible) grad_set(proj[i], nullptr);
         for (int64_t t = 0; t < tiles; ++t) {
           const int32_t* list = bins.list + bins.offsets[t];
           const float* src = rows.rows(t);
           for (int64_t j = 0, used = rows.used(t); j < used; ++j) {
             const int64_t g = list[j];
             if (g < lo || g >= hi) continue;
-            float* d = acc + 10 * g;
-            for (int k = 0; k < 10; ++k) d[k] += src[10 * j + k];
+            grad_set(proj[g], src + 10 * j);
           }
         }
       }
@@ -220,12 +232,15 @@ void splat_backward(const SplatBackwardArgs& a) {
     pool.parallel_for(n, 256, [&](int64_t b, int64_t e, int) {
       for (int64_t i = b; i < e; ++i) {
         if (pass.status[i] != kProjVisible) continue;
-        const float* g = acc + 10 * i;
+        const Projected& q = proj[i];
+        const ProjectedGrad pg{q.mx, q.my, {q.conic[0], q.conic[1], q.conic[2]}, q.opacity,
+                               {q.rgb[0], q.rgb[1], q.rgb[2]}, q.depth};
+        const float g[10] = {pg.mx, pg.my, pg.conic[0], pg.conic[1], pg.conic[2], pg.opacity,
+                             pg.rgb[0], pg.rgb[1], pg.rgb[2], pg.depth};
         bool zero = true;  // every entry past the blended prefixes: nothing to add
         for (int k = 0; k < 10; ++k) zero &= g[k] == 0.f;
         if (zero) continue;
-        const ProjectedGrad pg{g[0], g[1], {g[2], g[3], g[4]}, g[5], {g[6], g[7], g[8]}, g[9]};
-        project_gaussian_backward(s, i, pass.cam, aa, pass.proj[i], pg, dm + 3 * i, dls + 3 * i, dq + 4 * i, dl + i,
+        project_gaussian_backward(s, i, pass.cam, aa, q, pg, dm + 3 * i, dls + 3 * i, dq + 4 * i, dl + i,
                                   dsh + 3 * K * i);
       }
     });
