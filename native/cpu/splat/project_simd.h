@@ -291,8 +291,15 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
 // s.prep_out set, also fills the Prepared records there.
 void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool aa, Projected* proj,
                    int32_t* status, uint32_t* depth_key, TileRect* rects, int64_t* cnt) {
-  for (int64_t i = begin; i < end; i += kLanes) {
-    const int count = static_cast<int>(std::min<int64_t>(kLanes, end - i));
+  // The gathers address lane l's row at l·stride in int32; a view with rows
+  // too far apart for that goes one Gaussian per step (every lane reads row 0).
+  const SplatScene& sc = *s.scene;
+  int64_t stride = 0;
+  for (const TensorView* t : {&sc.means, &sc.log_scales, &sc.rotations, &sc.opacity_logits, &sc.sh})
+    stride = std::max(stride, t->strides[0] < 0 ? -t->strides[0] : t->strides[0]);
+  const int64_t step = stride * (kLanes - 1) < (int64_t(1) << 31) ? kLanes : 1;
+  for (int64_t i = begin; i < end; i += step) {
+    const int count = static_cast<int>(std::min<int64_t>(step, end - i));
     if (s.prep_out) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
     else project_lanes<false>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
   }
