@@ -4,13 +4,14 @@
 // row-wise, so any difference would be a scheduling bug.
 import { describe, expect, it } from 'vitest';
 
-import { generate } from '../lib/models/var/generate.js';
+import { decodeEach, generate } from '../lib/models/var/generate.js';
 import { VarTransformer } from '../lib/models/var/transformer.js';
+import { Tensor } from '../lib/tensor.js';
 import { Vqvae } from '../lib/models/var/vqvae.js';
 import { generateSjd } from '../lib/decoding/sjd.js';
 import { generateAr } from '../lib/models/llamagen/generate.js';
 import { runLlamaGenCohort } from '../lib/server/llamagen-cohort.js';
-import { runVarCohort } from '../lib/server/var-cohort.js';
+import { ConditioningCache, decodeGroup, decodeGroups, runVarCohort } from '../lib/server/var-cohort.js';
 import { loadGpt } from './llamagen-fixtures.js';
 import { openFixture } from './var-fixtures.js';
 
@@ -56,6 +57,65 @@ describe('VAR cohort', () => {
       if (!r.ok) throw r.error;
       expect(r.value.tokens).toEqual(alone.tokens);
       expect(Array.from(r.value.images.data)).toEqual(Array.from(alone.images.data));
+    }
+    model.dispose();
+  });
+});
+
+describe('VAR cohort: conditioning cache and grouped decoding', () => {
+  it('cohorts reuse conditionings by class list and still equal their solo runs; eviction frees entries', async () => {
+    const vae = Vqvae.load(openFixture('vae.pth').tensors, 'vae.pth');
+    const model = await VarTransformer.load(openFixture('var.pth').tensors, 'var.pth');
+    const cache = new ConditioningCache(model);
+    const cohorts = [
+      [{ classes: [3], seed: 5, topK: 0, topP: 0 }, { classes: [3], seed: 6, cfg: 3, topK: 0, topP: 0 }, { classes: [1, 1], seed: 2 }],
+      [{ classes: [1, 1], seed: 7, topP: 0.5 }, { classes: [3], seed: 8, topK: 0, topP: 0 }, { classes: [-1], seed: 1, cfg: 0 }],
+    ];
+    const misses: number[] = [];
+    for (const reqs of cohorts) {
+      const res = await runVarCohort(vae, model, reqs.map((options) => ({ options, signal: never })), undefined, { conditioning: cache });
+      misses.push(cache.misses);
+      for (let i = 0; i < reqs.length; i++) {
+        const alone = await generate(vae, model, reqs[i]!);
+        const r = res[i]!;
+        if (!r.ok) throw r.error;
+        expect(r.value.tokens).toEqual(alone.tokens);
+        expect(bytes(r.value.images.data as Float32Array)).toEqual(bytes(alone.images.data as Float32Array));
+      }
+    }
+    // [3] and [1,1] computed once each in the first cohort (the repeat of [3] shared); only [-1] is new in the second.
+    expect(misses).toEqual([2, 3]);
+    expect(cache.hits).toBe(2);
+    expect(cache.size).toBe(3);
+    // A cache that holds one entry keeps the most recent list and frees the others.
+    const one = cache.bytes / 4;  // one [c] entry: [c] and [-1] hold 2 rows each, [1,1] 4
+    const small = new ConditioningCache(model, Math.ceil(one * 1.5));
+    await small.use([[3], [5]], () => undefined);
+    expect(small.size).toBe(1);
+    await small.use([[5]], () => undefined);
+    expect([small.hits, small.misses]).toEqual([1, 2]);
+    await small.use([[1, 1]], () => undefined);  // larger than the whole cache: used, not kept
+    expect([small.size, small.misses]).toEqual([1, 3]);
+    small.clear();
+    cache.clear();
+    expect([cache.size, cache.bytes]).toEqual([0, 0]);
+    await expect(runVarCohort(vae, model, [{ options: { classes: [1] }, signal: never }], undefined, { conditioning: new ConditioningCache(await VarTransformer.load(openFixture('var.pth').tensors, 'var.pth')) }))
+      .rejects.toThrow(/another model/);
+    model.dispose();
+  });
+
+  it('decodes several images per call with the bytes of one call per image', async () => {
+    const vae = Vqvae.load(openFixture('vae.pth').tensors, 'vae.pth');
+    const model = await VarTransformer.load(openFixture('var.pth').tensors, 'var.pth');
+    const last = model.config.schedule.at(-1)!, C = model.config.latentChannels;
+    expect(decodeGroup(vae, last)).toBeGreaterThan(1);  // the fixture is small: grouping is what runs here
+    const fHat = Tensor.from(Float32Array.from({ length: 5 * C * last * last }, (_, i) => Math.sin(i * 0.37) * 0.8), [5, C, last, last]);
+    const each = await decodeEach(vae, fHat);
+    for (const g of [1, 2, 3, 5, 8]) {
+      const grouped = await decodeGroups(vae, fHat, g);
+      expect(grouped.shape).toEqual(each.shape);
+      expect(bytes(grouped.data as Float32Array)).toEqual(bytes(each.data as Float32Array));
+      grouped.dispose();
     }
     model.dispose();
   });

@@ -11,6 +11,7 @@ import { UnrecoverableError, WaitingError, Worker } from 'bullmq';
 
 import { TesseraError } from '../errors.js';
 import type { VarPipeline } from '../models/var/load.js';
+import { ConditioningCache } from '../server/var-cohort.js';
 import { exclusive, runChunk, type ChunkResult } from './chunk.js';
 import { prepareOutput } from './files.js';
 import { loadJobModel } from './model.js';
@@ -87,6 +88,8 @@ function run(o: WorkOptions, opened: Opened, spec: BatchSpec, pipe: VarPipeline,
   const { queue, client, prefix } = opened;
   const name = `${hostname()}:${process.pid}`, key = specKey(prefix, spec.job), chunks = chunkCount(spec);
   const stopping = new AbortController(), lock = exclusive(), t0 = performance.now();
+  // A job's images cycle through its classes, so each class's conditioning is computed once per worker.
+  const conditioning = new ConditioningCache(pipe.model);
   const summary: WorkSummary = { chunks: 0, images: 0, generated: 0, seconds: 0, failed: 0, end: 'done' };
   const worker = new Worker<Chunk, ChunkResult>(spec.job, async (job, token, signal) => {
     let c: Chunk;
@@ -98,7 +101,7 @@ function run(o: WorkOptions, opened: Opened, spec: BatchSpec, pipe: VarPipeline,
     await client.hsetnx(key, 'startedAt', String(Date.now()));
     const abort = signal ? AbortSignal.any([signal, stopping.signal]) : stopping.signal;
     try {
-      const r = await runChunk(pipe, spec, c, out, abort, lock);
+      const r = await runChunk(pipe, spec, c, out, abort, lock, conditioning);
       summary.chunks++;
       summary.images += r.images;
       summary.generated += r.generated;
@@ -135,6 +138,7 @@ function run(o: WorkOptions, opened: Opened, spec: BatchSpec, pipe: VarPipeline,
       summary.failed = await queue.getJobCountByTypes('failed').catch(() => summary.failed);
       summary.seconds = (performance.now() - t0) / 1000;
       summary.end = end;
+      conditioning.clear();
       pipe.close();
       await opened.close();
       settle(summary);

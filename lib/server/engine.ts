@@ -16,7 +16,7 @@ import { runLlamaGenCohort, type LlamaGenWork } from './llamagen-cohort.js';
 import { ServerMetrics } from './metrics.js';
 import { ModelRegistry, type LoadedModel, type ModelSpec } from './models.js';
 import { Scheduler, type Job } from './scheduler.js';
-import { runVarCohort, type VarWork } from './var-cohort.js';
+import { ConditioningCache, runVarCohort, type VarWork } from './var-cohort.js';
 
 export interface ServerOptions {
   models?: ModelSpec[];
@@ -111,6 +111,8 @@ export class TesseraEngine {
   readonly metrics: ServerMetrics;
   readonly options: typeof DEFAULTS;
   #closed = false;
+  /** Per VAR model: conditionings by class list, reused across cohorts. */
+  #conditioning = new Map<string, ConditioningCache>();
 
   constructor(options: ServerOptions = {}) {
     this.options = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS;
@@ -185,6 +187,8 @@ export class TesseraEngine {
     if (this.#closed) return;
     this.#closed = true;
     await this.scheduler.drain();
+    for (const c of this.#conditioning.values()) c.clear();
+    this.#conditioning.clear();
     this.registry.close();
     this.metrics.close();
   }
@@ -246,7 +250,9 @@ export class TesseraEngine {
           j.reject(error);
         }
       }
-      const settled = await runVarCohort(m.pipeline.vae, m.pipeline.model, works, onStep);
+      let conditioning = this.#conditioning.get(m.name);
+      if (!conditioning) this.#conditioning.set(m.name, (conditioning = new ConditioningCache(m.pipeline.model)));
+      const settled = await runVarCohort(m.pipeline.vae, m.pipeline.model, works, onStep, { conditioning });
       settled.forEach((s, i) => (s.ok ? jobs[i]!.resolve(s.value) : jobs[i]!.reject(s.error)));
       return;
     }

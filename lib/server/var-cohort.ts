@@ -1,17 +1,27 @@
 // Steps several VAR requests through one transformer together: per scale,
 // one forwardScale over the stacked rows [cond of every request, then uncond
 // of every request] (the layout generate() uses for one request's images).
-// Sampling and decoding stay per request, with each request's own settings
-// and seeds; the VQVAE's per-scale steps (f_hat update, next input) run once
-// over every request's stacked images. A request's output equals generate()
-// run alone: every transformer op is row-wise (linear, LayerNorm, per-row
-// attention over the row's own cache) and the VQVAE steps are per image,
-// which the server tests check byte for byte. (One f_hat step per request
-// instead cost ~1.5 ms of CPU per image on the embedded tiny VAR, where a
-// whole image costs ~18 ms: the load test's server-vs-engine gap.)
+// Sampling stays per image, with each request's own settings and seeds, read
+// straight out of the stacked logits; the code embedding, the VQVAE's
+// per-scale steps (f_hat update, next input) run once over every request's
+// stacked images. A request's output equals generate() run alone: every
+// transformer op is row-wise (linear, LayerNorm, per-row attention over the
+// row's own cache) and the VQVAE steps and the embedding are per image,
+// which the server tests check byte for byte.
+//
+// Conditioning (the AdaLN terms of a request's classes) depends only on the
+// class list, so a ConditioningCache keeps it per list: computed alone
+// exactly as generate() computes it, reused by every later request of the
+// same classes. The finished images are decoded several per call where
+// they are small (decodeGroups). On the embedded tiny VAR, where an image
+// costs ~18 ms of CPU, the per-request conditioning and embedding calls
+// cost ~3 ms of CPU per image; native calls per cohort of 8 went from 2,606
+// to 1,010 (generate() at batch 8: 1,971).
+import { TesseraError } from '../errors.js';
 import { checkGenerateOptions, decodeEach, keepSource, sampleScale, type GenerateOptions, type Generated, type KeptTokens } from '../models/var/generate.js';
 import { disposeConditioning, VarCache, type Conditioning, type VarTransformer } from '../models/var/transformer.js';
 import type { Vqvae } from '../models/var/vqvae.js';
+import { sample } from '../ops/sampling.js';
 import { Tensor } from '../tensor.js';
 
 export interface VarWork {
@@ -68,6 +78,86 @@ function stackConditioning(parts: readonly Conditioning[], C: number): Condition
   };
 }
 
+/** Bytes a conditioning holds. */
+function conditioningBytes(c: Conditioning): number {
+  let n = c.classRows.byteLength + c.headScale.byteLength + c.headShift.byteLength;
+  for (const b of c.blocks) for (const t of Object.values(b)) n += t.byteLength;
+  return n;
+}
+
+/**
+ * One model's conditionings by class list (a request's classes, in order),
+ * least recently used out first beyond maxBytes. Each entry is what
+ * model.condition(list) returns, computed alone as generate() computes it;
+ * cohorts only read entries (stacking copies them), so an evicted entry is
+ * disposed at once. maxBytes 0 keeps nothing (every call computes afresh).
+ */
+export class ConditioningCache {
+  #entries = new Map<string, { c: Conditioning; bytes: number }>();
+  #bytes = 0;
+  /** Lists found in the cache / computed, since creation. */
+  hits = 0;
+  misses = 0;
+
+  constructor(readonly model: VarTransformer, readonly maxBytes = 64 * 1024 * 1024) {
+    if (!(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) throw new TesseraError('ERR_INVALID_ARGUMENT', `maxBytes must be an integer >= 0, got ${maxBytes}`);
+  }
+
+  get size(): number { return this.#entries.size; }
+  get bytes(): number { return this.#bytes; }
+
+  /**
+   * Calls `fn` (synchronously, so no entry it gets is evicted while it
+   * runs) with the conditioning of each list, computing the missing ones.
+   */
+  async use<T>(lists: readonly (readonly number[])[], fn: (conds: Conditioning[]) => T): Promise<T> {
+    const keys = lists.map((l) => l.join(','));
+    const fresh = new Map<string, Conditioning>();
+    try {
+      // Entries present now may be evicted by a concurrent call while this one awaits: look again after each await.
+      for (;;) {
+        const i = keys.findIndex((k) => !fresh.has(k) && !this.#entries.has(k));
+        if (i < 0) break;
+        fresh.set(keys[i]!, await this.model.condition(lists[i]!));
+        this.misses++;
+      }
+      const conds = keys.map((k) => {
+        const f = fresh.get(k);
+        if (f) return f;
+        const e = this.#entries.get(k)!;
+        this.#entries.delete(k);  // most recently used last
+        this.#entries.set(k, e);
+        this.hits++;
+        return e.c;
+      });
+      const out = fn(conds);
+      for (const [k, c] of fresh) {
+        const bytes = conditioningBytes(c);
+        if (this.#entries.has(k) || bytes > this.maxBytes) continue;  // disposed below
+        this.#entries.set(k, { c, bytes });
+        this.#bytes += bytes;
+        fresh.delete(k);
+      }
+      for (const [k, e] of this.#entries) {
+        if (this.#bytes <= this.maxBytes) break;
+        this.#entries.delete(k);
+        this.#bytes -= e.bytes;
+        disposeConditioning(e.c);
+      }
+      return out;
+    } finally {
+      for (const c of fresh.values()) disposeConditioning(c);
+    }
+  }
+
+  /** Frees every entry. */
+  clear(): void {
+    for (const e of this.#entries.values()) disposeConditioning(e.c);
+    this.#entries.clear();
+    this.#bytes = 0;
+  }
+}
+
 /** Row indices of the kept members in the [cond all, uncond all] layout of `all` members. */
 function keptRows(all: readonly Member[], kept: readonly Member[]): number[] {
   const total = all.reduce((a, m) => a + m.B, 0);
@@ -105,6 +195,51 @@ function compactCache(model: VarTransformer, cache: VarCache, rows: readonly num
   return next;
 }
 
+/** The decoder's widest activation of one image is kept under this many bytes per call (decodeGroup). */
+const DECODE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Images the VQVAE decodes per call: as many as keep the widest feature map
+ * (channels × side² of a decoder level) of the call under DECODE_BYTES, at
+ * least 1. The embedded tiny VAR (32×32) decodes a whole cohort at once; a
+ * 256² model one image at a time, as generate() does to bound its memory.
+ */
+export function decodeGroup(vae: Vqvae, latentSide: number): number {
+  const { channels, downsample } = vae.config;
+  const side = latentSide * downsample;
+  const widest = Math.max(...channels.map((c, i) => c * Math.ceil(side / 2 ** i) ** 2 * 4));
+  return Math.max(1, Math.floor(DECODE_BYTES / widest));
+}
+
+/**
+ * decodeEach(vae, fHat) — (decode(f_hat) + 1) / 2 — decoding `group` images
+ * per call: the decoder is per image (convolutions, group norms and
+ * attention never mix images), so the bytes equal decodeEach's, which the
+ * server tests check against generate() run alone; fewer, larger calls cost
+ * less CPU per image.
+ */
+export async function decodeGroups(vae: Vqvae, fHat: Tensor, group: number): Promise<Tensor> {
+  if (group <= 1) return decodeEach(vae, fHat);
+  const [B, C, h, w] = fHat.shape as [number, number, number, number];
+  const src = fHat.data as Float32Array, per = C * h * w;
+  let out: Tensor | undefined;
+  try {
+    for (let b0 = 0; b0 < B; b0 += group) {
+      const g = Math.min(group, B - b0);
+      const img = await vae.decode(Tensor.from(src.subarray(b0 * per, (b0 + g) * per), [g, C, h, w]));
+      const [, , H, W] = img.shape as [number, number, number, number];
+      out ??= Tensor.empty([B, 3, H, W]);
+      const d = img.data as Float32Array, o = out.data as Float32Array, at = b0 * 3 * H * W;
+      for (let i = 0; i < d.length; i++) o[at + i] = (d[i]! + 1) / 2;
+      img.dispose();
+    }
+    return out!;
+  } catch (error) {
+    out?.dispose();
+    throw error;
+  }
+}
+
 /** Member m's logits [2B_m, n, V] out of the stacked [2·total, n, V]. */
 function memberLogits(all: Float32Array, offset: number, B: number, total: number, nv: number): Tensor {
   const out = new Float32Array(2 * B * nv);
@@ -119,8 +254,15 @@ function memberLogits(all: Float32Array, offset: number, B: number, total: numbe
  * the stacked caches, and settles with the signal's reason. `onStep` sees
  * each transformer call's image count and duration (metrics).
  */
+export interface CohortOptions {
+  /** Conditionings kept across cohorts (this model's); default none (each cohort computes its own). */
+  conditioning?: ConditioningCache;
+}
+
 export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: readonly VarWork[],
-  onStep?: (images: number, seconds: number) => void): Promise<Settled[]> {
+  onStep?: (images: number, seconds: number) => void, options: CohortOptions = {}): Promise<Settled[]> {
+  const conditioning = options.conditioning ?? new ConditioningCache(model, 0);
+  if (conditioning.model !== model) throw new TesseraError('ERR_INVALID_ARGUMENT', 'the conditioning cache belongs to another model');
   const { schedule, vocabulary: V, latentChannels: Cvae, width: C } = model.config;
   const SN = schedule.length, last = schedule[SN - 1]!;
   const results: Settled[] = new Array(works.length);
@@ -150,13 +292,7 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
   try {
     active = active.filter((m) => (m.work.signal.aborted ? (drop(m, m.work.signal.reason), false) : true));
     if (active.length === 0) return results;
-    const parts: Conditioning[] = [];
-    try {
-      for (const m of active) parts.push(await model.condition(m.o.classes));
-      cond = stackConditioning(parts, C);
-    } finally {
-      for (const p of parts) disposeConditioning(p);
-    }
+    cond = await conditioning.use(active.map((m) => m.o.classes), (parts) => stackConditioning(parts, C));
     let total = active.reduce((a, m) => a + m.B, 0);
     cache = new VarCache(model.config, 2 * total);
     fHat = Tensor.zeros([total, Cvae, last, last]);
@@ -168,25 +304,53 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
       onStep?.(total, (performance.now() - t0) / 1000);
       x.dispose();
       x = undefined;
-      let off = 0;
-      const hAll = Tensor.empty([total, Cvae, pn, pn]);
+      // Every image's tokens, image after image, then one embedding of them all.
+      const ids = new Int32Array(total * n), all = logits.data as Float32Array, nv = n * V;
+      const soft: { off: number; h: Tensor }[] = [];
+      let hAll: Tensor | undefined;
       try {
+        let off = 0;
         for (const m of active) {
-          const ml = memberLogits(logits.data as Float32Array, off, m.B, total, n * V);
-          const ids = new Int32Array(m.B * n);
-          const h = await sampleScale(vae, ml, m.o, { si, SN, B: m.B, n, V, ids });
-          ml.dispose();
-          if (m.work.kept) keepSource(vae, h, ids, m.work.kept.ids[si]!, m.work.kept.keep[si]!, Cvae, n);
-          for (let b = 0; b < m.B; b++) m.tokens[b]!.push(Array.from(ids.subarray(b * n, (b + 1) * n)));
-          (hAll.data as Float32Array).set(h.data as Float32Array, off * Cvae * n);
-          h.dispose();
+          if (m.o.moreSmooth) {
+            // more_smooth mixes the codebook: generate()'s own sampleScale over the member's rows.
+            const ml = memberLogits(all, off, m.B, total, nv);
+            try {
+              soft.push({ off, h: await sampleScale(vae, ml, m.o, { si, SN, B: m.B, n, V, ids: ids.subarray(off * n, (off + m.B) * n) }) });
+            } finally {
+              ml.dispose();
+            }
+          } else {
+            // sampleScale's draw for image b, on the stacked rows in place (no copy): the same call with the same arguments.
+            const cfgScale = 1 + m.o.cfg * (si / (SN - 1));
+            for (let b = 0; b < m.B; b++) {
+              const r = off + b;
+              await sample({
+                logits: Tensor.from(all.subarray(r * nv, (r + 1) * nv), [n, V]), uncond: Tensor.from(all.subarray((total + r) * nv, (total + r + 1) * nv), [n, V]),
+                cfgScale, temperature: m.o.temperature, topK: m.o.topK, topP: m.o.topP, seed: m.o.seed + b, step: si, rowOffset: 0,
+                tokens: Tensor.from(ids.subarray(r * n, (r + 1) * n), [n]),
+              });
+            }
+          }
+          off += m.B;
+        }
+        logits.dispose();
+        hAll = await vae.embed(ids, total, pn);
+        const h = hAll.data as Float32Array;
+        for (const s of soft) h.set(s.h.data as Float32Array, s.off * Cvae * n);
+        off = 0;
+        for (const m of active) {
+          const mine = ids.subarray(off * n, (off + m.B) * n);
+          if (m.work.kept)
+            keepSource(vae, Tensor.from(h.subarray(off * Cvae * n, (off + m.B) * Cvae * n), [m.B, Cvae, pn, pn]), mine, m.work.kept.ids[si]!, m.work.kept.keep[si]!, Cvae, n);
+          for (let b = 0; b < m.B; b++) m.tokens[b]!.push(Array.from(mine.subarray(b * n, (b + 1) * n)));
           off += m.B;
         }
         (await vae.addScale(si, schedule, fHat, hAll)).dispose();
       } finally {
-        hAll.dispose();
+        hAll?.dispose();
+        for (const s of soft) s.h.dispose();
+        logits.dispose();
       }
-      logits.dispose();
       for (const m of active) {
         if (!m.work.onScale) continue;
         const mine = selectRows(fHat, imageRows(active, [m]));
@@ -219,16 +383,19 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
         lat.dispose();
       }
     }
-    for (const m of active) {
-      if (m.work.signal.aborted) { drop(m, m.work.signal.reason); continue; }
-      const mine = selectRows(fHat, imageRows(active, [m]));
-      try {
-        results[m.slot] = { ok: true, value: { images: await decodeEach(vae, mine), tokens: m.tokens } };
-      } catch (error) {
-        drop(m, error);
-      } finally {
-        mine.dispose();
-      }
+    const live = active.filter((m) => (m.work.signal.aborted ? (drop(m, m.work.signal.reason), false) : true));
+    if (live.length === 0) return results;
+    const mine = live.length === active.length ? fHat : selectRows(fHat, imageRows(active, live));
+    let images: Tensor | undefined;
+    try {
+      images = await decodeGroups(vae, mine, decodeGroup(vae, last));
+    } finally {
+      if (mine !== fHat) mine.dispose();
+    }
+    try {
+      for (const m of live) results[m.slot] = { ok: true, value: { images: selectRows(images, imageRows(live, [m])), tokens: m.tokens } };
+    } finally {
+      images.dispose();
     }
     return results;
   } catch (error) {
