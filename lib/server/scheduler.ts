@@ -16,6 +16,8 @@ export interface Job<P = unknown, R = unknown> {
   enqueuedAt: number;
   resolve(value: R): void;
   reject(error: unknown): void;
+  /** Removes the job from its queue when its signal aborts (detached once a cohort takes it). */
+  onAbort?: () => void;
 }
 
 /** Runs a cohort; must settle every job. */
@@ -78,10 +80,13 @@ export class Scheduler {
       const job: Job = { lane, key, images, payload, signal, enqueuedAt: performance.now(), resolve: resolve as (v: unknown) => void, reject };
       const l = this.#lane(lane);
       l.queue.push(job);
-      signal.addEventListener('abort', () => {
+      // Detached when a cohort takes the job: a signal that outlives its request (one a host app
+      // shares between calls) would otherwise collect one listener, holding the job, per request.
+      job.onAbort = () => {
         const i = l.queue.indexOf(job);
         if (i >= 0) { l.queue.splice(i, 1); reject(signal.reason); this.#settleIdle(); }
-      }, { once: true });
+      };
+      signal.addEventListener('abort', job.onAbort, { once: true });
       this.#pump(lane);
     });
   }
@@ -129,6 +134,7 @@ export class Scheduler {
       images += j.images;
     }
     l.queue = l.queue.filter((j) => !picked.includes(j));
+    for (const j of picked) if (j.onAbort) { j.signal.removeEventListener('abort', j.onAbort); j.onAbort = undefined; }
     return picked;
   }
 
