@@ -548,6 +548,15 @@ TESSERA_CLONES void winograd_input(const Conv2dArgs& a, const Wino& w, int64_t n
       }
     }
   }
+  // Lanes past the band's last tile: zero, so the products never see stale
+  // (possibly denormal) values; their columns are not stored anyway.
+  const int64_t tiles = rows * Tw;
+  if (tiles % gemm::kNR)
+    for (int xi = 0; xi < 16; ++xi)
+      for (int64_t c = 0; c < Ci; ++c) {
+        float* v = V + (((xi * np + tiles / gemm::kNR) * Ci + c) * gemm::kNR);
+        for (int64_t t = tiles % gemm::kNR; t < gemm::kNR; ++t) v[t] = 0.f;
+      }
 }
 
 // out (+)= bias + A^T·M·A for the band's tiles; M_ξ row o at M + (ξ·Co + o)·ld.
