@@ -1,6 +1,8 @@
 // The HTTP contract of `tessera serve` (issue 9), through fastify.inject:
 // validation, PNG and JSON answers equal to the library run alone, batching,
 // SSE, 429, timeouts, operations endpoints and graceful shutdown.
+import { crc32, createDeflate } from 'node:zlib';
+
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -163,6 +165,38 @@ describe('limits', () => {
     const refused = rs.find((r) => r.statusCode === 429)!;
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(refused.json().error.type).toBe('overloaded');
+    await app.close();
+  });
+
+  it('edit: a small body holding a huge image (8000x8000 PNG, 0.2 MB) is refused from its header, before decoding', async () => {
+    // A PNG of zeros compresses ~1000:1; decoding it would take 192 MB of pixels and 768 MB of floats.
+    const side = 8000, row = Buffer.alloc(1 + 3 * side);  // filter byte 0, black RGB
+    const z = createDeflate({ level: 9 }), parts: Buffer[] = [];
+    z.on('data', (c: Buffer) => parts.push(c));
+    const ended = new Promise((r) => z.on('end', r));
+    for (let y = 0; y < side; y++) if (!z.write(row)) await new Promise((r) => z.once('drain', r));
+    z.end();
+    await ended;
+    const chunk = (type: string, data: Buffer): Buffer => {
+      const len = Buffer.alloc(4), crc = Buffer.alloc(4), td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+      len.writeUInt32BE(data.length);
+      crc.writeUInt32BE(crc32(td));
+      return Buffer.concat([len, td, crc]);
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(side, 0);
+    ihdr.writeUInt32BE(side, 4);
+    ihdr[8] = 8;  // bit depth
+    ihdr[9] = 2;  // RGB
+    const png = Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', Buffer.concat(parts)), chunk('IEND', Buffer.alloc(0))]);
+    expect(png.length).toBeLessThan(512 * 1024);
+    const app = await fixtureServer({});
+    const peak0 = process.resourceUsage().maxRSS;  // KiB
+    const r = await app.inject({ method: 'POST', url: '/v1/edit', headers: json, payload: { image: png.toString('base64'), box: [0, 0, 1, 1] } });
+    const grew = (process.resourceUsage().maxRSS - peak0) / 1024;
+    expect(r.statusCode).toBe(400);
+    expect(r.json().error.message).toMatch(/image is 8000x8000; model var edits \d+x\d+ images/);
+    expect(grew).toBeLessThan(128);  // MiB of peak RSS; decoding it first took ~1 GB
     await app.close();
   });
 

@@ -272,11 +272,12 @@ export class TesseraEngine {
 
   async #keptTokens(m: Extract<LoadedModel, { family: 'var' }>, edit: EditRequest): Promise<{ ids: Int32Array[]; keep: Uint8Array[] }> {
     const { vae, model } = m.pipeline;
-    const one = await decodeRgb(edit.image);
     const B = edit.classes.length, side = imageSide(vae, model);
+    const refuse = (w: number, h: number): string => `image is ${w}x${h}; model ${m.name} edits ${side}x${side} images`;
+    const one = await decodeRgb(edit.image, { width: side, height: side, refuse });
     if (one.shape[2] !== side || one.shape[3] !== side) {
       one.dispose();
-      throw new TesseraError('ERR_SHAPE', `image is ${one.shape[3]}x${one.shape[2]}; model ${m.name} edits ${side}x${side} images`);
+      throw new TesseraError('ERR_SHAPE', refuse(one.shape[3]!, one.shape[2]!));
     }
     // count > 1 edits copies of the image, copy b from seed + b.
     const image = Tensor.empty([B, 3, side, side]);

@@ -23,11 +23,19 @@ export function pngOfHwc(rgb: Float32Array, width: number, height: number): Prom
 }
 
 /** Encoded image bytes as [1, 3, H, W] in [0, 1] (byte / 255); alpha is refused, as `tessera edit` does. */
-export async function decodeRgb(bytes: Buffer): Promise<Tensor> {
+export async function decodeRgb(bytes: Buffer, expect?: { width: number; height: number; refuse(width: number, height: number): string }): Promise<Tensor> {
   let raw: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    raw = await sharp(bytes).raw().toBuffer({ resolveWithObject: true });
+    if (expect) {
+      // The header first: a small compressed body can hold a huge image (8 MiB of PNG decodes
+      // to gigabytes), so the size is checked before any pixel is decoded.
+      const { width, height } = await sharp(bytes).metadata();
+      if (width !== undefined && height !== undefined && (width !== expect.width || height !== expect.height))
+        throw new TesseraError('ERR_SHAPE', expect.refuse(width, height));
+    }
+    raw = await sharp(bytes, expect ? { limitInputPixels: expect.width * expect.height } : {}).raw().toBuffer({ resolveWithObject: true });
   } catch (e) {
+    if (e instanceof TesseraError) throw e;
     throw new TesseraError('ERR_FORMAT', `image is not a readable PNG/JPEG/WebP: ${(e as Error).message}`);
   }
   const { width: W, height: H, channels } = raw.info;
