@@ -28,7 +28,7 @@ Chunks chunks_for(int64_t n, int64_t min_items) {
 }
 
 // Stable LSD radix sort of 64-bit items by their high 32 bits (the depth
-// key; the low 32 bits carry the item's position in index order), 11 bits
+// key; the low 32 bits carry the Gaussian index, in increasing order), 11 bits
 // per pass; a pass where every key has the same digit is skipped. Parallel
 // over chunks; the result is independent of the chunking.
 constexpr int kDigitBits = 11, kBuckets = 1 << kDigitBits;
@@ -87,13 +87,9 @@ void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileR
                    Arena* arena, DepthOrder* out) {
   ThreadPool& pool = ThreadPool::global();
   out->num_visible = nv;
-  // Visible Gaussians in index order: item j = (depth bits << 32 | j), with
-  // their indices and tile rectangles beside (compact arrays, so the reads in
-  // depth order below stay in cache).
+  // Visible Gaussians in index order: item j = (depth bits << 32 | index).
   uint64_t* items = arena->array<uint64_t>(nv);
   uint64_t* tmp = arena->array<uint64_t>(nv);
-  int32_t* gid = arena->array<int32_t>(nv);
-  TileRect* rect_j = arena->array<TileRect>(nv);
   const Chunks cg = chunks_for(n, 16384);
   int64_t* first = arena->array<int64_t>(cg.count + 1);
   pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
@@ -110,10 +106,7 @@ void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileR
       int64_t j = first[c];
       for (int64_t i = cg.begin(c); i < cg.end(c); ++i) {
         if (status[i] != kProjVisible) continue;
-        items[j] = uint64_t(depth_key[i]) << 32 | uint64_t(j);
-        gid[j] = static_cast<int32_t>(i);
-        rect_j[j] = rects[i];
-        ++j;
+        items[j++] = uint64_t(depth_key[i]) << 32 | uint64_t(i);
       }
     }
   });
@@ -128,9 +121,9 @@ void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileR
     for (int64_t c = c0; c < c1; ++c) {
       int64_t sum = 0;
       for (int64_t k = cv.begin(c); k < cv.end(c); ++k) {
-        const uint32_t j = static_cast<uint32_t>(sorted[k]);
-        const TileRect r = rect_j[j];
-        out->order[k] = gid[j];
+        const uint32_t i = static_cast<uint32_t>(sorted[k]);
+        const TileRect r = rects[i];
+        out->order[k] = static_cast<int32_t>(i);
         out->rects[k] = r;
         sum += int64_t(r.x1 - r.x0) * (r.y1 - r.y0);
       }
