@@ -107,7 +107,9 @@ discs and floaters, log-normal scales, SH degree 3), one camera, median of N
 runs after a warm-up. Prints wall ms and process CPU ms (getrusage, all
 threads) per frame, the native stage times (wall and CPU ms per stage: prepare,
 project, bin, blend, blendBackward, projectBackward), the work (visible
-Gaussians, tile intersections, blended Gaussians per pixel) and the peak extra memory: RSS (process peak minus the
+Gaussians, tile intersections, blended Gaussians per pixel) and the peak extra memory.
+The backward writes into gradient arrays reused across runs (renderBackward's
+into option), as a fitting loop does. Peak memory: RSS (process peak minus the
 RSS before the case; cases run in ascending size) and native pool bytes
 (in use + cached after the case minus before; the pool keeps its high water).
 
@@ -153,7 +155,14 @@ Options:
       if (backward) {
         const g = new Float32Array(c.width * c.height * 3);
         for (let i = 0; i < g.length; i++) g[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
-        bwd = await timeRuns(async () => (await renderBackward(scene, cam, [{ rgb: g }], { mode })).stats.stages, runs);
+        // Gradient arrays reused across runs, as a fitting loop keeps them
+        // (fresh ones would add the first touch of 236 MB at 1M to every call).
+        const K = (scene.shDegree + 1) ** 2, n = scene.count;
+        const into = {
+          means: new Float32Array(3 * n), logScales: new Float32Array(3 * n), rotations: new Float32Array(4 * n),
+          opacityLogits: new Float32Array(n), sh: new Float32Array(3 * K * n),
+        };
+        bwd = await timeRuns(async () => (await renderBackward(scene, cam, [{ rgb: g }], { mode, into })).stats.stages, runs);
       }
       const pool1 = addon.hostPoolStats();
       const peakRss = process.resourceUsage().maxRSS * 1024 - rss0;

@@ -188,16 +188,27 @@ export async function render(scene: GaussianScene, cameras: PinholeCamera | read
  * Deterministic: the same inputs give the same bits for any thread count.
  */
 export async function renderBackward(scene: GaussianScene, cameras: PinholeCamera | readonly PinholeCamera[],
-  grads: readonly ViewGradients[], opts: RenderOptions = {}): Promise<SceneGradients> {
+  grads: readonly ViewGradients[], opts: RenderOptions & { into?: Omit<SceneGradients, 'stats'> } = {}): Promise<SceneGradients> {
   const cams = toCameras(cameras);
   if (grads.length !== cams.length) fail('ERR_INVALID_ARGUMENT', `need one ViewGradients per camera (${cams.length}), got ${grads.length}`);
   const base = sceneArgs(scene, opts);
   const n = scene.count, K = (scene.shDegree + 1) ** 2;
-  const out = {
+  // opts.into: caller-owned output arrays (overwritten), e.g. reused across
+  // steps so that their pages are not fresh every call.
+  const into = opts.into;
+  if (into) {
+    const want = { means: 3 * n, logScales: 3 * n, rotations: 4 * n, opacityLogits: n, sh: 3 * K * n };
+    for (const [k, len] of Object.entries(want)) {
+      const a = into[k as keyof typeof want];
+      if (!(a instanceof Float32Array) || a.length !== len) fail('ERR_SHAPE', `into.${k} must be a Float32Array of ${len} values`);
+    }
+  }
+  const out = into ? { ...into, stats: {} as SplatStats } : {
     means: new Float32Array(3 * n), logScales: new Float32Array(3 * n), rotations: new Float32Array(4 * n),
     opacityLogits: new Float32Array(n), sh: new Float32Array(3 * K * n), stats: {} as SplatStats,
   };
   const groups = groupBySize(cams);
+  if (into && groups.length > 1) for (const k of ['means', 'logScales', 'rotations', 'opacityLogits', 'sh'] as const) out[k].fill(0);
   let first = true;
   for (const group of groups) {
     const { width: W, height: H } = cams[group[0]!]!;
