@@ -121,6 +121,42 @@ describe('VAR cohort: conditioning cache and grouped decoding', () => {
   });
 });
 
+describe('cohort isolation', () => {
+  it('VAR: a member whose settings the sampler refuses, or whose progress callback throws, fails alone', async () => {
+    const vae = Vqvae.load(openFixture('vae.pth').tensors, 'vae.pth');
+    const model = await VarTransformer.load(openFixture('var.pth').tensors, 'var.pth');
+    const reqs = [{ classes: [2], seed: 3 }, { classes: [4], seed: 1, topK: 2 ** 40 }, { classes: [5, 6], seed: 8, topP: 0.7 }, { classes: [1], seed: 2 }];
+    const res = await runVarCohort(vae, model, reqs.map((options, i) => ({
+      options, signal: never, onScale: i === 3 ? (si: number) => { if (si === 2) throw new Error('stream broke'); } : undefined,
+    })));
+    expect(res[1]).toMatchObject({ ok: false, error: { code: 'ERR_INVALID_ARGUMENT' } });
+    expect(res[3]).toMatchObject({ ok: false, error: { message: 'stream broke' } });
+    for (const i of [0, 2]) {
+      const alone = await generate(vae, model, reqs[i]!);
+      const r = res[i]!;
+      if (!r.ok) throw r.error;
+      expect(r.value.tokens).toEqual(alone.tokens);
+      expect(bytes(r.value.images.data as Float32Array)).toEqual(bytes(alone.images.data as Float32Array));
+    }
+    model.dispose();
+  });
+
+  it('LlamaGen: a member whose settings the sampler refuses fails alone', async () => {
+    const model = await loadGpt();
+    const grid = 4;
+    const reqs = [{ classes: [1], sampling: { cfg: 2, seed: 3 } }, { classes: [2], sampling: { seed: 2 ** 53 + 2 } }, { classes: [0], sampling: { cfg: 1, seed: 7 } }];
+    const res = await runLlamaGenCohort(model, reqs.map((r) => ({ ...r, grid, decode: 'ar' as const, signal: never })));
+    expect(res[1]).toMatchObject({ ok: false });
+    for (const i of [0, 2]) {
+      const alone = await generateAr(model, { classes: reqs[i]!.classes, grid, ...reqs[i]!.sampling });
+      const r = res[i]!;
+      if (!r.ok) throw r.error;
+      expect(r.value.tokens).toEqual(alone.tokens);
+    }
+    model.dispose();
+  });
+});
+
 describe('LlamaGen cohort', () => {
   it('AR requests with and without CFG, different seeds and counts equal generateAr alone', async () => {
     const model = await loadGpt();

@@ -200,6 +200,18 @@ describe('limits', () => {
     await app.close();
   });
 
+  it('settings the sampler would refuse get 400 before admission and never fail the requests batched with them', async () => {
+    const app = await fixtureServer({ maxWaitMs: 50, maxBatch: 8 });
+    const bad = [{ class: 1, top_k: 1e20 }, { class: 1, top_k: 2 ** 31 }, { class: 1, seed: Number.MAX_SAFE_INTEGER - 2, count: 4 },
+      { model: 'llamagen', class: 1, top_k: 2 ** 31 }];
+    const rs = await Promise.all([...bad, { class: 2, seed: 1 }, { model: 'llamagen', class: 2, seed: 1 }].map((payload) =>
+      app.inject({ method: 'POST', url: '/v1/generate', headers: json, payload })));
+    expect(rs.map((r) => r.statusCode)).toEqual([400, 400, 400, 400, 200, 200]);
+    expect(rs[0]!.json().error.message).toMatch(/top_k/);
+    expect(rs[2]!.json().error.message).toMatch(/seed must be an integer in 0\.\.9007199254740988 for 4 image/);
+    await app.close();
+  });
+
   it('a request past its time limit gets 504 and leaves the server usable', async () => {
     const app = await fixtureServer({ timeoutMs: 1 });
     const r = await app.inject({ method: 'POST', url: '/v1/generate', headers: json, payload: { model: 'llamagen', class: 1 } });

@@ -99,6 +99,18 @@ function checkClasses(m: LoadedModel, classes: readonly number[]): void {
     if (!Number.isInteger(c) || c < -1 || c >= m.classes) bad(`class ${c} is not a class id of model ${m.name} (0..${m.classes - 1}, or -1 for none)`);
 }
 
+/**
+ * Settings the sampler would refuse, refused before admission: a cohort
+ * shares its steps, so a request failing inside one must not be the first
+ * sign (the cohort isolates it, but it would have held a slot for nothing).
+ */
+function checkSampling(req: Sampling, count: number): void {
+  if (req.topK !== undefined && !(Number.isInteger(req.topK) && req.topK >= 0 && req.topK <= 0x7fffffff)) bad(`top_k must be an integer in 0..2147483647 (0 = off), got ${req.topK}`);
+  // Image b draws from seed + b, which must stay a safe integer.
+  if (req.seed !== undefined && !(Number.isSafeInteger(req.seed) && req.seed >= 0 && req.seed <= Number.MAX_SAFE_INTEGER - (count - 1)))
+    bad(`seed must be an integer in 0..${Number.MAX_SAFE_INTEGER - count + 1} for ${count} image(s) (image b uses seed + b), got ${req.seed}`);
+}
+
 /** The model's own sampling settings (ModelSpec.sampling) where the request leaves them out. */
 function withModelSampling<R extends Sampling>(m: LoadedModel, req: R): R {
   const d = m.sampling;
@@ -134,6 +146,7 @@ export class TesseraEngine {
     const m = this.registry.model(request.model);
     const req = withModelSampling(m, request);
     checkClasses(m, req.classes);
+    checkSampling(req, req.classes.length);
     const seed = req.seed ?? 0, seeds = req.classes.map((_, b) => seed + b);
     if (m.family === 'var') {
       if (req.decode !== undefined && req.decode !== 'ar') bad(`decode ${req.decode} is for next-token models; VAR predicts next scales (decode ar or absent)`);
@@ -165,6 +178,7 @@ export class TesseraEngine {
     const req = withModelSampling(m, request);
     if (m.family !== 'var') bad(`model ${m.name} is ${m.family}; editing needs a VAR model`);
     checkClasses(m, req.classes);
+    checkSampling(req, req.classes.length);
     const seed = req.seed ?? 0;
     return this.#varResult(m as Extract<LoadedModel, { family: 'var' }>, this.#submitVar(m as Extract<LoadedModel, { family: 'var' }>, req, signal, onProgress, req),
       req.classes.map((_, b) => seed + b));

@@ -92,7 +92,13 @@ export async function runLlamaGenCohort(model: LlamaGenGpt, works: readonly Llam
         if (results[m.slot]) continue;  // cancelled: its rows ride along, fed token 0, until the cohort ends
         if (m.work.signal.aborted) { results[m.slot] = { ok: false, error: m.work.signal.reason }; continue; }
         const view = Tensor.from(all.subarray(m.rowOffset * V, (m.rowOffset + m.sampler.rows) * V), [m.sampler.rows, V]);
-        const picked = await m.sampler.draw(view, 1, () => t);
+        let picked: Awaited<ReturnType<GuidedSampler['draw']>>;
+        try {
+          picked = await m.sampler.draw(view, 1, () => t);
+        } catch (error) {
+          results[m.slot] = { ok: false, error };  // its own settings failed: it rides along like a cancelled one
+          continue;
+        }
         const B = m.sampler.images;
         for (let b = 0; b < B; b++) m.tokens[b * N + t] = picked[b]!;
         feed.set(m.sampler.feed(picked), m.rowOffset);

@@ -7,7 +7,7 @@
 const only = (properties: object) => ({ properties, propertyNames: { enum: Object.keys(properties) } });
 const sampling = {
   cfg: { type: 'number', minimum: 0, maximum: 100 },
-  top_k: { type: 'integer', minimum: 0 },
+  top_k: { type: 'integer', minimum: 0, maximum: 2147483647 },  // the sampler's int32
   top_p: { type: 'number', minimum: 0, maximum: 1 },
   temperature: { type: 'number', exclusiveMinimum: 0, maximum: 100 },
   seed: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },

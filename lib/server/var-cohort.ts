@@ -308,28 +308,37 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
       const ids = new Int32Array(total * n), all = logits.data as Float32Array, nv = n * V;
       const soft: { off: number; h: Tensor }[] = [];
       let hAll: Tensor | undefined;
+      const sampleMember = async (m: Member, off: number): Promise<void> => {
+        if (m.o.moreSmooth) {
+          // more_smooth mixes the codebook: generate()'s own sampleScale over the member's rows.
+          const ml = memberLogits(all, off, m.B, total, nv);
+          try {
+            soft.push({ off, h: await sampleScale(vae, ml, m.o, { si, SN, B: m.B, n, V, ids: ids.subarray(off * n, (off + m.B) * n) }) });
+          } finally {
+            ml.dispose();
+          }
+          return;
+        }
+        // sampleScale's draw for image b, on the stacked rows in place (no copy): the same call with the same arguments.
+        const cfgScale = 1 + m.o.cfg * (si / (SN - 1));
+        for (let b = 0; b < m.B; b++) {
+          const r = off + b;
+          await sample({
+            logits: Tensor.from(all.subarray(r * nv, (r + 1) * nv), [n, V]), uncond: Tensor.from(all.subarray((total + r) * nv, (total + r + 1) * nv), [n, V]),
+            cfgScale, temperature: m.o.temperature, topK: m.o.topK, topP: m.o.topP, seed: m.o.seed + b, step: si, rowOffset: 0,
+            tokens: Tensor.from(ids.subarray(r * n, (r + 1) * n), [n]),
+          });
+        }
+      };
       try {
         let off = 0;
         for (const m of active) {
-          if (m.o.moreSmooth) {
-            // more_smooth mixes the codebook: generate()'s own sampleScale over the member's rows.
-            const ml = memberLogits(all, off, m.B, total, nv);
-            try {
-              soft.push({ off, h: await sampleScale(vae, ml, m.o, { si, SN, B: m.B, n, V, ids: ids.subarray(off * n, (off + m.B) * n) }) });
-            } finally {
-              ml.dispose();
-            }
-          } else {
-            // sampleScale's draw for image b, on the stacked rows in place (no copy): the same call with the same arguments.
-            const cfgScale = 1 + m.o.cfg * (si / (SN - 1));
-            for (let b = 0; b < m.B; b++) {
-              const r = off + b;
-              await sample({
-                logits: Tensor.from(all.subarray(r * nv, (r + 1) * nv), [n, V]), uncond: Tensor.from(all.subarray((total + r) * nv, (total + r + 1) * nv), [n, V]),
-                cfgScale, temperature: m.o.temperature, topK: m.o.topK, topP: m.o.topP, seed: m.o.seed + b, step: si, rowOffset: 0,
-                tokens: Tensor.from(ids.subarray(r * n, (r + 1) * n), [n]),
-              });
-            }
+          // A member whose own settings fail (sampling refuses them) leaves at this scale's end; the others go on.
+          try {
+            if (!results[m.slot]) await sampleMember(m, off);
+          } catch (error) {
+            drop(m, error);
+            ids.fill(0, off * n, (off + m.B) * n);
           }
           off += m.B;
         }
@@ -352,17 +361,19 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
         logits.dispose();
       }
       for (const m of active) {
-        if (!m.work.onScale) continue;
+        if (!m.work.onScale || results[m.slot]) continue;
         const mine = selectRows(fHat, imageRows(active, [m]));
         try {
           await m.work.onScale(si, SN, mine);
+        } catch (error) {
+          drop(m, error);  // its own progress callback failed: that request alone ends
         } finally {
           mine.dispose();
         }
       }
-      const staying = active.filter((m) => !m.work.signal.aborted);
+      const staying = active.filter((m) => !results[m.slot] && !m.work.signal.aborted);
       if (staying.length < active.length) {
-        for (const m of active) if (!staying.includes(m)) drop(m, m.work.signal.reason);
+        for (const m of active) if (!staying.includes(m) && !results[m.slot]) drop(m, m.work.signal.reason);
         if (staying.length === 0) return results;
         const rows = keptRows(active, staying);
         const c2 = compactConditioning(cond, rows, C), k2 = compactCache(model, cache, rows), f2 = selectRows(fHat, imageRows(active, staying));
