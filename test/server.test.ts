@@ -212,6 +212,17 @@ describe('limits', () => {
     await app.close();
   });
 
+  it('a streamed request is counted once in tessera_requests_total, with its outcome', async () => {
+    const app = await fixtureServer({ timeoutMs: 1 });
+    const counts = async (): Promise<Record<string, number>> => Object.fromEntries((await app.tessera.metrics.requests.get()).values
+      .filter((v) => v.labels.endpoint === '/v1/generate').map((v) => [String(v.labels.code), v.value]));
+    const r = await app.inject({ method: 'POST', url: '/v1/generate', headers: { ...json, accept: 'text/event-stream' }, payload: { model: 'llamagen', class: 1 } });
+    expect(r.statusCode).toBe(200);  // the stream had started; its error event says 504
+    expect(events(r.body).find((e) => e.event === 'error')!.data).toMatch(/"code":504/);
+    expect(await counts()).toEqual({ 504: 1 });
+    await app.close();
+  });
+
   it('a request past its time limit gets 504 and leaves the server usable', async () => {
     const app = await fixtureServer({ timeoutMs: 1 });
     const r = await app.inject({ method: 'POST', url: '/v1/generate', headers: json, payload: { model: 'llamagen', class: 1 } });

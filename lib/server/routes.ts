@@ -121,7 +121,10 @@ export async function tesseraRoutes(app: FastifyInstance, engine: TesseraEngine,
     }
     return sendError(reply, httpError(err, timeoutMs));
   });
+  // SSE answers are counted once, with their outcome, where the stream ends (their HTTP status is always 200).
+  const streamed = new WeakSet<FastifyRequest>();
   app.addHook('onResponse', async (req, reply) => {
+    if (streamed.has(req)) return;
     m.requests.inc({ endpoint: req.routeOptions.url ?? 'unknown', code: String(reply.statusCode) });
   });
 
@@ -196,6 +199,8 @@ export async function tesseraRoutes(app: FastifyInstance, engine: TesseraEngine,
       }
       // SSE: progress events, then `result` (or `error`), then [DONE] (the OpenAI-style end).
       reply.hijack();
+      streamed.add(req);
+      let outcome = 200;
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
       stream = (event, data) => { if (!res.writableEnded) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`); };
@@ -206,11 +211,12 @@ export async function tesseraRoutes(app: FastifyInstance, engine: TesseraEngine,
       } catch (e) {
         if (e instanceof ClientGoneError) m.cancelled.inc({ reason: 'client' });
         const err = httpError(e, timeoutMs);
+        outcome = err.status;
         stream('error', { error: { code: err.status, type: err.type, message: err.message } });
       } finally {
         clearInterval(keepAlive);
         if (!res.writableEnded) res.end('data: [DONE]\n\n');
-        m.requests.inc({ endpoint: path, code: 'sse' });
+        m.requests.inc({ endpoint: path, code: String(outcome) });
       }
       return reply;
     });
