@@ -223,6 +223,18 @@ describe('limits', () => {
     await app.close();
   });
 
+  it('renders batch by output size: a cohort holds at most max-batch megapixels', async () => {
+    const app = await fixtureServer({ maxBatch: 4, maxWaitMs: 100 });
+    const view = (w: number, h: number) => app.inject({ method: 'POST', url: '/v1/render', headers: json,
+      payload: { scene: 'ball', camera: { eye: [0, 0, -3], target: [0, 0, 0], width: w, height: h } } });
+    // 1100x1000 is two slots: two such views fill a cohort of 4, the third waits for the next.
+    const rs = await Promise.all([view(1100, 1000), view(1100, 1000), view(1100, 1000)]);
+    expect(rs.map((r) => r.statusCode)).toEqual([200, 200, 200]);
+    const h = (await app.tessera.metrics.batchSize.get()).values;
+    expect([h.find((v) => v.metricName === 'tessera_batch_size_count')!.value, h.find((v) => v.metricName === 'tessera_batch_size_sum')!.value]).toEqual([2, 3]);
+    await app.close();
+  });
+
   it('a request past its time limit gets 504 and leaves the server usable', async () => {
     const app = await fixtureServer({ timeoutMs: 1 });
     const r = await app.inject({ method: 'POST', url: '/v1/generate', headers: json, payload: { model: 'llamagen', class: 1 } });

@@ -22,7 +22,7 @@ export interface ServerOptions {
   models?: ModelSpec[];
   /** Scene id → .ply/.splat/.spz file, or a scene in memory. */
   scenes?: Record<string, string | GaussianScene>;
-  /** Images per batched step (default 8). */
+  /** Images per batched step (default 8); a render view counts one per started megapixel. */
   maxBatch?: number;
   /** How long the first request of a cohort waits for company, ms (default 5). */
   maxWaitMs?: number;
@@ -91,6 +91,9 @@ type OnProgress = (p: Progress) => void;
 interface VarPayload { kind: 'var'; work: VarWork; edit?: EditRequest }
 interface LlamaGenPayload { kind: 'llamagen'; work: LlamaGenWork }
 interface RenderPayload { kind: 'render'; req: RenderRequest }
+
+/** Output pixels per batch slot of a render (one megapixel). */
+const RENDER_SLOT_PIXELS = 1 << 20;
 
 const bad = (m: string): never => { throw new TesseraError('ERR_INVALID_ARGUMENT', m); };
 
@@ -193,7 +196,10 @@ export class TesseraEngine {
     if (!this.registry.scenes.has(req.scene))
       bad(`unknown scene ${req.scene}; this server has ${[...this.registry.scenes.keys()].join(', ') || 'no scenes (start it with --scene id=path)'}`);
     const key = JSON.stringify([req.background ?? null, req.mode ?? null, req.shDegree ?? null]);
-    return this.scheduler.submit<RenderPayload, RenderResult>(`scene:${req.scene}`, key, 1, { kind: 'render', req }, signal);
+    // A view weighs one batch slot per started megapixel, so a cohort holds at most maxBatch
+    // megapixels of output (a 4096² view alone needs ~400 MB; eight of them batched took 3 GB).
+    const slots = Math.max(1, Math.ceil((req.camera.width * req.camera.height) / RENDER_SLOT_PIXELS));
+    return this.scheduler.submit<RenderPayload, RenderResult>(`scene:${req.scene}`, key, slots, { kind: 'render', req }, signal);
   }
 
   /** Stops taking requests, waits for every queued and running one, frees models. */
