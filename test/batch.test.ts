@@ -277,6 +277,7 @@ describe.skipIf(SKIP || !URL_)('tessera batch on Redis', () => {
       [['submit', ...base, '--count', '10', '--classes', '5-2'], 'ERR_INVALID_ARGUMENT', /range 5-2/],
       [['submit', ...base, '--count', '10', '--classes', 'banana'], 'ERR_INVALID_ARGUMENT', /"banana" is not 'all'.*circle/],
       [['submit', ...base, '--count', '10', '--top-p', '2'], 'ERR_INVALID_ARGUMENT', /--top-p must be in \[0, 1\]/],
+      [['submit', ...base, '--count', '10', '--top-k', '3000000000'], 'ERR_INVALID_ARGUMENT', /--top-k must be an integer in 0\.\.2147483647/],
       [['submit', ...base, '--count', '10', '--temperature', '0'], 'ERR_INVALID_ARGUMENT', /--temperature must be > 0/],
       [['submit', ...base, '--count', '10', '--model', 'gpt'], 'ERR_INVALID_ARGUMENT', /--model must be 'embedded'/],
       [['submit', ...base, '--count', '10', '--tokenizer', 'vae.pth'], 'ERR_INVALID_ARGUMENT', /--tokenizer and --weights go together/],

@@ -52,7 +52,7 @@ export async function buildSpec(o: SubmitOptions): Promise<BatchSpec> {
     const { cfg, topK, topP, temperature } = spec.sampling;
     const bad = (m: string): never => { throw new TesseraError('ERR_INVALID_ARGUMENT', m); };
     if (!Number.isFinite(cfg) || cfg < 0) bad(`--cfg must be a finite number >= 0, got ${cfg}`);
-    if (!Number.isInteger(topK) || topK < 0) bad(`--top-k must be an integer >= 0 (0 = off), got ${topK}`);
+    if (!Number.isInteger(topK) || topK < 0 || topK > 0x7fffffff) bad(`--top-k must be an integer in 0..2147483647 (0 = off), got ${topK}`);  // the sampler's int32: larger would fail every chunk
     if (!Number.isFinite(topP) || topP < 0 || topP > 1) bad(`--top-p must be in [0, 1] (0 or 1 = off), got ${topP}`);
     if (!Number.isFinite(temperature) || temperature <= 0) bad(`--temperature must be > 0, got ${temperature}`);
   } finally {
