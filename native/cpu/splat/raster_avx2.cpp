@@ -31,27 +31,40 @@ bool any_lane(vi m) {
   const __m256i v = reinterpret_cast<__m256i>(o);
   return !_mm256_testz_si256(v, v);
 }
+// 64-byte vectors as two 32-byte halves (memcpy, which GCC turns into
+// register moves; __builtin_shufflevector is missing before gcc 12).
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+template <class H, class V>
+void split(const V& v, H* lo, H* hi) {
+  std::memcpy(lo, &v, sizeof(H));
+  std::memcpy(hi, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
+}
+template <class V, class H>
+V join(const H& lo, const H& hi) {
+  V v;
+  std::memcpy(&v, &lo, sizeof(H));
+  std::memcpy(reinterpret_cast<char*>(&v) + sizeof(H), &hi, sizeof(H));
+  return v;
+}
 uint32_t lane_bits(vi m) {
-  typedef int32_t vi8 __attribute__((vector_size(32)));
-  const vi8 lo = __builtin_shufflevector(m, m, 0, 1, 2, 3, 4, 5, 6, 7), hi = __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15);
+  vi8 lo, hi;
+  split(m, &lo, &hi);
   const vi8 zlo = lo != 0, zhi = hi != 0;
   return uint32_t(_mm256_movemask_ps(reinterpret_cast<__m256>(zlo))) |
          uint32_t(_mm256_movemask_ps(reinterpret_cast<__m256>(zhi))) << 8;
 }
 vf vsqrt(vf x) {
-  typedef float vf8 __attribute__((vector_size(32)));
-  const vf8 lo = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7), hi = __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
-  const vf8 a = reinterpret_cast<vf8>(_mm256_sqrt_ps(reinterpret_cast<__m256>(lo)));
-  const vf8 b = reinterpret_cast<vf8>(_mm256_sqrt_ps(reinterpret_cast<__m256>(hi)));
-  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  vf8 lo, hi;
+  split(x, &lo, &hi);
+  return join<vf>(reinterpret_cast<vf8>(_mm256_sqrt_ps(reinterpret_cast<__m256>(lo))),
+                  reinterpret_cast<vf8>(_mm256_sqrt_ps(reinterpret_cast<__m256>(hi))));
 }
 vf vgather(const float* base, vi idx) {
-  typedef float vf8 __attribute__((vector_size(32)));
-  typedef int32_t vi8 __attribute__((vector_size(32)));
-  const vi8 lo = __builtin_shufflevector(idx, idx, 0, 1, 2, 3, 4, 5, 6, 7), hi = __builtin_shufflevector(idx, idx, 8, 9, 10, 11, 12, 13, 14, 15);
-  const vf8 a = reinterpret_cast<vf8>(_mm256_i32gather_ps(base, reinterpret_cast<__m256i>(lo), 4));
-  const vf8 b = reinterpret_cast<vf8>(_mm256_i32gather_ps(base, reinterpret_cast<__m256i>(hi), 4));
-  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  vi8 lo, hi;
+  split(idx, &lo, &hi);
+  return join<vf>(reinterpret_cast<vf8>(_mm256_i32gather_ps(base, reinterpret_cast<__m256i>(lo), 4)),
+                  reinterpret_cast<vf8>(_mm256_i32gather_ps(base, reinterpret_cast<__m256i>(hi), 4)));
 }
 }  // namespace
 
