@@ -11,7 +11,7 @@ import { Vqvae } from '../lib/models/var/vqvae.js';
 import { generateSjd } from '../lib/decoding/sjd.js';
 import { generateAr } from '../lib/models/llamagen/generate.js';
 import { runLlamaGenCohort } from '../lib/server/llamagen-cohort.js';
-import { ConditioningCache, decodeGroup, decodeGroups, runVarCohort } from '../lib/server/var-cohort.js';
+import { ConditioningCache, decodeGroup, decodeGroups, KvCachePool, runVarCohort } from '../lib/server/var-cohort.js';
 import { loadGpt } from './llamagen-fixtures.js';
 import { openFixture } from './var-fixtures.js';
 
@@ -101,6 +101,34 @@ describe('VAR cohort: conditioning cache and grouped decoding', () => {
     expect([cache.size, cache.bytes]).toEqual([0, 0]);
     await expect(runVarCohort(vae, model, [{ options: { classes: [1] }, signal: never }], undefined, { conditioning: new ConditioningCache(await VarTransformer.load(openFixture('var.pth').tensors, 'var.pth')) }))
       .rejects.toThrow(/another model/);
+    model.dispose();
+  });
+
+  it('cohorts reuse KV caches from a pool (stale contents never reach a result), within its byte bound', async () => {
+    const vae = Vqvae.load(openFixture('vae.pth').tensors, 'vae.pth');
+    const model = await VarTransformer.load(openFixture('var.pth').tensors, 'var.pth');
+    const kv = new KvCachePool(model);
+    const a = [{ classes: [3], seed: 5 }, { classes: [7], seed: 1, cfg: 4, topK: 0, topP: 0 }];
+    const b = [{ classes: [-1], seed: 9, temperature: 2 }, { classes: [2], seed: 4, topP: 0.5 }];
+    for (const reqs of [a, b, a]) {  // b runs on a's cache, then a on b's
+      const res = await runVarCohort(vae, model, reqs.map((options) => ({ options, signal: never })), undefined, { kv });
+      expect(kv.bytes).toBeGreaterThan(0);  // given back
+      for (let i = 0; i < reqs.length; i++) {
+        const alone = await generate(vae, model, reqs[i]!);
+        const r = res[i]!;
+        if (!r.ok) throw r.error;
+        expect(r.value.tokens).toEqual(alone.tokens);
+        expect(bytes(r.value.images.data as Float32Array)).toEqual(bytes(alone.images.data as Float32Array));
+      }
+    }
+    const one = kv.bytes;
+    const taken = kv.take(4);
+    expect(kv.bytes).toBe(0);
+    const small = new KvCachePool(model, one - 1);
+    small.give(taken);  // over the bound: disposed, not kept
+    expect(small.bytes).toBe(0);
+    expect(taken.k[0]!.disposed).toBe(true);
+    kv.clear();
     model.dispose();
   });
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 
 import type { VarPipeline } from '../models/var/load.js';
 import { pngOf } from '../server/images.js';
-import { runVarCohort, type ConditioningCache, type VarWork } from '../server/var-cohort.js';
+import { runVarCohort, type CohortOptions, type VarWork } from '../server/var-cohort.js';
 import { npyInt32, writeAtomically } from './files.js';
 import { classOf, imageName, seedOf, tokensName, type BatchSpec, type Chunk } from './spec.js';
 
@@ -50,14 +50,14 @@ export function exclusive(): <T>(fn: () => Promise<T>) => Promise<T> {
  * chunk's files, each complete).
  */
 export async function runChunk(pipe: VarPipeline, spec: BatchSpec, c: Chunk, out: string, signal: AbortSignal,
-  lock: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(), conditioning?: ConditioningCache): Promise<ChunkResult> {
+  lock: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(), reuse: CohortOptions = {}): Promise<ChunkResult> {
   const t0 = performance.now();
   const images = c.end - c.start;
   if (chunkFiles(spec, c).every((f) => statSync(join(out, f), { throwIfNoEntry: false })?.isFile())) return { images, generated: 0, seconds: (performance.now() - t0) / 1000 };
   const works: VarWork[] = [];
   for (let i = c.start; i < c.end; i++)
     works.push({ options: { classes: [classOf(spec, i)], seed: seedOf(spec, i), ...spec.sampling }, signal });
-  const settled = await lock(() => runVarCohort(pipe.vae, pipe.model, works, undefined, { conditioning }));
+  const settled = await lock(() => runVarCohort(pipe.vae, pipe.model, works, undefined, reuse));
   try {
     const files: [string, Uint8Array][] = [];
     let tokens: Int32Array | undefined, L = 0;

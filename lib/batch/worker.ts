@@ -11,7 +11,7 @@ import { UnrecoverableError, WaitingError, Worker } from 'bullmq';
 
 import { TesseraError } from '../errors.js';
 import type { VarPipeline } from '../models/var/load.js';
-import { ConditioningCache } from '../server/var-cohort.js';
+import { ConditioningCache, KvCachePool } from '../server/var-cohort.js';
 import { exclusive, runChunk, type ChunkResult } from './chunk.js';
 import { prepareOutput } from './files.js';
 import { loadJobModel } from './model.js';
@@ -88,8 +88,9 @@ function run(o: WorkOptions, opened: Opened, spec: BatchSpec, pipe: VarPipeline,
   const { queue, client, prefix } = opened;
   const name = `${hostname()}:${process.pid}`, key = specKey(prefix, spec.job), chunks = chunkCount(spec);
   const stopping = new AbortController(), lock = exclusive(), t0 = performance.now();
-  // A job's images cycle through its classes, so each class's conditioning is computed once per worker.
-  const conditioning = new ConditioningCache(pipe.model);
+  // A job's images cycle through its classes, so each class's conditioning is computed once per
+  // worker; chunks run one at a time (lock), so one KV cache serves them all.
+  const reuse = { conditioning: new ConditioningCache(pipe.model), kv: new KvCachePool(pipe.model) };
   const summary: WorkSummary = { chunks: 0, images: 0, generated: 0, seconds: 0, failed: 0, end: 'done' };
   const worker = new Worker<Chunk, ChunkResult>(spec.job, async (job, token, signal) => {
     let c: Chunk;
@@ -101,7 +102,7 @@ function run(o: WorkOptions, opened: Opened, spec: BatchSpec, pipe: VarPipeline,
     await client.hsetnx(key, 'startedAt', String(Date.now()));
     const abort = signal ? AbortSignal.any([signal, stopping.signal]) : stopping.signal;
     try {
-      const r = await runChunk(pipe, spec, c, out, abort, lock, conditioning);
+      const r = await runChunk(pipe, spec, c, out, abort, lock, reuse);
       summary.chunks++;
       summary.images += r.images;
       summary.generated += r.generated;
@@ -138,7 +139,8 @@ function run(o: WorkOptions, opened: Opened, spec: BatchSpec, pipe: VarPipeline,
       summary.failed = await queue.getJobCountByTypes('failed').catch(() => summary.failed);
       summary.seconds = (performance.now() - t0) / 1000;
       summary.end = end;
-      conditioning.clear();
+      reuse.conditioning.clear();
+      reuse.kv.clear();
       pipe.close();
       await opened.close();
       settle(summary);

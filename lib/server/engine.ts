@@ -16,7 +16,7 @@ import { runLlamaGenCohort, type LlamaGenWork } from './llamagen-cohort.js';
 import { ServerMetrics } from './metrics.js';
 import { ModelRegistry, type LoadedModel, type ModelSpec } from './models.js';
 import { Scheduler, type Job } from './scheduler.js';
-import { ConditioningCache, runVarCohort, type VarWork } from './var-cohort.js';
+import { ConditioningCache, KvCachePool, runVarCohort, type CohortOptions, type VarWork } from './var-cohort.js';
 
 export interface ServerOptions {
   models?: ModelSpec[];
@@ -126,8 +126,8 @@ export class TesseraEngine {
   readonly metrics: ServerMetrics;
   readonly options: typeof DEFAULTS;
   #closed = false;
-  /** Per VAR model: conditionings by class list, reused across cohorts. */
-  #conditioning = new Map<string, ConditioningCache>();
+  /** Per VAR model: conditionings by class list and KV caches, reused across cohorts. */
+  #reuse = new Map<string, Required<CohortOptions>>();
 
   constructor(options: ServerOptions = {}) {
     this.options = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof DEFAULTS;
@@ -207,8 +207,8 @@ export class TesseraEngine {
     if (this.#closed) return;
     this.#closed = true;
     await this.scheduler.drain();
-    for (const c of this.#conditioning.values()) c.clear();
-    this.#conditioning.clear();
+    for (const r of this.#reuse.values()) { r.conditioning.clear(); r.kv.clear(); }
+    this.#reuse.clear();
     this.registry.close();
     this.metrics.close();
   }
@@ -270,9 +270,9 @@ export class TesseraEngine {
           j.reject(error);
         }
       }
-      let conditioning = this.#conditioning.get(m.name);
-      if (!conditioning) this.#conditioning.set(m.name, (conditioning = new ConditioningCache(m.pipeline.model)));
-      const settled = await runVarCohort(m.pipeline.vae, m.pipeline.model, works, onStep, { conditioning });
+      let reuse = this.#reuse.get(m.name);
+      if (!reuse) this.#reuse.set(m.name, (reuse = { conditioning: new ConditioningCache(m.pipeline.model), kv: new KvCachePool(m.pipeline.model) }));
+      const settled = await runVarCohort(m.pipeline.vae, m.pipeline.model, works, onStep, reuse);
       settled.forEach((s, i) => (s.ok ? jobs[i]!.resolve(s.value) : jobs[i]!.reject(s.error)));
       return;
     }

@@ -158,6 +158,53 @@ export class ConditioningCache {
   }
 }
 
+/** Bytes of a KV cache. */
+const kvBytes = (c: VarCache): number => c.k.reduce((a, t) => a + t.byteLength, 0) * 2;
+
+/**
+ * KV caches kept between cohorts, by row count, up to maxBytes in all
+ * (default 64 MiB): a cohort takes one, resets its length and gives it back.
+ * Attention reads only the first `length` tokens of a cache and every step
+ * writes before it reads, so old contents never reach a result. On the
+ * embedded tiny VAR a cohort of 8 allocated 4 MiB of cache each time, the
+ * largest share of the native memory whose churn drives V8's full GCs; a
+ * large model's cache (1.4 GB for 8 images of VAR d16) exceeds the bound
+ * and is allocated per cohort as before.
+ */
+export class KvCachePool {
+  #free = new Map<number, VarCache[]>();
+  #bytes = 0;
+
+  constructor(readonly model: VarTransformer, readonly maxBytes = 64 * 1024 * 1024) {
+    if (!(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) throw new TesseraError('ERR_INVALID_ARGUMENT', `maxBytes must be an integer >= 0, got ${maxBytes}`);
+  }
+
+  get bytes(): number { return this.#bytes; }
+
+  take(rows: number): VarCache {
+    const c = this.#free.get(rows)?.pop();
+    if (!c) return new VarCache(this.model.config, rows);
+    this.#bytes -= kvBytes(c);
+    c.length = 0;
+    return c;
+  }
+
+  give(c: VarCache): void {
+    const bytes = kvBytes(c);
+    if (this.#bytes + bytes > this.maxBytes) return c.dispose();
+    let list = this.#free.get(c.rows);
+    if (!list) this.#free.set(c.rows, (list = []));
+    list.push(c);
+    this.#bytes += bytes;
+  }
+
+  clear(): void {
+    for (const list of this.#free.values()) for (const c of list) c.dispose();
+    this.#free.clear();
+    this.#bytes = 0;
+  }
+}
+
 /** Row indices of the kept members in the [cond all, uncond all] layout of `all` members. */
 function keptRows(all: readonly Member[], kept: readonly Member[]): number[] {
   const total = all.reduce((a, m) => a + m.B, 0);
@@ -257,12 +304,15 @@ function memberLogits(all: Float32Array, offset: number, B: number, total: numbe
 export interface CohortOptions {
   /** Conditionings kept across cohorts (this model's); default none (each cohort computes its own). */
   conditioning?: ConditioningCache;
+  /** KV caches reused across cohorts (this model's); default none (each cohort allocates its own). */
+  kv?: KvCachePool;
 }
 
 export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: readonly VarWork[],
   onStep?: (images: number, seconds: number) => void, options: CohortOptions = {}): Promise<Settled[]> {
   const conditioning = options.conditioning ?? new ConditioningCache(model, 0);
-  if (conditioning.model !== model) throw new TesseraError('ERR_INVALID_ARGUMENT', 'the conditioning cache belongs to another model');
+  const kv = options.kv ?? new KvCachePool(model, 0);
+  if (conditioning.model !== model || kv.model !== model) throw new TesseraError('ERR_INVALID_ARGUMENT', 'the conditioning cache or KV cache pool belongs to another model');
   const { schedule, vocabulary: V, latentChannels: Cvae, width: C } = model.config;
   const SN = schedule.length, last = schedule[SN - 1]!;
   const results: Settled[] = new Array(works.length);
@@ -294,7 +344,7 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
     if (active.length === 0) return results;
     cond = await conditioning.use(active.map((m) => m.o.classes), (parts) => stackConditioning(parts, C));
     let total = active.reduce((a, m) => a + m.B, 0);
-    cache = new VarCache(model.config, 2 * total);
+    cache = kv.take(2 * total);
     fHat = Tensor.zeros([total, Cvae, last, last]);
     x = model.startTokens(cond);
     for (let si = 0; si < SN; si++) {
@@ -378,7 +428,7 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
         const rows = keptRows(active, staying);
         const c2 = compactConditioning(cond, rows, C), k2 = compactCache(model, cache, rows), f2 = selectRows(fHat, imageRows(active, staying));
         disposeConditioning(cond);
-        cache.dispose();
+        kv.give(cache);
         fHat.dispose();
         cond = c2;
         cache = k2;
@@ -415,7 +465,7 @@ export async function runVarCohort(vae: Vqvae, model: VarTransformer, works: rea
     return results;
   } finally {
     x?.dispose();
-    cache?.dispose();
+    if (cache) kv.give(cache);
     fHat?.dispose();
     if (cond) disposeConditioning(cond);
   }
