@@ -30,7 +30,8 @@
 // `detectImage` re-tokenises it and runs the pooled z-test at its default
 // false-positive bound (alpha 1e-3). Reported: the false-positive rate on
 // the unmarked images and the detection rate on the marked ones, per
-// transform, the mean z, how many re-tokenised tokens equal the generated
+// transform (and, as 'tokens', the z-test on the generated token grids
+// themselves, before any pixels), the mean z, how many re-tokenised tokens equal the generated
 // ones (the VQ round trip the detector depends on), and the classifier
 // accuracy with and without the bias.
 import { writeFileSync } from 'node:fs';
@@ -44,6 +45,7 @@ import {
 } from '../../dist/lib/models/embedded.js';
 import { detectImage } from '../../dist/lib/watermark/detect.js';
 import { resolveWatermark, watermarkBias } from '../../dist/lib/watermark/greenlist.js';
+import { detectTokens } from '../../dist/lib/watermark/ztest.js';
 
 const args = process.argv.slice(2);
 const flag = (name, fallback) => {
@@ -144,7 +146,7 @@ async function watermarkEval() {
   const V = pipe.gpt.config.vocabulary, batch = 20, size = model.imageSize;
   const result = {};
   for (const marked of [false, true]) {
-    const tally = Object.fromEntries(Object.keys(TRANSFORMS).map((k) => [k, { flagged: 0, zSum: 0 }]));
+    const tally = Object.fromEntries(['tokens', ...Object.keys(TRANSFORMS)].map((k) => [k, { flagged: 0, zSum: 0 }]));
     let right = 0, sameTokens = 0;
     for (let i0 = 0; i0 < images; i0 += batch) {
       const n = Math.min(batch, images - i0);
@@ -155,6 +157,10 @@ async function watermarkEval() {
       const pred = await classify(model.classifier, r.images);
       for (let b = 0; b < n; b++) {
         if (pred[b] === classes[b]) right++;
+        // The z-test on the generated tokens themselves (no pixels): what the bias put in, before the VQ round trip.
+        const t = detectTokens(r.tokens[b], V, w);
+        tally.tokens.flagged += t.watermarked ? 1 : 0;
+        tally.tokens.zSum += t.z;
         const png = await sharp(toRgb8(r.images, b), { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
         for (const [name, f] of Object.entries(TRANSFORMS)) {
           const d = await detectImage(pipe.vq, await f(png, size), { watermark: w });
@@ -176,7 +182,7 @@ async function watermarkEval() {
   console.log('| images | transform | flagged | rate | mean z |');
   console.log('|---|---|---|---|---|');
   for (const [label, r] of [['unwatermarked (false positives)', u], ['watermarked (detections)', m]])
-    for (const k of Object.keys(TRANSFORMS)) console.log(`| ${label} | ${k} | ${r[k].flagged}/${images} | ${pct(r[k].rate)} | ${r[k].mean_z.toFixed(2)} |`);
+    for (const k of ['tokens', ...Object.keys(TRANSFORMS)]) console.log(`| ${label} | ${k} | ${r[k].flagged}/${images} | ${pct(r[k].rate)} | ${r[k].mean_z.toFixed(2)} |`);
   console.log(`re-tokenised tokens equal to the generated ones (no transform): unwatermarked ${pct(u.retokenised_equal)}, watermarked ${pct(m.retokenised_equal)}`);
   console.log(`classifier accuracy: unwatermarked ${pct(u.classifier_accuracy)}, watermarked ${pct(m.classifier_accuracy)}`);
   return { settings: { ...settings, key: w.key, gamma: w.gamma, delta: w.delta, pool: w.pool }, ...result };

@@ -7,6 +7,7 @@
 //   npx tsc -p tsconfig.json && node scripts/train/eval_samples.mjs [--per-class 100] [--seed 0]
 //       [--cfg x] [--top-k k] [--top-p p] [--model-dir models/tiny-var] [--save samples.bin]
 //       [--decode ar|sjd|lantern|draft]   (LlamaGen only; default ar)
+//       [--grid grid.png]                  (the first 8 samples of each class as a labelled grid)
 //
 // Sample i of class c draws from seed + i (generate()'s per-image seeds), the
 // model's own sampling settings (model.json) unless given. --save writes the
@@ -18,8 +19,10 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import {
-  classify, embeddedLlamaGen, embeddedModel, generateEmbedded, generateLlamaGenImages, loadEmbeddedLlamaGen,
+  classify, embeddedLlamaGen, embeddedModel, generateEmbedded, generateLlamaGenImages, labelledGrid, loadEmbeddedLlamaGen,
 } from '../../dist/lib/models/embedded.js';
+import { writeImage } from '../../dist/lib/io/image.js';
+import { Tensor } from '../../dist/lib/tensor.js';
 import { toRgb8 } from '../../dist/lib/io/image.js';
 
 const args = process.argv.slice(2);
@@ -48,6 +51,7 @@ const sample = async (c) => {
   return r.images;
 };
 const save = flag('save', undefined);
+const gridPath = flag('grid', undefined), gridPerRow = Math.min(8, perClass), gridRows = [];
 const pixels = [], labels = [];
 let right = 0;
 const t0 = Date.now();
@@ -59,6 +63,7 @@ for (let c = 0; c < model.classes.length; c++) {
   perClassRight.push(ok);
   right += ok;
   if (save) for (let b = 0; b < perClass; b++) { pixels.push(toRgb8(images, b)); labels.push(c); }
+  if (gridPath) gridRows.push((images.data).slice(0, gridPerRow * (images.data.length / perClass)));
   images.dispose();
 }
 pipe?.close();
@@ -69,6 +74,13 @@ console.log(JSON.stringify({
   model: model.dir, ...(llamagen ? { decode } : {}),
   seed, cfg: run.cfg ?? s.cfg, top_k: run.topK ?? s.topK, top_p: run.topP ?? s.topP, seconds: (Date.now() - t0) / 1000,
 }, null, 1));
+if (gridPath) {
+  const size = model.imageSize, all = new Float32Array(gridRows.reduce((n, r) => n + r.length, 0));
+  gridRows.reduce((at, r) => { all.set(r, at); return at + r.length; }, 0);
+  const grid = labelledGrid(Tensor.from(all, [gridRows.length * gridPerRow, 3, size, size]), model.classes, gridPerRow);
+  await writeImage(resolve(gridPath), grid);
+  console.log(`wrote ${resolve(gridPath)}`);
+}
 if (save) {
   writeFileSync(save, Buffer.concat(pixels));
   writeFileSync(`${save}.json`, JSON.stringify({ labels, size: model.imageSize }));

@@ -147,6 +147,7 @@ def main():
     ap.add_argument('--out', default='llamagen_gpt.pt', help='file name in $TESSERA_TRAIN_DIR (llamagen_draft.pt for a drafter)')
     ap.add_argument('--seed', type=int, default=5)
     ap.add_argument('--bench', action='store_true')
+    ap.add_argument('--init', help='continue from this checkpoint (same architecture; a fresh cosine: a second stage)')
     ap.add_argument('--export', action='store_true')
     ap.add_argument('--cfg', type=float, default=2.0)
     ap.add_argument('--top-k', type=int, default=0)
@@ -165,6 +166,9 @@ def main():
     V, classes = VQ.ARCH['vocab'], int(y.max()) + 1
     g = torch.Generator().manual_seed(a.seed)
     sd = {k: v.requires_grad_() for k, v in make_gpt(g, a.dim, a.layers, V, classes).items()}
+    if a.init:
+        for k, v in torch.load(a.init)['model'].items():
+            sd[k].data.copy_(v)
     cfg = R.gpt_config(sd)
     print(f'GPT dim {a.dim} layers {a.layers} heads {cfg["heads"]} ffn {cfg["ffn"]} vocab {V} classes {classes}: '
           f'{sum(v.numel() for v in sd.values()) / 1e6:.2f}M parameters; {len(ids)} sequences', flush=True)
