@@ -109,7 +109,7 @@ Activation parse_activation(Napi::Env env, const Napi::Object& o) {
   return static_cast<Activation>(v);
 }
 
-// linear({x, weight? | packed?, bias?, residual?, out, activation}) -> Promise<void>
+// linear({x, weight? | packed?, bias?, residual?, gate?, out, activation}) -> Promise<void>
 class LinearWorker : public OpWorker {
  public:
   explicit LinearWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
@@ -130,6 +130,7 @@ class LinearWorker : public OpWorker {
     }
     a_.bias = parse_optional_tensor(env, o.Get("bias"), "bias", &keep_);
     a_.residual = parse_optional_tensor(env, o.Get("residual"), "residual", &keep_);
+    a_.gate = parse_optional_tensor(env, o.Get("gate"), "gate", &keep_);
     a_.out = parse_tensor(env, o.Get("out"), "out", &keep_);
     a_.act = parse_activation(env, o);
   }

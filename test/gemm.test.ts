@@ -35,6 +35,38 @@ describe('linear matches the float64 reference', () => {
     }
   });
 
+  it('gate per row group (AdaLN: x += g[sample] ⊙ (h·Wᵀ + b)), in place, unpacked and packed', async () => {
+    // M = 3 samples × 5 tokens (packed path) and 3 × 1 (the M ≤ 4 GEMV path).
+    for (const [G, T] of [[3, 5], [3, 1]] as const) {
+      const m = G * T;
+      const x = randomArray(m * K), w = randomArray(N * K), b = randomArray(N), g = randomArray(G * N), r = randomArray(m * N);
+      const y = refLinear(m, N, K, x, w, b, undefined, 'gelu_tanh');
+      const want = y.map((v, i) => g[Math.floor(Math.floor(i / N) / T) * N + (i % N)]! * v + r[i]!);
+      const weight = Tensor.from(w, [N, K]);
+      const packed = await packWeight(weight);
+      for (const opt of [{ weight }, { packed }]) {
+        const res = Tensor.from(r.slice(), [m, N]);
+        const out = await linear({
+          x: Tensor.from(x, [m, K]), ...opt, bias: Tensor.from(b, [N]), activation: 'gelu_tanh',
+          gate: Tensor.from(g, [G, N]), residual: res, out: res,
+        });
+        expect(out).toBe(res);
+        expect(relError(res.data as Float32Array, want)).toBeLessThan(1e-5);
+      }
+      packed.dispose();
+    }
+  });
+
+  it('refuses a gate whose rows do not divide M, of the wrong width or dtype', async () => {
+    const x = Tensor.zeros([4, 3]), weight = Tensor.zeros([5, 3]);
+    await expect(linear({ x, weight, gate: Tensor.zeros([3, 5]) })).rejects.toMatchObject({ code: 'ERR_SHAPE' });
+    await expect(linear({ x, weight, gate: Tensor.zeros([2, 4]) })).rejects.toMatchObject({ code: 'ERR_SHAPE' });
+    await expect(linear({ x, weight, gate: Tensor.from(new Uint16Array(10), [2, 5], 'bfloat16') }))
+      .rejects.toMatchObject({ code: 'ERR_DTYPE' });
+    const out = Tensor.zeros([4, 5]);
+    await expect(linear({ x, weight, out, gate: out })).rejects.toMatchObject({ code: 'ERR_ALIAS' });
+  });
+
   it('matmul with a transposed operand', async () => {
     const a = randomArray(M * K), b = randomArray(N * K);
     const out = await matmul({ a: Tensor.from(a, [M, K]), b: Tensor.from(b, [N, K]), transB: true });

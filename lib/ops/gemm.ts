@@ -56,16 +56,23 @@ export interface LinearOptions {
   packed?: PackedWeight;
   /** [N] float32 */
   bias?: Tensor;
-  /** [M, N] float32, added after the activation. */
+  /** [M, N] float32, added after the activation (and the gate). */
   residual?: Tensor;
+  /**
+   * [G, N] float32 with G dividing M: multiplies act(x·Wᵀ + bias) before the
+   * residual is added, row m by gate row ⌊m / (M/G)⌋ (one gate vector per
+   * group of M/G consecutive rows, e.g. VAR's AdaLN gate per sample over its
+   * tokens). Must not overlap `out`.
+   */
+  gate?: Tensor;
   activation?: Activation;
   /** [M, N] float32 (or bfloat16/float16); allocated float32 if absent. May be `residual` itself. */
   out?: Tensor;
 }
 
-/** y = act(x·Wᵀ + bias) + residual */
+/** y = gate ⊙ act(x·Wᵀ + bias) + residual */
 export async function linear(opts: LinearOptions): Promise<Tensor> {
-  const { x, weight, packed, bias, residual } = opts;
+  const { x, weight, packed, bias, residual, gate } = opts;
   if (x.shape.length !== 2) fail('ERR_SHAPE', `x must be [M, K], got [${x.shape.join(', ')}]`);
   if (!isFloat(x.dtype)) fail('ERR_DTYPE', `x must be a float tensor, got ${x.dtype}`);
   const [M, K] = x.shape as [number, number];
@@ -84,15 +91,21 @@ export async function linear(opts: LinearOptions): Promise<Tensor> {
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== N)) fail('ERR_SHAPE', `bias must be [${N}]`);
   if (residual && (residual.shape.length !== 2 || residual.shape[0] !== M || residual.shape[1] !== N))
     fail('ERR_SHAPE', `residual must be [${M}, ${N}]`);
+  if (gate) {
+    const G = gate.shape[0]!;
+    if (gate.shape.length !== 2 || gate.shape[1] !== N || !(G >= 1) || M % G !== 0)
+      fail('ERR_SHAPE', `gate must be [G, ${N}] with G dividing M = ${M}, got [${gate.shape.join(', ')}]`);
+    if (gate.dtype !== 'float32') fail('ERR_DTYPE', `gate must be float32, got ${gate.dtype}`);
+  }
   const activation = opts.activation ?? 'none';
   const act = ACTIVATIONS.indexOf(activation);
   if (act < 0) fail('ERR_INVALID_ARGUMENT', `activation must be one of ${ACTIVATIONS.join(', ')}`);
   const out = opts.out ?? Tensor.empty([M, N], 'float32', x.device);
   if (out.shape.length !== 2 || out.shape[0] !== M || out.shape[1] !== N) fail('ERR_SHAPE', `out must be [${M}, ${N}]`);
 
-  await withTensors([x, weight, bias, residual, out], () => native().linear({
+  await withTensors([x, weight, bias, residual, gate, out], () => native().linear({
     x: x.native(), weight: weight?.native(), packed: packed?.handle(), bias: bias?.native(),
-    residual: residual?.native(), out: out.native(), activation: act,
+    residual: residual?.native(), gate: gate?.native(), out: out.native(), activation: act,
   }));
   return out;
 }

@@ -93,9 +93,20 @@ void validate_linear(const LinearArgs& a) {
     TESSERA_CHECK(a.residual.dtype == DType::kF32, kDtype,
                   std::string("linear: residual must be float32, got ") + dtype_name(a.residual.dtype));
   }
+  if (!a.gate.empty()) {
+    check_matrix(a.gate, op, "gate");
+    const int64_t G = a.gate.shape[0];
+    TESSERA_CHECK(G >= 1 && M % G == 0 && a.gate.shape[1] == N, kShape,
+                  "linear: gate must be [G, " + std::to_string(N) + "] with G dividing M = " + std::to_string(M) +
+                      " (one gate row per group of M/G consecutive rows), got " + shape_str(a.gate));
+    TESSERA_CHECK(a.gate.dtype == DType::kF32, kDtype,
+                  std::string("linear: gate must be float32, got ") + dtype_name(a.gate.dtype));
+  }
   check_same_device(a.x, a.out, op, "x");
   check_same_device(a.bias, a.out, op, "bias");
   check_same_device(a.residual, a.out, op, "residual");
+  check_same_device(a.gate, a.out, op, "gate");
+  check_no_alias(a.out, a.gate, op, "gate");
   check_no_alias(a.out, a.x, op, "x");
   if (!a.packed) check_no_alias(a.out, a.weight, op, "weight");
   check_no_alias(a.out, a.bias, op, "bias");

@@ -67,6 +67,7 @@ void run_linear(const LinearArgs& a) {
   require_same_device(a.x, dev, "x");
   require_same_device(a.bias, dev, "bias");
   require_same_device(a.residual, dev, "residual");
+  require_same_device(a.gate, dev, "gate");
   TensorView w;
   if (a.packed) {
     if (a.packed->device.kind != DeviceKind::kCUDA || a.packed->device.index != dev)
@@ -83,6 +84,11 @@ void run_linear(const LinearArgs& a) {
   if (!a.residual.empty()) {
     e.residual = a.residual.ptr<float>();
     e.r_sm = a.residual.strides[0];
+  }
+  if (!a.gate.empty()) {
+    e.gate = a.gate.ptr<float>();
+    e.g_sm = a.gate.strides[0];
+    e.g_rows = M / a.gate.shape[0] > 0 ? M / a.gate.shape[0] : 1;
   }
   e.out = a.out.data;
   e.out_dt = static_cast<int>(a.out.dtype);

@@ -1,5 +1,5 @@
 // GEMM pieces shared by the tensor-core and SIMT kernels: the fused epilogue
-// (alpha, bias, activation, residual, beta·C, output dtype) and launchers.
+// (alpha, bias, activation, gate, residual, beta·C, output dtype) and launchers.
 #pragma once
 #include "cuda/common.cuh"
 
@@ -11,6 +11,8 @@ struct Epilogue {
   int act = 0;                    // tessera::Activation
   const float* residual = nullptr;
   int64_t r_sm = 0;               // residual row stride (columns contiguous)
+  const float* gate = nullptr;    // linear: [G, N], row m uses gate row m / g_rows (columns contiguous)
+  int64_t g_sm = 0, g_rows = 1;
   void* out = nullptr;
   int out_dt = kDtF32;
   int64_t o_sm = 0, o_sn = 1;
@@ -25,6 +27,7 @@ __device__ __forceinline__ void epilogue_store(const Epilogue& e, int64_t m, int
   } else if (e.act == 2) {
     v = v / (1.f + expf(-v));
   }
+  if (e.gate) v *= e.gate[(m / e.g_rows) * e.g_sm + n];
   if (e.residual) v += e.residual[m * e.r_sm + n];
   const int64_t oi = m * e.o_sm + n * e.o_sn;
   if (e.beta != 0.f) v += e.beta * load_as_float(e.out, e.out_dt, oi);

@@ -2,6 +2,7 @@
 // matmul, validation, pooled scratch, and the machine-ceiling probes.
 // Every case runs on every ISA this CPU has (set_isa_override) and is
 // compared with the float64 reference by ‖out − ref‖ / ‖ref‖.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -71,6 +72,7 @@ struct LinearCase {
   Activation act = Activation::kNone;
   bool bias = false, residual = false, packed = false, in_place = false;
   int64_t pad = 0;  // extra elements per row of x, out and residual
+  int64_t gate = 0;  // rows G of a [G, N] gate (0: none)
 };
 
 std::string describe(const LinearCase& c) {
@@ -78,7 +80,7 @@ std::string describe(const LinearCase& c) {
   os << isa_name(active_isa()) << " M=" << c.M << " N=" << c.N << " K=" << c.K << " x=" << dtype_name(c.x_dt)
      << " w=" << dtype_name(c.w_dt) << " out=" << dtype_name(c.out_dt) << " act=" << static_cast<int>(c.act)
      << " bias=" << c.bias << " res=" << c.residual << " packed=" << c.packed << " inplace=" << c.in_place
-     << " pad=" << c.pad;
+     << " pad=" << c.pad << " gate=" << c.gate;
   return os.str();
 }
 
@@ -90,13 +92,24 @@ double run_linear(const LinearCase& c, uint64_t salt) {
   std::vector<double> ref(c.M * c.N);
   const std::vector<double> res_exact = res.exact;  // before an in-place call overwrites it
   ref::linear(c.M, c.N, c.K, x.exact.data(), w.exact.data(), c.bias ? bias.exact.data() : nullptr,
-              c.residual ? res_exact.data() : nullptr, static_cast<int>(c.act), ref.data());
+              c.residual && !c.gate ? res_exact.data() : nullptr, static_cast<int>(c.act), ref.data());
+  // The gate (drawn after the other operands, so gate-free cases keep their
+  // inputs): ref = gate[m / (M/G)] · act(x·Wᵀ + b) + residual, in float64.
+  Mat gate(rng, std::max<int64_t>(c.gate, 1), c.N, DType::kF32, c.pad + 3);
+  if (c.gate)
+    for (int64_t m = 0; m < c.M; ++m)
+      for (int64_t n = 0; n < c.N; ++n) {
+        double& r = ref[m * c.N + n];
+        r *= gate.exact[(m / (c.M / c.gate)) * c.N + n];
+        if (c.residual) r += res_exact[m * c.N + n];
+      }
   LinearArgs a;
   a.x = x.view();
   a.weight = w.view();
   a.act = c.act;
   if (c.bias) a.bias = make_view(bias.bytes.data(), DType::kF32, {c.N});
   if (c.residual) a.residual = res.view();
+  if (c.gate) a.gate = gate.view();
   a.out = c.in_place ? res.view() : out.view();
   PackedWeight* pw = c.packed ? pack_weight(w.view(), c.compute) : nullptr;
   a.packed = pw;
@@ -203,6 +216,41 @@ TEST(gemm_linear_strided_and_in_place_residual) {
       c.act = Activation::kGeluTanh;
       const double e = run_linear(c, ++salt);
       CHECK(e <= kTolF32) << describe(c) << ": rel error " << e;
+    }
+  });
+}
+
+// The gate epilogue (one gate row per group of M/G rows, VAR's AdaLN residual
+// gate): GEMV (M ≤ 4, unpacked) and packed-panel paths, groups that end
+// inside a register tile (M/G not a multiple of MR), K blocks, every
+// activation, in place on the residual, strided rows, 16-bit outputs and bf16
+// compute.
+TEST(gemm_linear_gate_every_isa) {
+  const int64_t cases[][4] = {{1, 45, 300, 1},  {3, 33, 13, 3},   {4, 257, 64, 2},   {6, 7, 1031, 2},
+                              {130, 33, 1031, 2}, {130, 257, 64, 13}, {68, 45, 300, 4}, {9, 1, 17, 9}};
+  uint64_t salt = 9000;
+  for_each_isa([&] {
+    int i = 0;
+    for (const auto& s : cases) {
+      for (int variant = 0; variant < 6; ++variant) {
+        LinearCase c{s[0], s[1], s[2]};
+        c.gate = s[3];
+        c.act = static_cast<Activation>((i + variant) % 3);
+        c.bias = (i + variant) % 2 == 0;
+        c.residual = variant != 1;
+        c.in_place = variant == 2 || variant == 5;
+        c.packed = variant >= 3;
+        c.pad = i % 2 ? 5 : 0;
+        bool bf16 = false;
+        if (variant == 4) {  // bf16 compute, bf16 output
+          c.compute = DType::kBF16;
+          c.out_dt = DType::kBF16;
+          bf16 = true;
+        }
+        const double e = run_linear(c, ++salt);
+        CHECK(e <= (bf16 ? kTolBf16 : kTolF32)) << describe(c) << ": rel error " << e;
+      }
+      ++i;
     }
   });
 }
@@ -315,6 +363,29 @@ TEST(gemm_validation_codes) {
   a.out = make_view(r.bytes.data(), DType::kF32, {4, 6});
   a.residual = make_view(reinterpret_cast<float*>(r.bytes.data()) + 6, DType::kF32, {4, 6});
   CHECK_THROWS_CODE(linear(a), kAlias);
+  // Gates: G must divide M (4), N must match, float32 only, not over out.
+  Mat g(rng, 3, 6, DType::kF32);
+  a = base();
+  a.gate = g.view();  // [3, 6]: 3 does not divide 4
+  CHECK_THROWS_CODE(linear(a), kShape);
+  a.gate.shape[0] = 2;
+  a.gate.shape[1] = 5;
+  CHECK_THROWS_CODE(linear(a), kShape);
+  a.gate.shape[1] = 6;
+  a.gate.dtype = DType::kF16;
+  CHECK_THROWS_CODE(linear(a), kDtype);
+  a = base();
+  a.gate = make_view(out.bytes.data(), DType::kF32, {2, 6});
+  CHECK_THROWS_CODE(linear(a), kAlias);
+  a = base();
+  a.gate = g.view();
+  a.gate.shape[0] = 2;
+  a.gate.device = Device{DeviceKind::kCUDA, 0};
+  CHECK_THROWS_CODE(linear(a), kDevice);
+  a = base();
+  a.gate = g.view();
+  a.gate.shape[0] = 2;
+  linear(a);  // the valid form
   a = base();
   a.out.device = Device{DeviceKind::kCUDA, 0};
   CHECK_THROWS_CODE(linear(a), kDevice);

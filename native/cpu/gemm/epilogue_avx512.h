@@ -59,6 +59,7 @@ static inline void store_avx512(const Epilogue& e, int64_t m, int64_t n, __m512 
   if (e.bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e.bias + n));
   if (e.row_bias) v = _mm512_add_ps(v, _mm512_set1_ps(e.row_bias[m]));
   v = activate_avx512(e.act, v);
+  if (e.gate) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, e.gate + (m / e.gate_rows) * e.gate_ld + n));
   if (e.alpha != 1.f) v = _mm512_mul_ps(v, _mm512_set1_ps(e.alpha));
   if (e.residual) {
     const __m512 r = _mm512_maskz_loadu_ps(mask, e.residual + m * e.res_ld + n);

@@ -58,6 +58,7 @@ void store_avx2(const Epilogue& e, int64_t m, int64_t n, __m256 v, int count) {
   if (e.bias) v = _mm256_add_ps(v, load(e.bias + n));
   if (e.row_bias) v = _mm256_add_ps(v, _mm256_set1_ps(e.row_bias[m]));
   v = activate_avx2(e.act, v);
+  if (e.gate) v = _mm256_mul_ps(v, load(e.gate + (m / e.gate_rows) * e.gate_ld + n));
   if (e.alpha != 1.f) v = _mm256_mul_ps(v, _mm256_set1_ps(e.alpha));
   if (e.residual) v = _mm256_fmadd_ps(_mm256_set1_ps(e.beta), load(e.residual + m * e.res_ld + n), v);
   const int64_t idx = m * e.out_ld + n;

@@ -22,7 +22,8 @@ namespace tessera::cpu::gemm {
 constexpr int kNR = 32;
 
 // What happens to a finished tile before it reaches `out`:
-//   y = alpha·act(acc + bias[n] + row_bias[m]) + beta·residual[m][n], rounded to out_dtype.
+//   y = alpha·gate[m / gate_rows][n]·act(acc + bias[n] + row_bias[m]) + beta·residual[m][n],
+// rounded to out_dtype (gate: 1 when null).
 // Linear uses alpha = beta = 1; matmul uses its alpha/beta with residual = C;
 // the channel-major conv (cpu/nn/conv.cpp) has one bias per row (channel).
 struct Epilogue {
@@ -30,6 +31,8 @@ struct Epilogue {
   const float* row_bias = nullptr;  // indexed by row, or null
   const float* residual = nullptr;  // row m at residual + m·res_ld, or null
   int64_t res_ld = 0;
+  const float* gate = nullptr;  // row g at gate + g·gate_ld, g = m / gate_rows; or null
+  int64_t gate_ld = 0, gate_rows = 1;
   void* out = nullptr;  // row m at out + m·out_ld elements
   int64_t out_ld = 0;
   DType out_dtype = DType::kF32;

@@ -43,6 +43,11 @@ void linear(const LinearArgs& a) {
   epi.bias = a.bias.empty() ? nullptr : a.bias.ptr<float>();
   epi.residual = a.residual.empty() ? nullptr : a.residual.ptr<float>();
   epi.res_ld = a.residual.empty() ? 0 : a.residual.strides[0];
+  if (!a.gate.empty()) {
+    epi.gate = a.gate.ptr<float>();
+    epi.gate_ld = a.gate.strides[0];
+    epi.gate_rows = std::max<int64_t>(1, M / a.gate.shape[0]);
+  }
   epi.out = a.out.data;
   epi.out_ld = a.out.strides[0];
   epi.out_dtype = a.out.dtype;

@@ -26,7 +26,9 @@ void store_scalar(const Epilogue& e, int64_t m, int64_t n, float acc) {
   double v = acc;
   if (e.bias) v += e.bias[n];
   if (e.row_bias) v += e.row_bias[m];
-  v = activate(e.act, v) * e.alpha;
+  v = activate(e.act, v);
+  if (e.gate) v *= e.gate[(m / e.gate_rows) * e.gate_ld + n];
+  v *= e.alpha;
   if (e.residual) v += static_cast<double>(e.beta) * e.residual[m * e.res_ld + n];
   const float f = static_cast<float>(v);
   const int64_t idx = m * e.out_ld + n;

@@ -17,7 +17,8 @@
 
 namespace tessera {
 
-constexpr uint32_t kCudaAbiVersion = 2;
+// 3: LinearArgs gained `gate` (an older library would ignore it).
+constexpr uint32_t kCudaAbiVersion = 3;
 
 struct CudaDeviceProps {
   char name[256];

@@ -1,4 +1,4 @@
-// Linear layers in PyTorch weight layout: y = act(x·Wᵀ + b) + r.
+// Linear layers in PyTorch weight layout: y = gate ⊙ act(x·Wᵀ + b) + r.
 #pragma once
 #include <cstdint>
 
@@ -15,7 +15,12 @@ struct LinearArgs {
   TensorView weight;    // [N, K] (PyTorch nn.Linear layout); f32, bf16 or f16. Ignored if `packed` is set.
   const PackedWeight* packed = nullptr;  // optional: pack_weight() result for this weight
   TensorView bias;      // [N] f32, or empty
-  TensorView residual;  // [M, N] f32, or empty; added after the activation
+  TensorView residual;  // [M, N] f32, or empty; added after the activation (and the gate)
+  // [G, N] f32, or empty: multiplies act(x·Wᵀ + b) before the residual is
+  // added; G divides M and row m uses gate row m / (M / G) (one gate vector
+  // per group of M/G consecutive rows: VAR's AdaLN gate, one per sample
+  // broadcast over its tokens). Columns contiguous; must not overlap out.
+  TensorView gate;
   TensorView out;       // [M, N]; f32 (or bf16/f16: rounded at the end). May alias `residual` exactly (in-place add), nothing else.
   Activation act = Activation::kNone;
 };
