@@ -29,7 +29,7 @@ bool shape_is(const TensorView& t, std::initializer_list<int64_t> d) {
 void check_tensor(const char* op, const char* name, const TensorView& t, DType dt, bool contiguous) {
   const std::string who = std::string(op) + ": " + name;
   TESSERA_CHECK(t.device.kind == DeviceKind::kCPU, kDevice,
-                who + " is on CUDA; the splat rasterizer runs on the CPU only so far: pass CPU tensors");
+                who + " is on CUDA while the output is on the CPU: put every tensor of the call on one device");
   TESSERA_CHECK(t.dtype == dt, kDtype, who + " must be " + dtype_name(dt) + ", got " + dtype_name(t.dtype));
   TESSERA_CHECK(t.numel() == 0 || !t.empty(), kInvalidArgument, who + " is missing (null data)");
   if (contiguous)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "tessera/backend.h"
 #include "tessera/cpu.h"
 #include "tessera/splat.h"
 #include "tessera/threadpool.h"
@@ -393,6 +394,17 @@ TEST(splat_rejects_bad_arguments) {
   b = a;
   b.scene.rotations.dtype = DType::kF16;
   CHECK_THROWS_CODE(splat_render(b), kDtype);
+  // A CUDA input with a CPU output never runs: one device per call.
+  b = a;
+  b.scene.sh.device = Device{DeviceKind::kCUDA, 0};
+  CHECK_THROWS_CODE(splat_render(b), kDevice);
+  // A CUDA output goes to the CUDA library; without one (or without a device)
+  // the call is refused with ERR_DEVICE, never run on host memory.
+  if (backend_status().cuda_devices == 0) {
+    b = a;
+    b.rgb.device = Device{DeviceKind::kCUDA, 0};
+    CHECK_THROWS_CODE(splat_render(b), kDevice);
+  }
 }
 
 // ---- Gradients against central finite differences of the reference ---------
