@@ -3,6 +3,7 @@
 // and the event loop stays responsive while cohorts run.
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Worker } from 'node:worker_threads';
 
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,6 +46,15 @@ describe('loopback', () => {
   });
 
   it('keeps the event loop responsive under 48 concurrent requests (delay measured, exported)', async () => {
+    // A control: an idle event loop in a worker thread of this process, sampled the same way. It sees
+    // only what the machine imposes (a loaded 2-core host delays any timer by tens of ms), not the
+    // server's work, so the bound below is on the server's delay beyond it.
+    const control = new Worker(`
+      const { parentPort } = require('node:worker_threads');
+      const h = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 10 });
+      h.enable();
+      parentPort.once('message', () => { h.disable(); parentPort.postMessage(h.count === 0 ? 0 : Math.max(0, h.percentile(99) / 1e6 - 10)); });`, { eval: true });
+    await new Promise((r) => control.once('online', r));
     app.tessera.metrics.loopDelay.reset();
     const t0 = performance.now();
     const rs = await Promise.all(Array.from({ length: 48 }, (_, i) => fetch(`http://127.0.0.1:${port}/v1/generate`, {
@@ -53,8 +63,11 @@ describe('loopback', () => {
     })));
     expect(rs.map((r) => r.status)).toEqual(new Array(48).fill(200));
     const d = app.tessera.metrics.eventLoopDelayMs();
-    console.log(`48 requests in ${((performance.now() - t0) / 1000).toFixed(2)} s; event-loop delay p50 ${d.p50.toFixed(1)} ms, p99 ${d.p99.toFixed(1)} ms, max ${d.max.toFixed(1)} ms`);
-    // Native kernels run off the loop; what remains is JS glue between steps. Bound generous for 2 shared cores.
-    expect(d.p99).toBeLessThan(50);
+    control.postMessage('stop');
+    const idleP99 = await new Promise<number>((r) => control.once('message', r));
+    await control.terminate();
+    console.log(`48 requests in ${((performance.now() - t0) / 1000).toFixed(2)} s; event-loop delay p50 ${d.p50.toFixed(1)} ms, p99 ${d.p99.toFixed(1)} ms, max ${d.max.toFixed(1)} ms; idle control p99 ${idleP99.toFixed(1)} ms`);
+    // Native kernels run off the loop; what remains is JS glue between steps.
+    expect(d.p99).toBeLessThan(50 + idleP99);
   });
 });
