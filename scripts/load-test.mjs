@@ -20,8 +20,9 @@
 //      request must get its 4xx, the burst some 429s with Retry-After;
 //   4. reads the server's /metrics: RSS before (after a warm-up that includes
 //      one burst) and after, the event-loop delay
-//      over the load window (tessera_event_loop_delay_window_seconds), batch
-//      sizes, cancellations.
+//      over the load window (tessera_event_loop_delay_window_seconds), next
+//      to an idle event loop's in a worker thread here (the machine's own
+//      share of any timer's delay), batch sizes, cancellations.
 // Hard requirements (exit 1 when one fails): no good request fails, every bad
 // request gets the 4xx expected, the burst gets 429s with Retry-After, slow
 // clients get 408 (or 200 when they finish), the server is alive after the
@@ -44,6 +45,7 @@ import { connect } from 'node:net';
 import { availableParallelism, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -409,6 +411,29 @@ async function burstClients(model, maxQueue) {
   burst.endedAt = performance.now();
 }
 
+/**
+ * An idle event loop in a worker thread of this process, sampled like the
+ * server's (10 ms resolution, the interval subtracted) over the load window:
+ * the delay the machine alone imposes on a timer (scheduling on a loaded
+ * host), next to which the server's own figure is read. stop() gives its p99, ms.
+ */
+async function idleControl() {
+  const w = new Worker(`
+    const { parentPort } = require('node:worker_threads');
+    const h = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 10 });
+    h.enable();
+    parentPort.once('message', () => { h.disable(); parentPort.postMessage(h.count === 0 ? 0 : Math.max(0, h.percentile(99) / 1e6 - 10)); });`, { eval: true });
+  await new Promise((r) => w.once('online', r));
+  return {
+    async stop() {
+      w.postMessage('stop');
+      const p99 = await new Promise((r) => w.once('message', r));
+      await w.terminate();
+      return p99;
+    },
+  };
+}
+
 /** RSS of the spawned server from /proc (no /metrics scrape, which would reset the event-loop window), sampled every 2 s. */
 const rssTrace = [];
 function sampleRss(t0) {
@@ -459,6 +484,7 @@ async function main() {
   ]);
 
   const warmed = wi;
+  const control = await idleControl();
   const m0 = await metrics();  // also starts the event-loop delay window
   const rss0 = m0.get('process_resident_memory_bytes');
   const cancelled0 = sumOf(m0, 'tessera_requests_cancelled_total');
@@ -488,6 +514,7 @@ async function main() {
   if (rssTimer) clearInterval(rssTimer);
 
   const m1 = await metrics();
+  const controlP99 = await control.stop();
   const rss1 = m1.get('process_resident_memory_bytes');
   const mem = (m) => ({ heapUsed: m.get('nodejs_heap_size_used_bytes'), heapTotal: m.get('nodejs_heap_size_total_bytes'), external: m.get('nodejs_external_memory_bytes'),
     poolInUse: m.get('tessera_native_host_pool_bytes{state="in_use"}'), poolCached: m.get('tessera_native_host_pool_bytes{state="cached"}') });
@@ -495,7 +522,7 @@ async function main() {
   // RSS at about a quarter, half and three quarters of the good requests (from /proc, spawned servers only).
   const at = (f) => rssTrace.find((x) => x.requests >= f * good.ok);
   const trace = [0.25, 0.5, 0.75].map(at).filter(Boolean);
-  const loop = { p50: m1.get('tessera_event_loop_delay_window_seconds{quantile="0.5"}') * 1e3, p99: m1.get('tessera_event_loop_delay_window_seconds{quantile="0.99"}') * 1e3, max: m1.get('tessera_event_loop_delay_window_seconds{quantile="max"}') * 1e3 };
+  const loop = { p50: m1.get('tessera_event_loop_delay_window_seconds{quantile="0.5"}') * 1e3, p99: m1.get('tessera_event_loop_delay_window_seconds{quantile="0.99"}') * 1e3, max: m1.get('tessera_event_loop_delay_window_seconds{quantile="max"}') * 1e3, idleControlP99: controlP99 };
   const cancelled = sumOf(m1, 'tessera_requests_cancelled_total') - cancelled0;
   const serverCpuMs = ((m1.get('process_cpu_seconds_total') - cpu0) * 1000) / Math.max(1, served);
   const meanBatch = ((m1.get('tessera_batch_size_sum') ?? 0) - batchSum0) / Math.max(1, (m1.get('tessera_batch_size_count') ?? 0) - batchCount0);
@@ -554,7 +581,7 @@ async function main() {
     `| mean images per batched step | ${meanBatch.toFixed(2)} |`,
     `| latency of good requests (per attempt) | p50 ${quantile(good.latencies, 0.5).toFixed(0)} ms, p99 ${quantile(good.latencies, 0.99).toFixed(0)} ms, max ${Math.max(0, ...good.latencies).toFixed(0)} ms |`,
     `| 429 answers | ${good.retried429} to good clients (retried), ${burst.r429} of a ${burst.size}-request burst (${burst.withRetryAfter} with Retry-After; ${burst.ok} answered 200) |`,
-    `| event-loop delay of the server over the load | p50 ${loop.p50.toFixed(1)} ms, p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms |`,
+    `| event-loop delay of the server over the load | p50 ${loop.p50.toFixed(1)} ms, p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms (an idle loop on this machine meanwhile: p99 ${controlP99.toFixed(1)} ms) |`,
     `| server RSS | ${mib(rss0)} before (after a warm-up of ${warmed} requests and a burst), ${mib(rss1)} after (${rssGrowth >= 0 ? '+' : ''}${(100 * rssGrowth).toFixed(1)}%) over ${good.ok} requests${trace.length ? `; on the way: ${trace.map((x) => `${mib(x.bytes)} at ${x.requests}`).join(', ')}` : ''} |`,
     `| server JS heap used / native pool in use + cached | ${mib(mem0.heapUsed)} / ${mib(mem0.poolInUse)} + ${mib(mem0.poolCached)} before, ${mib(mem1.heapUsed)} / ${mib(mem1.poolInUse)} + ${mib(mem1.poolCached)} after |`,
     `| SSE clients that hung up after a progress event | ${vanished.sawProgress} of ${vanished.tried}; ${cancelled} requests cancelled by the server |`,

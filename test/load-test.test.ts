@@ -40,6 +40,7 @@ describe('scripts/load-test.mjs', () => {
       expect(j.engine.baseline).toBeGreaterThan(0);
       expect(j.meanBatch).toBeGreaterThanOrEqual(1);
       expect(Number.isFinite(j.loopDelayMs.p99)).toBe(true);
+      expect(Number.isFinite(j.loopDelayMs.idleControlP99)).toBe(true);
       expect(j.rss.before).toBeGreaterThan(10 * 2 ** 20);
       expect(j.rss.after).toBeGreaterThan(10 * 2 ** 20);
       // Every kind of bad request was sent and got only its expected status.
@@ -55,6 +56,7 @@ describe('scripts/load-test.mjs', () => {
       expect(j.burst.r429).toBeGreaterThan(0);
       expect(j.burst.withRetryAfter).toBe(j.burst.r429);
       expect(r.stdout).toMatch(/\| server RSS \| [\d.]+ MiB before \(after a warm-up of \d+ requests and a burst\), [\d.]+ MiB after/);
+      expect(r.stdout).toMatch(/\| event-loop delay of the server over the load \| p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms \(an idle loop on this machine meanwhile: p99 [\d.]+ ms\) \|/);
       expect(r.stdout).toMatch(/\| CPU time per image \(all threads\) \| engine [\d.]+ ms; server [\d.]+ ms/);
       expect(r.stdout).toMatch(/Hard requirements:\n(  PASS .*\n)+Targets:/);
     } finally {
