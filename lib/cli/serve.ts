@@ -66,6 +66,10 @@ sampling settings); with no scene named, a procedural demo scene ("demo").
 Command-line flags override the config file. Models load as "var" and
 "llamagen"; requests pick one with "model" (default: the first).
 
+--max-batch counts images per batched step; a render view counts one per
+started megapixel. Each VAR model keeps up to 64 MiB of conditionings (by
+class list) and 64 MiB of KV caches between batches.
+
 Native work runs on the engine's own thread pool; the event loop only
 schedules it (its delay is exported as tessera_event_loop_delay_seconds).`,
   async run(argv) {
