@@ -1,5 +1,5 @@
 // Small row-wise helpers on CPU float32 data that no native op covers: the
-// AdaLN gates and chunk splits touch O(rows·C) values per block, next to the
+// AdaLN chunk splits touch O(rows·C) values per block, next to the
 // O(rows·n·C²) GEMMs around them.
 import { Tensor } from '../../tensor.js';
 
@@ -24,15 +24,4 @@ export function splitColumns(t: Tensor, k: number, offset?: Float32Array): Tenso
       for (let c = 0; c < C; c++) d[r * C + c] = src[r * KC + j * C + c]! + (offset ? offset[j * C + c]! : 0);
     return out;
   });
-}
-
-/** x[r·n + t, c] += gamma[r, c] · y[r·n + t, c] for x, y [R·n, C], gamma [R, C] (the AdaLN residual gate). */
-export function addScaled(x: Tensor, y: Tensor, gamma: Tensor, n: number): void {
-  const [R, C] = gamma.shape as [number, number];
-  const xd = x.data as Float32Array, yd = y.data as Float32Array, g = gamma.data as Float32Array;
-  for (let r = 0; r < R; r++)
-    for (let t = 0; t < n; t++) {
-      const base = (r * n + t) * C;
-      for (let c = 0; c < C; c++) xd[base + c] = xd[base + c]! + g[r * C + c]! * yd[base + c]!;
-    }
 }

@@ -8,7 +8,7 @@ import { linear, type PackedWeight } from '../../ops/gemm.js';
 import { layerNorm } from '../../ops/norm.js';
 import { Tensor } from '../../tensor.js';
 import { varConfig, type Tensors, type VarConfig } from './config.js';
-import { addScaled, silu, splitColumns } from './elementwise.js';
+import { silu, splitColumns } from './elementwise.js';
 import { timed } from './profile.js';
 import { packFromMapping, WeightReader } from './weights.js';
 
@@ -212,17 +212,14 @@ export class VarTransformer {
         kvLengths: new Array<number>(R).fill(kvLen), l2norm: true, headMultiplier: b.headMultiplier, scale: 1,
       }), 4 * R * n * kvLen * C);
       q.dispose();
-      const y = await timed('gemm proj', () => linear({ x: o.reshape([M, C]), packed: b.proj, bias: b.projBias }), 2 * M * C * C);
+      // x += g1 ⊙ (o·Wᵀ + b), the AdaLN residual gate fused into the GEMM's epilogue.
+      await timed('gemm proj+gate', () => linear({ x: o.reshape([M, C]), packed: b.proj, bias: b.projBias, gate: a.g1, residual: x2, out: x2 }), 2 * M * C * C);
       o.dispose();
-      await timed('residual gate', () => addScaled(x2, y, a.g1, n));
-      y.dispose();
       const h3 = await timed('layernorm', () => layerNorm({ x: x.reshape([R, n, C]), scale: a.s2, shift: a.b2, eps: LN_EPS }));
       const f = await timed('gemm fc1+gelu', () => linear({ x: h3.reshape([M, C]), packed: b.fc1, bias: b.fc1Bias, activation: 'gelu_tanh' }), 2 * M * C * F);
       h3.dispose();
-      const g = await timed('gemm fc2', () => linear({ x: f, packed: b.fc2, bias: b.fc2Bias }), 2 * M * C * F);
+      await timed('gemm fc2+gate', () => linear({ x: f, packed: b.fc2, bias: b.fc2Bias, gate: a.g2, residual: x2, out: x2 }), 2 * M * C * F);
       f.dispose();
-      await timed('residual gate', () => addScaled(x2, g, a.g2, n));
-      g.dispose();
     }
     cache.length += n;
     const hn = await timed('layernorm', () => layerNorm({ x: x.reshape([R, n, C]), scale: cond.headScale, shift: cond.headShift, eps: LN_EPS }));
