@@ -50,6 +50,13 @@ TESSERA_CLONES void ln_row(const float* x, float* y, int64_t C, float eps, const
   const double dm = sum / C - mean;
   const double var = std::max(0.0, sum_sq_dev_f64(x, C, mean) / C - dm * dm);
   const float rstd = static_cast<float>(1.0 / std::sqrt(var + eps));
+  if (!w && !bias && scale && shift) {
+    // VAR's AdaLN (no affine): one pass over the row instead of three; the
+    // compiler may fuse the last multiply-add (one rounding fewer than the
+    // general path below).
+    for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - mean) * rstd * (1.f + scale[c]) + shift[c];
+    return;
+  }
   for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - mean) * rstd;
   if (w)
     for (int64_t c = 0; c < C; ++c) y[c] *= w[c];
