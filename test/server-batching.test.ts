@@ -122,12 +122,20 @@ describe('VAR cohort: conditioning cache and grouped decoding', () => {
       }
     }
     const one = kv.bytes;
+    expect(kv.size).toBe(1);
     const taken = kv.take(4);
     expect(kv.bytes).toBe(0);
     const small = new KvCachePool(model, one - 1);
-    small.give(taken);  // over the bound: disposed, not kept
+    small.give(taken);  // over the byte bound: disposed, not kept
     expect(small.bytes).toBe(0);
     expect(taken.k[0]!.disposed).toBe(true);
+    // At most maxCaches kept, the least recently returned out first.
+    const [c2, c4, c6] = [kv.take(2), kv.take(4), kv.take(6)];
+    for (const c of [c2, c4, c6]) kv.give(c);
+    expect(kv.size).toBe(2);
+    expect(c2.k[0]!.disposed).toBe(true);
+    expect(kv.take(4)).toBe(c4);
+    expect(kv.take(2)).not.toBe(c2);
     kv.clear();
     model.dispose();
   });

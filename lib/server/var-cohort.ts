@@ -162,45 +162,53 @@ export class ConditioningCache {
 const kvBytes = (c: VarCache): number => c.k.reduce((a, t) => a + t.byteLength, 0) * 2;
 
 /**
- * KV caches kept between cohorts, by row count, up to maxBytes in all
- * (default 64 MiB): a cohort takes one, resets its length and gives it back.
+ * KV caches kept between cohorts: at most maxCaches (default 2), most
+ * recently returned first, and maxBytes in all (default 64 MiB). A cohort
+ * takes one of its row count, resets its length and gives it back.
  * Attention reads only the first `length` tokens of a cache and every step
  * writes before it reads, so old contents never reach a result. On the
  * embedded tiny VAR a cohort of 8 allocated 4 MiB of cache each time, the
- * largest share of the native memory whose churn drives V8's full GCs; a
- * large model's cache (1.4 GB for 8 images of VAR d16) exceeds the bound
- * and is allocated per cohort as before.
+ * largest share of the native memory whose churn drove V8's full GCs; the
+ * count bound keeps the sizes in use (full cohorts) rather than one of every
+ * size a partial cohort ever had (which held ~20 MiB more for nothing). A
+ * large model's cache (1.4 GB for 8 images of VAR d16) exceeds the byte
+ * bound and is allocated per cohort as before.
  */
 export class KvCachePool {
-  #free = new Map<number, VarCache[]>();
+  #free: VarCache[] = [];
   #bytes = 0;
 
-  constructor(readonly model: VarTransformer, readonly maxBytes = 64 * 1024 * 1024) {
-    if (!(Number.isSafeInteger(maxBytes) && maxBytes >= 0)) throw new TesseraError('ERR_INVALID_ARGUMENT', `maxBytes must be an integer >= 0, got ${maxBytes}`);
+  constructor(readonly model: VarTransformer, readonly maxBytes = 64 * 1024 * 1024, readonly maxCaches = 2) {
+    for (const [name, v] of [['maxBytes', maxBytes], ['maxCaches', maxCaches]] as const)
+      if (!(Number.isSafeInteger(v) && v >= 0)) throw new TesseraError('ERR_INVALID_ARGUMENT', `${name} must be an integer >= 0, got ${v}`);
   }
 
   get bytes(): number { return this.#bytes; }
+  get size(): number { return this.#free.length; }
 
   take(rows: number): VarCache {
-    const c = this.#free.get(rows)?.pop();
-    if (!c) return new VarCache(this.model.config, rows);
-    this.#bytes -= kvBytes(c);
-    c.length = 0;
-    return c;
+    let i = this.#free.length - 1;
+    while (i >= 0 && this.#free[i]!.rows !== rows) i--;
+    if (i < 0) return new VarCache(this.model.config, rows);
+    const [c] = this.#free.splice(i, 1);
+    this.#bytes -= kvBytes(c!);
+    c!.length = 0;
+    return c!;
   }
 
   give(c: VarCache): void {
-    const bytes = kvBytes(c);
-    if (this.#bytes + bytes > this.maxBytes) return c.dispose();
-    let list = this.#free.get(c.rows);
-    if (!list) this.#free.set(c.rows, (list = []));
-    list.push(c);
-    this.#bytes += bytes;
+    this.#free.push(c);
+    this.#bytes += kvBytes(c);
+    while (this.#free.length > this.maxCaches || this.#bytes > this.maxBytes) {
+      const old = this.#free.shift()!;
+      this.#bytes -= kvBytes(old);
+      old.dispose();
+    }
   }
 
   clear(): void {
-    for (const list of this.#free.values()) for (const c of list) c.dispose();
-    this.#free.clear();
+    for (const c of this.#free) c.dispose();
+    this.#free = [];
     this.#bytes = 0;
   }
 }
