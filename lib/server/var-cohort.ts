@@ -162,7 +162,7 @@ export class ConditioningCache {
 const kvBytes = (c: VarCache): number => c.k.reduce((a, t) => a + t.byteLength, 0) * 2;
 
 /**
- * KV caches kept between cohorts: at most maxCaches (default 2), most
+ * KV caches kept between cohorts: at most maxCaches (default 1), most
  * recently returned first, and maxBytes in all (default 64 MiB). A cohort
  * takes one of its row count, resets its length and gives it back.
  * Attention reads only the first `length` tokens of a cache and every step
@@ -178,7 +178,7 @@ export class KvCachePool {
   #free: VarCache[] = [];
   #bytes = 0;
 
-  constructor(readonly model: VarTransformer, readonly maxBytes = 64 * 1024 * 1024, readonly maxCaches = 2) {
+  constructor(readonly model: VarTransformer, readonly maxBytes = 64 * 1024 * 1024, readonly maxCaches = 1) {
     for (const [name, v] of [['maxBytes', maxBytes], ['maxCaches', maxCaches]] as const)
       if (!(Number.isSafeInteger(v) && v >= 0)) throw new TesseraError('ERR_INVALID_ARGUMENT', `${name} must be an integer >= 0, got ${v}`);
   }
