@@ -281,7 +281,7 @@ void check_forward(int W, int H, int n, int deg, SplatMode mode, uint64_t salt) 
   // tight bound holds on the pixels whose contributor counts agree, and all
   // pixels get a looser one. fp32 projection, exp and blending of a few
   // hundred terms against float64 reached 1.1e-5 on agreeing pixels at one
-  // seed in 150: 4e-5 (about 88 dB) is far above the 50 dB and still
+  // seed of a few dozen: 4e-5 (about 88 dB) is far above the 50 dB and still
   // catches any wrong or missing term.
   size_t differ = 0;
   std::vector<float> rgb_same, alpha_same, depth_same;
