@@ -148,3 +148,9 @@ def save_safetensors(sd, path, dtype, metadata=None):
     h += b' ' * (-len(h) % 8)
     with open(path, 'wb') as f:
         f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
+
+
+def lr_at(peak, step, frac):
+    """The generative runs' schedule: 100-step linear warm-up, then a cosine
+    from the peak to 2% of it over frac in [0, 1] (the time budget or --steps)."""
+    return peak * min(1, (step + 1) / 100) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))

@@ -183,7 +183,7 @@ def main():
         frac = (time.time() - t0) / budget if budget > 0 else step / a.steps
         if frac >= 1:
             break
-        lr = a.lr * min(1, (step + 1) / 100) * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = C.lr_at(a.lr, step, frac)
         for grp in opt.param_groups:
             grp['lr'] = lr
         b = torch.randint(0, len(ids), (a.batch,), generator=g)
