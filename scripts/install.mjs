@@ -55,7 +55,7 @@ if (mode !== '1') {
 const missing = [];
 if (!have('cmake')) missing.push('cmake (>= 3.20)');
 const cxx = process.env.CXX || 'c++';
-if (!have(cxx) && !have('g++') && !have('clang++')) missing.push('a C++20 compiler (g++ >= 11 or clang++ >= 14)');
+if (!have(cxx) && !have('g++') && !have('clang++')) missing.push('a C++20 compiler (g++ >= 10 or clang++ >= 14)');
 if (missing.length) {
   console.error(`tessera: cannot build the native addon, missing: ${missing.join(', ')}.\n` +
     (prebuiltWhy ? 'No prebuilt binary matched this machine either (see above); check that npm installed ' +

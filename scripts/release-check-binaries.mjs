@@ -12,7 +12,8 @@
 //      it, and checked with --max-glibc X.Y, --max-glibcxx 3.4.N, --max-cxxabi 1.3.N.
 // Usage: node scripts/release-check-binaries.mjs [--build-dir build] [--max-glibc 2.31]
 //          [--max-glibcxx 3.4.28] [--max-cxxabi 1.3.12] [binary...]
-// scripts/release-build.sh runs it on its bullseye build with the limits above.
+// scripts/release-build.sh runs it on its bullseye build with --max-glibc 2.28
+// --max-glibcxx 3.4.25 --max-cxxabi 1.3.11 (the floor the packages declare).
 // Needs binutils (objdump, nm). Exit 1 on a violation.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -149,7 +150,7 @@ for (const bin of binaries) {
     const over = limit && cmp(version.split('.').map(Number), limit.split('.').map(Number)) > 0;
     console.log(`  ${k}_${version}: ${shown}${limit ? (over ? `  ABOVE the limit ${limit}` : `  (limit ${limit}: ok)`) : ''}`);
     if (over) problems.push(`${basename(bin)}: needs ${k}_${version} (${shown}), above the limit ${k}_${limit} ` +
-      '(build with scripts/release-build.sh, which links against Debian bullseye)');
+      '(build with scripts/release-build.sh: Debian bullseye, TESSERA_GLIBC_COMPAT=ON; a new versioned symbol needs a pin in cmake/glibc_compat.h)');
   }
 }
 if (problems.length) {

@@ -6,7 +6,7 @@
 // makes the platform tarball.
 //   node scripts/release-stage.mjs [--build-dir build] [--no-strip]
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,6 +26,9 @@ for (const it of items) {
   const dir = join(root, 'npm', it.pkg);
   if (!existsSync(src)) {
     if (it.required) { console.error(`release-stage: ${src} is missing (build first: npm run build:native)`); process.exit(1); }
+    // A copy staged from an earlier build would otherwise be packed with this one.
+    const stale = join(dir, it.from);
+    if (existsSync(stale)) rmSync(stale);
     console.log(`release-stage: ${src} not built (no nvcc?), npm/${it.pkg} left empty`);
     continue;
   }
