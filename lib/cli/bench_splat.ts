@@ -100,7 +100,7 @@ const MB = 1024 * 1024;
 export const benchSplatCommand: Command = {
   name: 'splat',
   summary: '3DGS rasterizer forward/backward ms per frame, work counts and peak memory',
-  usage: `Usage: tessera bench splat [--case <name>] [--runs N] [--mode classic|antialiased] [--no-backward] [--json]
+  usage: `Usage: tessera bench splat [--case <name>] [--runs N] [--mode classic|antialiased] [--no-backward] [--fresh-outputs] [--json]
 
 Random scenes shaped like fitted ones (lib/cli/bench_splat.ts benchScene: surface
 discs and floaters, log-normal scales, SH degree 3), one camera, median of N
@@ -108,8 +108,10 @@ runs after a warm-up. Prints wall ms and process CPU ms (getrusage, all
 threads) per frame, the native stage times (wall and CPU ms per stage: prepare,
 project, bin, blend, blendBackward, projectBackward), the work (visible
 Gaussians, tile intersections, blended Gaussians per pixel) and the peak extra memory.
-The backward writes into gradient arrays reused across runs (renderBackward's
-into option), as a fitting loop does. Peak memory: RSS (process peak minus the
+The forward writes into output images reused across runs (render's into
+option) and the backward into gradient arrays reused across runs
+(renderBackward's into option), as a viewer or fitting loop does;
+--fresh-outputs makes the forward allocate its images per call instead. Peak memory: RSS (process peak minus the
 RSS before the case; cases run in ascending size) and native pool bytes
 (in use + cached after the case minus before; the pool keeps its high water).
 
@@ -123,6 +125,7 @@ Options:
   --runs N        timed runs per measurement (default 5)
   --mode M        classic (default) or antialiased
   --no-backward   forward only
+  --fresh-outputs the forward returns freshly allocated images every call
   --json          print results as JSON`,
   async run(argv) {
     const args = parseArgs(argv, ['case', 'runs', 'mode']);
@@ -132,7 +135,7 @@ Options:
     if (cases.length === 0) { console.error(`no case matches ${String(filter)}; cases: ${CASES.map((c) => c.name).join(', ')}`); return 2; }
     const runs = Number(args.flags.get('runs') ?? 5);
     const mode = (args.flags.get('mode') ?? 'classic') as SplatMode;
-    const json = args.flags.has('json'), backward = !args.flags.has('no-backward');
+    const json = args.flags.has('json'), backward = !args.flags.has('no-backward'), fresh = args.flags.has('fresh-outputs');
     const addon = native();
     if (!json) console.log(`tessera bench splat: ${getThreads()} threads, ${addon.cpuInfo().isa}, mode ${mode}, SH 3, ${runs} runs`);
     const scenes = new Map<number, GaussianScene>();
@@ -143,8 +146,14 @@ Options:
       addon.hostPoolTrim();
       const pool0 = addon.hostPoolStats(), rss0 = process.memoryUsage().rss;
       let counts = { visible: 0, intersections: 0, blendedPerPixel: 0 };
+      // Output images reused across runs (render's into option), as a viewer
+      // or fitting loop keeps them; --fresh-outputs allocates them per call.
+      const P = c.width * c.height;
+      const targets = fresh ? undefined : [{
+        rgb: new Float32Array(3 * P), alpha: new Float32Array(P), depth: new Float32Array(P), contributors: new Int32Array(P),
+      }];
       const fwd = await timeRuns(async () => {
-        const { views: [v], stats } = await render(scene, cam, { mode });
+        const { views: [v], stats } = await render(scene, cam, { mode, into: targets });
         const n = v!.contributors.data as Int32Array;
         let sum = 0;
         for (let i = 0; i < n.length; i++) sum += n[i]!;

@@ -51,6 +51,18 @@ export interface RenderedView {
   contributors: Tensor; // [H, W] int32
 }
 
+/**
+ * Caller-owned output arrays for one camera (overwritten): render's `into`
+ * option, e.g. reused across frames so that their pages are not fresh every
+ * call (a fresh page costs a fault and a clear on first touch).
+ */
+export interface RenderTargets {
+  rgb: Float32Array;          // H·W·3
+  alpha: Float32Array;        // H·W
+  depth: Float32Array;        // H·W
+  contributors: Int32Array;   // H·W
+}
+
 export interface RenderResult {
   views: RenderedView[];
   stats: SplatStats;
@@ -149,13 +161,51 @@ function toCameras(cameras: PinholeCamera | readonly PinholeCamera[]): readonly 
   return list;
 }
 
-/** Renders the scene from each camera (off the event loop). */
+/**
+ * Renders the scene from each camera (off the event loop). With opts.into
+ * (one RenderTargets per camera) the images are written into those arrays
+ * and the returned views are over them; each camera is then its own native
+ * call (the camera-independent per-Gaussian values are recomputed per
+ * camera), since the arrays of several cameras are not one block.
+ */
 export async function render(scene: GaussianScene, cameras: PinholeCamera | readonly PinholeCamera[],
-  opts: RenderOptions = {}): Promise<RenderResult> {
+  opts: RenderOptions & { into?: readonly RenderTargets[] } = {}): Promise<RenderResult> {
   const cams = toCameras(cameras);
   const base = sceneArgs(scene, opts);
   const views = new Array<RenderedView>(cams.length);
   const stats = {} as SplatStats;
+  const into = opts.into;
+  if (into) {
+    if (!Array.isArray(into) || into.length !== cams.length)
+      fail('ERR_INVALID_ARGUMENT', `into must hold one RenderTargets per camera (${cams.length})`);
+    cams.forEach((c, i) => {
+      checkCamera(c, i);
+      const t = into[i]!, P = c.width * c.height;
+      const want = [['rgb', Float32Array, 3 * P], ['alpha', Float32Array, P], ['depth', Float32Array, P],
+        ['contributors', Int32Array, P]] as const;
+      for (const [k, type, len] of want) {
+        const a = (t as unknown as Record<string, unknown> | undefined)?.[k];
+        if (!(a instanceof type) || a.length !== len)
+          fail('ERR_SHAPE', `into[${i}].${k} must be ${type === Int32Array ? 'an Int32Array' : 'a Float32Array'} of ${len} values (${c.height}x${c.width}${k === 'rgb' ? 'x3' : ''})`);
+      }
+    });
+    let first = true;
+    for (let i = 0; i < cams.length; i++) {
+      const c = cams[i]!, t = into[i]!, W = c.width, H = c.height;
+      const s = await addon().splatRender({
+        ...base, cameras: [nativeCamera(c)],
+        rgb: Tensor.from(t.rgb, [1, H, W, 3]).native(), alpha: Tensor.from(t.alpha, [1, H, W]).native(),
+        depth: Tensor.from(t.depth, [1, H, W]).native(), contributors: Tensor.from(t.contributors, [1, H, W], 'int32').native(),
+      });
+      addStats(stats, s, first);
+      first = false;
+      views[i] = {
+        width: W, height: H, rgb: Tensor.from(t.rgb, [H, W, 3]), alpha: Tensor.from(t.alpha, [H, W]),
+        depth: Tensor.from(t.depth, [H, W]), contributors: Tensor.from(t.contributors, [H, W], 'int32'),
+      };
+    }
+    return { views, stats };
+  }
   let first = true;
   for (const group of groupBySize(cams)) {
     const { width: W, height: H } = cams[group[0]!]!;
