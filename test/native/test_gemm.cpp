@@ -71,6 +71,9 @@ struct LinearCase {
   DType compute = DType::kF32;  // for the packed run
   Activation act = Activation::kNone;
   bool bias = false, residual = false, packed = false, in_place = false;
+  // x and W hold bf16-representable values (in whatever dtype): bf16 compute
+  // then loses nothing to input rounding and must match fp32's tolerance.
+  bool bf16_values = false;
   int64_t pad = 0;  // extra elements per row of x, out and residual
   int64_t gate = 0;  // rows G of a [G, N] gate (0: none)
 };
@@ -80,7 +83,8 @@ std::string describe(const LinearCase& c) {
   os << isa_name(active_isa()) << " M=" << c.M << " N=" << c.N << " K=" << c.K << " x=" << dtype_name(c.x_dt)
      << " w=" << dtype_name(c.w_dt) << " out=" << dtype_name(c.out_dt) << " act=" << static_cast<int>(c.act)
      << " bias=" << c.bias << " res=" << c.residual << " packed=" << c.packed << " inplace=" << c.in_place
-     << " pad=" << c.pad << " gate=" << c.gate;
+     << " pad=" << c.pad << " gate=" << c.gate << " compute=" << dtype_name(c.compute)
+     << " bf16_values=" << c.bf16_values;
   return os.str();
 }
 
@@ -88,6 +92,10 @@ std::string describe(const LinearCase& c) {
 double run_linear(const LinearCase& c, uint64_t salt) {
   th::Rng rng(salt);
   Mat x(rng, c.M, c.K, c.x_dt, c.pad), w(rng, c.N, c.K, c.w_dt), out(rng, c.M, c.N, c.out_dt, c.pad);
+  if (c.bf16_values)
+    for (Mat* m : {&x, &w})
+      for (int64_t i = 0; i < m->rows; ++i)
+        for (int64_t j = 0; j < m->ld; ++j) m->set(i, j, bf16_to_f32(f32_to_bf16(static_cast<float>(m->get(i, j)))));
   Mat bias(rng, 1, c.N, DType::kF32), res(rng, c.M, c.N, DType::kF32, c.pad);
   std::vector<double> ref(c.M * c.N);
   const std::vector<double> res_exact = res.exact;  // before an in-place call overwrites it
@@ -252,6 +260,63 @@ TEST(gemm_linear_gate_every_isa) {
       }
       ++i;
     }
+  });
+}
+
+// The small-M streaming path (M ≤ 32 with a packed or per-call packed B):
+// M around the row-group limits (12/14 per group on AVX-512, 4/6 on AVX2,
+// several groups from 13/15 on) and past the threshold (33), N with a partial
+// last panel and fewer panels than threads, odd K (a bf16 pair split at the
+// end) below and across the K block; fp32 and bf16 weights; every
+// activation, bias, residual (also in place), AdaLN gate, and 16-bit outputs.
+// bf16 cases use bf16-representable inputs, so they are held to the fp32
+// tolerance: a dropped or misplaced k (either half of a pair) would show.
+TEST(gemm_linear_small_m_every_isa_and_epilogue) {
+  const int64_t ms[] = {1, 2, 3, 7, 12, 13, 14, 15, 17, 25, 32, 33};
+  const int64_t nk[][2] = {{33, 1031}, {45, 13}, {97, 255}, {7, 513}, {257, 66}};
+  uint64_t salt = 12000;
+  for_each_isa([&] {
+    int i = 0;
+    for (const int64_t M : ms)
+      for (const auto& s : nk) {
+        for (int variant = 0; variant < 4; ++variant, ++i) {
+          LinearCase c{M, s[0], s[1]};
+          c.packed = variant != 3;  // variant 3: W packed per call (f32 x, bf16 W → bf16 compute)
+          c.compute = variant == 0 ? DType::kF32 : DType::kBF16;
+          c.bf16_values = variant != 0;
+          if (variant == 2) c.x_dt = DType::kBF16;
+          if (variant == 3) c.w_dt = DType::kBF16;
+          c.act = static_cast<Activation>(i % 3);
+          c.bias = i % 2 == 0;
+          c.residual = (i / 2) % 3 != 0;
+          c.in_place = c.residual && i % 5 == 0;
+          c.gate = (i / 3) % 4 == 0 ? (M % 3 == 0 ? 3 : 1) : 0;
+          c.pad = i % 7 == 0 ? 5 : 0;
+          c.out_dt = i % 11 == 4 ? DType::kBF16 : i % 11 == 8 ? DType::kF16 : DType::kF32;
+          const double tol = c.out_dt == DType::kF32 ? kTolF32 : kTolBf16;
+          const double e = run_linear(c, ++salt);
+          CHECK(e <= tol) << describe(c) << ": rel error " << e;
+        }
+      }
+  });
+}
+
+// bf16 weights at large M (B widened per K block by the ISA's widener) with
+// bf16-representable inputs: the fp32 tolerance applies.
+TEST(gemm_linear_bf16_weights_large_m_exact_inputs) {
+  uint64_t salt = 13000;
+  for_each_isa([&] {
+    for (const int64_t M : {33, 64, 130})
+      for (const int64_t K : {255, 1031}) {
+        LinearCase c{M, 70, K};
+        c.packed = true;
+        c.compute = DType::kBF16;
+        c.bf16_values = true;
+        c.bias = true;
+        c.act = Activation::kGeluTanh;
+        const double e = run_linear(c, ++salt);
+        CHECK(e <= kTolF32) << describe(c) << ": rel error " << e;
+      }
   });
 }
 

@@ -2,6 +2,7 @@
 // per 32-column panel, the decode GEMV, and the 8-lane fused epilogue.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <utility>
@@ -187,10 +188,170 @@ void gemv_avx2(const GemvArgs& g, int64_t n0, int64_t n1) {
       store_avx2(g.epi, m, n, _mm256_load_ps(&y[m][n - n0]), static_cast<int>(n1 - n < 8 ? n1 - n : 8));
 }
 
+// Small-M streaming GEMM (gemm_kernels.h SmallMArgs). Sixteen ymm registers
+// hold R ≤ 6 (f32 B) or 4 (bf16 B) rows × 16 columns, so each panel goes by
+// in K blocks of 256 rows (32 KiB f32: L1) and every block is passed over
+// per 16-column half and row group; partial sums live in a stack buffer.
+// bf16 pairs are widened in registers (even k: word << 16, odd k: high half).
+constexpr int kSmallRowsF32 = 6, kSmallRowsBf16 = 4;
+constexpr int64_t kSmallKB = 256;
+constexpr int64_t kSmallPfWords = 768;  // software prefetch distance (3 KiB)
+
+struct SmallCall {
+  const SmallMArgs* s;
+  int64_t m0;
+  const uint32_t* panel;
+  int64_t k0, kc;
+  float* acc;  // rows of 32 partial sums
+  bool load, prefetch;
+  const Epilogue* epi;
+  int64_t n0;
+  int cols, half;
+};
+
+template <int R, bool BF16>
+void small_tile(const SmallCall& c) {
+  constexpr int S = R <= 2 ? 2 : 1;  // split k parity: 4R chains for short tiles
+  __m256 e0[R], e1[R], o0[R], o1[R];
+  float* ac = c.acc + c.half * 16;
+  for (int i = 0; i < R; ++i) {
+    e0[i] = c.load ? _mm256_loadu_ps(ac + i * kNR) : _mm256_setzero_ps();
+    e1[i] = c.load ? _mm256_loadu_ps(ac + i * kNR + 8) : _mm256_setzero_ps();
+    o0[i] = o1[i] = _mm256_setzero_ps();
+  }
+  const int64_t ld = c.s->x_ld;
+  const float* x = c.s->x + c.m0 * ld + c.k0;
+  auto step = [&](__m256 b0, __m256 b1, __m256 b2, __m256 b3, int64_t k) {
+#pragma GCC unroll 6
+    for (int i = 0; i < R; ++i) {
+      const __m256 a0 = _mm256_broadcast_ss(x + i * ld + k), a1 = _mm256_broadcast_ss(x + i * ld + k + 1);
+      e0[i] = _mm256_fmadd_ps(a0, b0, e0[i]);
+      e1[i] = _mm256_fmadd_ps(a0, b1, e1[i]);
+      if constexpr (S == 2) {
+        o0[i] = _mm256_fmadd_ps(a1, b2, o0[i]);
+        o1[i] = _mm256_fmadd_ps(a1, b3, o1[i]);
+      } else {
+        e0[i] = _mm256_fmadd_ps(a1, b2, e0[i]);
+        e1[i] = _mm256_fmadd_ps(a1, b3, e1[i]);
+      }
+    }
+  };
+  auto single = [&](__m256 b0, __m256 b1, int64_t k) {
+#pragma GCC unroll 6
+    for (int i = 0; i < R; ++i) {
+      const __m256 a0 = _mm256_broadcast_ss(x + i * ld + k);
+      e0[i] = _mm256_fmadd_ps(a0, b0, e0[i]);
+      e1[i] = _mm256_fmadd_ps(a0, b1, e1[i]);
+    }
+  };
+  const int64_t pairs = c.kc / 2;
+  if constexpr (BF16) {
+    const uint32_t* row = c.panel + (c.k0 / 2) * kNR;
+    const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+    for (int64_t p = 0; p < pairs; ++p) {
+      const uint32_t* b = row + p * kNR;
+      if (c.prefetch) _mm_prefetch(reinterpret_cast<const char*>(b + kSmallPfWords), _MM_HINT_T0),
+                      _mm_prefetch(reinterpret_cast<const char*>(b + kSmallPfWords + 16), _MM_HINT_T0);
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + c.half * 16));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + c.half * 16 + 8));
+      step(_mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)),
+           _mm256_castsi256_ps(_mm256_and_si256(w0, hi)), _mm256_castsi256_ps(_mm256_and_si256(w1, hi)), 2 * p);
+    }
+    if (c.kc & 1) {  // the last k alone (its partner is past K)
+      const uint32_t* b = row + pairs * kNR + c.half * 16;
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 8));
+      single(_mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)),
+             2 * pairs);
+    }
+  } else {
+    const float* row = reinterpret_cast<const float*>(c.panel) + c.k0 * kNR;
+    for (int64_t p = 0; p < pairs; ++p) {
+      const float* b = row + 2 * p * kNR;
+      if (c.prefetch)
+        for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(b + kSmallPfWords + 16 * l), _MM_HINT_T0);
+      const float* bh = b + c.half * 16;
+      step(_mm256_loadu_ps(bh), _mm256_loadu_ps(bh + 8), _mm256_loadu_ps(bh + kNR), _mm256_loadu_ps(bh + kNR + 8), 2 * p);
+    }
+    if (c.kc & 1) {
+      const float* bh = row + 2 * pairs * kNR + c.half * 16;
+      single(_mm256_loadu_ps(bh), _mm256_loadu_ps(bh + 8), 2 * pairs);
+    }
+  }
+  if constexpr (S == 2) {
+    for (int i = 0; i < R; ++i) {
+      e0[i] = _mm256_add_ps(e0[i], o0[i]);
+      e1[i] = _mm256_add_ps(e1[i], o1[i]);
+    }
+  }
+  if (!c.epi) {
+    for (int i = 0; i < R; ++i) {
+      _mm256_storeu_ps(ac + i * kNR, e0[i]);
+      _mm256_storeu_ps(ac + i * kNR + 8, e1[i]);
+    }
+    return;
+  }
+  const int cols = c.cols - c.half * 16;
+  const int64_t n = c.n0 + c.half * 16;
+  for (int i = 0; i < R; ++i) {
+    store_avx2(*c.epi, c.m0 + i, n, e0[i], cols);
+    if (cols > 8) store_avx2(*c.epi, c.m0 + i, n + 8, e1[i], cols - 8);
+  }
+}
+
+using SmallTileFn = void (*)(const SmallCall&);
+template <bool BF16, size_t... I>
+constexpr std::array<SmallTileFn, sizeof...(I)> make_small_table(std::index_sequence<I...>) {
+  return {small_tile<static_cast<int>(I) + 1, BF16>...};
+}
+constexpr auto kSmallF32 = make_small_table<false>(std::make_index_sequence<kSmallRowsF32>{});
+constexpr auto kSmallBf16 = make_small_table<true>(std::make_index_sequence<kSmallRowsBf16>{});
+
+void small_m_avx2(const SmallMArgs& s, int64_t j0, int64_t j1) {
+  const bool bf16 = s.b_format == DType::kBF16;
+  const int rmax = bf16 ? kSmallRowsBf16 : kSmallRowsF32;
+  const SmallTileFn* tiles = bf16 ? kSmallBf16.data() : kSmallF32.data();
+  const int groups = static_cast<int>((s.M + rmax - 1) / rmax);
+  const int rows = static_cast<int>((s.M + groups - 1) / groups);
+  const int64_t panel_words = (bf16 ? (s.K + 1) / 2 : s.K) * kNR;
+  alignas(32) float acc[kSmallMaxM * kNR];
+  for (int64_t j = j0; j < j1; ++j) {
+    SmallCall c{&s, 0, static_cast<const uint32_t*>(s.b) + j * panel_words, 0, 0, nullptr, false, true, nullptr,
+                j * kNR, static_cast<int>(std::min<int64_t>(kNR, s.N - j * kNR)), 0};
+    for (int64_t k0 = 0; k0 < s.K; k0 += kSmallKB) {
+      c.k0 = k0;
+      c.kc = std::min(kSmallKB, s.K - k0);
+      c.load = k0 > 0;
+      c.epi = k0 + c.kc >= s.K ? &s.epi : nullptr;
+      for (c.half = 0; c.half < 2 && c.half * 16 < c.cols; ++c.half)
+        for (int g = 0; g < groups; ++g) {
+          c.m0 = static_cast<int64_t>(g) * rows;
+          c.acc = acc + c.m0 * kNR;
+          c.prefetch = g == 0 && c.half == 0;  // the other passes read the block from L1
+          tiles[std::min<int64_t>(rows, s.M - c.m0) - 1](c);
+        }
+    }
+  }
+}
+
+// Widens bf16 pair rows with the same two integer ops as the small-M kernel.
+void widen_bf16_avx2(const uint32_t* panel, int64_t k0, int64_t kc, float* dst) {
+  const uint32_t* src = panel + (k0 / 2) * kNR;
+  const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
+  for (int64_t k = 0; k < kc; k += 2) {
+    const uint32_t* row = src + (k / 2) * kNR;
+    for (int h = 0; h < kNR; h += 8) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + h));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k * kNR + h), _mm256_slli_epi32(w, 16));
+      if (k + 1 < kc) _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (k + 1) * kNR + h), _mm256_and_si256(w, hi));
+    }
+  }
+}
+
 }  // namespace
 
 const IsaKernels& kernels_avx2() {
-  static const IsaKernels k{kMR, gemm_f32_avx2, nullptr, gemv_avx2};
+  static const IsaKernels k{kMR, gemm_f32_avx2, nullptr, gemv_avx2, nullptr, small_m_avx2, nullptr, widen_bf16_avx2};
   return k;
 }
 

@@ -51,7 +51,8 @@ void run_unit(const GemmJob& job, const Unit& u, int tid) {
         job.b_fill(job.b_ctx, j, pc, kc, wide);
         bf = wide;
       } else if (widen_b) {
-        unpack_bf16_panel(bw, pc, kc, wide);
+        if (ker.widen_bf16) ker.widen_bf16(bw, pc, kc, wide);
+        else unpack_bf16_panel(bw, pc, kc, wide);
         bf = wide;
       } else if (!pairs_b) {
         bf = reinterpret_cast<const float*>(bw) + pc * kNR;

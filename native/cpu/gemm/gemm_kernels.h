@@ -81,12 +81,37 @@ using GemvFn = void (*)(const GemvArgs& g, int64_t n0, int64_t n1);
 // x (row stride ld, unit stride along K): the layout pack_a_all writes.
 using PackAF32Fn = void (*)(const float* x, int64_t ld, int64_t M, int64_t K, int64_t p0, int64_t p1, float* dst);
 
+// Small-M GEMM over packed B (weight streaming; M ≤ kSmallMaxM):
+// y = epilogue(x·Wᵀ) for B panels [j0, j1), x f32 row-major (row m at
+// x + m·x_ld, unit stride along K; already rounded to bf16 for bf16 compute).
+// Bound by reading B once: every panel is read front to back exactly once,
+// bf16 pairs are widened to f32 in registers right before the FMAs, and the
+// rows of x (≤ kSmallMaxM × K floats) are broadcast straight from memory, so
+// nothing is packed per call.
+constexpr int kSmallMaxM = 32;
+struct SmallMArgs {
+  int64_t M, N, K;
+  const float* x;
+  int64_t x_ld;
+  const void* b;   // packed B (gemm_kernels.h layouts)
+  DType b_format;  // kF32 or kBF16 (pairs)
+  Epilogue epi;
+};
+using SmallMFn = void (*)(const SmallMArgs& s, int64_t j0, int64_t j1);
+// Rounds n floats to bf16 precision (kept as f32): dst[i] = bf16(src[i]).
+using RoundBf16Fn = void (*)(const float* src, int64_t n, float* dst);
+// Widens rows [k0, k0 + kc) (k0 even) of a bf16 pair panel to kc rows of 32 floats.
+using WidenBf16Fn = void (*)(const uint32_t* panel, int64_t k0, int64_t kc, float* dst);
+
 struct IsaKernels {
   int mr;             // rows of the register tile (A panel height)
   GemmF32Fn f32;      // any rows in [1, mr]
   GemmBf16Fn bf16;    // null where the CPU has no bf16 dot product
   GemvFn gemv;
   PackAF32Fn pack_a_f32 = nullptr;  // vectorised A packing, or null (pack_a_all's portable loops)
+  SmallMFn small_m = nullptr;       // the small-M streaming GEMM (every table has one)
+  RoundBf16Fn round_bf16 = nullptr;  // vectorised, or null (portable loop)
+  WidenBf16Fn widen_bf16 = nullptr;  // vectorised, or null (unpack_bf16_panel)
 };
 
 const IsaKernels& kernels_scalar();
@@ -99,5 +124,8 @@ void gemm_f32_avx512(const Tile& t, int64_t kc, const float* a, const float* b, 
                      const Epilogue* epi);
 void gemv_avx512(const GemvArgs& g, int64_t n0, int64_t n1);
 void pack_a_f32_avx512(const float* x, int64_t ld, int64_t M, int64_t K, int64_t p0, int64_t p1, float* dst);
+void small_m_avx512(const SmallMArgs& s, int64_t j0, int64_t j1);
+void round_bf16_avx512(const float* src, int64_t n, float* dst);
+void widen_bf16_avx512(const uint32_t* panel, int64_t k0, int64_t kc, float* dst);
 
 }  // namespace tessera::cpu::gemm

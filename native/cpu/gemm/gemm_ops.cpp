@@ -35,6 +35,32 @@ void linear_gemv(const LinearArgs& a, const IsaKernels& ker, DType round, const 
   });
 }
 
+// Small M over packed B (gemm_kernels.h SmallMArgs): the pool's threads take
+// contiguous runs of panels (one run each), so each streams one block of the
+// packed weight front to back; x is used in place when it is already f32.
+void linear_small_m(const LinearArgs& a, const IsaKernels& ker, DType round, const void* b, DType b_format,
+                    const Epilogue& epi) {
+  const int64_t M = a.x.shape[0], K = a.x.shape[1], N = a.out.shape[1];
+  SmallMArgs s{M, N, K, a.x.ptr<float>(), a.x.strides[0], b, b_format, epi};
+  const bool convert = a.x.dtype != DType::kF32 || round != DType::kF32;
+  PooledBuffer xf(convert ? sizeof(float) * M * K : 0);
+  if (convert) {
+    float* dst = static_cast<float*>(xf.p);
+    if (a.x.dtype == DType::kF32 && ker.round_bf16) {
+      for (int64_t m = 0; m < M; ++m) ker.round_bf16(a.x.ptr<float>() + m * a.x.strides[0], K, dst + m * K);
+    } else {  // A panels one row high are exactly x row-major in f32
+      pack_a_all(rows_of(a.x), M, K, 1, DType::kF32, round, dst);
+    }
+    s.x = dst;
+    s.x_ld = K;
+  }
+  const int64_t panels = (N + kNR - 1) / kNR;
+  const int64_t runs = std::min<int64_t>(panels, ThreadPool::global().num_threads());
+  ThreadPool::global().parallel_for(runs, 1, [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) ker.small_m(s, r * panels / runs, (r + 1) * panels / runs);
+  });
+}
+
 }  // namespace
 
 void linear(const LinearArgs& a) {
@@ -74,6 +100,7 @@ void linear(const LinearArgs& a) {
     pack_b_all(rows_of(a.weight), N, K, job.b_format, round, bbuf.p);
     job.b = bbuf.p;
   }
+  if (M <= kSmallMaxM) return linear_small_m(a, ker, round, job.b, job.b_format, epi);
   job.a_format = dot_bf16 && job.b_format == DType::kBF16 ? DType::kBF16 : DType::kF32;
   PooledBuffer abuf(packed_a_bytes(M, K, ker.mr, job.a_format));
   if (job.a_format == DType::kF32 && round == DType::kF32)

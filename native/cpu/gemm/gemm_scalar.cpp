@@ -75,10 +75,38 @@ void gemv_scalar(const GemvArgs& g, int64_t n0, int64_t n1) {
   }
 }
 
+// Small-M GEMM over packed B: the reference loops (one row of 32 sums at a
+// time, fp32 accumulation in k order, as the SIMD kernels per lane).
+void small_m_scalar(const SmallMArgs& s, int64_t j0, int64_t j1) {
+  const bool bf16 = s.b_format == DType::kBF16;
+  const int64_t panel_words = (bf16 ? (s.K + 1) / 2 : s.K) * kNR;
+  for (int64_t j = j0; j < j1; ++j) {
+    const uint32_t* panel = static_cast<const uint32_t*>(s.b) + j * panel_words;
+    const int cols = static_cast<int>(s.N - j * kNR < kNR ? s.N - j * kNR : kNR);
+    for (int64_t m = 0; m < s.M; ++m) {
+      float c[kNR] = {};
+      for (int64_t k = 0; k < s.K; ++k) {
+        const float a = s.x[m * s.x_ld + k];
+        for (int n = 0; n < kNR; ++n) {
+          float w;
+          if (bf16) {
+            const uint32_t word = panel[(k / 2) * kNR + n];
+            w = bf16_to_f32(static_cast<uint16_t>((k & 1) ? word >> 16 : word & 0xffffu));
+          } else {
+            w = reinterpret_cast<const float*>(panel)[k * kNR + n];
+          }
+          c[n] += a * w;
+        }
+      }
+      for (int n = 0; n < cols; ++n) store_scalar(s.epi, m, j * kNR + n, c[n]);
+    }
+  }
+}
+
 }  // namespace
 
 const IsaKernels& kernels_scalar() {
-  static const IsaKernels k{kMR, gemm_f32_scalar, nullptr, gemv_scalar};
+  static const IsaKernels k{kMR, gemm_f32_scalar, nullptr, gemv_scalar, nullptr, small_m_scalar};
   return k;
 }
 
