@@ -127,6 +127,9 @@ Rendered render(F32Scene& fs, const std::vector<SplatCamera>& cams, SplatMode mo
 const double kBg[3] = {0.25, 0.5, 0.75};
 const float kBgF[3] = {0.25f, 0.5f, 0.75f};
 
+void compare_to_reference(const Scene& s, const std::vector<Cam>& cams, SplatMode mode, const Rendered& r, int W, int H,
+                          int deg);
+
 // Forward vs reference for one configuration; returns the worst relative error.
 void check_forward(int W, int H, int n, int deg, SplatMode mode, uint64_t salt) {
   th::Rng rng(salt);
@@ -136,6 +139,13 @@ void check_forward(int W, int H, int n, int deg, SplatMode mode, uint64_t salt) 
   F32Scene fs;
   to_f32(s, &fs);
   const Rendered r = render(fs, to_f32(cams), mode, kBgF);
+  compare_to_reference(s, cams, mode, r, W, H, deg);
+}
+
+// The forward render r of scene s against the float64 reference.
+void compare_to_reference(const Scene& s, const std::vector<Cam>& cams, SplatMode mode, const Rendered& r, int W, int H,
+                          int deg) {
+  const int n = s.n;
   std::vector<double> rgb, alpha, depth;
   std::vector<int> count;
   for (const Cam& c : cams) {
@@ -174,6 +184,38 @@ void check_forward(int W, int H, int n, int deg, SplatMode mode, uint64_t salt) 
 }
 
 }  // namespace
+
+// Enough Gaussians for the forward's depth chunks (the first holds
+// max(visible/16, 16384) Gaussians, then each doubles): an opaque wall over
+// the left part of the image saturates those tiles within the first chunk,
+// so the later chunks are binned only into the other tiles, with
+// rectangles that reach no live tile, all live tiles or some of them.
+TEST(splat_forward_in_depth_chunks_matches_reference) {
+  th::Rng rng(131);
+  const int W = 96, H = 64;
+  Scene s;
+  s.deg = 1; s.K = 4;
+  auto f = [&](double lo, double hi) { return static_cast<double>(static_cast<float>(rng.uniform(float(lo), float(hi)))); };
+  auto add = [&](double x0, double x1, double zlo, double zhi, double ls_lo, double ls_hi, double logit_lo, double logit_hi) {
+    s.means.insert(s.means.end(), {f(x0, x1), f(-1.0, 1.0), f(zlo, zhi)});
+    for (int k = 0; k < 3; ++k) s.ls.push_back(f(ls_lo, ls_hi));
+    for (int k = 0; k < 4; ++k) s.rot.push_back(f(-1, 1));
+    s.logit.push_back(f(logit_lo, logit_hi));
+    for (int k = 0; k < s.K * 3; ++k) s.sh.push_back(k < 3 ? f(-1.2, 1.2) : f(-0.3, 0.3));
+    ++s.n;
+  };
+  for (int i = 0; i < 6000; ++i) add(-1.6, -0.1, -1.0, -0.9, -3.0, -2.4, 4.0, 6.0);  // the wall, in front
+  for (int i = 0; i < 64000; ++i) add(-1.6, 1.6, -0.8, 1.0, -4.5, -3.2, -5.0, -3.0);  // faint small ones behind
+  const std::vector<Cam> cams = rounded({look_at(0.0, 0.0, -3.0, W, H, 70)});
+  F32Scene fs;
+  to_f32(s, &fs);
+  const Rendered r = render(fs, to_f32(cams), SplatMode::kClassic, kBgF);
+  CHECK(r.stats.visible > 3 * 16384) << "visible " << r.stats.visible << ": too few for three depth chunks";
+  int saturated = 0;
+  for (float a : r.alpha) saturated += a > 0.98f;
+  CHECK(saturated > W * H / 5 && saturated < W * H * 4 / 5) << saturated << " saturated pixels: the wall must cover part of the image";
+  compare_to_reference(s, cams, SplatMode::kClassic, r, W, H, s.deg);
+}
 
 TEST(splat_forward_matches_reference_classic) {
   for (int deg = 0; deg <= 3; ++deg) check_forward(37, 23, 300, deg, SplatMode::kClassic, 11 + deg);

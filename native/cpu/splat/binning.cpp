@@ -28,16 +28,20 @@ Chunks chunks_for(int64_t n, int64_t min_items) {
 }
 
 // Stable LSD radix sort of 64-bit items by their high 32 bits (the depth
-// key; the low 32 bits carry the Gaussian index, in increasing order), 11 bits
-// per pass; a pass where every key has the same digit is skipped. Parallel
+// key less the smallest key, below 2^key_bits; the low 32 bits carry the
+// Gaussian index, in increasing order), in ceil(key_bits / 12) passes of
+// equal digits (a depth range within a factor of 2-4 takes 24 bits: two
+// passes); a pass where every key has the same digit is skipped. Parallel
 // over chunks; the result is independent of the chunking.
-constexpr int kDigitBits = 11, kBuckets = 1 << kDigitBits;
-uint64_t* radix_sort(uint64_t* items, uint64_t* tmp, int64_t n, Arena* arena) {
+uint64_t* radix_sort(uint64_t* items, uint64_t* tmp, int64_t n, int key_bits, Arena* arena) {
+  if (key_bits == 0) return items;  // one key: already in index order
+  const int passes = (key_bits + 11) / 12, digit_bits = (key_bits + passes - 1) / passes;
+  const int kBuckets = 1 << digit_bits;
   const Chunks ch = chunks_for(n, 16384);
   int64_t* hist = arena->array<int64_t>(ch.count * kBuckets);
   ThreadPool& pool = ThreadPool::global();
-  for (int shift = 32; shift < 64; shift += kDigitBits) {
-    auto digit = [shift](uint64_t v) { return static_cast<int>((v >> shift) & (kBuckets - 1)); };
+  for (int shift = 32; shift < 32 + key_bits; shift += digit_bits) {
+    auto digit = [shift, kBuckets](uint64_t v) { return static_cast<int>((v >> shift) & (kBuckets - 1)); };
     pool.parallel_for(ch.count, 1, [&](int64_t c0, int64_t c1, int) {
       for (int64_t c = c0; c < c1; ++c) {
         int64_t* h = hist + c * kBuckets;
@@ -92,25 +96,44 @@ void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileR
   uint64_t* tmp = arena->array<uint64_t>(nv);
   const Chunks cg = chunks_for(n, 16384);
   int64_t* first = arena->array<int64_t>(cg.count + 1);
+  uint32_t* kmin = arena->array<uint32_t>(cg.count);
+  uint32_t* kmax = arena->array<uint32_t>(cg.count);
   pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t cnt = 0;
-      for (int64_t i = cg.begin(c); i < cg.end(c); ++i) cnt += status[i] == kProjVisible;
+      uint32_t lo = ~0u, hi = 0;
+      for (int64_t i = cg.begin(c); i < cg.end(c); ++i) {
+        const bool v = status[i] == kProjVisible;
+        cnt += v;
+        const uint32_t k = depth_key[i];
+        lo = v && k < lo ? k : lo;
+        hi = v && k > hi ? k : hi;
+      }
       first[c + 1] = cnt;
+      kmin[c] = lo;
+      kmax[c] = hi;
     }
   });
   first[0] = 0;
-  for (int64_t c = 0; c < cg.count; ++c) first[c + 1] += first[c];
+  uint32_t key_lo = ~0u, key_hi = 0;
+  for (int64_t c = 0; c < cg.count; ++c) {
+    first[c + 1] += first[c];
+    key_lo = std::min(key_lo, kmin[c]);
+    key_hi = std::max(key_hi, kmax[c]);
+  }
+  // The keys are the bits of positive floats, ordered like them; sorting
+  // key − key_lo needs only the bits of the range.
+  const int key_bits = nv > 0 && key_hi > key_lo ? 32 - __builtin_clz(key_hi - key_lo) : 0;
   pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t j = first[c];
       for (int64_t i = cg.begin(c); i < cg.end(c); ++i) {
         if (status[i] != kProjVisible) continue;
-        items[j++] = uint64_t(depth_key[i]) << 32 | uint64_t(i);
+        items[j++] = uint64_t(depth_key[i] - key_lo) << 32 | uint64_t(i);
       }
     }
   });
-  const uint64_t* sorted = radix_sort(items, tmp, nv, arena);
+  const uint64_t* sorted = radix_sort(items, tmp, nv, key_bits, arena);
 
   // Depth order: Gaussian indices and rectangles (reusing `items`' other buffer).
   const Chunks cv = chunks_for(nv, 2048);
@@ -146,15 +169,41 @@ void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& c
   int64_t* cursor = arena->array<int64_t>(cv.count * tiles);
   const int64_t tiles_x = cam.tiles_x;
   const TileRect* __restrict rc = d.rects + k0;
+  // With a skip mask: summed-area table of the tiles taking entries, so a
+  // rectangle with none of them (most of a late chunk's Gaussians, behind
+  // saturated tiles) costs four reads instead of a walk over its tiles, and
+  // one with all of them is walked without the per-tile test.
+  const int64_t sw = tiles_x + 1;
+  int32_t* sat = nullptr;
+  if (skip) {
+    sat = arena->array<int32_t>(sw * (cam.tiles_y + 1));
+    std::fill(sat, sat + sw, 0);
+    for (int64_t ty = 0; ty < cam.tiles_y; ++ty) {
+      int32_t run_row = 0;
+      int32_t* srow = sat + (ty + 1) * sw;
+      srow[0] = 0;
+      for (int64_t tx = 0; tx < tiles_x; ++tx) {
+        run_row += skip[ty * tiles_x + tx] != 0;
+        srow[tx + 1] = srow[tx + 1 - sw] + run_row;
+      }
+    }
+  }
+  // 0: no tile of r takes entries; 1: every tile does; 2: some do.
+  auto coverage = [sat, sw](const TileRect& r) {
+    const int32_t in = sat[r.y1 * sw + r.x1] - sat[r.y0 * sw + r.x1] - sat[r.y1 * sw + r.x0] + sat[r.y0 * sw + r.x0];
+    return in == 0 ? 0 : in == (r.x1 - r.x0) * (r.y1 - r.y0) ? 1 : 2;
+  };
   pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* __restrict h = cursor + c * tiles;
       std::fill(h, h + tiles, 0);
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
         const TileRect r = rc[k];
+        const int cov = skip ? coverage(r) : 1;
+        if (cov == 0) continue;
         for (int ty = r.y0; ty < r.y1; ++ty) {
           int64_t* __restrict row = h + ty * tiles_x;
-          if (skip) {
+          if (cov == 2) {
             const uint32_t* __restrict sk = skip + ty * tiles_x;
             for (int tx = r.x0; tx < r.x1; ++tx) row[tx] += sk[tx] != 0;
           } else {
@@ -188,9 +237,11 @@ void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& c
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
         const TileRect r = rc[k];
         const int32_t g = ord[k];
+        const int cov = skip ? coverage(r) : 1;
+        if (cov == 0) continue;
         for (int ty = r.y0; ty < r.y1; ++ty) {
           int64_t* __restrict row = cur + ty * tiles_x;
-          if (skip) {
+          if (cov == 2) {
             for (int tx = r.x0; tx < r.x1; ++tx)
               if (row[tx] >= 0) list[row[tx]++] = g;
           } else {
