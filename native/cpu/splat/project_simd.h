@@ -203,7 +203,8 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   // offset dy the largest power is −dy²·ky with ky = (C − B²/A)/2 (the
   // quadratic's maximum in dx), so the row has α < 1/255 once dy²·ky > ln(255·o);
   // the threshold carries a margin so fp32 rounding never skips a pixel the blend would take.
-  const vf ky = 0.5f * (cC - cB * cB / (ok ? cA : splat1(1.f)));
+  const vf bda = cB / (ok ? cA : splat1(1.f));
+  const vf ky = 0.5f * (cC - cB * bda);
   const vf row_thr = 0.5f * q * 1.001f + 1e-3f;
   // Colour: Σ Y_k(d)·sh_k + 0.5, clamped at 0 per channel (§1.9), d the unit
   // direction from the camera centre (project.cpp view_dir()).
@@ -280,6 +281,7 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
     o.depth = z[l];
     o.ky = ky[l];
     o.row_thr = row_thr[l];
+    o.bda = bda[l];
     rects[i] = TileRect{static_cast<int16_t>(r0[l]), static_cast<int16_t>(r1[l]), static_cast<int16_t>(r2[l]),
                         static_cast<int16_t>(r3[l])};
     depth_key[i] = key[l];

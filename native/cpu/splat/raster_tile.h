@@ -65,15 +65,15 @@ inline float hsum(vf v) {
 // lazily: a tile whose pixels all saturate after its first few hundred
 // entries never reads the rest of its list (each entry is a random 64-byte
 // read of a Projected record, the blend's main memory cost).
-// ky, thr: a row at vertical offset dy can be skipped when dy²·ky > thr
-// (Projected::ky and row_thr, computed once per Gaussian in project.cpp).
+// ky, thr, bda: the row-skip constants (Projected::ky, row_thr and bda,
+// computed once per Gaussian in project_simd.h).
 struct TileSoA {
-  float *mx, *my, *A, *B, *C, *op, *r, *g, *b, *z, *ky, *thr;
+  float *mx, *my, *A, *B, *C, *op, *r, *g, *b, *z, *ky, *thr, *bda;
   int64_t n, filled;
   const int32_t* list;
   const Projected* proj;
 };
-constexpr int kSoAFields = 12;
+constexpr int kSoAFields = 13;
 // Entries gathered and blended per step; a multiple of 8 (the saturation check interval).
 constexpr int64_t kBatch = 64;
 constexpr int64_t kPrefetch = 16;  // list entries ahead
@@ -83,7 +83,7 @@ TileSoA tile_soa(const Projected* proj, const TileBins& bins, int64_t tile, int 
   float* p = static_cast<float*>(thread_scratch(tid, 0, sizeof(float) * kSoAFields * static_cast<size_t>(n > 0 ? n : 1)));
   float* f[kSoAFields];
   for (int j = 0; j < kSoAFields; ++j) f[j] = p + j * n;
-  return TileSoA{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], n, 0, bins.list + b, proj};
+  return TileSoA{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], n, 0, bins.list + b, proj};
 }
 
 // Gathers entries [s.filled, upto) (upto clamped to the list length).
@@ -99,6 +99,7 @@ void fill_to(TileSoA& s, int64_t upto) {
     s.z[k] = q.depth;
     s.ky[k] = q.ky;
     s.thr[k] = q.row_thr;
+    s.bda[k] = q.bda;
   }
   if (upto > s.filled) s.filled = upto;
 }
@@ -145,11 +146,22 @@ struct RowAcc {
   vi count, active;
 };
 
-// Rows of the tile Gaussian k can reach: bit r set unless dy²·ky > thr at
-// row r's pixel centres (the row-skip test, for the 16 rows at once).
-SPLAT_INLINE uint32_t row_mask(const TileSoA& s, int64_t k, vf rowy) {
+// Rows of the tile Gaussian k can reach (the row-skip test, for the 16 rows
+// at once). Along row r (dy = my − y_r) the power is
+//   −½·A·(x − x*)² − ky·dy²,  x* = mx + (B/A)·dy,  ky = ½(C − B²/A),
+// so some lane of the row has α >= 1/255 only if ½·A·dist² + ky·dy² <= thr,
+// with dist the distance from x* to the tile's lane centres [xlo, xhi] (0
+// inside) and thr = ln(255·o) plus a margin (project_simd.h). dist is taken
+// 0.01 px short, so fp32 rounding never skips a row the blend would take.
+// Skipping a row where no lane passes changes nothing: such a step blends
+// nothing and stops nothing.
+SPLAT_INLINE uint32_t row_mask(const TileSoA& s, int64_t k, vf rowy, float xlo, float xhi) {
   const vf dy = s.my[k] - rowy;
-  return lane_bits(~(dy * dy * s.ky[k] > s.thr[k]));
+  const vf xs = s.mx[k] + s.bda[k] * dy;
+  const vf lo = (xlo - 0.01f) - xs, hi = xs - (xhi + 0.01f);
+  vf dist = lo > hi ? lo : hi;
+  dist = dist > 0.f ? dist : vf{};
+  return lane_bits(~(0.5f * s.A[k] * dist * dist + dy * dy * s.ky[k] > s.thr[k]));
 }
 
 // Forward blend of the whole tile, front to back, batch by batch. Each
@@ -182,7 +194,7 @@ int64_t blend_rows(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& live) {
           if (!any_lane(st[__builtin_ctz(m)].active)) live &= ~(1u << __builtin_ctz(m));
         if (!live) break;
       }
-      for (uint32_t m = row_mask(s, k, rowy) & live; m; m &= m - 1) {
+      for (uint32_t m = row_mask(s, k, rowy, t.x0 + 0.5f, t.x0 + kLanes - 0.5f) & live; m; m &= m - 1) {
         const int r = __builtin_ctz(m);
         RowAcc& o = st[r];
         AlphaStep a = alpha_at(s, k, t.px, t.y0 + r + 0.5f, o.active);
@@ -295,7 +307,7 @@ void backward_tile(const Projected* proj, const TileBins& bins, const CameraFram
   int64_t k = 0;
   for (; k < used && live; ++k) {
     vf gmx{}, gmy{}, gA{}, gB{}, gC{}, gop{}, gr{}, gg{}, gb{}, gz{};
-    for (uint32_t m = row_mask(s, k, rowy) & live; m; m &= m - 1) {
+    for (uint32_t m = row_mask(s, k, rowy, t.x0 + 0.5f, t.x0 + kLanes - 0.5f) & live; m; m &= m - 1) {
       const int r = __builtin_ctz(m);
       RowState& q = st[r];
       AlphaStep a = alpha_at(s, k, t.px, t.y0 + r + 0.5f, q.active);

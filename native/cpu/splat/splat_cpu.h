@@ -51,6 +51,7 @@ struct alignas(64) Projected {
   float rgb[3];          // clamped SH colour
   float depth;           // view-space z
   float ky, row_thr;     // a tile row at vertical offset dy is skipped when dy²·ky > row_thr
+  float bda;             // B/A: along a pixel row, the power peaks at x = mx + (B/A)·dy
   int32_t clamped;       // bit c: rgb[c] was clamped at 0 (no SH gradient)
 };
 
