@@ -150,7 +150,9 @@ for (const bin of binaries) {
     const over = limit && cmp(version.split('.').map(Number), limit.split('.').map(Number)) > 0;
     console.log(`  ${k}_${version}: ${shown}${limit ? (over ? `  ABOVE the limit ${limit}` : `  (limit ${limit}: ok)`) : ''}`);
     if (over) problems.push(`${basename(bin)}: needs ${k}_${version} (${shown}), above the limit ${k}_${limit} ` +
-      '(build with scripts/release-build.sh: Debian bullseye, TESSERA_GLIBC_COMPAT=ON; a new versioned symbol needs a pin in cmake/glibc_compat.h)');
+      (k === 'GLIBC'
+        ? '(build with scripts/release-build.sh: Debian bullseye, TESSERA_GLIBC_COMPAT=ON; a symbol that glibc gave a new version can be pinned to its old one in cmake/glibc_compat.h)'
+        : '(build with scripts/release-build.sh; there, a version above gcc 8\'s libstdc++ means the code uses a newer library feature)'));
   }
 }
 if (problems.length) {
