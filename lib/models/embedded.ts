@@ -50,10 +50,11 @@ export function embeddedModelDir(name = 'tiny-var'): string {
 
 export function embeddedModel(dir = embeddedModelDir()): EmbeddedModel {
   const meta = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as {
-    classes: string[]; image_size: number; sampling: { cfg: number; top_k: number; top_p: number };
+    classes: string[]; image_size: number; sampling: { cfg: number; top_k: number; top_p: number }; classifier?: string;
   };
   return {
-    dir, tokenizer: join(dir, 'vae.pth'), weights: join(dir, 'var.pth'), classifier: join(dir, 'classifier.safetensors'),
+    // The judge for the model's image size (model.json `classifier`; classifier.safetensors is the 32×32 one).
+    dir, tokenizer: join(dir, 'vae.pth'), weights: join(dir, 'var.pth'), classifier: resolve(dir, meta.classifier ?? 'classifier.safetensors'),
     classes: meta.classes, imageSize: meta.image_size,
     sampling: { cfg: meta.sampling.cfg, topK: meta.sampling.top_k, topP: meta.sampling.top_p },
   };
@@ -214,7 +215,8 @@ export async function runEmbeddedGenerate(flags: Map<string, string | true>, num
 // class-conditional GPT in the official layouts, trained by
 // scripts/train/train_llamagen_{vq,gpt}.py on the same shapes set, so
 // speculative decoding is measured on a model with a real distribution. The
-// tiny VAR's classifier judges its samples (same 32×32 images).
+// tiny VAR's 32×32 classifier (models/tiny-var/classifier.safetensors)
+// judges its samples (same 32×32 images).
 
 export interface EmbeddedLlamaGen {
   dir: string;

@@ -19,11 +19,16 @@ import var_reference as R  # noqa: E402,F401
 ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
 MODEL_DIR = os.path.join(ROOT, 'models', 'tiny-var')
 WORK = os.environ.get('TESSERA_TRAIN_DIR', '/tmp/tessera-train')
+# The 32x32 set (make_dataset.py --size 32): the tiny LlamaGen's.
 DATASET = os.environ.get('TESSERA_DATASET', '/tmp/tessera-shapes.npz')
+# The tiny VAR's set (make_dataset.py, default --size 64).
+DATASET_VAR = os.environ.get('TESSERA_DATASET', '/tmp/tessera-shapes-64.npz')
 
-# The tiny model: 32x32 images, 8x8 latents (2 downsamples), six scales.
+# The shipped tiny VAR: 64x64 images, 8x8 latents (3 downsamples), six
+# scales. The first (32x32) model was ch_mult (1, 1, 2) on 32x32 images; the
+# 64x64 one grows it by a full-resolution level (train_vqvae.py --grow-from).
 SCHEDULE = (1, 2, 3, 4, 6, 8)
-VAE = dict(ch=32, mult=(1, 1, 2), nrb=1, z=16, vocab=256, phi_convs=4)
+VAE = dict(ch=32, mult=(1, 1, 1, 2), nrb=1, z=16, vocab=256, phi_convs=4)
 BETA = 0.25  # commitment weight, as in VAR's VectorQuantizer2
 
 
@@ -35,7 +40,7 @@ def setup(threads=2, seed=0):
 
 
 def load_dataset(path=DATASET):
-    """images float32 [N,3,64,64] in [-1,1], labels int64 [N], class names."""
+    """images float32 [N,3,size,size] in [-1,1], labels int64 [N], class names."""
     d = np.load(path)
     x = torch.from_numpy(d['images']).permute(0, 3, 1, 2).float() / 127.5 - 1
     return x, torch.from_numpy(d['labels']).long(), json.loads(str(d['classes']))
@@ -95,13 +100,18 @@ def nearest(z, E):
     return d.argmin(1)
 
 
-def msvq(sd, f, schedule=SCHEDULE, train=True):
+def parse_schedule(text):
+    return tuple(int(v) for v in text.split(','))
+
+
+def msvq(sd, f, schedule=None, train=True):
     """VAR's multi-scale residual quantization (VectorQuantizer2.forward):
     per scale, area-downsample the residual, take the nearest codes, bicubic
     up, Phi, add to f_hat. Returns the straight-through f_hat, the VQ loss
     (beta * commitment + codebook, averaged over scales), the per-scale ids
     and the teacher-forcing inputs area(f_hat -> next pn) of scales 1..SN-1
     ([B, L-1, C], what VAR's word_embed reads)."""
+    schedule = schedule or SCHEDULE
     B, C, H, W = f.shape
     SN = len(schedule)
     E = sd['quantize.embedding.weight']

@@ -2,10 +2,12 @@
 """Tessera's procedural training set: RGB images of ten coloured shapes, one
 class per shape, deterministic from a fixed seed.
 
-    /usr/bin/python3 scripts/train/make_dataset.py [--size 32] [--per-class 1200] [--out /tmp/tessera-shapes.npz]
+    /usr/bin/python3 scripts/train/make_dataset.py [--size 64] [--per-class 1200] [--out PATH]
 
-The embedded model uses 32x32 (the size its training fits in on two shared
-CPU cores); --size 64 renders the same distribution at 64x64.
+The embedded tiny VAR uses 64x64 (the default, written to
+/tmp/tessera-shapes-64.npz); --size 32 renders the same distribution at 32x32
+to /tmp/tessera-shapes.npz, the set of the tiny LlamaGen (and of the first,
+32x32 tiny VAR).
 
 Each image is a shape of random hue (saturation 0.6-1, value 0.7-1) on a dark
 random background (value 0.05-0.3), centred at a random position with a random
@@ -116,11 +118,13 @@ def make(per_class, size=32, seed=SEED):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--size', type=int, default=32)
+    ap.add_argument('--size', type=int, default=64)
     ap.add_argument('--per-class', type=int, default=1200)
-    ap.add_argument('--out', default='/tmp/tessera-shapes.npz')
+    ap.add_argument('--out', help='default /tmp/tessera-shapes-<size>.npz (/tmp/tessera-shapes.npz for 32)')
     ap.add_argument('--seed', type=int, default=SEED)
     a = ap.parse_args()
+    if a.out is None:
+        a.out = '/tmp/tessera-shapes.npz' if a.size == 32 else f'/tmp/tessera-shapes-{a.size}.npz'
     images, labels = make(a.per_class, a.size, a.seed)
     np.savez_compressed(a.out, images=images, labels=labels, classes=np.array(json.dumps(CLASSES)))
     print(f'{a.out}: {len(labels)} images, {os.path.getsize(a.out)} bytes')

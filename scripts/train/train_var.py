@@ -5,6 +5,11 @@ set, over the frozen VQVAE from train_vqvae.py, in the official VAR layout
 FFN, class embedding with a null row).
 
     /usr/bin/python3 scripts/train/train_var.py [--minutes 28] [--batch 64]
+        [--dataset /tmp/tessera-shapes-64.npz] [--schedule 1,2,3,4,6,8] [--depth 4 --width 64 --heads 4]
+        [--init var.pth]
+
+The schedule must end at the VQVAE's latent side (8 for both the 32x32 and
+the 64x64 model: the 64x64 VQVAE downsamples once more).
 
 The official training tricks that matter here: teacher forcing over all
 scales in one pass with the block-causal mask (token t sees every token of
@@ -128,10 +133,14 @@ def main():
     ap.add_argument('--heads', type=int, default=HEADS)
     ap.add_argument('--threads-later', type=int, default=0, help='threads from --later-at on (a machine shared until then)')
     ap.add_argument('--later-at', type=float, default=0, help='unix time')
+    ap.add_argument('--dataset', default=C.DATASET_VAR)
+    ap.add_argument('--schedule', default=','.join(map(str, C.SCHEDULE)))
     a = ap.parse_args()
     DEPTH, WIDTH, HEADS = a.depth, a.width, a.heads
+    C.SCHEDULE = C.parse_schedule(a.schedule)
+    print(f'var depth {DEPTH} width {WIDTH} heads {HEADS} schedule {C.SCHEDULE} dataset {a.dataset} init {a.init}', flush=True)
     C.setup(a.threads)
-    x, y, classes = C.load_dataset()
+    x, y, classes = C.load_dataset(a.dataset)
     vae = {k: v.float() for k, v in torch.load(os.path.join(C.WORK, 'vae.pth')).items()}
     t0 = time.time()
     tok = tokenize(vae, x)
