@@ -3,11 +3,12 @@
 // raster_{avx512,avx2,scalar}.cpp. The formulas and their order are those of
 // project.cpp's backward (ewa(), view_dir()), lane by lane; only FMA
 // contraction differs between instruction sets. Included after
-// raster_tile.h; the includer defines vsqrt (IEEE square root per lane) and
-// vgather (lane l reads base[idx[l]]) for its ISA.
+// raster_tile.h; the includer defines vsqrt (IEEE square root per lane),
+// vgather (lane l reads base[idx[l]]) and vstream for its ISA.
 
 static vf vsqrt(vf x);
 static vf vgather(const float* base, vi idx);
+static void vstream(float* dst, vf v);  // non-temporal store of 64 aligned bytes
 
 constexpr float kDilation = 0.3f;               // low-pass filter added to Σ2D's diagonal
 constexpr float kMinCompensation2 = 0.000025f;  // floor of the antialiasing det ratio (= 0.005²)
@@ -260,32 +261,27 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   for (int l = 0; l < count; ++l) {
     const int64_t i = i0 + l;
     if constexpr (kPrepare) {
-      Prepared& P = s.prep_out[i];
-      for (int k = 0; k < 6; ++k) P.cov[k] = cov[k][l];
-      P.opacity = opac[l];
-      P.valid = valid[l] ? 1 : 0;
+      if (s.prep_out) {
+        Prepared& P = s.prep_out[i];
+        for (int k = 0; k < 6; ++k) P.cov[k] = cov[k][l];
+        P.opacity = opac[l];
+        P.valid = valid[l] ? 1 : 0;
+      }
     }
     status[i] = code[l];
     ++cnt[code[l]];
     if (code[l] != kProjVisible) continue;
-    Projected& o = proj[i];
-    o.mx = mx[l];
-    o.my = my[l];
-    o.conic[0] = cA[l];
-    o.conic[1] = cB[l];
-    o.conic[2] = cC[l];
-    o.opacity = opacity[l];
-    o.rgb[0] = rgb[0][l];
-    o.rgb[1] = rgb[1][l];
-    o.rgb[2] = rgb[2][l];
-    o.depth = z[l];
-    o.ky = ky[l];
-    o.row_thr = row_thr[l];
-    o.bda = bda[l];
+    // The record as one 64-byte vector, stored past the caches (the array is
+    // far larger than them and read back at random by the blend): no read
+    // for ownership of the line. project_range fences after the last one.
+    static_assert(sizeof(Projected) == sizeof(vf) && offsetof(Projected, bda) == 12 * sizeof(float) &&
+                      offsetof(Projected, clamped) == 13 * sizeof(float), "Projected layout");
+    const vf rec = {mx[l], my[l], cA[l], cB[l], cC[l], opacity[l], rgb[0][l], rgb[1][l], rgb[2][l], z[l], ky[l],
+                    row_thr[l], bda[l], __builtin_bit_cast(float, clamped[l]), 0.f, 0.f};
+    vstream(reinterpret_cast<float*>(&proj[i]), rec);
     rects[i] = TileRect{static_cast<int16_t>(r0[l]), static_cast<int16_t>(r1[l]), static_cast<int16_t>(r2[l]),
                         static_cast<int16_t>(r3[l])};
     depth_key[i] = key[l];
-    o.clamped = clamped[l];
   }
 }
 
@@ -302,7 +298,9 @@ void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFr
   const int64_t step = stride * (kLanes - 1) < (int64_t(1) << 31) ? kLanes : 1;
   for (int64_t i = begin; i < end; i += step) {
     const int count = static_cast<int>(std::min<int64_t>(step, end - i));
-    if (s.prep_out) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
+    if (s.first) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
     else project_lanes<false>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
   }
+  __builtin_ia32_sfence();  // the non-temporal record stores are visible before the pool's join
+
 }

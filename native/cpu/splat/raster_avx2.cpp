@@ -66,6 +66,12 @@ vf vgather(const float* base, vi idx) {
   return join<vf>(reinterpret_cast<vf8>(_mm256_i32gather_ps(base, reinterpret_cast<__m256i>(lo), 4)),
                   reinterpret_cast<vf8>(_mm256_i32gather_ps(base, reinterpret_cast<__m256i>(hi), 4)));
 }
+void vstream(float* dst, vf v) {
+  __m256 h[2];
+  std::memcpy(h, &v, sizeof v);
+  _mm256_stream_ps(dst, h[0]);
+  _mm256_stream_ps(dst + 8, h[1]);
+}
 }  // namespace
 
 const RasterKernels& raster_kernels_avx2() {

@@ -28,6 +28,7 @@ vf vsqrt(vf x) { return reinterpret_cast<vf>(_mm512_maskz_sqrt_ps(0xffff, reinte
 vf vgather(const float* base, vi idx) {
   return reinterpret_cast<vf>(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xffff, reinterpret_cast<__m512i>(idx), base, 4));
 }
+void vstream(float* dst, vf v) { _mm512_stream_ps(dst, reinterpret_cast<__m512>(v)); }
 }  // namespace
 
 const RasterKernels& raster_kernels_avx512() {

@@ -56,6 +56,11 @@ vf vgather(const float* base, vi idx) {
   for (int l = 0; l < kLanes; ++l) r[l] = base[idx[l]];
   return r;
 }
+void vstream(float* dst, vf v) {
+  __m128 q[4];
+  std::memcpy(q, &v, sizeof v);
+  for (int j = 0; j < 4; ++j) _mm_stream_ps(dst + 4 * j, q[j]);
+}
 }  // namespace
 
 const RasterKernels& raster_kernels_scalar() {

@@ -78,7 +78,10 @@ struct CameraPass {
 void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera, float near_plane, bool aa,
                      bool chunked, Arena* arena, CameraPass* pass, SplatStats* stats, StageClock* clock) {
   SceneRef s = scene;
-  if (c == 0) s.prep_out = const_cast<Prepared*>(scene.prep);
+  if (c == 0) {
+    s.first = true;
+    s.prep_out = const_cast<Prepared*>(scene.prep);
+  }
   pass->cam = make_frame(camera, near_plane);
   pass->proj = arena->array<Projected>(s.n);
   pass->status = arena->array<int32_t>(s.n);
@@ -124,7 +127,8 @@ void splat_render(const SplatRenderArgs& a) {
   stats.gaussians = n;
   Arena arena;
   StageClock clock;
-  const SceneRef s{&scene, arena.array<Prepared>(n), n};
+  // The Prepared records are read back only by the cameras after the first.
+  const SceneRef s{&scene, a.num_cameras > 1 ? arena.array<Prepared>(n) : nullptr, n};
   const RasterKernels& ker = kernels();
   const bool aa = a.mode == SplatMode::kAntialiased;
   const int64_t pixels = int64_t(a.cameras[0].width) * a.cameras[0].height;

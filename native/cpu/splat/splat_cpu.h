@@ -59,10 +59,12 @@ enum : int32_t { kProjVisible = 0, kProjNear = 1, kProjOutside = 2, kProjInvalid
 
 struct SceneRef {
   const SplatScene* scene;
-  const Prepared* prep;
+  const Prepared* prep;  // null when nothing reads the records back (a one-camera forward)
   int64_t n;
   // Set for the first camera of a call: its projection computes the Prepared
-  // records (into this array, == prep) instead of reading them.
+  // values instead of reading them, and stores them into prep_out (== prep)
+  // unless that is null.
+  bool first = false;
   Prepared* prep_out = nullptr;
 };
 
