@@ -1,10 +1,12 @@
 // Attention family: fused attention, rotary embeddings and KV-cache appends.
 // Arguments arrive normalised by lib/ops (mask flags as numbers, layouts as
 // the enum values); every tensor is re-validated by parse_tensor and the core.
+#include <chrono>
 #include <vector>
 
 #include "common.h"
 #include "tessera/attention.h"
+#include "tessera/threadpool.h"
 
 namespace tessera::bindings {
 namespace {
@@ -15,11 +17,22 @@ QkvLayout parse_layout(Napi::Env env, const Napi::Object& o) {
   return static_cast<QkvLayout>(v);
 }
 
+double now_us() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Where the wall time of attention calls goes, summed over successful calls
+// (main-thread state: updated when a call's promise resolves).
+struct AttentionTimings {
+  double calls = 0, queue_us = 0, native_us = 0, return_us = 0;
+};
+AttentionTimings g_timings;
+
 // attention({q, k, v, out, layout, scale, mask, blockLengths?, qSegments?,
 //   kSegments?, additive?, kvLengths?, l2norm?, headMultiplier?, lse?}) -> Promise<void>
 class AttentionWorker : public OpWorker {
  public:
-  explicit AttentionWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
+  explicit AttentionWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()), t_call_(now_us()) {
     Napi::Env env = info.Env();
     Napi::Object o = info[0].As<Napi::Object>();
     a_.q = parse_tensor(env, o.Get("q"), "q", &keep_);
@@ -58,7 +71,19 @@ class AttentionWorker : public OpWorker {
   }
 
  private:
-  void run() override { attention(a_); }
+  void run() override {
+    t_begin_ = now_us();
+    attention(a_);
+    t_end_ = now_us();
+  }
+  Napi::Value result(Napi::Env env) override {
+    g_timings.calls += 1;
+    g_timings.queue_us += t_begin_ - t_call_;
+    g_timings.native_us += t_end_ - t_begin_;
+    g_timings.return_us += now_us() - t_end_;
+    return env.Undefined();
+  }
+  double t_call_, t_begin_ = 0, t_end_ = 0;
   AttentionArgs a_;
   std::vector<int64_t> block_lengths_;
   std::vector<float> head_multiplier_;
@@ -173,6 +198,42 @@ Napi::Value rope_table_3d_js(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// attentionTimings(reset) -> {calls, queueUs, nativeUs, returnUs, pool: {...}}: sums
+// since the last reset. queue = call -> native start on a libuv thread, native =
+// the native call, return = native end -> promise resolution on the main thread.
+// The pool part counts every op's jobs, not only attention's.
+Napi::Value attention_timings_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const bool reset = info.Length() > 0 && info[0].ToBoolean().Value();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("calls", g_timings.calls);
+  o.Set("queueUs", g_timings.queue_us);
+  o.Set("nativeUs", g_timings.native_us);
+  o.Set("returnUs", g_timings.return_us);
+  const ThreadPool::Stats s = ThreadPool::global().stats(reset);
+  Napi::Object p = Napi::Object::New(env);
+  p.Set("jobs", static_cast<double>(s.jobs));
+  p.Set("workerStarts", static_cast<double>(s.worker_starts));
+  p.Set("workerSleeps", static_cast<double>(s.worker_sleeps));
+  p.Set("callerSleeps", static_cast<double>(s.caller_sleeps));
+  p.Set("wakeUs", s.wake_us);
+  p.Set("joinUs", s.join_us);
+  p.Set("spinUs", ThreadPool::global().spin_us());
+  o.Set("pool", p);
+  if (reset) g_timings = AttentionTimings{};
+  return o;
+}
+
+// setSpinUs(us) -> us: the pool's spin window before a waiting thread sleeps.
+Napi::Value set_spin_us_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double us = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(us >= 0 && us <= 10000) || us != static_cast<int>(us))
+    throw_error(env, Code::kInvalidArgument, "spin window must be an integer number of us in [0, 10000]");
+  guarded(env, [&] { ThreadPool::global().set_spin_us(static_cast<int>(us)); });
+  return Napi::Number::New(env, ThreadPool::global().spin_us());
+}
+
 }  // namespace
 
 void init_attention(Napi::Env env, Napi::Object exports) {
@@ -185,6 +246,8 @@ void init_attention(Napi::Env env, Napi::Object exports) {
   exports.Set("kvAppend", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return (new KvAppendWorker(info))->start();
   }));
+  exports.Set("attentionTimings", Napi::Function::New(env, attention_timings_js));
+  exports.Set("setSpinUs", Napi::Function::New(env, set_spin_us_js));
   exports.Set("ropeTable1d", Napi::Function::New(env, rope_table_1d_js));
   exports.Set("ropeTable2d", Napi::Function::New(env, rope_table_2d_js));
   exports.Set("ropeTable3d", Napi::Function::New(env, rope_table_3d_js));

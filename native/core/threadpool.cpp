@@ -1,6 +1,7 @@
 #include "tessera/threadpool.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -26,21 +27,74 @@ int default_threads() {
   }
   return cpu_features().physical_cores;
 }
+
+constexpr int kMaxSpinUs = 10000;
+
+int default_spin_us() {
+  if (const char* e = std::getenv("TESSERA_SPIN_US")) {
+    char* end = nullptr;
+    long v = std::strtol(e, &end, 10);
+    if (end != e && *end == '\0' && v >= 0 && v <= kMaxSpinUs) return static_cast<int>(v);
+  }
+  return 100;
+}
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Polls pred for at most `ns` nanoseconds; returns its last value. The clock
+// is read every 64 polls (a pause is ~40-140 cycles), so the overshoot is a
+// few microseconds at most.
+template <class Pred>
+bool spin_until(Pred pred, int64_t ns) {
+  if (ns <= 0) return pred();
+  const int64_t t0 = now_ns();
+  for (uint32_t i = 1;; ++i) {
+    if (pred()) return true;
+    cpu_relax();
+    if ((i & 63) == 0 && now_ns() - t0 >= ns) return pred();
+  }
+}
 }  // namespace
 
+// Hand-off protocol. The caller publishes a job (fn, n, grain, next,
+// published_ns) and then bumps `generation`; a worker that sees a new
+// generation runs chunks and decrements `pending`. Waiting is spin-then-sleep
+// on both sides: a worker sleeps on cv_start only after its spin window and
+// counts itself in `sleepers` under `m`, so the caller (which bumps the
+// generation first and then reads `sleepers` under `m`) notifies only when
+// someone sleeps and can never miss one. The caller sleeps on cv_done the
+// same way, flagged by `caller_waiting`.
 struct ThreadPool::Impl {
   std::mutex job_mutex;  // one job at a time
   std::mutex m;
   std::condition_variable cv_start, cv_done;
   std::vector<std::thread> workers;
-  uint64_t generation = 0;
-  bool stop = false;
-  int pending = 0;
-  // the current job
+  std::atomic<uint64_t> generation{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> pending{0};
+  int sleepers = 0;             // workers blocked on cv_start, guarded by m
+  bool caller_waiting = false;  // the caller blocks on cv_done, guarded by m
+  std::atomic<int64_t> spin_ns{100000};
+  // the current job (written before the generation bump, read after it)
   const std::function<void(int64_t, int64_t, int)>* fn = nullptr;
   int64_t n = 0, grain = 1;
+  int64_t published_ns = 0;
   std::atomic<int64_t> next{0};
   std::exception_ptr worker_err;  // first exception thrown on a worker, guarded by m
+  // statistics
+  std::atomic<uint64_t> st_jobs{0}, st_starts{0}, st_wsleeps{0}, st_csleeps{0};
+  std::atomic<int64_t> st_wake_ns{0}, st_join_ns{0};
 
   void run_chunks(int tid) {
     for (;;) {
@@ -51,17 +105,22 @@ struct ThreadPool::Impl {
     }
   }
 
-  void worker(int tid) {
+  void worker(int tid, uint64_t seen) {
     t_in_pool = true;
     t_tid = tid;
-    uint64_t seen = 0;
     for (;;) {
-      {
+      auto ready = [&] { return stop.load() || generation.load() != seen; };
+      if (!spin_until(ready, spin_ns.load(std::memory_order_relaxed))) {
         std::unique_lock<std::mutex> lk(m);
-        cv_start.wait(lk, [&] { return stop || generation != seen; });
-        if (stop) return;
-        seen = generation;
+        ++sleepers;
+        st_wsleeps.fetch_add(1, std::memory_order_relaxed);
+        cv_start.wait(lk, ready);
+        --sleepers;
       }
+      if (stop.load()) return;
+      seen = generation.load();
+      st_starts.fetch_add(1, std::memory_order_relaxed);
+      st_wake_ns.fetch_add(now_ns() - published_ns, std::memory_order_relaxed);
       std::exception_ptr err;
       try {
         run_chunks(tid);
@@ -69,22 +128,26 @@ struct ThreadPool::Impl {
         err = std::current_exception();
         next.store(n);  // stop handing out chunks
       }
-      {
+      if (err) {
         std::lock_guard<std::mutex> lk(m);
-        if (err && !worker_err) worker_err = err;
-        if (--pending == 0) cv_done.notify_one();
+        if (!worker_err) worker_err = err;
+      }
+      if (pending.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> lk(m);
+        if (caller_waiting) cv_done.notify_one();
       }
     }
   }
 
   void start(int nthreads) {
-    stop = false;
-    for (int t = 1; t < nthreads; ++t) workers.emplace_back([this, t] { worker(t); });
+    stop.store(false);
+    const uint64_t g = generation.load();
+    for (int t = 1; t < nthreads; ++t) workers.emplace_back([this, t, g] { worker(t, g); });
   }
   void join() {
+    stop.store(true);
     {
-      std::lock_guard<std::mutex> lk(m);
-      stop = true;
+      std::lock_guard<std::mutex> lk(m);  // a worker between its check and its wait holds m
     }
     cv_start.notify_all();
     for (auto& w : workers) w.join();
@@ -92,7 +155,10 @@ struct ThreadPool::Impl {
   }
 };
 
-ThreadPool::ThreadPool(int n) : impl_(new Impl), nthreads_(n) { impl_->start(n); }
+ThreadPool::ThreadPool(int n) : impl_(new Impl), nthreads_(n) {
+  impl_->spin_ns.store(int64_t(default_spin_us()) * 1000);
+  impl_->start(n);
+}
 
 ThreadPool::~ThreadPool() {
   impl_->join();
@@ -113,6 +179,27 @@ void ThreadPool::resize(int nthreads) {
   impl_->join();
   nthreads_ = nthreads;
   impl_->start(nthreads);
+}
+
+void ThreadPool::set_spin_us(int us) {
+  TESSERA_CHECK(us >= 0 && us <= kMaxSpinUs, kInvalidArgument,
+                "spin window must be in [0, " + std::to_string(kMaxSpinUs) + "] us, got " + std::to_string(us));
+  impl_->spin_ns.store(int64_t(us) * 1000);
+}
+
+int ThreadPool::spin_us() const { return static_cast<int>(impl_->spin_ns.load() / 1000); }
+
+ThreadPool::Stats ThreadPool::stats(bool reset) {
+  Impl& I = *impl_;
+  Stats s;
+  auto take = [reset](auto& a) { return reset ? a.exchange(0) : a.load(); };
+  s.jobs = take(I.st_jobs);
+  s.worker_starts = take(I.st_starts);
+  s.worker_sleeps = take(I.st_wsleeps);
+  s.caller_sleeps = take(I.st_csleeps);
+  s.wake_us = static_cast<double>(take(I.st_wake_ns)) / 1e3;
+  s.join_us = static_cast<double>(take(I.st_join_ns)) / 1e3;
+  return s;
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
@@ -142,16 +229,18 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     return;
   }
   Impl& I = *impl_;
+  I.fn = &fn;
+  I.n = n;
+  I.grain = grain;
+  I.next.store(0, std::memory_order_relaxed);
+  I.pending.store(nthreads_ - 1);
+  I.published_ns = now_ns();
+  I.generation.fetch_add(1);  // publishes the fields above
   {
     std::lock_guard<std::mutex> lk(I.m);
-    I.fn = &fn;
-    I.n = n;
-    I.grain = grain;
-    I.next.store(0, std::memory_order_relaxed);
-    I.pending = nthreads_ - 1;
-    ++I.generation;
+    if (I.sleepers > 0) I.cv_start.notify_all();
   }
-  I.cv_start.notify_all();
+  I.st_jobs.fetch_add(1, std::memory_order_relaxed);
   t_in_pool = true;
   t_tid = 0;
   std::exception_ptr err;
@@ -162,10 +251,19 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     I.next.store(n);  // stop handing out chunks
   }
   t_in_pool = false;
-  {
+  const int64_t t_done = now_ns();
+  auto finished = [&] { return I.pending.load() == 0; };
+  if (!spin_until(finished, I.spin_ns.load(std::memory_order_relaxed))) {
     std::unique_lock<std::mutex> lk(I.m);
-    I.cv_done.wait(lk, [&] { return I.pending == 0; });
-    I.fn = nullptr;
+    I.caller_waiting = true;
+    I.st_csleeps.fetch_add(1, std::memory_order_relaxed);
+    I.cv_done.wait(lk, finished);
+    I.caller_waiting = false;
+  }
+  I.st_join_ns.fetch_add(now_ns() - t_done, std::memory_order_relaxed);
+  I.fn = nullptr;
+  {
+    std::lock_guard<std::mutex> lk(I.m);
     if (!err && I.worker_err) err = I.worker_err;
     I.worker_err = nullptr;
   }

@@ -2,6 +2,10 @@
 // Size: TESSERA_NUM_THREADS, else the physical cores this process may use.
 // Jobs from different callers (several libuv workers) are serialised; a
 // parallel_for issued from inside a pool thread runs inline (no nesting).
+// After a job, workers (and a caller waiting for them) spin for a bounded
+// time (TESSERA_SPIN_US, default 100 us; 0 = never) before sleeping on a
+// futex, so back-to-back small jobs (a decode step per token) do not pay a
+// thread wake-up each; the spin never runs longer than that window.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -22,6 +26,21 @@ class ThreadPool {
 
   // Resizes the pool (tests, `TESSERA_NUM_THREADS`); waits for running jobs.
   void resize(int nthreads);
+
+  // Spin window in microseconds (0..10000) before a waiting thread sleeps.
+  void set_spin_us(int us);
+  int spin_us() const;
+
+  // Counters since the last reset (diagnostics for per-call overhead).
+  struct Stats {
+    uint64_t jobs = 0;           // parallel_for calls that used the workers
+    uint64_t worker_starts = 0;  // worker joins of those jobs
+    uint64_t worker_sleeps = 0;  // waits for a job that ended in a futex sleep
+    uint64_t caller_sleeps = 0;  // callers that slept waiting for workers to finish
+    double wake_us = 0;          // sum over worker starts: job published -> worker running
+    double join_us = 0;          // sum over jobs: caller done with its chunks -> all workers done
+  };
+  Stats stats(bool reset);
 
   ~ThreadPool();
 
