@@ -79,6 +79,36 @@ describe('splat.render matches the float64 reference', () => {
     expect(views.map((v) => [v.width, v.height])).toEqual([[37, 23], [20, 10], [37, 23]]);
     expect(relError(views[2]!.rgb.data as Float32Array, f32(c.views[1]!.rgb))).toBeLessThan(1e-5);
   });
+
+  it('into: the same images written into caller-owned arrays, reused across calls', async () => {
+    const c = cases[0]!;
+    const s = scene(c.scene), small = splat.lookAt([0, 0, -3], [0, 0, 0], { width: 20, height: 10 });
+    const cams = [camera(c.cameras[0]!), small, camera(c.cameras[1]!)];
+    const { views: want } = await splat.render(s, cams, { mode: c.mode, background: c.background });
+    const into = cams.map((k) => {
+      const P = k.width * k.height;
+      return { rgb: new Float32Array(3 * P).fill(7), alpha: new Float32Array(P).fill(7), depth: new Float32Array(P).fill(7), contributors: new Int32Array(P).fill(7) };
+    });
+    for (let round = 0; round < 2; round++) {
+      const { views, stats } = await splat.render(s, cams, { mode: c.mode, background: c.background, into });
+      expect(stats.invalid).toBe(0);
+      views.forEach((v, i) => {
+        expect(v.rgb.data).toBe(into[i]!.rgb);
+        expect(v.contributors.data).toBe(into[i]!.contributors);
+        expect([v.width, v.height]).toEqual([want[i]!.width, want[i]!.height]);
+        expect(into[i]!.rgb).toEqual(want[i]!.rgb.data);
+        expect(into[i]!.alpha).toEqual(want[i]!.alpha.data);
+        expect(into[i]!.depth).toEqual(want[i]!.depth.data);
+        expect(into[i]!.contributors).toEqual(want[i]!.contributors.data);
+      });
+    }
+    const P = cams[0]!.width * cams[0]!.height;
+    const short = { ...into[0]!, alpha: new Float32Array(P - 1) };
+    await expect(splat.render(s, cams[0]!, { into: [short] })).rejects.toMatchObject({ code: 'ERR_SHAPE' });
+    const wrongType = { ...into[0]!, contributors: new Float32Array(P) } as unknown as splat.RenderTargets;
+    await expect(splat.render(s, cams[0]!, { into: [wrongType] })).rejects.toMatchObject({ code: 'ERR_SHAPE' });
+    await expect(splat.render(s, cams, { into: [into[0]!] })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+  });
 });
 
 describe('splat.renderBackward matches finite differences of the reference', () => {

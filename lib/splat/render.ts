@@ -265,12 +265,20 @@ export async function renderBackward(scene: GaussianScene, cameras: PinholeCamer
     const C = group.length, P = W * H;
     const gather = (pick: (g: ViewGradients) => Float32Array | undefined, ch: number, what: string) => {
       if (group.every((i) => pick(grads[i]!) === undefined)) return undefined;
-      const t = Tensor.zeros(ch === 3 ? [C, H, W, 3] : [C, H, W]);
+      const check = (i: number, g: Float32Array) => {
+        if (!(g instanceof Float32Array) || g.length !== ch * P)
+          fail('ERR_SHAPE', `grads[${i}].${what} must be a Float32Array of ${ch * P} values (${H}x${W}${ch === 3 ? 'x3' : ''})`);
+      };
+      const shape = ch === 3 ? [C, H, W, 3] : [C, H, W];
+      if (C === 1) {  // one camera: the caller's array itself (read only), no copy
+        check(group[0]!, pick(grads[group[0]!]!)!);
+        return Tensor.from(pick(grads[group[0]!]!)!, shape);
+      }
+      const t = Tensor.zeros(shape);
       group.forEach((i, c) => {
         const g = pick(grads[i]!);
         if (g === undefined) return;
-        if (!(g instanceof Float32Array) || g.length !== ch * P)
-          fail('ERR_SHAPE', `grads[${i}].${what} must be a Float32Array of ${ch * P} values (${H}x${W}${ch === 3 ? 'x3' : ''})`);
+        check(i, g);
         (t.data as Float32Array).set(g, ch * P * c);
       });
       return t;
