@@ -76,6 +76,53 @@ interface CaseResult {
   speedupVsOrt?: { fp32: number; bf16: number };
   maxAbsDiff: Record<string, number>;
   kvFloor?: { bytesFp32: number; bandwidthGBs: number; floorMsFp32: number; floorMsBf16: number; ratioFp32: number; ratioBf16: number };
+  callBreakdown?: CallBreakdown;
+}
+
+/** Where one fp32 decode call's wall time goes (means over a separate run of calls). */
+interface CallBreakdown {
+  calls: number;
+  wallMs: number;
+  /** call -> native start on a libuv thread */
+  queueMs: number;
+  /** the native call (validation, kernel, thread-pool hand-off) */
+  nativeMs: number;
+  /** native end -> promise resolution on the main thread */
+  returnMs: number;
+  /** per pool job: published -> worker running; caller done -> workers done */
+  poolWakeMs: number;
+  poolJoinMs: number;
+  workerSleepsPerJob: number;
+  spinUs: number;
+}
+
+interface AttentionTimingsAddon {
+  attentionTimings?(reset: boolean): {
+    calls: number; queueUs: number; nativeUs: number; returnUs: number;
+    pool: { jobs: number; workerStarts: number; workerSleeps: number; callerSleeps: number; wakeUs: number; joinUs: number; spinUs: number };
+  };
+}
+
+async function callBreakdown(run: () => Promise<unknown>, minMs: number): Promise<CallBreakdown | undefined> {
+  const addon = native() as unknown as AttentionTimingsAddon;
+  if (typeof addon.attentionTimings !== 'function') return undefined;
+  for (let i = 0; i < 5; i++) await run();
+  addon.attentionTimings(true);
+  const walls: number[] = [];
+  let total = 0;
+  while (walls.length < 50 || total < minMs) {
+    const t0 = process.hrtime.bigint();
+    await run();
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    walls.push(ms);
+    total += ms;
+  }
+  const t = addon.attentionTimings(true), p = t.pool, n = t.calls;
+  return {
+    calls: n, wallMs: total / walls.length, queueMs: t.queueUs / n / 1e3, nativeMs: t.nativeUs / n / 1e3,
+    returnMs: t.returnUs / n / 1e3, poolWakeMs: p.workerStarts ? p.wakeUs / p.workerStarts / 1e3 : 0,
+    poolJoinMs: p.jobs ? p.joinUs / p.jobs / 1e3 : 0, workerSleepsPerJob: p.jobs ? p.workerSleeps / p.jobs : 0, spinUs: p.spinUs,
+  };
 }
 
 async function benchCase(c: AttentionCase, ort: Ort | undefined, ortThreads: number, minMs: number): Promise<CaseResult> {
@@ -149,6 +196,7 @@ async function benchCase(c: AttentionCase, ort: Ort | undefined, ortThreads: num
       };
     }
   }
+  if (c.kvCache) result.callBreakdown = await callBreakdown(contenders[0]!.run, Math.min(minMs, 500));
   await session?.release();
   for (const d of disposers) d();
   return result;
@@ -167,6 +215,12 @@ function printCase(r: CaseResult): void {
     const f = r.kvFloor;
     console.log(`  KV read floor at ${f.bandwidthGBs.toFixed(1)} GB/s copy bandwidth: fp32 ${f.floorMsFp32.toFixed(3)} ms ` +
       `(Tessera ${f.ratioFp32.toFixed(2)}x of it), bf16 ${f.floorMsBf16.toFixed(3)} ms (${f.ratioBf16.toFixed(2)}x)`);
+  }
+  if (r.callBreakdown) {
+    const b = r.callBreakdown, f = (x: number) => x.toFixed(3);
+    console.log(`  fp32 call breakdown (means of ${b.calls} calls): wall ${f(b.wallMs)} ms = queue ${f(b.queueMs)} + native ${f(b.nativeMs)} ` +
+      `+ return ${f(b.returnMs)} + JS ${f(b.wallMs - b.queueMs - b.nativeMs - b.returnMs)}; ` +
+      `pool wake ${f(b.poolWakeMs)}, join ${f(b.poolJoinMs)} ms, ${b.workerSleepsPerJob.toFixed(2)} worker sleeps/job (spin ${b.spinUs} us)`);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -68,25 +69,32 @@ bool spin_until(Pred pred, int64_t ns) {
 }  // namespace
 
 // Hand-off protocol. The caller publishes a job (fn, n, grain, next,
-// published_ns) and then bumps `generation`; a worker that sees a new
-// generation runs chunks and decrements `pending`. Waiting is spin-then-sleep
-// on both sides: a worker sleeps on cv_start only after its spin window and
-// counts itself in `sleepers` under `m`, so the caller (which bumps the
-// generation first and then reads `sleepers` under `m`) notifies only when
-// someone sleeps and can never miss one. The caller sleeps on cv_done the
-// same way, flagged by `caller_waiting`.
+// published_ns), opens one slot per worker (slot = 2g for generation g) and
+// bumps `generation` to g. A worker that sees generation g claims its slot
+// (CAS 2g -> 2g+1) and only then reads the job, runs chunks and counts itself
+// in `finished`. When the caller has no chunks left it closes every slot the
+// same way: a slot it closes belongs to a worker that never joined (asleep or
+// descheduled), so the caller waits only for the workers that did join and
+// never for a late one to wake up just to find no work. A worker whose claim
+// fails skips that job without touching it.
+// Waiting is spin-then-sleep on both sides: a worker sleeps on cv_start only
+// after its spin window and counts itself in `sleepers` under `m`, so the
+// caller (which bumps the generation first and then reads `sleepers` under
+// `m`) notifies only when someone sleeps and can never miss one. The caller
+// sleeps on cv_done the same way, flagged by `caller_waiting`.
 struct ThreadPool::Impl {
   std::mutex job_mutex;  // one job at a time
   std::mutex m;
   std::condition_variable cv_start, cv_done;
   std::vector<std::thread> workers;
+  std::unique_ptr<std::atomic<uint64_t>[]> slots;  // [tid], tid >= 1
   std::atomic<uint64_t> generation{0};
   std::atomic<bool> stop{false};
-  std::atomic<int> pending{0};
-  int sleepers = 0;             // workers blocked on cv_start, guarded by m
-  bool caller_waiting = false;  // the caller blocks on cv_done, guarded by m
+  std::atomic<int> finished{0};  // workers of the current job that are done
+  int sleepers = 0;              // workers blocked on cv_start, guarded by m
+  bool caller_waiting = false;   // the caller blocks on cv_done, guarded by m
   std::atomic<int64_t> spin_ns{100000};
-  // the current job (written before the generation bump, read after it)
+  // the current job (written before the generation bump, read after a claim)
   const std::function<void(int64_t, int64_t, int)>* fn = nullptr;
   int64_t n = 0, grain = 1;
   int64_t published_ns = 0;
@@ -105,6 +113,12 @@ struct ThreadPool::Impl {
     }
   }
 
+  // Moves slot tid from open (2g) to closed (2g + 1); true if this call did it.
+  bool claim(int tid, uint64_t g) {
+    uint64_t open = 2 * g;
+    return slots[tid].compare_exchange_strong(open, open + 1);
+  }
+
   void worker(int tid, uint64_t seen) {
     t_in_pool = true;
     t_tid = tid;
@@ -119,6 +133,7 @@ struct ThreadPool::Impl {
       }
       if (stop.load()) return;
       seen = generation.load();
+      if (!claim(tid, seen)) continue;  // the caller finished without this worker
       st_starts.fetch_add(1, std::memory_order_relaxed);
       st_wake_ns.fetch_add(now_ns() - published_ns, std::memory_order_relaxed);
       std::exception_ptr err;
@@ -132,7 +147,8 @@ struct ThreadPool::Impl {
         std::lock_guard<std::mutex> lk(m);
         if (!worker_err) worker_err = err;
       }
-      if (pending.fetch_sub(1) == 1) {
+      finished.fetch_add(1);
+      {
         std::lock_guard<std::mutex> lk(m);
         if (caller_waiting) cv_done.notify_one();
       }
@@ -142,6 +158,8 @@ struct ThreadPool::Impl {
   void start(int nthreads) {
     stop.store(false);
     const uint64_t g = generation.load();
+    slots.reset(new std::atomic<uint64_t>[nthreads]);
+    for (int t = 0; t < nthreads; ++t) slots[t].store(2 * g + 1);  // closed until the next job
     for (int t = 1; t < nthreads; ++t) workers.emplace_back([this, t, g] { worker(t, g); });
   }
   void join() {
@@ -233,9 +251,11 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   I.n = n;
   I.grain = grain;
   I.next.store(0, std::memory_order_relaxed);
-  I.pending.store(nthreads_ - 1);
+  I.finished.store(0);
   I.published_ns = now_ns();
-  I.generation.fetch_add(1);  // publishes the fields above
+  const uint64_t g = I.generation.load() + 1;
+  for (int t = 1; t < nthreads_; ++t) I.slots[t].store(2 * g);
+  I.generation.store(g);  // publishes the fields above
   {
     std::lock_guard<std::mutex> lk(I.m);
     if (I.sleepers > 0) I.cv_start.notify_all();
@@ -252,12 +272,14 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   }
   t_in_pool = false;
   const int64_t t_done = now_ns();
-  auto finished = [&] { return I.pending.load() == 0; };
-  if (!spin_until(finished, I.spin_ns.load(std::memory_order_relaxed))) {
+  int joined = 0;  // workers that claimed the job before the caller closed it
+  for (int t = 1; t < nthreads_; ++t) joined += I.claim(t, g) ? 0 : 1;
+  auto all_done = [&] { return I.finished.load() == joined; };
+  if (!spin_until(all_done, I.spin_ns.load(std::memory_order_relaxed))) {
     std::unique_lock<std::mutex> lk(I.m);
     I.caller_waiting = true;
     I.st_csleeps.fetch_add(1, std::memory_order_relaxed);
-    I.cv_done.wait(lk, finished);
+    I.cv_done.wait(lk, all_done);
     I.caller_waiting = false;
   }
   I.st_join_ns.fetch_add(now_ns() - t_done, std::memory_order_relaxed);

@@ -66,26 +66,59 @@ TEST(threadpool_back_to_back_jobs_any_spin_and_size) {
   }
 }
 
+// About 2 us of work that the compiler cannot drop.
+void busy_chunk(std::atomic<int64_t>& sink, int64_t seed) {
+  uint64_t x = static_cast<uint64_t>(seed) | 1;
+  for (int i = 0; i < 2000; ++i) x = x * 6364136223846793005ull + 1442695040888963407ull;
+  sink += static_cast<int64_t>(x >> 60) + 1;
+}
+
 TEST(threadpool_spin_window_lets_workers_catch_the_next_job) {
   PoolGuard g;
   g.pool.resize(2);
   g.pool.set_spin_us(10000);
-  std::atomic<int64_t> sum{0};
-  auto job = [&] { g.pool.parallel_for(64, 1, [&](int64_t b, int64_t e, int) { sum += e - b; }); };
+  std::atomic<int64_t> sink{0}, chunks{0};
+  auto job = [&] {
+    g.pool.parallel_for(64, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = b; i < e; ++i) busy_chunk(sink, i);
+      chunks += e - b;
+    });
+  };
   job();  // the worker may have been asleep before this one
   g.pool.stats(true);
   for (int i = 0; i < 200; ++i) job();
   const ThreadPool::Stats s = g.pool.stats(true);
-  CHECK(sum == 201 * 64);
+  CHECK(chunks == 201 * 64);
+  CHECK(sink > 0);
   CHECK(s.jobs == 200) << s.jobs;
-  CHECK(s.worker_starts == 200) << s.worker_starts;
-  // Without the spin every wait between two jobs would end in a futex sleep.
+  // Jobs come every ~200 us, well inside the 10 ms window: a worker sleeps
+  // only if it is descheduled for that long. Without the spin every wait
+  // between two jobs would end in a futex sleep. (How many jobs the worker
+  // joins depends on the machine's load, so it is not checked.)
   CHECK(s.worker_sleeps < 100) << s.worker_sleeps << " sleeps in 200 back-to-back jobs";
 
   g.pool.set_spin_us(0);
   for (int i = 0; i < 50; ++i) job();
   const ThreadPool::Stats z = g.pool.stats(true);
-  CHECK(z.jobs == 50 && z.worker_starts == 50);
+  CHECK(z.jobs == 50 && z.worker_starts <= 50);
+  CHECK(chunks == 251 * 64);
+}
+
+// A caller that runs out of chunks closes the job to workers that have not
+// joined yet and waits only for those that did. Tiny jobs with sleeping,
+// oversubscribed workers exercise both outcomes of that race: every job must
+// still run each index once, and late workers must never run a closed job.
+TEST(threadpool_jobs_complete_when_workers_join_late_or_never) {
+  PoolGuard g;
+  g.pool.resize(4);  // more threads than this machine may have cores
+  g.pool.set_spin_us(0);
+  for (int job = 0; job < 500; ++job) {
+    std::atomic<int64_t> count{0};
+    g.pool.parallel_for(3, 1, [&](int64_t b, int64_t e, int) { count += e - b; });
+    CHECK(count == 3) << "job " << job;
+  }
+  const ThreadPool::Stats s = g.pool.stats(true);
+  CHECK(s.worker_starts <= 3 * s.jobs);
 }
 
 TEST(threadpool_idle_workers_stop_spinning) {
@@ -102,7 +135,7 @@ TEST(threadpool_idle_workers_stop_spinning) {
   CHECK(g.pool.stats(true).worker_sleeps >= 1) << "the worker must have gone to sleep after the job";
   g.pool.parallel_for(64, 1, [](int64_t, int64_t, int) {});
   const ThreadPool::Stats s = g.pool.stats(true);
-  CHECK(s.jobs == 1 && s.worker_starts == 1);
+  CHECK(s.jobs == 1 && s.worker_starts <= 1);
 }
 
 TEST(threadpool_spin_window_validation) {
