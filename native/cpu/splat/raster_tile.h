@@ -131,8 +131,11 @@ struct AlphaStep {
 SPLAT_INLINE AlphaStep alpha_at(const TileSoA& s, int64_t k, vf px, float py, vi active) {
   AlphaStep a;
   a.dx = s.mx[k] - px;
-  a.dy = splat1(s.my[k] - py);
-  const vf power = -0.5f * (s.A[k] * a.dx * a.dx + s.C[k] * a.dy * a.dy) - s.B[k] * a.dx * a.dy;
+  const float dy = s.my[k] - py;
+  a.dy = splat1(dy);
+  // power = −½(A·dx² + C·dy²) − B·dx·dy = (−½A·dx − B·dy)·dx − ½C·dy², with
+  // the row's terms in scalars: two vector multiply-adds per row step.
+  const vf power = (-0.5f * s.A[k] * a.dx - s.B[k] * dy) * a.dx + (-0.5f * s.C[k] * dy * dy);
   a.G = vexp(power < kMinPower ? splat1(kMinPower) : power);
   a.raw = s.op[k] * a.G;
   a.alpha = a.raw < kMaxAlpha ? a.raw : splat1(kMaxAlpha);
