@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { attention, encodeHalf, decodeHalf, KVCache, Tensor, TesseraError, type AttentionMask } from '../lib/index.js';
+import { native } from '../lib/native.js';
 import { bhldToBlhd, randomArray, refAttention, relError, type RefMask } from './reference.js';
 
 const B = 2, H = 4, L = 24, D = 16;
@@ -61,6 +62,44 @@ describe('KV cache', () => {
     const expected = refAttention(B, H, H, 1, Lk, D, q, k, v, 1 / Math.sqrt(D), { kvLen: [12, 15] });
     expect(relError(out.data as Float32Array, expected)).toBeLessThan(1e-5);
     cache.dispose();
+  });
+
+  it('back-to-back decode steps at the benchmark shape match the reference with any pool spin window', async () => {
+    // B=2, H=16, D=64 over 1024 cached slots with odd kept lengths: the row
+    // path's 32 (batch, head) tasks run on the pool, whose workers spin between
+    // calls (or not, spin 0) and may join a call late or not at all.
+    const Bd = 2, Hd = 16, Dd = 64, maxLen = 1024, kept = [1023, 777];
+    const addon = native() as unknown as {
+      setSpinUs(us: number): number;
+      attentionTimings(reset: boolean): { calls: number; nativeUs: number; queueUs: number; returnUs: number; pool: { spinUs: number } };
+    };
+    const spin0 = addon.attentionTimings(false).pool.spinUs;
+    const cache = KVCache.create(Bd, Hd, maxLen, Dd);
+    const k = randomArray(Bd * Hd * maxLen * Dd), v = randomArray(Bd * Hd * maxLen * Dd);
+    await cache.append(Tensor.from(k, [Bd, Hd, maxLen, Dd]), Tensor.from(v, [Bd, Hd, maxLen, Dd]), { counts: kept });
+    const out = Tensor.empty([Bd, Hd, 1, Dd]);
+    try {
+      for (const spin of [0, 100, 2000]) {
+        expect(addon.setSpinUs(spin)).toBe(spin);
+        addon.attentionTimings(true);
+        for (let step = 0; step < 6; step++) {
+          const q = randomArray(Bd * Hd * Dd);
+          await cache.attend(Tensor.from(q, [Bd, Hd, 1, Dd]), { out });
+          const expected = refAttention(Bd, Hd, Hd, 1, maxLen, Dd, q, k, v, 1 / Math.sqrt(Dd), { kvLen: kept });
+          expect(relError(out.data as Float32Array, expected)).toBeLessThan(1e-5);
+        }
+        const t = addon.attentionTimings(true);
+        expect(t.calls).toBe(6);
+        expect(t.nativeUs).toBeGreaterThan(0);
+        expect(t.queueUs).toBeGreaterThanOrEqual(0);
+      }
+    } finally {
+      addon.setSpinUs(spin0);
+      cache.dispose();
+      out.dispose();
+    }
+    for (const bad of [-1, 10001, 1.5, Number.NaN]) expect(() => addon.setSpinUs(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    expect(() => (addon as unknown as { setSpinUs(x: unknown): number }).setSpinUs('5')).toThrow(TesseraError);
   });
 
   it('bf16 storage halves the bytes and an overfull append is refused with ERR_SHAPE', async () => {
