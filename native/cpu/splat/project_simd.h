@@ -296,8 +296,30 @@ void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFr
   for (const TensorView* t : {&sc.means, &sc.log_scales, &sc.rotations, &sc.opacity_logits, &sc.sh})
     stride = std::max(stride, t->strides[0] < 0 ? -t->strides[0] : t->strides[0]);
   const int64_t step = stride * (kLanes - 1) < (int64_t(1) << 31) ? kLanes : 1;
+  // The gathers of a block wait on its rows coming from memory (the SH rows
+  // above all: 192 bytes per Gaussian at degree 3), so each block first asks
+  // for the next block's rows (views with positive strides of at most 1 KiB).
+  auto prefetch = [&](const TensorView& t, int64_t row0, int64_t rows) {
+    const int64_t st = t.strides[0];
+    if (st <= 0 || st > 256 || rows <= 0) return;
+    const char* p = reinterpret_cast<const char*>(t.ptr<float>() + row0 * st);
+    for (int64_t o = 0, bytes = rows * st * int64_t(sizeof(float)); o < bytes; o += 64) __builtin_prefetch(p + o);
+  };
   for (int64_t i = begin; i < end; i += step) {
     const int count = static_cast<int>(std::min<int64_t>(step, end - i));
+    if (step == kLanes) {
+      const int64_t next = std::min<int64_t>(step, end - i - count);
+      prefetch(sc.sh, i + count, next);
+      prefetch(sc.means, i + count, next);
+      if (s.first) {
+        prefetch(sc.log_scales, i + count, next);
+        prefetch(sc.rotations, i + count, next);
+        prefetch(sc.opacity_logits, i + count, next);
+      } else {
+        const char* pp = reinterpret_cast<const char*>(s.prep + i + count);
+        for (int64_t o = 0; o < next * int64_t(sizeof(Prepared)); o += 64) __builtin_prefetch(pp + o);
+      }
+    }
     if (s.first) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
     else project_lanes<false>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
   }
