@@ -9,7 +9,8 @@
 # third-party runtime dependencies (sharp, fastify, cmake-js, ...) are put in
 # $TESSERA_PACK_CACHE by an install of the same tarballs with --prefer-offline
 # (a no-op once the cache is warm); the measured install then runs with
-# `npm install --offline --cache $TESSERA_PACK_CACHE`. The @tessera/* platform
+# `npm install --offline --cache $TESSERA_PACK_CACHE`, as root inside
+# `unshare --net` (no network interface at all) for it and every run after. The @tessera/* platform
 # packages are not on the registry yet, so their tarballs are passed to the same
 # `npm install` next to the main tarball; npm then satisfies the main package's
 # optionalDependencies with them, as it would with registry copies.
@@ -19,6 +20,10 @@
 #      PACK_TEST_BUILD_DIR=build-release to check, stage and test the binaries
 #        that scripts/release-build.sh made there (no build; implies PACK_TEST_BUILD=0;
 #        the check then FAILS above GLIBC 2.28, GLIBCXX 3.4.25, CXXABI 1.3.11),
+#      PACK_TEST_REV=HEAD to pack the main package from that commit instead of
+#        the working tree (the binaries still come from the build folder),
+#      PACK_TEST_SOURCE=1 to also install the main tarball alone and let it build
+#        from source (the fallback; needs cmake and g++, minutes),
 #      PACK_TEST_KEEP=1 to keep the temp project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +59,23 @@ step "stage the binaries into npm/*/ and pack"
 node scripts/release-stage.mjs --build-dir "$build_dir"
 mkdir -p "$work/tarballs"
 pack() { (cd "$1" && npm pack --ignore-scripts --json --pack-destination "$work/tarballs" 2>/dev/null); }
-pack . > "$work/pack-main.json"
+# The main package: the working tree as it is, or with PACK_TEST_REV a
+# committed revision (git archive, then tsc there), so that edits in progress
+# stay out of a release proof.
+if [[ -n ${PACK_TEST_REV:-} ]]; then
+  commit=$(git rev-parse --verify "$PACK_TEST_REV^{commit}")
+  echo "pack-test: packing the main package from commit $(git log -1 --format='%h %cs' "$commit")"
+  tree="$work/tree"
+  mkdir -p "$tree"
+  git archive "$commit" | tar -x -C "$tree"
+  ln -s "$root/node_modules" "$tree/node_modules"
+  (cd "$tree" && npx tsc -p tsconfig.json)
+  pack "$tree" > "$work/pack-main.json"
+else
+  dirty=$(git status --porcelain -- lib native bindings CMakeLists.txt cmake scripts/install.mjs models package.json 2>/dev/null | wc -l)
+  [[ $dirty == 0 ]] || echo "pack-test: note: the main tarball packs the working tree, with $dirty uncommitted change(s) under its paths (PACK_TEST_REV=HEAD packs the commit)"
+  pack . > "$work/pack-main.json"
+fi
 pkgs=(linux-x64)
 [[ -f npm/linux-x64-cuda/libtessera_cuda.so ]] && pkgs+=(linux-x64-cuda)
 for p in "${pkgs[@]}"; do pack "npm/$p" > "$work/pack-$p.json"; done
@@ -66,7 +87,18 @@ echo '{"name":"prime","version":"1.0.0","private":true}' > "$work/prime/package.
 (cd "$work/prime" && npm install --prefer-offline --cache "$cache" --ignore-scripts --no-audit --no-fund \
   --loglevel=error "${tarballs[@]}" >/dev/null)
 
-step "install offline with no compiler on PATH"
+# Offline means offline: as root, the install and every run below happen in a
+# new network namespace with no interface up (unshare --net), so any attempt
+# to reach the network fails; elsewhere only npm's --offline vouches for it.
+nonet=()
+if [[ $(id -u) == 0 ]] && unshare --net -- true 2>/dev/null; then
+  nonet=(unshare --net --)
+  net_note="no network (unshare --net) and npm --offline"
+else
+  net_note="npm --offline (not root: the network namespace is not cut)"
+fi
+
+step "install with $net_note, no compiler on PATH"
 bin="$work/bin"
 mkdir -p "$bin"
 for tool in node npm npx sh; do ln -s "$(command -v $tool)" "$bin/$tool"; done
@@ -76,12 +108,12 @@ done
 app="$work/app"
 mkdir -p "$app"
 echo '{"name":"app","version":"1.0.0","private":true,"type":"module"}' > "$app/package.json"
-(cd "$app" && env -u TESSERA_ADDON_PATH -u TESSERA_CUDA_LIB PATH="$bin" \
+(cd "$app" && "${nonet[@]}" env -u TESSERA_ADDON_PATH -u TESSERA_CUDA_LIB PATH="$bin" \
   npm install --offline --cache "$cache" --no-audit --no-fund --foreground-scripts "${tarballs[@]}" 2>&1 | grep -v '^npm warn' | sed 's/^/  /')
 [[ -f "$app/node_modules/tessera/package.json" ]] || { echo "pack-test: tessera was not installed" >&2; exit 1; }
 [[ ! -e "$app/node_modules/tessera/build" ]] || { echo "pack-test: the install built from source" >&2; exit 1; }
 
-run() { (cd "$app" && env -u TESSERA_ADDON_PATH -u TESSERA_CUDA_LIB -u TESSERA_BACKEND PATH="$bin" "$@"); }
+run() { (cd "$app" && "${nonet[@]}" env -u TESSERA_ADDON_PATH -u TESSERA_CUDA_LIB -u TESSERA_BACKEND PATH="$bin" "$@"); }
 
 step "npx tessera info"
 run npx tessera info | tee "$work/info.txt" | sed 's/^/  /'
@@ -122,13 +154,32 @@ neg="$work/neg"
 version=$(node -p 'require("./package.json").version')
 mkdir -p "$neg"
 echo '{"name":"neg","version":"1.0.0","private":true}' > "$neg/package.json"
-if (cd "$neg" && env -u TESSERA_ADDON_PATH PATH="$bin" npm install --offline --cache "$cache" --no-audit --no-fund \
+if (cd "$neg" && "${nonet[@]}" env -u TESSERA_ADDON_PATH PATH="$bin" npm install --offline --cache "$cache" --no-audit --no-fund \
     --foreground-scripts "$work/tarballs/tessera-$version.tgz" > "$work/neg.log" 2>&1); then
   echo "pack-test: the install without a binary or a compiler succeeded" >&2; exit 1
 fi
 grep -q '@tessera/linux-x64: not installed' "$work/neg.log" && grep -q 'cannot build the native addon, missing: cmake' "$work/neg.log" \
   || { cat "$work/neg.log" >&2; echo "pack-test: the failure message is not the expected one" >&2; exit 1; }
 grep -E '^(tessera:|  )' "$work/neg.log" | sed 's/^/  /'
+
+if [[ ${PACK_TEST_SOURCE:-0} == 1 ]]; then
+  # Part 3's fallback: the main tarball alone (no platform package matches), so
+  # install.mjs compiles from the packed sources; cmake-js takes the N-API
+  # headers from node-api-headers, so this too runs without a network.
+  step "source fallback: the main package alone, $net_note, cmake and a compiler on PATH (TESSERA_CUDA=OFF)"
+  srcapp="$work/src"
+  mkdir -p "$srcapp"
+  echo '{"name":"src","version":"1.0.0","private":true,"type":"module"}' > "$srcapp/package.json"
+  if ! (cd "$srcapp" && "${nonet[@]}" env -u TESSERA_ADDON_PATH -u TESSERA_CUDA_LIB TESSERA_CUDA=OFF npm install --offline \
+      --cache "$cache" --no-audit --no-fund --foreground-scripts "$work/tarballs/tessera-$version.tgz" > "$work/src.log" 2>&1); then
+    tail -30 "$work/src.log" >&2; echo "pack-test: the source build failed" >&2; exit 1
+  fi
+  grep -E '^tessera:' "$work/src.log" | sed 's/^/  /'
+  (cd "$srcapp" && "${nonet[@]}" env -u TESSERA_ADDON_PATH -u TESSERA_CUDA_LIB npx tessera info) > "$work/src-info.txt"
+  sed -n 2p "$work/src-info.txt" | sed 's/^/  /'
+  grep -q 'node_modules/tessera/build/Release/tessera.node (local build)' "$work/src-info.txt" \
+    || { cat "$work/src-info.txt" >&2; echo "pack-test: the source-built addon is not the one loaded" >&2; exit 1; }
+fi
 
 step "package sizes"
 node -e '
