@@ -195,7 +195,7 @@ void gemv_avx2(const GemvArgs& g, int64_t n0, int64_t n1) {
 // bf16 pairs are widened in registers (even k: word << 16, odd k: high half).
 constexpr int kSmallRowsF32 = 6, kSmallRowsBf16 = 4;
 constexpr int64_t kSmallKB = 256;
-constexpr int64_t kSmallPfWords = 768;  // software prefetch distance (3 KiB)
+constexpr int64_t kSmallPfWords = 768, kSmallPfFarWords = 8192;  // prefetch to L1 3 KiB and to L2 32 KiB ahead
 
 struct SmallCall {
   const SmallMArgs* s;
@@ -250,8 +250,13 @@ void small_tile(const SmallCall& c) {
     const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xffff0000u));
     for (int64_t p = 0; p < pairs; ++p) {
       const uint32_t* b = row + p * kNR;
-      if (c.prefetch) _mm_prefetch(reinterpret_cast<const char*>(b + kSmallPfWords), _MM_HINT_T0),
-                      _mm_prefetch(reinterpret_cast<const char*>(b + kSmallPfWords + 16), _MM_HINT_T0);
+      if (c.prefetch) {
+        const char* q = reinterpret_cast<const char*>(b);
+        _mm_prefetch(q + 4 * kSmallPfWords, _MM_HINT_T0);
+        _mm_prefetch(q + 4 * kSmallPfWords + 64, _MM_HINT_T0);
+        _mm_prefetch(q + 4 * kSmallPfFarWords, _MM_HINT_T1);
+        _mm_prefetch(q + 4 * kSmallPfFarWords + 64, _MM_HINT_T1);
+      }
       const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + c.half * 16));
       const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + c.half * 16 + 8));
       step(_mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)),
@@ -269,7 +274,10 @@ void small_tile(const SmallCall& c) {
     for (int64_t p = 0; p < pairs; ++p) {
       const float* b = row + 2 * p * kNR;
       if (c.prefetch)
-        for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(b + kSmallPfWords + 16 * l), _MM_HINT_T0);
+        for (int l = 0; l < 4; ++l) {
+          _mm_prefetch(reinterpret_cast<const char*>(b + kSmallPfWords + 16 * l), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(b + kSmallPfFarWords + 16 * l), _MM_HINT_T1);
+        }
       const float* bh = b + c.half * 16;
       step(_mm256_loadu_ps(bh), _mm256_loadu_ps(bh + 8), _mm256_loadu_ps(bh + kNR), _mm256_loadu_ps(bh + kNR + 8), 2 * p);
     }

@@ -14,6 +14,8 @@ using namespace gemm;
 
 namespace {
 
+constexpr int kRunsPerThread = 4;
+
 Src rows_of(const TensorView& t) { return Src{t.data, t.dtype, t.strides[0], 1}; }
 
 // Small M with an unpacked weight: packing W would cost more than reading it
@@ -35,9 +37,10 @@ void linear_gemv(const LinearArgs& a, const IsaKernels& ker, DType round, const 
   });
 }
 
-// Small M over packed B (gemm_kernels.h SmallMArgs): the pool's threads take
-// contiguous runs of panels (one run each), so each streams one block of the
-// packed weight front to back; x is used in place when it is already f32.
+// Small M over packed B (gemm_kernels.h SmallMArgs): the pool's threads claim
+// contiguous runs of panels, each streamed front to back; four runs per
+// thread let a thread that was descheduled on a shared machine hand its work
+// on instead of stalling the call. x is used in place when it is already f32.
 void linear_small_m(const LinearArgs& a, const IsaKernels& ker, DType round, const void* b, DType b_format,
                     const Epilogue& epi) {
   const int64_t M = a.x.shape[0], K = a.x.shape[1], N = a.out.shape[1];
@@ -55,7 +58,7 @@ void linear_small_m(const LinearArgs& a, const IsaKernels& ker, DType round, con
     s.x_ld = K;
   }
   const int64_t panels = (N + kNR - 1) / kNR;
-  const int64_t runs = std::min<int64_t>(panels, ThreadPool::global().num_threads());
+  const int64_t runs = std::min<int64_t>(panels, kRunsPerThread * ThreadPool::global().num_threads());
   ThreadPool::global().parallel_for(runs, 1, [&](int64_t r0, int64_t r1, int) {
     for (int64_t r = r0; r < r1; ++r) ker.small_m(s, r * panels / runs, (r + 1) * panels / runs);
   });
