@@ -57,6 +57,27 @@ describe('linear matches the float64 reference', () => {
     }
   });
 
+  it('small-M weight streaming (M up to 33, odd K) with bf16 weights matches at the fp32 tolerance on bf16-exact inputs', async () => {
+    // bf16-representable x and W: bf16 compute loses nothing to rounding, so a
+    // dropped or misplaced k in the in-register widening would show.
+    const toBf16 = (a: Float32Array): Float32Array => {
+      const u = new Uint32Array(a.buffer.slice(0));
+      for (let i = 0; i < u.length; i++) u[i] = (((u[i]! + 0x7fff + ((u[i]! >>> 16) & 1)) >>> 16) << 16) >>> 0;
+      return new Float32Array(u.buffer);
+    };
+    const n = 45, k = 301;
+    const w = toBf16(randomArray(n * k)), b = randomArray(n);
+    for (const compute of ['float32', 'bfloat16'] as const) {
+      const packed = await packWeight(Tensor.from(w, [n, k]), { compute });
+      for (const m of [1, 2, 13, 18, 32, 33]) {
+        const x = toBf16(randomArray(m * k));
+        const out = await linear({ x: Tensor.from(x, [m, k]), packed, bias: Tensor.from(b, [n]), activation: 'silu' });
+        expect(relError(out.data as Float32Array, refLinear(m, n, k, x, w, b, undefined, 'silu'))).toBeLessThan(1e-5);
+      }
+      packed.dispose();
+    }
+  });
+
   it('refuses a gate whose rows do not divide M, of the wrong width or dtype', async () => {
     const x = Tensor.zeros([4, 3]), weight = Tensor.zeros([5, 3]);
     await expect(linear({ x, weight, gate: Tensor.zeros([3, 5]) })).rejects.toMatchObject({ code: 'ERR_SHAPE' });
