@@ -143,7 +143,8 @@ void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileR
   pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t sum = 0;
-      for (int64_t k = cv.begin(c); k < cv.end(c); ++k) {
+      for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
+        if (k + 16 < e) __builtin_prefetch(&rects[static_cast<uint32_t>(sorted[k + 16])]);  // random reads
         const uint32_t i = static_cast<uint32_t>(sorted[k]);
         const TileRect r = rects[i];
         out->order[k] = static_cast<int32_t>(i);
