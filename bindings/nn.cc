@@ -30,7 +30,7 @@ float get_f32(Napi::Env env, const Napi::Object& o, const char* key, float dflt)
 }
 
 // conv2d({x, weight, packed?, bias?, out, strideH, strideW, padTop, padBottom,
-//   padLeft, padRight, dilationH, dilationW, groups, accumulate}) -> Promise<void>
+//   padLeft, padRight, dilationH, dilationW, groups, accumulate, upsample}) -> Promise<void>
 // packed: the weight viewed as [Co, Ci·kh·kw] and packed once by packWeight()
 // (weight still gives the kernel's shape); used instead of packing per call.
 class Conv2dWorker : public OpWorker {
@@ -54,6 +54,7 @@ class Conv2dWorker : public OpWorker {
     a_.dilation_w = get_i32(env, o, "dilationW", 1);
     a_.groups = get_i32(env, o, "groups", 1);
     a_.accumulate = get_bool(o, "accumulate", false);
+    a_.upsample = get_i32(env, o, "upsample", 1);
   }
 
  private:

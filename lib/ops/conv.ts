@@ -1,6 +1,7 @@
 // 2-D convolution, NCHW float32 (PyTorch nn.Conv2d semantics; see
 // native/include/tessera/conv.h). Runs through the engine's GEMM: 1×1 convs
-// are one matmul per image, others im2col tiles into a packed-weight linear.
+// are one matmul per image, 3×3 stride-1 convs on large maps Winograd
+// F(4×4, 3×3), others channel-major or im2col tiles into a packed-weight GEMM.
 import { fail } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor, withTensors } from '../tensor.js';
@@ -36,6 +37,12 @@ export interface Conv2dOptions {
   out?: Tensor;
   /** out += conv(x) + bias (a residual already in `out`); needs `out`. */
   accumulate?: boolean;
+  /**
+   * 2: convolve the nearest 2× upsample of x (VAR's Upsample2x followed by
+   * its conv) without storing the upsampled map. Only for float32 3×3 convs
+   * with stride 1, padding 1, dilation 1 and one group. Default 1.
+   */
+  upsample?: 1 | 2;
 }
 
 function pair(v: Pair | undefined, dflt: number, what: string): [number, number] {
@@ -60,7 +67,10 @@ export function conv2dOutputShape(opts: Omit<Conv2dOptions, 'out' | 'accumulate'
   const { x, weight } = opts;
   if (x.shape.length !== 4) fail('ERR_SHAPE', `x must be [N, Ci, H, W], got [${x.shape.join(', ')}]`);
   if (weight.shape.length !== 4) fail('ERR_SHAPE', `weight must be [Co, Ci/groups, kh, kw], got [${weight.shape.join(', ')}]`);
-  const [N, , H, W] = x.shape as [number, number, number, number];
+  const up = opts.upsample ?? 1;
+  if (up !== 1 && up !== 2) fail('ERR_INVALID_ARGUMENT', `upsample must be 1 or 2, got ${String(up)}`);
+  const [N, , h, w] = x.shape as [number, number, number, number];
+  const H = h * up, W = w * up;
   const [Co, , kh, kw] = weight.shape as [number, number, number, number];
   const [sh, sw] = pair(opts.stride, 1, 'stride');
   const [dh, dw] = pair(opts.dilation, 1, 'dilation');
@@ -83,7 +93,7 @@ export async function conv2d(opts: Conv2dOptions): Promise<Tensor> {
   await withTensors([x, weight, bias, out], () => (native() as unknown as ConvNative).conv2d({
     x: x.native(), weight: weight.native(), packed: opts.packed?.handle(), bias: bias?.native(), out: out.native(),
     strideH: sh, strideW: sw, padTop: pt, padBottom: pb, padLeft: pl, padRight: pr, dilationH: dh, dilationW: dw,
-    groups: opts.groups ?? 1, accumulate: opts.accumulate ?? false,
+    groups: opts.groups ?? 1, accumulate: opts.accumulate ?? false, upsample: opts.upsample ?? 1,
   }));
   return out;
 }

@@ -105,7 +105,9 @@ void validate_conv2d(const Conv2dArgs& a) {
                 "conv2d: dilations must be >= 1, got " + S(a.dilation_h) + ", " + S(a.dilation_w));
   TESSERA_CHECK(a.pad_top >= 0 && a.pad_bottom >= 0 && a.pad_left >= 0 && a.pad_right >= 0, kInvalidArgument,
                 "conv2d: padding must be >= 0 (top, bottom, left, right)");
-  const int64_t N = a.x.shape[0], Ci = a.x.shape[1], H = a.x.shape[2], W = a.x.shape[3];
+  TESSERA_CHECK(a.upsample == 1 || a.upsample == 2, kInvalidArgument,
+                "conv2d: upsample must be 1 or 2, got " + S(a.upsample));
+  const int64_t N = a.x.shape[0], Ci = a.x.shape[1], H = a.x.shape[2] * a.upsample, W = a.x.shape[3] * a.upsample;
   const int64_t Co = a.weight.shape[0], Cig = a.weight.shape[1], kh = a.weight.shape[2], kw = a.weight.shape[3];
   TESSERA_CHECK(Ci % a.groups == 0 && Co % a.groups == 0, kShape,
                 "conv2d: input channels " + S(Ci) + " and output channels " + S(Co) + " must be multiples of groups " +
@@ -146,6 +148,19 @@ void validate_conv2d(const Conv2dArgs& a) {
                       "]; pack the weight viewed as [Co, Ci·kh·kw]");
     TESSERA_CHECK(a.packed->device == a.out.device, kDevice,
                   "conv2d: the packed weight is on a different device than out; pack it on the same device");
+  }
+  if (a.upsample == 2) {
+    const bool f = a.packed ? a.packed->compute == DType::kF32 : a.weight.dtype == DType::kF32;
+    const int64_t* os = a.out.strides;
+    TESSERA_CHECK(f && a.groups == 1 && kh == 3 && kw == 3 && a.stride_h == 1 && a.stride_w == 1 &&
+                      a.dilation_h == 1 && a.dilation_w == 1 && a.pad_top == 1 && a.pad_bottom == 1 &&
+                      a.pad_left == 1 && a.pad_right == 1,
+                  kInvalidArgument,
+                  "conv2d: upsample = 2 needs a float32 3x3 conv with stride 1, padding 1, dilation 1 and groups 1");
+    TESSERA_CHECK((a.x.shape[3] == 1 || a.x.strides[3] == 1) && (Wo == 1 || os[3] == 1) &&
+                      (Ho == 1 || os[2] == Wo) && os[1] >= Ho * Wo,
+                  kInvalidArgument,
+                  "conv2d: upsample = 2 needs x with unit stride along W and out planes stored without gaps");
   }
 }
 

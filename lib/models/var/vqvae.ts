@@ -50,7 +50,7 @@ export class Vqvae {
 
   // ---- building blocks ----
 
-  private async conv(name: string, x: Tensor, opts: { stride?: number; padBottomRight?: boolean; out?: Tensor } = {}): Promise<Tensor> {
+  private async conv(name: string, x: Tensor, opts: { stride?: number; padBottomRight?: boolean; out?: Tensor; upsample?: 2 } = {}): Promise<Tensor> {
     const weight = this.w.f32(`${name}.weight`);
     const k = weight.shape[2]!;
     // Downsample pads right and bottom by 1, then a stride-2 conv with no padding.
@@ -58,8 +58,8 @@ export class Vqvae {
     const packed = await this.packedConv(name, weight);
     const [Co, Ci] = weight.shape as [number, number];
     const [B, , H, W] = x.shape as [number, number, number, number];
-    const s = opts.stride ?? 1, outPx = B * Math.floor(H / s) * Math.floor(W / s);
-    return timed(`conv${k}x${k} ${H}²`, () => conv2d({ x, weight, packed, bias: this.w.f32(`${name}.bias`), stride: s, padding, out: opts.out, accumulate: opts.out !== undefined }),
+    const s = opts.stride ?? 1, up = opts.upsample ?? 1, outPx = B * Math.floor((up * H) / s) * Math.floor((up * W) / s);
+    return timed(`conv${k}x${k} ${up * H}²`, () => conv2d({ x, weight, packed, bias: this.w.f32(`${name}.bias`), stride: s, padding, out: opts.out, accumulate: opts.out !== undefined, upsample: up }),
       2 * outPx * Co * Ci * k * k);
   }
 
@@ -148,11 +148,8 @@ export class Vqvae {
         h = swap(h, await this.resnet(`decoder.up.${i}.block.${j}`, h));
         if (this.w.has(`decoder.up.${i}.attn.${j}.qkv.weight`)) h = swap(h, await this.attn(`decoder.up.${i}.attn.${j}`, h));
       }
-      if (i !== 0) {
-        const [, , hh, ww] = h.shape as [number, number, number, number];
-        const up = swap(h, await timed('upsample', () => resize({ x: h, size: [2 * hh, 2 * ww], mode: 'nearest' })));
-        h = swap(up, await this.conv(`decoder.up.${i}.upsample.conv`, up));
-      }
+      // Upsample2x: nearest ×2, read by the conv itself (no 4×-sized map).
+      if (i !== 0) h = swap(h, await this.conv(`decoder.up.${i}.upsample.conv`, h, { upsample: 2 }));
     }
     const g = await this.gnSilu('decoder.norm_out', h);
     h.dispose();

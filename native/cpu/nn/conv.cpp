@@ -1,6 +1,6 @@
 // conv2d on the CPU. Five routes, chosen by shape:
-//  - Winograd F(2×2, 3×3) for 3×3 stride-1 pad-1 f32 convs on maps with
-//    Ho·Wo >= 2·Co (see conv_winograd below): 16 multiplies per 36.
+//  - Winograd F(4×4, 3×3) for 3×3 stride-1 pad-1 f32 convs on maps with
+//    Ho·Wo >= 2·Co (cpu/nn/conv_winograd.cpp): 36 multiplies per 144.
 //  - channel-major (large f32 maps, see conv_channel_major below): the
 //    weight as A, patch panels built inside the GEMM, tiles into NCHW.
 //  - 1×1, stride 1, no padding, contiguous planes, f32 weight: per image one
@@ -27,6 +27,7 @@
 #include "core/packed_weight.h"
 #include "cpu/gemm/gemm_driver.h"
 #include "cpu/gemm/gemm_pack.h"
+#include "cpu/nn/conv_routes.h"
 #include "cpu/nn/nn_ops.h"
 #include "tessera/cpu.h"
 #include "tessera/gemm.h"
@@ -421,241 +422,6 @@ void conv_channel_major(const Conv2dArgs& a, const Geom& g) {
   }
 }
 
-// ---- Winograd F(2×2, 3×3) route ----
-// 3×3, stride 1, dilation 1, padding 1 on every side (the VQVAE decoder's
-// convs): each 2×2 output tile is A^T·[(G·g·G^T) ⊙ (B^T·d·B)]·A over its 4×4
-// input patch d, so the 36 multiplies per tile and channel pair become 16:
-// for each of the 16 transformed positions ξ, M_ξ [Co, tiles] = U_ξ [Co, Ci] ·
-// V_ξ [Ci, tiles], run with the GEMM's register tiles. Work is split into
-// bands of tile rows; a band's V (input transform), its 16 products and the
-// output transform run on one thread, so V and M stay in its caches.
-// The weights are transformed per call (16·Co·Ci values), so the route is
-// taken for Ho·Wo >= 2·Co (single thread, CPU ms per conv: 160 ch at 256²
-// channel-major 219 → 147; 320 ch at 64² 54 → 32, at 32² im2col 14.1 → 9.5;
-// 640 ch at 16² im2col 13.8 vs 16.5 here, so it stays with im2col).
-//   B^T = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]
-//   G   = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]
-//   A^T = [1 1 1 0; 0 1 −1 −1]
-
-struct Wino {
-  int64_t Ci, Co, H, W, Ho, Wo, Th, Tw;
-  int64_t band_rows, bands, np;  // tile rows per band, bands, 32-tile panels per band
-  int mr;
-  int64_t ap;                    // A panels of U_ξ (mr rows of Co)
-};
-
-bool winograd_ok(const Conv2dArgs& a, const Geom& g) {
-  const bool f32 = a.packed ? a.packed->compute == DType::kF32 : a.weight.dtype == DType::kF32;
-  const int64_t* os = a.out.strides;
-  return f32 && g.groups == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
-         a.pad_top == 1 && a.pad_bottom == 1 && a.pad_left == 1 && a.pad_right == 1 &&
-         (g.W == 1 || a.x.strides[3] == 1) && (g.Wo == 1 || os[3] == 1) && (g.Ho == 1 || os[2] == g.Wo) &&
-         os[1] >= g.Ho * g.Wo;
-}
-
-// U_ξ = G·g·G^T for every (o, c), stored as the A panels of each U_ξ
-// (panel i, row c, lane r = U_ξ[mr·i + r][c]; lanes past Co zero).
-void winograd_weights(const Conv2dArgs& a, const Wino& w, float* U) {
-  const int64_t Ci = w.Ci, Co = w.Co, mr = w.mr, K = Ci * 9;
-  const float* raw = a.packed ? nullptr : a.weight.ptr<float>();
-  const float* packed = a.packed ? static_cast<const float*>(a.packed->data) : nullptr;
-  ThreadPool::global().parallel_for(w.ap, 1, [&](int64_t p0, int64_t p1, int) {
-    for (int64_t p = p0; p < p1; ++p)
-      for (int64_t c = 0; c < Ci; ++c)
-        for (int64_t r = 0; r < mr; ++r) {
-          const int64_t o = p * mr + r;
-          float u[16] = {};
-          if (o < Co) {
-            double gg[9];
-            for (int k = 0; k < 9; ++k)
-              gg[k] = raw ? raw[o * K + c * 9 + k] : packed[(o / gemm::kNR) * K * gemm::kNR + (c * 9 + k) * gemm::kNR + o % gemm::kNR];
-            double t[4][3];  // G·g
-            for (int j = 0; j < 3; ++j) {
-              t[0][j] = gg[j];
-              t[1][j] = 0.5 * (gg[j] + gg[3 + j] + gg[6 + j]);
-              t[2][j] = 0.5 * (gg[j] - gg[3 + j] + gg[6 + j]);
-              t[3][j] = gg[6 + j];
-            }
-            for (int i = 0; i < 4; ++i) {  // (G·g)·G^T
-              u[i * 4 + 0] = static_cast<float>(t[i][0]);
-              u[i * 4 + 1] = static_cast<float>(0.5 * (t[i][0] + t[i][1] + t[i][2]));
-              u[i * 4 + 2] = static_cast<float>(0.5 * (t[i][0] - t[i][1] + t[i][2]));
-              u[i * 4 + 3] = static_cast<float>(t[i][2]);
-            }
-          }
-          for (int xi = 0; xi < 16; ++xi) U[((xi * w.ap + p) * Ci + c) * mr + r] = u[xi];
-        }
-  });
-}
-
-// V_ξ of one band: channel c, tile t (local, row-major over the band's tile
-// rows) at V[((ξ·np + t/32)·Ci + c)·32 + t%32] (the GEMM's B panel layout).
-// Rows are transformed first (d0 − d2, d1 + d2, d2 − d1, d1 − d3 along x,
-// from a zero-padded copy of each input row), then columns.
-TESSERA_CLONES void winograd_input(const Conv2dArgs& a, const Wino& w, int64_t n, int64_t ty0, int64_t rows,
-                                   float* V, float* buf, float* R) {
-  const int64_t Tw = w.Tw, Ci = w.Ci, np = w.np;
-  const int64_t* xs = a.x.strides;
-  const float* xb = a.x.ptr<float>() + n * xs[0];
-  const int64_t bl = 2 * Tw + 2;  // padded row: buf[k] = x[.., k − 1]
-  for (int64_t c = 0; c < Ci; ++c) {
-    for (int64_t tyl = 0; tyl < rows; ++tyl) {
-      const int64_t ty = ty0 + tyl;
-      for (int r = 0; r < 4; ++r) {
-        const int64_t iy = 2 * ty - 1 + r;
-        float* q0 = R + (r * 4) * Tw;
-        float* q1 = q0 + Tw;
-        float* q2 = q1 + Tw;
-        float* q3 = q2 + Tw;
-        if (iy < 0 || iy >= w.H) {
-          for (int64_t t = 0; t < 4 * Tw; ++t) q0[t] = 0.f;
-          continue;
-        }
-        const float* src = xb + c * xs[1] + iy * xs[2];
-        const int64_t n_in = std::min<int64_t>(w.W, bl - 1);
-        buf[0] = 0.f;
-        for (int64_t k = 0; k < n_in; ++k) buf[k + 1] = src[k];
-        for (int64_t k = n_in + 1; k < bl; ++k) buf[k] = 0.f;
-        for (int64_t tx = 0; tx < Tw; ++tx) {
-          const float d0 = buf[2 * tx], d1 = buf[2 * tx + 1], d2 = buf[2 * tx + 2], d3 = buf[2 * tx + 3];
-          q0[tx] = d0 - d2;
-          q1[tx] = d1 + d2;
-          q2[tx] = d2 - d1;
-          q3[tx] = d1 - d3;
-        }
-      }
-      // Columns: V[a][b] from rows r = 0..3 of row-transform b.
-      for (int64_t tx0 = 0; tx0 < Tw;) {
-        const int64_t t0 = tyl * Tw + tx0, lane0 = t0 % gemm::kNR, pj = t0 / gemm::kNR;
-        const int64_t len = std::min(Tw - tx0, gemm::kNR - lane0);
-        for (int b = 0; b < 4; ++b) {
-          const float* r0 = R + (0 * 4 + b) * Tw + tx0;
-          const float* r1 = R + (1 * 4 + b) * Tw + tx0;
-          const float* r2 = R + (2 * 4 + b) * Tw + tx0;
-          const float* r3 = R + (3 * 4 + b) * Tw + tx0;
-          float* v0 = V + ((((0 * 4 + b) * np + pj) * Ci + c) * gemm::kNR) + lane0;
-          float* v1 = V + ((((1 * 4 + b) * np + pj) * Ci + c) * gemm::kNR) + lane0;
-          float* v2 = V + ((((2 * 4 + b) * np + pj) * Ci + c) * gemm::kNR) + lane0;
-          float* v3 = V + ((((3 * 4 + b) * np + pj) * Ci + c) * gemm::kNR) + lane0;
-          for (int64_t t = 0; t < len; ++t) {
-            v0[t] = r0[t] - r2[t];
-            v1[t] = r1[t] + r2[t];
-            v2[t] = r2[t] - r1[t];
-            v3[t] = r1[t] - r3[t];
-          }
-        }
-        tx0 += len;
-      }
-    }
-  }
-  // Lanes past the band's last tile: zero, so the products never see stale
-  // (possibly denormal) values; their columns are not stored anyway.
-  const int64_t tiles = rows * Tw;
-  if (tiles % gemm::kNR)
-    for (int xi = 0; xi < 16; ++xi)
-      for (int64_t c = 0; c < Ci; ++c) {
-        float* v = V + (((xi * np + tiles / gemm::kNR) * Ci + c) * gemm::kNR);
-        for (int64_t t = tiles % gemm::kNR; t < gemm::kNR; ++t) v[t] = 0.f;
-      }
-}
-
-// out (+)= bias + A^T·M·A for the band's tiles; M_ξ row o at M + (ξ·Co + o)·ld.
-TESSERA_CLONES void winograd_output(const Conv2dArgs& a, const Wino& w, int64_t n, int64_t ty0, int64_t rows,
-                                    const float* M, int64_t ld, float* Y) {
-  const int64_t Tw = w.Tw;
-  const int64_t* os = a.out.strides;
-  const float* bias = a.bias.empty() ? nullptr : a.bias.ptr<float>();
-  float* y00 = Y;
-  float* y01 = Y + Tw;
-  float* y10 = Y + 2 * Tw;
-  float* y11 = Y + 3 * Tw;
-  for (int64_t o = 0; o < w.Co; ++o) {
-    const float bo = bias ? bias[o] : 0.f;
-    float* plane = a.out.ptr<float>() + n * os[0] + o * os[1];
-    for (int64_t tyl = 0; tyl < rows; ++tyl) {
-      const float* m[16];
-      for (int xi = 0; xi < 16; ++xi) m[xi] = M + (xi * w.Co + o) * ld + tyl * Tw;
-      for (int64_t tx = 0; tx < Tw; ++tx) {
-        float t0[4], t1[4];
-        for (int b = 0; b < 4; ++b) {
-          t0[b] = m[b][tx] + m[4 + b][tx] + m[8 + b][tx];
-          t1[b] = m[4 + b][tx] - m[8 + b][tx] - m[12 + b][tx];
-        }
-        y00[tx] = t0[0] + t0[1] + t0[2] + bo;
-        y01[tx] = t0[1] - t0[2] - t0[3] + bo;
-        y10[tx] = t1[0] + t1[1] + t1[2] + bo;
-        y11[tx] = t1[1] - t1[2] - t1[3] + bo;
-      }
-      const int64_t oy = 2 * (ty0 + tyl);
-      for (int dy = 0; dy < 2 && oy + dy < w.Ho; ++dy) {
-        float* row = plane + (oy + dy) * os[2];
-        const float* ya = dy ? y10 : y00;
-        const float* yb = dy ? y11 : y01;
-        const int64_t full = w.Wo / 2;  // tiles whose two columns are both inside
-        if (a.accumulate) {
-          for (int64_t tx = 0; tx < full; ++tx) {
-            row[2 * tx] += ya[tx];
-            row[2 * tx + 1] += yb[tx];
-          }
-          if (w.Wo % 2) row[w.Wo - 1] += ya[full];
-        } else {
-          for (int64_t tx = 0; tx < full; ++tx) {
-            row[2 * tx] = ya[tx];
-            row[2 * tx + 1] = yb[tx];
-          }
-          if (w.Wo % 2) row[w.Wo - 1] = ya[full];
-        }
-      }
-    }
-  }
-}
-
-void conv_winograd(const Conv2dArgs& a, const Geom& g) {
-  const gemm::IsaKernels& ker = gemm::kernels_for(active_isa());
-  Wino w;
-  w.Ci = g.Cig, w.Co = g.Co, w.H = g.H, w.W = g.W, w.Ho = g.Ho, w.Wo = g.Wo;
-  w.Th = (g.Ho + 1) / 2, w.Tw = (g.Wo + 1) / 2;
-  w.band_rows = std::min(w.Th, (64 + w.Tw - 1) / w.Tw);
-  w.bands = (w.Th + w.band_rows - 1) / w.band_rows;
-  w.np = (w.band_rows * w.Tw + gemm::kNR - 1) / gemm::kNR;
-  w.mr = ker.mr;
-  w.ap = (w.Co + w.mr - 1) / w.mr;
-  PooledBuffer ubuf(sizeof(float) * 16 * w.ap * w.Ci * w.mr);
-  float* U = static_cast<float*>(ubuf.p);
-  winograd_weights(a, w, U);
-  const int64_t ld = w.np * gemm::kNR;  // M_ξ row length (tiles, padded to panels)
-  const size_t v_floats = 16 * w.np * w.Ci * gemm::kNR, m_floats = 16 * w.Co * ld;
-  const size_t tmp_floats = (2 * w.Tw + 2 + 16) + 16 * w.Tw + 4 * w.Tw;
-  ThreadPool::global().parallel_for(g.N * w.bands, 1, [&](int64_t b0, int64_t b1, int tid) {
-    float* V = static_cast<float*>(thread_scratch(tid, 2, sizeof(float) * v_floats));
-    float* M = static_cast<float*>(thread_scratch(tid, 3, sizeof(float) * m_floats));
-    float* tmp = static_cast<float*>(thread_scratch(tid, 4, sizeof(float) * tmp_floats));
-    float* buf = tmp;
-    float* R = tmp + 2 * w.Tw + 2 + 16;
-    float* Y = R + 16 * w.Tw;
-    for (int64_t bi = b0; bi < b1; ++bi) {
-      const int64_t n = bi / w.bands, band = bi % w.bands;
-      const int64_t ty0 = band * w.band_rows, rows = std::min(w.band_rows, w.Th - ty0);
-      const int64_t tiles = rows * w.Tw;
-      winograd_input(a, w, n, ty0, rows, V, buf, R);
-      for (int xi = 0; xi < 16; ++xi) {
-        gemm::Epilogue epi;
-        epi.out = M + xi * w.Co * ld;
-        epi.out_ld = ld;
-        for (int64_t j = 0; j * gemm::kNR < tiles; ++j) {
-          const float* bp = V + (xi * w.np + j) * w.Ci * gemm::kNR;
-          const int cols = static_cast<int>(std::min<int64_t>(gemm::kNR, tiles - j * gemm::kNR));
-          for (int64_t i = 0; i < w.ap; ++i) {
-            const gemm::Tile t{i * w.mr, j * gemm::kNR, static_cast<int>(std::min<int64_t>(w.mr, w.Co - i * w.mr)), cols};
-            ker.f32(t, w.Ci, U + (xi * w.ap + i) * w.Ci * w.mr, bp, nullptr, false, &epi);
-          }
-        }
-      }
-      winograd_output(a, w, n, ty0, rows, M, ld, Y);
-    }
-  });
-}
-
 // A tiles hold about this many floats (8 MiB): large enough that the GEMM's
 // weight panels are streamed from memory rarely, per many output rows.
 constexpr int64_t kTileFloats = int64_t{1} << 21;
@@ -731,13 +497,14 @@ void conv_im2col(const Conv2dArgs& a, const Geom& g) {
 }  // namespace
 
 void conv2d(const Conv2dArgs& a) {
+  if (a.upsample == 2) return conv_winograd(a, 2);  // validated: the route applies
   const Geom g = geom_of(a);
   const bool direct_ok = !a.packed && a.weight.dtype == DType::kF32;
   const bool direct = direct_ok && ((g.Cig == 1 && g.groups > 1) || g.Cog <= kDirectMaxCog);
   const Route route = conv_route();
-  if (!direct && winograd_ok(a, g) &&
+  if (!direct && winograd_ok(a) &&
       (route == Route::kWinograd || (route == Route::kAuto && g.Ho * g.Wo >= 2 * g.Co)))
-    return conv_winograd(a, g);
+    return conv_winograd(a);
   if (route != Route::kIm2col && route != Route::kWinograd && !direct && channel_major_ok(a, g, route == Route::kChannelMajor))
     return conv_channel_major(a, g);
   if (is_plain_1x1(a, g)) return conv_1x1(a, g);

@@ -28,11 +28,17 @@ struct Conv2dArgs {
   // out += conv(x) + bias instead of out = conv(x) + bias: a residual that is
   // already in `out` (ResnetBlock's shortcut) is added without another pass.
   bool accumulate = false;
+  // 2: x is read through a nearest 2× upsample (out[i] = in[i / 2] along H and
+  // W; VAR/LDM's Upsample2x followed by this conv) without the upsampled map
+  // being stored: H and W above are then 2·x's. Only for float32 3×3 convs
+  // with stride 1, padding 1, dilation 1, one group, unit stride along x and
+  // output planes without gaps (the Winograd route). 1: x as it is.
+  int32_t upsample = 1;
 };
 
 // CPU: float32 3×3 stride-1 convs with padding 1 on maps with Ho·Wo >= 2·Co
-// use Winograd F(2×2, 3×3) (16 instead of 36 multiplies per 2×2 tile and
-// channel pair). Other float32 convs with unit stride along x and large maps
+// (and every upsample = 2 conv) use Winograd F(4×4, 3×3) (36 instead of 144
+// multiplies per 4×4 tile and channel pair). Other float32 convs with unit stride along x and large maps
 // (Ho·Wo >= 4·Co) run channel-major: the weight is the GEMM's A operand and the patches are
 // built 32 pixels at a time inside the GEMM, tiles stored straight into NCHW.
 // Otherwise a 1×1, stride-1, unpadded conv over contiguous planes is one
