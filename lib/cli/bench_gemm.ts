@@ -4,7 +4,7 @@ import { native } from '../native.js';
 import { linear, packWeight, type PackedWeight } from '../ops/gemm.js';
 import { getThreads } from '../runtime.js';
 import { Tensor } from '../tensor.js';
-import { randomUniform, timeAlternating } from '../bench/timing.js';
+import { median, randomUniform, timeAlternating } from '../bench/timing.js';
 import { parseArgs, type Command } from './args.js';
 
 interface GemmCase { name: string; M: number; N: number; K: number }
@@ -34,6 +34,8 @@ interface GemmResult {
   /** Small M: packed weight copies cycled through per timed run, and time / (weight bytes / copy bandwidth). */
   copies?: number;
   xFloor?: Record<string, number>;
+  /** Copy bandwidth measured in turns with this case's GEMMs (GB/s): the floor's denominator. */
+  copyGBs?: number;
 }
 
 export const benchGemmCommand: Command = {
@@ -51,7 +53,8 @@ Cases with M <= ${STREAM_MAX_M} are bound by reading the weight once: each timed
 cycles through enough packed copies of the weight (--stream-mb in all, per
 dtype) that they come from memory, not the last-level cache, and the time per
 call is printed against the weight-read floor, packed weight bytes / the copy
-bandwidth measured in the same run (measure_copy_bandwidth, 256 MiB).
+bandwidth (measure_copy_bandwidth, 256 MiB) measured in turns with the case's
+GEMMs, so that both see the same load.
 
 Cases: ${CASES.map((c) => c.name).join(', ')}
 
@@ -81,11 +84,9 @@ Options:
       fp32: await native().measureFmaPeak(threads, false),
       bf16: await native().measureFmaPeak(threads, true),
     };
-    const streaming = cases.some((c) => c.M <= STREAM_MAX_M);
-    const copyGBs = streaming ? await native().measureCopyBandwidth(threads, 256 << 20) : NaN;
     if (!json) {
       console.log(`tessera bench gemm: ${threads} threads; measured peak fp32 ${peak.fp32.toFixed(0)} GFLOP/s, ` +
-        `bf16 ${peak.bf16.toFixed(0)} GFLOP/s` + (streaming ? `; copy bandwidth ${copyGBs.toFixed(1)} GB/s` : ''));
+        `bf16 ${peak.bf16.toFixed(0)} GFLOP/s`);
     }
     const results: GemmResult[] = [];
     for (const c of cases) {
@@ -101,13 +102,20 @@ Options:
       for (let i = 0; i < copies; i++) packedF32.push(await packWeight(w, { compute: 'float32' }));
       for (let i = 0; i < bf16Copies; i++) packedBf16.push(await packWeight(w, { compute: 'bfloat16' }));
       const sweep = (packed: PackedWeight[]) => async () => { for (const p of packed) await linear({ x, packed: p, out }); };
-      const ms = await timeAlternating([
+      // Small M: the copy bandwidth is measured as a third contender, in turns with the GEMMs, so the
+      // floor sees the same machine (on a shared machine the bandwidth drifts within seconds).
+      const bandwidths: number[] = [];
+      const contenders = [
         { name: 'fp32', run: sweep(packedF32) },
         { name: 'bf16', run: sweep(packedBf16) },
-      ], { minMs });
+        ...(stream ? [{ name: 'copy', run: async () => { bandwidths.push(await native().measureCopyBandwidth(threads, 256 << 20)); } }] : []),
+      ];
+      const ms = await timeAlternating(contenders, { minMs });
+      ms.delete('copy');
+      const caseGBs = median(bandwidths);
       const flop = 2 * M * N * K;
       const r: GemmResult = { case: c.name, M, N, K, ms: {}, gflops: {}, percentOfPeak: {}, weightGBs: {} };
-      if (stream) { r.copies = copies; r.xFloor = {}; }
+      if (stream) { r.copies = copies; r.xFloor = {}; r.copyGBs = caseGBs; }
       for (const [name, sweepMs] of ms) {
         const t = sweepMs / (name === 'fp32' ? packedF32.length : packedBf16.length);
         const bytes = name === 'fp32' ? packedF32[0]!.bytes : packedBf16[0]!.bytes;
@@ -115,11 +123,13 @@ Options:
         r.gflops[name] = flop / t / 1e6;
         r.percentOfPeak[name] = (100 * r.gflops[name]!) / peak[name as 'fp32' | 'bf16'];
         r.weightGBs[name] = bytes / t / 1e6;
-        if (r.xFloor) r.xFloor[name] = t / (bytes / copyGBs / 1e6);
+        if (r.xFloor) r.xFloor[name] = t / (bytes / caseGBs / 1e6);
       }
       results.push(r);
       if (!json) {
-        console.log(`\n${c.name}: M=${M} N=${N} K=${K}` + (stream ? ` (${copies} fp32 / ${bf16Copies} bf16 weight copies cycled)` : ''));
+        console.log(`\n${c.name}: M=${M} N=${N} K=${K}` +
+          (stream ? ` (${copies} fp32 / ${bf16Copies} bf16 weight copies cycled; copy bandwidth ${caseGBs.toFixed(1)} GB/s, ` +
+            `median of ${bandwidths.length} in turns with the GEMMs)` : ''));
         for (const name of Object.keys(r.ms)) {
           const bw = stream ? `  weights ${r.weightGBs[name]!.toFixed(1)} GB/s = ${r.xFloor![name]!.toFixed(2)}x the floor` : '';
           console.log(`  ${name}  ${r.ms[name]!.toFixed(3).padStart(9)} ms  ${r.gflops[name]!.toFixed(1).padStart(7)} GFLOP/s  ` +
@@ -129,7 +139,7 @@ Options:
       for (const p of [...packedF32, ...packedBf16]) p.dispose();
       out.dispose();
     }
-    if (json) console.log(JSON.stringify({ threads, peakGflops: peak, copyGBs: streaming ? copyGBs : undefined, results }, null, 2));
+    if (json) console.log(JSON.stringify({ threads, peakGflops: peak, results }, null, 2));
     return 0;
   },
 };
