@@ -29,8 +29,37 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 16384 / C); }
 #define TESSERA_CLONES
 #endif
 
-TESSERA_CLONES double gn_sum(const float* v, int64_t n) { return sum_f64(v, n); }
-TESSERA_CLONES double gn_sum_sq_dev(const float* v, int64_t n, float c) { return sum_sq_dev_f64(v, n, c); }
+// A channel's Σ v and Σ (v − c)² over its whole plane (up to 65536 values in
+// the VQVAE decoder): 16 float64 accumulators, one per lane, so the loop is
+// a widening add per 16 values (no float32 partial sums, no per-block
+// reduction), and the order is fixed by n alone.
+TESSERA_CLONES double gn_sum(const float* v, int64_t n) {
+  double acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += v[i + j];
+  for (int j = 0; i < n; ++i, ++j) acc[j] += v[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+  return acc[0];
+}
+
+TESSERA_CLONES double gn_sum_sq_dev(const float* v, int64_t n, float c) {
+  double acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) {
+      const double d = static_cast<double>(v[i + j]) - c;
+      acc[j] += d * d;
+    }
+  for (int j = 0; i < n; ++i, ++j) {
+    const double d = static_cast<double>(v[i]) - c;
+    acc[j] += d * d;
+  }
+  for (int w = 8; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) acc[j] += acc[j + w];
+  return acc[0];
+}
 
 TESSERA_CLONES void gn_apply(const float* x, float* o, int64_t n, float mean, float scale, float shift, bool silu) {
   if (silu) {
