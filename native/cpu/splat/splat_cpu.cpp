@@ -175,13 +175,8 @@ void splat_backward(const SplatBackwardArgs& a) {
   const int64_t n = scene.means.shape[0];
   const int64_t K = scene.sh.shape[1];
   StageClock clock;
-  // Zero the outputs in parallel (fresh arrays: this is their first touch).
-  for (const TensorView* t : {&a.grad_means, &a.grad_log_scales, &a.grad_rotations, &a.grad_opacity_logits, &a.grad_sh}) {
-    float* p = t->ptr<float>();
-    ThreadPool::global().parallel_for(t->numel(), int64_t(1) << 18, [&](int64_t b, int64_t e, int) {
-      std::memset(p + b, 0, sizeof(float) * (e - b));
-    });
-  }
+  // The outputs are zeroed row by row by the first camera's project-backward
+  // loop, just before it adds the Gaussian's gradients (one pass over them).
   SplatStats stats;
   stats.gaussians = n;
   Arena arena;
@@ -234,6 +229,13 @@ void splat_backward(const SplatBackwardArgs& a) {
       }
     });
     pool.parallel_for(n, 256, [&](int64_t b, int64_t e, int) {
+      if (c == 0) {
+        std::memset(dm + 3 * b, 0, sizeof(float) * 3 * (e - b));
+        std::memset(dls + 3 * b, 0, sizeof(float) * 3 * (e - b));
+        std::memset(dq + 4 * b, 0, sizeof(float) * 4 * (e - b));
+        std::memset(dl + b, 0, sizeof(float) * (e - b));
+        std::memset(dsh + 3 * K * b, 0, sizeof(float) * 3 * K * (e - b));
+      }
       for (int64_t i = b; i < e; ++i) {
         if (pass.status[i] != kProjVisible) continue;
         const Projected& q = proj[i];
