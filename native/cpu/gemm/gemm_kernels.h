@@ -88,7 +88,12 @@ using PackAF32Fn = void (*)(const float* x, int64_t ld, int64_t M, int64_t K, in
 // bf16 pairs are widened to f32 in registers right before the FMAs, and the
 // rows of x (≤ kSmallMaxM × K floats) are broadcast straight from memory, so
 // nothing is packed per call.
+// Thresholds by B format, from A/B runs against the packed-A driver (BENCHMARKS.md,
+// GEMM): bf16 B wins up to 32 rows (0.5–0.7× the time: the driver widens B
+// through memory); f32 B is even with the driver up to 14 rows (one register
+// group on AVX-512) and 1.04–1.2× slower at 18–32, so it stops at 14.
 constexpr int kSmallMaxM = 32;
+constexpr int kSmallMaxMF32 = 14;
 struct SmallMArgs {
   int64_t M, N, K;
   const float* x;

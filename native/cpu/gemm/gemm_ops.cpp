@@ -103,7 +103,8 @@ void linear(const LinearArgs& a) {
     pack_b_all(rows_of(a.weight), N, K, job.b_format, round, bbuf.p);
     job.b = bbuf.p;
   }
-  if (M <= kSmallMaxM) return linear_small_m(a, ker, round, job.b, job.b_format, epi);
+  if (M <= (job.b_format == DType::kBF16 ? kSmallMaxM : kSmallMaxMF32))
+    return linear_small_m(a, ker, round, job.b, job.b_format, epi);
   job.a_format = dot_bf16 && job.b_format == DType::kBF16 ? DType::kBF16 : DType::kF32;
   PooledBuffer abuf(packed_a_bytes(M, K, ker.mr, job.a_format));
   if (job.a_format == DType::kF32 && round == DType::kF32)
