@@ -173,10 +173,14 @@ Options:
 
     const t0 = performance.now();
     const mode = args.flags.has('antialiased') ? 'antialiased' : undefined;
-    // One camera per call: an orbit's frames are written as they come, memory stays one frame.
+    // One camera per call: an orbit's frames are written as they come, memory
+    // stays one frame, and every frame renders into the same output arrays
+    // (writeView is done with them before the next frame).
     let frames = 0;
+    const P = camera.width * camera.height;
+    const into = [{ rgb: new Float32Array(3 * P), alpha: new Float32Array(P), depth: new Float32Array(P), contributors: new Int32Array(P) }];
     for (const [k, cam] of views.entries()) {
-      const { views: [v], stats } = await render(scene, cam, { mode, shDegree, background });
+      const { views: [v], stats } = await render(scene, cam, { mode, shDegree, background, into });
       await writeView(v!, paths(out, k)!, paths(depthOut, k), paths(alphaOut, k), depthScale);
       if (stats.invalid > 0 && k === 0) console.error(`tessera render: skipped ${stats.invalid} invalid Gaussians (NaN/Inf values or zero quaternions)`);
       frames++;
