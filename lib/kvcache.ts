@@ -25,6 +25,8 @@ export class KVCache {
   // Appends and truncations run in call order: the native append reads and
   // advances #lengths off the event loop.
   #queue: Promise<unknown> = Promise.resolve();
+  /** Queued appends/truncations not yet settled. */
+  #pending = 0;
 
   private constructor(batch: number, heads: number, maxLength: number, headDim: number, dtype: DType, device: Device) {
     if (dtype !== 'float32' && dtype !== 'bfloat16' && dtype !== 'float16')
@@ -78,8 +80,10 @@ export class KVCache {
 
   /** Attention of `q` [B, Hq, Lq, D] over the cached keys/values (each row sees its own length). */
   async attend(q: Tensor, opts: Omit<AttentionOptions, 'q' | 'k' | 'v' | 'kvLengths' | 'layout'> = {}): Promise<Tensor> {
-    await this.#queue.catch(() => undefined);
-    return attention({ ...opts, q, k: this.k, v: this.v, layout: 'bhld', kvLengths: Int32Array.from(this.#lengths) });
+    // Waiting on an idle queue would only cost a decode step microtask turns.
+    if (this.#pending > 0) await this.#queue;
+    // A snapshot: appends queued after this call advance #lengths while it runs.
+    return attention({ ...opts, q, k: this.k, v: this.v, layout: 'bhld', kvLengths: this.#lengths.slice() });
   }
 
   dispose(): void {
@@ -90,8 +94,10 @@ export class KVCache {
   [Symbol.dispose](): void { this.dispose(); }
 
   #enqueue(op: () => Promise<void>): Promise<void> {
+    this.#pending++;
     const run = this.#queue.catch(() => undefined).then(op);
-    this.#queue = run;
+    const done = () => { this.#pending--; };
+    this.#queue = run.then(done, done);  // never rejects: the caller gets run's error
     return run;
   }
 }

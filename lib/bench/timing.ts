@@ -25,6 +25,12 @@ export interface TimingOptions {
    * threads spin for a while after each run) out of the other's short runs.
    */
   turnMs?: number;
+  /**
+   * Idle pause (ms, default 0) before each turn. onnxruntime's intra-op
+   * threads keep spinning for ~40 ms after its last run; longer than a turn,
+   * that spinning would be charged to whichever contender runs next.
+   */
+  settleMs?: number;
 }
 
 /**
@@ -33,13 +39,14 @@ export interface TimingOptions {
  * Returns the median ms per run for each contender.
  */
 export async function timeAlternating(contenders: readonly Contender[], opts: TimingOptions = {}): Promise<Map<string, number>> {
-  const { warmup = 3, minRuns = 7, minMs = 1000, maxRuns = 2000, turnMs = 40 } = opts;
+  const { warmup = 3, minRuns = 7, minMs = 1000, maxRuns = 2000, turnMs = 40, settleMs = 0 } = opts;
   for (const c of contenders) for (let i = 0; i < warmup; i++) await c.run();
   const samples = contenders.map(() => [] as number[]);
   const total = contenders.map(() => 0);
   const done = () => samples.every((s, i) => s.length >= maxRuns || (s.length >= minRuns && total[i]! >= minMs));
   while (!done()) {
     for (let i = 0; i < contenders.length; i++) {
+      if (settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
       let turn = 0;
       do {
         const t0 = process.hrtime.bigint();

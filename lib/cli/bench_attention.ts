@@ -125,7 +125,7 @@ async function callBreakdown(run: () => Promise<unknown>, minMs: number): Promis
   };
 }
 
-async function benchCase(c: AttentionCase, ort: Ort | undefined, ortThreads: number, minMs: number): Promise<CaseResult> {
+async function benchCase(c: AttentionCase, ort: Ort | undefined, ortThreads: number, minMs: number, settleMs: number): Promise<CaseResult> {
   const { B, H, Lq, Lk, D } = c;
   const scale = 1 / Math.sqrt(D);
   const Q = randomUniform(B * H * Lq * D, 1), K = randomUniform(B * H * Lk * D, 2), V = randomUniform(B * H * Lk * D, 3);
@@ -171,7 +171,7 @@ async function benchCase(c: AttentionCase, ort: Ort | undefined, ortThreads: num
     outputs.ort_fp32 = () => O;
   }
 
-  const ms = await timeAlternating(contenders, { minMs });
+  const ms = await timeAlternating(contenders, { minMs, settleMs });
   const usefulFlop = 4 * B * H * visiblePairs(c) * D;
   const result: CaseResult = {
     case: c.name, shape: { B, H, Lq, Lk, D, mask: c.mask }, usefulGflop: usefulFlop / 1e9,
@@ -230,7 +230,9 @@ export const benchAttentionCommand: Command = {
   usage: `Usage: tessera bench attention [--case <name>] [--json] [--min-ms <ms>] [--ort-threads <n>]
 
 For each case: median ms (>= 7 runs and >= 1 s each, after warm-up, Tessera
-and ORT runs alternated) and useful GFLOP/s = 4*B*H*D*(visible query-key
+and ORT runs alternated in ~40 ms turns, each after an idle pause: ORT's
+intra-op threads spin for ~40 ms after its last run and would otherwise slow
+the next contender) and useful GFLOP/s = 4*B*H*D*(visible query-key
 pairs): masked tiles are not counted. The peer is onnxruntime-node's standard
 opset-23 Attention op on the same inputs (skipped when onnxruntime-node is not
 installed). The decode case reads a KVCache and is also compared with the time
@@ -243,9 +245,10 @@ Options:
   --json             print results as JSON
   --min-ms <ms>      minimum measured time per contender and case (default 1000)
   --ort-threads <n>  ORT intraOpNumThreads (default 2)
+  --settle-ms <ms>   idle pause before each contender's turn (default 60)
   Threads of Tessera: TESSERA_NUM_THREADS (default: physical cores).`,
   async run(argv) {
-    const args = parseArgs(argv, ['case', 'min-ms', 'ort-threads']);
+    const args = parseArgs(argv, ['case', 'min-ms', 'ort-threads', 'settle-ms']);
     if (args.flags.has('help')) { console.log(this.usage); return 0; }
     const filter = args.flags.get('case');
     const cases = CASES.filter((c) => typeof filter !== 'string' || c.name.includes(filter));
@@ -256,18 +259,26 @@ Options:
     const json = args.flags.has('json');
     const minMs = Number(args.flags.get('min-ms') ?? 1000);
     const ortThreads = Number(args.flags.get('ort-threads') ?? 2);
+    const settleMs = Number(args.flags.get('settle-ms') ?? 60);
+    for (const [name, v, min] of [['min-ms', minMs, 1], ['ort-threads', ortThreads, 1], ['settle-ms', settleMs, 0]] as const) {
+      if (!Number.isInteger(v) || v < min) {
+        console.error(`--${name} must be an integer >= ${min}, got ${String(args.flags.get(name))}`);
+        return 2;
+      }
+    }
     const ort = await loadOrt();
     const header = {
-      threads: getThreads(), ortThreads,
+      threads: getThreads(), ortThreads, settleMs,
       ort: typeof ort === 'string' ? `skipped (onnxruntime-node not installed: ${ort})` : ort.env.versions.common,
     };
     if (!json) {
       console.log(`tessera bench attention: ${header.threads} Tessera threads; ` +
-        (typeof ort === 'string' ? `peer ${header.ort}` : `peer onnxruntime-node ${header.ort}, opset-23 Attention, intraOpNumThreads ${ortThreads}`));
+        (typeof ort === 'string' ? `peer ${header.ort}` : `peer onnxruntime-node ${header.ort}, opset-23 Attention, intraOpNumThreads ${ortThreads}`) +
+        `; each turn after ${settleMs} ms idle`);
     }
     const results: CaseResult[] = [];
     for (const c of cases) {
-      const r = await benchCase(c, typeof ort === 'string' ? undefined : ort, ortThreads, minMs);
+      const r = await benchCase(c, typeof ort === 'string' ? undefined : ort, ortThreads, minMs, settleMs);
       results.push(r);
       if (!json) printCase(r);
     }
