@@ -353,12 +353,14 @@ void conv_winograd(const Conv2dArgs& a, int up) {
         gemm::Epilogue epi;
         epi.out = M + xi * w.Co * ld;
         epi.out_ld = ld;
-        for (int64_t j = 0; j * kNR < tiles; ++j) {
-          const float* bp = V + (xi * w.np + j) * w.Ci * kNR;
-          const int nc = static_cast<int>(std::min<int64_t>(kNR, tiles - j * kNR));
-          for (int64_t i = 0; i < w.ap; ++i) {
-            const gemm::Tile t{i * w.mr, j * kNR, static_cast<int>(std::min<int64_t>(w.mr, w.Co - i * w.mr)), nc};
-            ker.f32(t, w.Ci, U + (xi * w.ap + i) * w.Ci * w.mr, bp, nullptr, false, &epi);
+        // Each A panel of U_ξ (mr·Ci floats) is read once per band, for all
+        // of the band's B panels.
+        for (int64_t i = 0; i < w.ap; ++i) {
+          const float* ap = U + (xi * w.ap + i) * w.Ci * w.mr;
+          const int rows = static_cast<int>(std::min<int64_t>(w.mr, w.Co - i * w.mr));
+          for (int64_t j = 0; j * kNR < tiles; ++j) {
+            const gemm::Tile t{i * w.mr, j * kNR, rows, static_cast<int>(std::min<int64_t>(kNR, tiles - j * kNR))};
+            ker.f32(t, w.Ci, ap, V + (xi * w.np + j) * w.Ci * kNR, nullptr, false, &epi);
           }
         }
       }
