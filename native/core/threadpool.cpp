@@ -53,17 +53,23 @@ inline void cpu_relax() {
 #endif
 }
 
-// Polls pred for at most `ns` nanoseconds; returns its last value. The clock
-// is read every 64 polls (a pause is ~40-140 cycles), so the overshoot is a
-// few microseconds at most.
+// Polls pred for at most `ns` nanoseconds; returns its last value. After the
+// first ~64 polls (a pause is ~40-140 cycles) each poll also yields the CPU,
+// so on a loaded machine a spinning thread hands its core to runnable threads
+// instead of burning its time slice; on an idle one sched_yield returns at
+// once. The clock is read after every yield.
 template <class Pred>
 bool spin_until(Pred pred, int64_t ns) {
   if (ns <= 0) return pred();
   const int64_t t0 = now_ns();
   for (uint32_t i = 1;; ++i) {
     if (pred()) return true;
-    cpu_relax();
-    if ((i & 63) == 0 && now_ns() - t0 >= ns) return pred();
+    if (i < 64) {
+      cpu_relax();
+      continue;
+    }
+    std::this_thread::yield();
+    if (now_ns() - t0 >= ns) return pred();
   }
 }
 }  // namespace
