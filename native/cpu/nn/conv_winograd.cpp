@@ -39,9 +39,12 @@ constexpr int64_t kNR = gemm::kNR;
 // Tiles per band: V and M of a band (36 positions × channels × tiles) then
 // fit the 2 MiB L2 at 160 channels; more channels get 32.
 constexpr int64_t kBandTilesSmall = 64, kBandTilesLarge = 32;
+// Most bytes of transformed weights per pass over the map (see conv_winograd).
+constexpr int64_t kPassBytes = int64_t{16} << 20;
 
 struct Wino {
-  int64_t Ci, Co, H, W, Ho, Wo, Th, Tw;  // H, W: the conv's input (after any upsample)
+  int64_t Ci, Co, H, W, Ho, Wo, Th, Tw;  // H, W: the conv's input (after any upsample); Co: of this pass
+  int64_t o0;                            // the pass's first output channel (a multiple of 32)
   int64_t bcols, brows, bx, by;          // tile columns / rows per band; bands across / down
   int64_t np;                            // 32-tile panels per band
   int mr;
@@ -89,16 +92,16 @@ void winograd_weights(const Conv2dArgs& a, const Wino& w, float* U) {
     alignas(64) float g[9 * kNR];
     alignas(64) float u[36 * kNR];
     for (int64_t q = q0; q < q1; ++q) {
-      const int64_t o0 = q * kNR, n = std::min(kNR, Co - o0);
+      const int64_t o0 = q * kNR, n = std::min(kNR, Co - o0);  // local to the pass
       for (int64_t c = 0; c < Ci; ++c) {
         if (packed) {
           // The packed weight's panel q holds row k = (c, i, j) as 32 output
           // channels (zero past Co): the block's g as it is.
-          const float* src = packed + q * K * kNR + c * 9 * kNR;
+          const float* src = packed + (w.o0 / kNR + q) * K * kNR + c * 9 * kNR;
           for (int64_t k = 0; k < 9 * kNR; ++k) g[k] = src[k];
         } else {
           for (int k = 0; k < 9; ++k)
-            for (int64_t r = 0; r < kNR; ++r) g[k * kNR + r] = r < n ? raw[(o0 + r) * K + c * 9 + k] : 0.f;
+            for (int64_t r = 0; r < kNR; ++r) g[k * kNR + r] = r < n ? raw[(w.o0 + o0 + r) * K + c * 9 + k] : 0.f;
         }
         weight_block(g, u);
         for (int xi = 0; xi < 36; ++xi)
@@ -237,8 +240,8 @@ TESSERA_CLONES void winograd_output(const Conv2dArgs& a, const Wino& w, int64_t 
   float* Y = S + 6 * cols;     // 4·cols: one output row of the band
   const int64_t x0 = 4 * tx0, xn = std::min(w.Wo - x0, 4 * cols);
   for (int64_t o = 0; o < w.Co; ++o) {
-    const float bo = bias ? bias[o] : 0.f;
-    float* plane = a.out.ptr<float>() + n * os[0] + o * os[1];
+    const float bo = bias ? bias[w.o0 + o] : 0.f;
+    float* plane = a.out.ptr<float>() + n * os[0] + (w.o0 + o) * os[1];
     for (int64_t tyl = 0; tyl < rows; ++tyl) {
       const float* m[36];
       for (int xi = 0; xi < 36; ++xi) m[xi] = M + (xi * w.Co + o) * ld + tyl * cols;
@@ -329,45 +332,58 @@ void conv_winograd(const Conv2dArgs& a, int up) {
   w.by = (w.Th + w.brows - 1) / w.brows;
   w.np = (w.brows * w.bcols + kNR - 1) / kNR;
   w.mr = ker.mr;
-  w.ap = (w.Co + w.mr - 1) / w.mr;
+  // Output channels per pass: U holds 36·Co·Ci floats, transformed per call;
+  // at 640 input channels that is 59 MiB for 640 outputs, more than the
+  // pass's products need at the small maps where such convs run. Passes of
+  // at most kPassBytes of U (multiples of 32 channels, the packed weight's
+  // panels) keep it cache- and pool-friendly; the input transform is redone
+  // per pass (a few % of the conv at those sizes).
+  const int64_t Cout = a.out.shape[1];
+  const int64_t per32 = 36 * 32 * w.Ci * static_cast<int64_t>(sizeof(float));
+  const int64_t chunk = std::min(Cout, std::max<int64_t>(1, kPassBytes / per32) * 32);
+  const int64_t ap_max = (chunk + w.mr - 1) / w.mr;
   const int64_t N = a.x.shape[0];
-  gemm::PooledBuffer ubuf(sizeof(float) * 36 * w.ap * w.Ci * w.mr);
+  gemm::PooledBuffer ubuf(sizeof(float) * 36 * ap_max * w.Ci * w.mr);
   float* U = static_cast<float*>(ubuf.p);
-  winograd_weights(a, w, U);
   const int64_t ld = w.np * kNR;  // M_ξ row length (tiles, padded to panels)
-  const size_t v_floats = 36 * w.np * w.Ci * kNR, m_floats = 36 * w.Co * ld;
+  const size_t v_floats = 36 * w.np * w.Ci * kNR, m_floats = 36 * chunk * ld;
   const int64_t L = 4 * w.bcols + 4;
   const size_t tmp_floats = std::max<size_t>(12 * L + 4 * (w.bcols + 1), 10 * w.bcols);
   const int64_t bands = w.bx * w.by;
-  ThreadPool::global().parallel_for(N * bands, 1, [&](int64_t b0, int64_t b1, int tid) {
-    float* V = static_cast<float*>(thread_scratch(tid, 2, sizeof(float) * v_floats));
-    float* M = static_cast<float*>(thread_scratch(tid, 3, sizeof(float) * m_floats));
-    float* tmp = static_cast<float*>(thread_scratch(tid, 4, sizeof(float) * tmp_floats));
-    for (int64_t bi = b0; bi < b1; ++bi) {
-      const int64_t n = bi / bands, by = (bi % bands) / w.bx, bx = bi % w.bx;
-      const int64_t ty0 = by * w.brows, rows = std::min(w.brows, w.Th - ty0);
-      const int64_t tx0 = bx * w.bcols, cols = std::min(w.bcols, w.Tw - tx0);
-      const int64_t tiles = rows * cols;
-      winograd_input(a, w, n, ty0, rows, tx0, cols, V, tmp);
-      for (int xi = 0; xi < 36; ++xi) {
-        gemm::Epilogue epi;
-        epi.out = M + xi * w.Co * ld;
-        epi.out_ld = ld;
-        // Each A panel of U_ξ (mr·Ci floats) is read once per band, for all
-        // of the band's B panels.
-        for (int64_t i = 0; i < w.ap; ++i) {
-          const float* ap = U + (xi * w.ap + i) * w.Ci * w.mr;
-          const int rows = static_cast<int>(std::min<int64_t>(w.mr, w.Co - i * w.mr));
-          for (int64_t j = 0; j * kNR < tiles; ++j) {
-            const gemm::Tile t{i * w.mr, j * kNR, rows, static_cast<int>(std::min<int64_t>(kNR, tiles - j * kNR))};
-            ker.f32(t, w.Ci, ap, V + (xi * w.np + j) * w.Ci * kNR, nullptr, false, &epi);
+  for (w.o0 = 0; w.o0 < Cout; w.o0 += chunk) {
+    w.Co = std::min(chunk, Cout - w.o0);
+    w.ap = (w.Co + w.mr - 1) / w.mr;
+    winograd_weights(a, w, U);
+    ThreadPool::global().parallel_for(N * bands, 1, [&](int64_t b0, int64_t b1, int tid) {
+      float* V = static_cast<float*>(thread_scratch(tid, 2, sizeof(float) * v_floats));
+      float* M = static_cast<float*>(thread_scratch(tid, 3, sizeof(float) * m_floats));
+      float* tmp = static_cast<float*>(thread_scratch(tid, 4, sizeof(float) * tmp_floats));
+      for (int64_t bi = b0; bi < b1; ++bi) {
+        const int64_t n = bi / bands, by = (bi % bands) / w.bx, bx = bi % w.bx;
+        const int64_t ty0 = by * w.brows, rows = std::min(w.brows, w.Th - ty0);
+        const int64_t tx0 = bx * w.bcols, cols = std::min(w.bcols, w.Tw - tx0);
+        const int64_t tiles = rows * cols;
+        winograd_input(a, w, n, ty0, rows, tx0, cols, V, tmp);
+        for (int xi = 0; xi < 36; ++xi) {
+          gemm::Epilogue epi;
+          epi.out = M + xi * w.Co * ld;
+          epi.out_ld = ld;
+          // Each A panel of U_ξ (mr·Ci floats) is read once per band, for all
+          // of the band's B panels.
+          for (int64_t i = 0; i < w.ap; ++i) {
+            const float* ap = U + (xi * w.ap + i) * w.Ci * w.mr;
+            const int nr = static_cast<int>(std::min<int64_t>(w.mr, w.Co - i * w.mr));
+            for (int64_t j = 0; j * kNR < tiles; ++j) {
+              const gemm::Tile t{i * w.mr, j * kNR, nr, static_cast<int>(std::min<int64_t>(kNR, tiles - j * kNR))};
+              ker.f32(t, w.Ci, ap, V + (xi * w.np + j) * w.Ci * kNR, nullptr, false, &epi);
+            }
           }
         }
+        // M rows are `cols` apart per tile row of the band (ld spans the band).
+        winograd_output(a, w, n, ty0, rows, tx0, cols, M, ld, tmp);
       }
-      // M rows are `cols` apart per tile row of the band (ld spans the band).
-      winograd_output(a, w, n, ty0, rows, tx0, cols, M, ld, tmp);
-    }
-  });
+    });
+  }
 }
 
 }  // namespace tessera::cpu
