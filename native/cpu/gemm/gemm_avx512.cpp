@@ -151,7 +151,7 @@ void pack_a_f32_avx512(const float* x, int64_t ld, int64_t M, int64_t K, int64_t
 }
 
 const IsaKernels& kernels_avx512() {
-  static const IsaKernels k{kMR,           gemm_f32_avx512,   nullptr,          gemv_avx512,
+  static const IsaKernels k{kMR,           gemm_f32_avx512, nullptr,           gemv_avx512,
                             pack_a_f32_avx512, small_m_avx512, round_bf16_avx512, widen_bf16_avx512};
   return k;
 }

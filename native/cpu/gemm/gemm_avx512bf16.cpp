@@ -53,8 +53,8 @@ void gemm_bf16_avx512bf16(const Tile& t, int64_t kc, const uint32_t* a, const ui
 // The fp32 tile, the GEMV and the small-M streaming GEMM are the AVX-512
 // ones (small M is bound by reading B, not by the dot product); MR = 14.
 const IsaKernels& kernels_avx512bf16() {
-  static const IsaKernels k{kMR,           gemm_f32_avx512,   gemm_bf16_avx512bf16, gemv_avx512,
-                            pack_a_f32_avx512, small_m_avx512, round_bf16_avx512,    widen_bf16_avx512};
+  static const IsaKernels k{kMR,           gemm_f32_avx512, gemm_bf16_avx512bf16, gemv_avx512,
+                            pack_a_f32_avx512, small_m_avx512, round_bf16_avx512,   widen_bf16_avx512};
   return k;
 }
 

@@ -1,5 +1,6 @@
 // CPU entry points of the GEMM family (arguments already validated):
-// choose the compute dtype and ISA, pack, and run the driver or the GEMV.
+// choose the compute dtype and ISA, pack, and run the driver, the small-M
+// weight-streaming kernel (SmallMArgs in gemm_kernels.h) or the GEMV.
 #include <algorithm>
 
 #include "core/packed_weight.h"
