@@ -45,7 +45,8 @@ struct Conv2dArgs {
 // float32 GEMM per image; grouped convs with one input channel per group
 // (depthwise) run a direct loop; everything else goes through im2col tiles of
 // pixels fed to linear() with the weight packed once per call (or `packed`).
-// TESSERA_CONV_ROUTE=im2col|channel_major|winograd overrides the choice (tests, A/B).
+// TESSERA_CONV_ROUTE=im2col|channel_major|winograd overrides the choice (tests, A/B;
+// upsample = 2 convs always run Winograd).
 void conv2d(const Conv2dArgs& args);
 
 }  // namespace tessera
