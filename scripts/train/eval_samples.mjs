@@ -13,8 +13,10 @@
 // model's own sampling settings (model.json) unless given. --save writes the
 // samples as uint8 RGB [N, H, W, 3] with labels in a .json next to it, for
 // scripts/train/train_classifier.py --eval (the PyTorch classifier on the
-// same pixels, a check of the lib/ops port). Both models make 32x32 images,
-// the classifier's input size, so no resizing is involved.
+// same pixels, a check of the lib/ops port). Each model is judged by the
+// classifier its model.json names, trained on real images of its size: the
+// tiny VAR makes 64x64 images (classifier-64.safetensors), the tiny LlamaGen
+// 32x32 ones (classifier.safetensors), so no resizing is involved.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
