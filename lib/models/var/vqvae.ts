@@ -63,8 +63,9 @@ export class Vqvae {
       2 * outPx * Co * Ci * k * k);
   }
 
-  private gnSilu(name: string, x: Tensor, silu = true): Promise<Tensor> {
-    return timed(`groupnorm ${x.shape[2]}²`, () => groupNorm({ x, weight: this.w.f32(`${name}.weight`), bias: this.w.f32(`${name}.bias`), groups: GN_GROUPS, eps: GN_EPS, silu }));
+  /** silu(GN(x)) (or GN(x)) into `out`, which may be x itself (in place), or into a new tensor. */
+  private gnSilu(name: string, x: Tensor, silu = true, out?: Tensor): Promise<Tensor> {
+    return timed(`groupnorm ${x.shape[2]}²`, () => groupNorm({ x, weight: this.w.f32(`${name}.weight`), bias: this.w.f32(`${name}.bias`), groups: GN_GROUPS, eps: GN_EPS, silu, out }));
   }
 
   /** shortcut(x) + conv2(silu(GN(conv1(silu(GN(x)))))); may return x itself, updated in place. */
@@ -72,8 +73,9 @@ export class Vqvae {
     const a = await this.gnSilu(`${p}.norm1`, x);
     const h = await this.conv(`${p}.conv1`, a);
     a.dispose();
-    const b = await this.gnSilu(`${p}.norm2`, h);
-    h.dispose();
+    // conv1's output is not needed after norm2: normalised in place, so the
+    // writes land on lines the statistics passes just read (no fresh block).
+    const b = await this.gnSilu(`${p}.norm2`, h, true, h);
     // The second conv accumulates onto the shortcut already in `out`: x itself
     // when there is no nin_shortcut (every caller replaces x by the result and
     // disposes it, so it is updated in place instead of copied).
@@ -151,8 +153,7 @@ export class Vqvae {
       // Upsample2x: nearest ×2, read by the conv itself (no 4×-sized map).
       if (i !== 0) h = swap(h, await this.conv(`decoder.up.${i}.upsample.conv`, h, { upsample: 2 }));
     }
-    const g = await this.gnSilu('decoder.norm_out', h);
-    h.dispose();
+    const g = await this.gnSilu('decoder.norm_out', h, true, h);  // in place, as norm2
     const img = swap(g, await this.conv('decoder.conv_out', g));
     const d = img.data as Float32Array;
     await timed('clamp', () => { for (let i = 0; i < d.length; i++) d[i] = Math.min(1, Math.max(-1, d[i]!)); });
