@@ -19,7 +19,7 @@ constexpr int64_t kKB = 256;                  // k rows per block when several r
 // ahead (far enough to cover the memory latency when the tile has many rows
 // and the stream advances slowly). In-process A/B runs against the packed-A
 // driver on a loaded machine (1024×4096, M = 2, 8, 18; fp32): new/old was
-// 1.04–1.37 without prefetch, 0.98–1.06 with the L1 one, 0.85–1.04 with both.
+// 1.04–1.37 without prefetch, 0.70–1.06 with the L1 one, 0.85–1.04 with both.
 constexpr int64_t kPfWords = 768, kPfFarWords = 8192;
 
 struct Call {
