@@ -60,6 +60,7 @@ def main():
     ap.add_argument('--schedule', default=','.join(map(str, C.SCHEDULE)))
     ap.add_argument('--grow-from', help='a trained VQVAE with one level fewer (see above)')
     ap.add_argument('--freeze-encoder', action='store_true', help='train the decoder only (see above)')
+    ap.add_argument('--init', help='continue from this vae.pth (same architecture; a second stage)')
     ap.add_argument('--eval', metavar='VAE_PTH', help='measure a trained VQVAE instead (see evaluate)')
     a = ap.parse_args()
     C.VAE.update(ch=a.ch, mult=tuple(int(v) for v in a.mult.split(',')), z=a.z, vocab=a.vocab)
@@ -74,6 +75,8 @@ def main():
     if a.grow_from:
         grow(sd, torch.load(a.grow_from), x[:500])
         save(sd)  # the grown model (with --freeze-encoder its tokens are final: train_var.py can start)
+    if a.init:
+        sd.update({k: v.float().clone() for k, v in torch.load(a.init).items() if k in sd})
     sd = {k: v.requires_grad_(not a.freeze_encoder or k.startswith('decoder.') or k.startswith('post_quant_conv'))
           for k, v in sd.items()}
     # VAR stores this buffer; Tessera ignores it (zeros, like a fresh model).
@@ -112,7 +115,7 @@ def main():
                 save(sd)
             continue
         f = R_encode(sd, img)
-        if step == 0 and not a.grow_from:  # codebook from encoder outputs, so every code starts in use
+        if step == 0 and not (a.grow_from or a.init):  # codebook from encoder outputs, so every code starts in use
             flat = f.detach().permute(0, 2, 3, 1).reshape(-1, f.shape[1])
             sd['quantize.embedding.weight'].data.copy_(flat[torch.randint(0, len(flat), (V,), generator=g)])
         f_hat, vq_loss, ids, _ = C.msvq(sd, f)
