@@ -150,6 +150,9 @@ TEST(conv2d_matches_reference_on_every_isa) {
       {1, 3, 1, 1, 4, 3, 3, 1, 1, 1, 1, 1, 1},                    // 1×1 image, all padding
       {2, 16, 9, 10, 3, 3, 3, 1, 1, 1, 1, 1, 1},                  // conv_out to RGB: the direct route
       {1, 5, 12, 11, 2, 3, 3, 2, 2, 0, 1, 0, 1},                  // few channels, downsample padding
+      {1, 7, 5, 150, 3, 3, 3, 1, 1, 1, 1, 1, 1},                  // ≤ 4 outputs: 64-pixel runs, the last partial
+      {2, 5, 9, 70, 4, 3, 3, 2, 1, 1, 1, 1, 1},                   // ≤ 4 outputs, stride 2 along y only
+      {1, 3, 8, 40, 2, 5, 5, 1, 1, 2, 2, 2, 2},                   // ≤ 4 outputs, 5×5 pad 2
   };
   ConvCase strided = cases[1];
   strided.x_pad = 3;
@@ -157,6 +160,9 @@ TEST(conv2d_matches_reference_on_every_isa) {
   ConvCase strided1x1 = cases[0];
   strided1x1.x_pad = 2;  // not plain planes: falls back to im2col
   cases.push_back(strided1x1);
+  ConvCase stridedFew = cases[14];
+  stridedFew.x_pad = 5;  // ≤ 4 outputs from strided input rows
+  cases.push_back(stridedFew);
   for (size_t i = 0, n = cases.size(); i < n; ++i) {
     ConvCase c = cases[i];
     c.accumulate = true;
@@ -238,7 +244,7 @@ TEST(conv2d_channel_major_route_matches_reference_on_every_isa) {
 // Tolerance: the transforms' coefficients reach 5 (B), 8 (A) and 1/24 (G),
 // and each transformed value sums up to 6·6 terms, so a product carries more
 // roundings of larger intermediates than the direct sum: measured
-// ‖out − ref‖/‖ref‖ up to 4.5e-6 over these cases (six runs of random
+// ‖out − ref‖/‖ref‖ up to 4.6e-6 over these cases (eight runs of random
 // inputs), against 1e-5 for the direct routes; 2e-5 leaves a 4× margin,
 // and a wrong coefficient or tile offset gives errors of order 1.
 constexpr double kWinogradTol = 2e-5;
