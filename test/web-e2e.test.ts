@@ -77,7 +77,7 @@ describe('the page and its server side', () => {
         expect(r.body.length).toBeGreaterThan(100);
       }
       const ready = (await app.inject({ url: '/ready' })).json();
-      expect(ready.models[0]).toEqual({ name: 'tiny-var', family: 'var', classes: 10, image_size: 32, class_names: e.classes, sampling: { cfg: 2, top_k: 0, top_p: 0.6 } });
+      expect(ready.models[0]).toEqual({ name: 'tiny-var', family: 'var', classes: 10, image_size: e.imageSize, class_names: e.classes, sampling: { cfg: e.sampling.cfg, top_k: e.sampling.topK, top_p: e.sampling.topP } });
       const scenes = (await app.inject({ url: '/v1/scenes' })).json().scenes;
       expect(scenes).toHaveLength(1);
       expect(scenes[0].id).toBe('demo');
@@ -95,7 +95,7 @@ describe('the page and its server side', () => {
       const tokens = async (extra: object): Promise<unknown> =>
         (await app.inject({ method: 'POST', url: '/v1/generate', payload: { class: 5, seed: 3, count: 2, ...extra } })).json().images.map((i: { tokens: unknown }) => i.tokens);
       const plain = await tokens({});
-      expect(plain).toEqual(await tokens({ cfg: 2, top_k: 0, top_p: 0.6 }));
+      expect(plain).toEqual(await tokens({ cfg: e.sampling.cfg, top_k: e.sampling.topK, top_p: e.sampling.topP }));
       expect(plain).not.toEqual(await tokens({ cfg: 1.5, top_k: 900, top_p: 0.96 }));
     } finally {
       await app.close();
@@ -194,7 +194,7 @@ describe.skipIf(process.env.TESSERA_E2E === '0')('web page in headless chromium'
     expect(steps.every((k, i) => k >= 1 && k <= 6 && (i === 0 || k > steps[i - 1]!))).toBe(true);
     expect(steps.at(-1)).toBe(6);
     expect(seen.slice(0, -1).every((x) => x.pending === 4 && x.previews === 4)).toBe(true);
-    expect(shown.map((s) => [s.w, s.h])).toEqual(new Array(4).fill([32, 32]));
+    expect(shown.map((s) => [s.w, s.h])).toEqual(new Array(4).fill([embeddedModel().imageSize, embeddedModel().imageSize]));
     expect(shown.map((s) => s.alt)).toEqual([11, 12, 13, 14].map((s) => `star (5), seed ${s}`));
     // The page shows exactly what the API returns for the same request.
     const api = await fetch(`${server.url}/v1/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-var', class: 5, count: 4, seed: 11 }) });
