@@ -163,7 +163,21 @@ TESSERA_CLONES void winograd_input(const Conv2dArgs& a, const Wino& w, int64_t n
   float* D = R + 6 * L;            // 6 rows of L
   float* P = D + 6 * L;            // 4 phases of cols + 1
   const int64_t pl = cols + 1;
+  // The band's rows of one channel are a few KiB in a plane far from the
+  // previous channel's: ask for those of channel c + kAhead while c is
+  // transformed (the hardware prefetcher misses the start of each short run).
+  constexpr int64_t kAhead = 2;
+  const int64_t* xs = a.x.strides;
+  const int64_t y_lo = std::max<int64_t>(0, (4 * ty0 - 1) / w.up);
+  const int64_t y_hi = std::min<int64_t>(a.x.shape[2], (4 * (ty0 + rows) + 1) / w.up + 1);
+  const int64_t x_lo = std::max<int64_t>(0, (4 * tx0 - 1) / w.up);
+  const int64_t x_hi = std::min<int64_t>(a.x.shape[3], (4 * tx0 - 1 + L) / w.up + 1);
   for (int64_t c = 0; c < Ci; ++c) {
+    if (c + kAhead < Ci) {
+      const float* next = a.x.ptr<float>() + n * xs[0] + (c + kAhead) * xs[1];
+      for (int64_t iy = y_lo; iy < y_hi; ++iy)
+        for (int64_t ix = x_lo; ix < x_hi; ix += 16) __builtin_prefetch(next + iy * xs[2] + ix, 0, 3);
+    }
     for (int64_t tyl = 0; tyl < rows; ++tyl) {
       const int64_t ty = ty0 + tyl;
       for (int r = 0; r < 6; ++r) load_row(a, w, n, c, 4 * ty - 1 + r, 4 * tx0 - 1, L, R + r * L);
