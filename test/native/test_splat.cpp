@@ -244,9 +244,19 @@ TEST(splat_every_isa_and_thread_count_gives_identical_bits) {
   for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
     set_isa_override(isa);
     const Rendered r = render(fs, cams, SplatMode::kAntialiased, kBgF);
-    std::vector<double> ref(base.rgb.begin(), base.rgb.end());
-    // Same formulas in the same order; only FMA contraction may differ.
-    CHECK_REL_MSG(r.rgb.data(), ref.data(), ref.size(), 1e-6) << " isa " << isa_name(active_isa());
+    // Same formulas in the same order; only FMA contraction may differ. That
+    // can flip a discrete test (an α within rounding of 1/255, the
+    // transmittance cut) at a rare pixel, which then differs by a whole
+    // term: the tight bound holds where the contributor counts agree.
+    size_t differ = 0;
+    std::vector<float> got;
+    std::vector<double> ref;
+    for (size_t i = 0; i < base.count.size(); ++i) {
+      if (r.count[i] != base.count[i]) { ++differ; continue; }
+      for (int k = 0; k < 3; ++k) { got.push_back(r.rgb[3 * i + k]); ref.push_back(base.rgb[3 * i + k]); }
+    }
+    CHECK(differ <= base.count.size() / 500) << differ << " contributor counts differ, isa " << isa_name(active_isa());
+    CHECK_REL_MSG(got.data(), ref.data(), ref.size(), 1e-6) << " isa " << isa_name(active_isa());
   }
   clear_isa_override();
 }
