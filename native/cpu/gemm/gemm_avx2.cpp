@@ -359,7 +359,7 @@ void widen_bf16_avx2(const uint32_t* panel, int64_t k0, int64_t kc, float* dst) 
 }  // namespace
 
 const IsaKernels& kernels_avx2() {
-  static const IsaKernels k{kMR, gemm_f32_avx2, nullptr, gemv_avx2, nullptr, small_m_avx2, nullptr, widen_bf16_avx2};
+  static const IsaKernels k{kMR, gemm_f32_avx2, nullptr, gemv_avx2, nullptr, small_m_avx2, nullptr, widen_bf16_avx2, kSmallMaxM};
   return k;
 }
 

@@ -91,7 +91,8 @@ using PackAF32Fn = void (*)(const float* x, int64_t ld, int64_t M, int64_t K, in
 // Thresholds by B format, from A/B runs against the packed-A driver (BENCHMARKS.md,
 // GEMM): bf16 B wins up to 32 rows (0.5–0.7× the time: the driver widens B
 // through memory); f32 B is even with the driver up to 14 rows (one register
-// group on AVX-512) and 1.04–1.2× slower at 18–32, so it stops at 14.
+// group on AVX-512) and 1.04–1.2× slower at 18–32, so it stops at 14 there;
+// the AVX2 table streams f32 up to 32 (0.57–0.63× its driver at 18 and 32).
 constexpr int kSmallMaxM = 32;
 constexpr int kSmallMaxMF32 = 14;
 struct SmallMArgs {
@@ -117,6 +118,7 @@ struct IsaKernels {
   SmallMFn small_m = nullptr;       // the small-M streaming GEMM (every table has one)
   RoundBf16Fn round_bf16 = nullptr;  // vectorised, or null (portable loop)
   WidenBf16Fn widen_bf16 = nullptr;  // vectorised, or null (unpack_bf16_panel)
+  int small_m_max_f32 = kSmallMaxMF32;  // f32 B takes small_m up to this many rows (≤ kSmallMaxM)
 };
 
 const IsaKernels& kernels_scalar();

@@ -104,7 +104,7 @@ void linear(const LinearArgs& a) {
     pack_b_all(rows_of(a.weight), N, K, job.b_format, round, bbuf.p);
     job.b = bbuf.p;
   }
-  if (M <= (job.b_format == DType::kBF16 ? kSmallMaxM : kSmallMaxMF32))
+  if (M <= (job.b_format == DType::kBF16 ? kSmallMaxM : ker.small_m_max_f32))
     return linear_small_m(a, ker, round, job.b, job.b_format, epi);
   job.a_format = dot_bf16 && job.b_format == DType::kBF16 ? DType::kBF16 : DType::kF32;
   PooledBuffer abuf(packed_a_bytes(M, K, ker.mr, job.a_format));
