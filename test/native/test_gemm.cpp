@@ -263,10 +263,10 @@ TEST(gemm_linear_gate_every_isa) {
   });
 }
 
-// The small-M streaming path (M ≤ 32 with bf16 B, M ≤ 14 with f32 B; packed
-// or packed per call): M around the row-group limits (12/14 per group on
-// AVX-512, 4/6 on AVX2, several groups from 13/15 on) and past the thresholds
-// (15, 33: the packed-A driver), N with a partial
+// The small-M streaming path (M ≤ 32 with bf16 B; with f32 B M ≤ 14 on
+// AVX-512, ≤ 32 on AVX2; packed or packed per call): M around the row-group
+// limits (12/14 per group on AVX-512, 4/6 on AVX2, several groups from 13/15
+// on) and past the thresholds (15, 33: the packed-A driver), N with a partial
 // last panel and fewer panels than threads, odd K (a bf16 pair split at the
 // end) below and across the K block; fp32 and bf16 weights; every
 // activation, bias, residual (also in place), AdaLN gate, and 16-bit outputs.
