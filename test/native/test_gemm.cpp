@@ -324,6 +324,50 @@ TEST(gemm_linear_bf16_weights_large_m_exact_inputs) {
 // Packed and unpacked weights give the same result: bit for bit where both
 // take the packed-panel path (M > 4); for M ≤ 4 the unpacked call takes the
 // GEMV, which sums in another order, so equal to fp32 rounding.
+// Batch invariance: a row's output does not depend on how many rows share
+// the call. The serving cohorts (lib/server) stack requests into one call per
+// step and promise bit-identical results to solo runs, so the small-M
+// streaming path (M up to 14 or 32) and the packed driver must round every
+// sum the same way. Packed fp32 and bf16 weights, bias + GELU + residual,
+// every ISA; the prefix of M' rows of a 37-row call equals the M'-row call.
+TEST(gemm_linear_rows_are_batch_invariant) {
+  for_each_isa([&] {
+    for (DType compute : {DType::kF32, DType::kBF16}) {
+      th::Rng rng(7100 + static_cast<int>(compute));
+      const int64_t Mfull = 37, N = 77, K = 301;
+      Mat x(rng, Mfull, K, DType::kF32), w(rng, N, K, DType::kF32), res(rng, Mfull, N, DType::kF32),
+          bias(rng, 1, N, DType::kF32), full(rng, Mfull, N, DType::kF32);
+      PackedWeight* pw = pack_weight(w.view(), compute);
+      auto run = [&](int64_t M, Mat& out) {
+        LinearArgs a;
+        a.x = x.view();
+        a.x.shape[0] = M;
+        a.weight = w.view();
+        a.packed = pw;
+        a.bias = make_view(bias.bytes.data(), DType::kF32, {N});
+        a.residual = res.view();
+        a.residual.shape[0] = M;
+        a.act = Activation::kGeluTanh;
+        a.out = out.view();
+        a.out.shape[0] = M;
+        linear(a);
+      };
+      run(Mfull, full);
+      const auto f = full.dense();
+      for (int64_t M : {1, 2, 3, 5, 13, 14, 15, 16, 31, 32, 33}) {
+        Mat part(rng, Mfull, N, DType::kF32);
+        run(M, part);
+        const auto p = part.dense();
+        int64_t differ = 0;
+        for (int64_t i = 0; i < M * N; ++i) differ += p[i] != f[i];
+        CHECK(differ == 0) << isa_name(active_isa()) << " " << dtype_name(compute) << " M=" << M << ": " << differ
+                           << " of " << M * N << " outputs differ from the same rows in a " << Mfull << "-row call";
+      }
+      free_packed_weight(pw);
+    }
+  });
+}
+
 TEST(gemm_linear_packed_matches_unpacked) {
   for_each_isa([&] {
     for (int64_t M : {1, 9}) {

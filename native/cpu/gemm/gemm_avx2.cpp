@@ -211,7 +211,7 @@ struct SmallCall {
 
 template <int R, bool BF16>
 void small_tile(const SmallCall& c) {
-  constexpr int S = R <= 2 ? 2 : 1;  // split k parity: 4R chains for short tiles
+  constexpr int S = 1;  // one FMA chain per sum in k order, as the packed kernels: batch-invariant rows (gemm_small_avx512.cpp)
   __m256 e0[R], e1[R], o0[R], o1[R];
   float* ac = c.acc + c.half * 16;
   for (int i = 0; i < R; ++i) {

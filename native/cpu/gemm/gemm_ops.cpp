@@ -104,7 +104,12 @@ void linear(const LinearArgs& a) {
     pack_b_all(rows_of(a.weight), N, K, job.b_format, round, bbuf.p);
     job.b = bbuf.p;
   }
-  if (M <= (job.b_format == DType::kBF16 ? kSmallMaxM : ker.small_m_max_f32))
+  // Small M streams B with fp32 FMAs in k order, bit-identical per row to
+  // the packed f32 kernels, so the switch at small_m_max_f32 keeps rows
+  // batch-invariant. bf16 B takes it only where the bf16 products also run
+  // as fp32 FMAs; with a bf16 dot product (vdpbf16ps pairs k, its own
+  // rounding) the packed path reads the bf16 panels as they are.
+  if (M <= (job.b_format == DType::kBF16 ? (dot_bf16 ? 0 : kSmallMaxM) : ker.small_m_max_f32))
     return linear_small_m(a, ker, round, job.b, job.b_format, epi);
   job.a_format = dot_bf16 && job.b_format == DType::kBF16 ? DType::kBF16 : DType::kF32;
   PooledBuffer abuf(packed_a_bytes(M, K, ker.mr, job.a_format));

@@ -34,11 +34,16 @@ struct Call {
   int cols;
 };
 
-// R rows × 32 columns over k in [k0, k0 + kc). For R ≤ 3 the even and odd k
-// go to separate accumulator sets, so 4R chains hide the FMA latency.
+// R rows × 32 columns over k in [k0, k0 + kc). Every sum is one FMA chain in
+// k order, as in the packed driver's kernels, so a row's result does not
+// depend on how many rows share the call (batch invariance: a request
+// stepped in a cohort equals its solo run bit for bit). Splitting even and
+// odd k into two chains would hide the FMA latency at R ≤ 3 but change the
+// rounding; the stream is memory-bound there anyway (2R chains of 64 B per
+// 4 cycles exceed one core's memory bandwidth).
 template <int R, bool BF16>
 void tile(const Call& c) {
-  constexpr int S = R <= 3 ? 2 : 1;
+  constexpr int S = 1;
   __m512 e0[R], e1[R], o0[R], o1[R];
 #pragma GCC unroll 14
   for (int i = 0; i < R; ++i) {
