@@ -13,6 +13,7 @@ import { embedding } from '../../ops/vq.js';
 import { Tensor } from '../../tensor.js';
 import type { Tensors } from '../var/config.js';
 import { WeightReader } from '../var/weights.js';
+import { splitColumns } from '../var/elementwise.js';
 import { gptConfig, type GptConfig } from './config.js';
 
 const RMS_EPS = 1e-5;
@@ -191,7 +192,7 @@ export class LlamaGenGpt {
     // for bit. The columns are then split into three contiguous tensors.
     const qkv = await linear({ x: h, packed: l.qkv });
     h.dispose();
-    const [q, k, v] = splitThree(qkv, M, d);
+    const [q, k, v] = splitColumns(qkv, 3) as [Tensor, Tensor, Tensor];
     qkv.dispose();
     const blhd = (t: Tensor): Tensor => t.reshape([R, n, H, hd]);
     await ropeApply({ x: blhd(q), out: blhd(q), layout: 'blhd', cos, sin, positions, style: 'interleaved' });
@@ -224,17 +225,6 @@ export class LlamaGenGpt {
     this.output.dispose();
     this.vertical?.output.dispose();
   }
-}
-
-/** [M, 3·d] → three contiguous [M, d] tensors (columns 0..d, d..2d, 2d..3d). */
-function splitThree(t: Tensor, M: number, d: number): [Tensor, Tensor, Tensor] {
-  const s = t.data as Float32Array;
-  const parts: [Tensor, Tensor, Tensor] = [Tensor.empty([M, d]), Tensor.empty([M, d]), Tensor.empty([M, d])];
-  parts.forEach((p, j) => {
-    const o = p.data as Float32Array;
-    for (let r = 0; r < M; r++) o.set(s.subarray(r * 3 * d + j * d, r * 3 * d + (j + 1) * d), r * d);
-  });
-  return parts;
 }
 
 /** [A, B, C, D] → [A, C, B, D] (contiguous copy, allocated with `shape` if given). */

@@ -20,8 +20,12 @@ export function splitColumns(t: Tensor, k: number, offset?: Float32Array): Tenso
   return Array.from({ length: k }, (_, j) => {
     const out = Tensor.empty([R, C]);
     const d = out.data as Float32Array;
+    if (!offset) {
+      for (let r = 0; r < R; r++) d.set(src.subarray(r * KC + j * C, r * KC + (j + 1) * C), r * C);
+      return out;
+    }
     for (let r = 0; r < R; r++)
-      for (let c = 0; c < C; c++) d[r * C + c] = src[r * KC + j * C + c]! + (offset ? offset[j * C + c]! : 0);
+      for (let c = 0; c < C; c++) d[r * C + c] = src[r * KC + j * C + c]! + offset[j * C + c]!;
     return out;
   });
 }
