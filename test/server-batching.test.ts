@@ -18,6 +18,14 @@ import { openFixture } from './var-fixtures.js';
 const never = new AbortController().signal;
 const bytes = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
+/** A cohort member's result equals the same request generated alone: tokens and image bytes. */
+async function expectSolo(vae: Vqvae, model: VarTransformer, options: Parameters<typeof generate>[2], r: Awaited<ReturnType<typeof runVarCohort>>[number]): Promise<void> {
+  const alone = await generate(vae, model, options);
+  if (!r.ok) throw r.error;
+  expect(r.value.tokens).toEqual(alone.tokens);
+  expect(bytes(r.value.images.data as Float32Array)).toEqual(bytes(alone.images.data as Float32Array));
+}
+
 describe('VAR cohort', () => {
   it('three requests with different classes, settings and counts equal their solo runs', async () => {
     const vae = Vqvae.load(openFixture('vae.pth').tensors, 'vae.pth');
@@ -31,11 +39,7 @@ describe('VAR cohort', () => {
     const together = await runVarCohort(vae, model, reqs.map((options) => ({ options, signal: never })), (n) => steps.push(n));
     expect(steps).toEqual(new Array(model.config.schedule.length).fill(4));
     for (let i = 0; i < reqs.length; i++) {
-      const alone = await generate(vae, model, reqs[i]!);
-      const r = together[i]!;
-      if (!r.ok) throw r.error;
-      expect(r.value.tokens).toEqual(alone.tokens);
-      expect(bytes(r.value.images.data as Float32Array)).toEqual(bytes(alone.images.data as Float32Array));
+      await expectSolo(vae, model, reqs[i]!, together[i]!);
     }
     model.dispose();
   });
@@ -52,11 +56,7 @@ describe('VAR cohort', () => {
     expect(steps.slice(0, 3)).toEqual([4, 4, 2]);
     expect(res[1]).toMatchObject({ ok: false });
     for (const i of [0, 2]) {
-      const alone = await generate(vae, model, reqs[i]!);
-      const r = res[i]!;
-      if (!r.ok) throw r.error;
-      expect(r.value.tokens).toEqual(alone.tokens);
-      expect(Array.from(r.value.images.data)).toEqual(Array.from(alone.images.data));
+      await expectSolo(vae, model, reqs[i]!, res[i]!);
     }
     model.dispose();
   });
@@ -76,11 +76,7 @@ describe('VAR cohort: conditioning cache and grouped decoding', () => {
       const res = await runVarCohort(vae, model, reqs.map((options) => ({ options, signal: never })), undefined, { conditioning: cache });
       misses.push(cache.misses);
       for (let i = 0; i < reqs.length; i++) {
-        const alone = await generate(vae, model, reqs[i]!);
-        const r = res[i]!;
-        if (!r.ok) throw r.error;
-        expect(r.value.tokens).toEqual(alone.tokens);
-        expect(bytes(r.value.images.data as Float32Array)).toEqual(bytes(alone.images.data as Float32Array));
+        await expectSolo(vae, model, reqs[i]!, res[i]!);
       }
     }
     // [3] and [1,1] computed once each in the first cohort (the repeat of [3] shared); only [-1] is new in the second.
@@ -114,11 +110,7 @@ describe('VAR cohort: conditioning cache and grouped decoding', () => {
       const res = await runVarCohort(vae, model, reqs.map((options) => ({ options, signal: never })), undefined, { kv });
       expect(kv.bytes).toBeGreaterThan(0);  // given back
       for (let i = 0; i < reqs.length; i++) {
-        const alone = await generate(vae, model, reqs[i]!);
-        const r = res[i]!;
-        if (!r.ok) throw r.error;
-        expect(r.value.tokens).toEqual(alone.tokens);
-        expect(bytes(r.value.images.data as Float32Array)).toEqual(bytes(alone.images.data as Float32Array));
+        await expectSolo(vae, model, reqs[i]!, res[i]!);
       }
     }
     const one = kv.bytes;
@@ -170,11 +162,7 @@ describe('cohort isolation', () => {
     expect(res[1]).toMatchObject({ ok: false, error: { code: 'ERR_INVALID_ARGUMENT' } });
     expect(res[3]).toMatchObject({ ok: false, error: { message: 'stream broke' } });
     for (const i of [0, 2]) {
-      const alone = await generate(vae, model, reqs[i]!);
-      const r = res[i]!;
-      if (!r.ok) throw r.error;
-      expect(r.value.tokens).toEqual(alone.tokens);
-      expect(bytes(r.value.images.data as Float32Array)).toEqual(bytes(alone.images.data as Float32Array));
+      await expectSolo(vae, model, reqs[i]!, res[i]!);
     }
     model.dispose();
   });
