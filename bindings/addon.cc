@@ -139,6 +139,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   init_gauss2d(env, exports);
   init_speculative(env, exports);
   init_octree(env, exports);
+  init_decoder(env, exports);
   return exports;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/gemm.h"
 #include "tessera/status.h"
 #include "tessera/tensor.h"
 
@@ -56,6 +57,10 @@ TensorView parse_tensor(Napi::Env env, const Napi::Value& desc, const char* what
 TensorView parse_optional_tensor(Napi::Env env, const Napi::Value& desc, const char* what,
                                  KeepAlive* keep);
 
+// The PackedWeight behind a JS handle from packWeight() (gemm.cc), kept alive
+// for the call by `keep`; throws if `v` is not one or was disposed.
+const PackedWeight* unwrap_packed_weight(Napi::Env env, Napi::Value v, KeepAlive* keep);
+
 int64_t get_int(Napi::Env env, const Napi::Object& o, const char* key, int64_t dflt);
 double get_number(Napi::Env env, const Napi::Object& o, const char* key, double dflt);
 // A non-negative integer below 2^64 from a Number (exact up to 2^53) or a BigInt; absent = 0.
@@ -97,5 +102,6 @@ void init_splat(Napi::Env env, Napi::Object exports);
 void init_gauss2d(Napi::Env env, Napi::Object exports);
 void init_speculative(Napi::Env env, Napi::Object exports);
 void init_octree(Napi::Env env, Napi::Object exports);
+void init_decoder(Napi::Env env, Napi::Object exports);
 
 }  // namespace tessera::bindings

@@ -14,9 +14,6 @@
 
 namespace tessera::bindings {
 
-// gemm.cc: the PackedWeight behind a packWeight() handle.
-const PackedWeight* unwrap_packed_weight(Napi::Env env, Napi::Value v, KeepAlive* keep);
-
 namespace {
 
 int32_t get_i32(Napi::Env env, const Napi::Object& o, const char* key, int32_t dflt) {

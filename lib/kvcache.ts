@@ -86,6 +86,17 @@ export class KVCache {
     return attention({ ...opts, q, k: this.k, v: this.v, layout: 'bhld', kvLengths: this.#lengths.slice() });
   }
 
+  /**
+   * @internal For composite native ops that append to the cache themselves
+   * (llamaBlocks): waits until queued appends and truncations have run, then
+   * returns the live per-row lengths, which such an op advances in place.
+   * The caller must not queue work on this cache until that op has settled.
+   */
+  async settle(): Promise<Int32Array> {
+    if (this.#pending > 0) await this.#queue;
+    return this.#lengths;
+  }
+
   dispose(): void {
     this.k.dispose();
     this.v.dispose();

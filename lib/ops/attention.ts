@@ -37,7 +37,8 @@ export interface AttentionOptions {
   lse?: Tensor;
 }
 
-const MASK_CAUSAL = 1, MASK_BLOCK_CAUSAL = 2, MASK_SEGMENT = 4, MASK_ADDITIVE = 8;
+/** Mask bits of the native attention (tessera/attention.h MaskFlags). */
+export const MASK_CAUSAL = 1, MASK_BLOCK_CAUSAL = 2, MASK_SEGMENT = 4, MASK_ADDITIVE = 8;
 
 interface Dims { B: number; H: number; L: number; D: number }
 

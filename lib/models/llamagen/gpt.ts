@@ -6,14 +6,14 @@
 // multi-token speculative windows.
 import { fail } from '../../errors.js';
 import { KVCache } from '../../kvcache.js';
-import { ropeApply, ropeTable2d, type RopeTable } from '../../ops/attention.js';
+import { MASK_CAUSAL, ropeTable2d, type RopeTable } from '../../ops/attention.js';
 import { linear, packWeight, type PackedWeight } from '../../ops/gemm.js';
 import { rmsNorm } from '../../ops/norm.js';
 import { embedding } from '../../ops/vq.js';
-import { Tensor } from '../../tensor.js';
+import { native } from '../../native.js';
+import { Tensor, withTensors } from '../../tensor.js';
 import type { Tensors } from '../var/config.js';
 import { WeightReader } from '../var/weights.js';
-import { splitColumns } from '../var/elementwise.js';
 import { gptConfig, type GptConfig } from './config.js';
 
 const RMS_EPS = 1e-5;
@@ -132,8 +132,11 @@ export class LlamaGenGpt {
     this.checkInputs(state, x, n);
     const start = state.length;
     const positions = Tensor.from(Int32Array.from({ length: n }, (_, j) => start + j), [n]);
-    for (let i = 0; i < this.layers.length; i++) await this.block(this.layers[i]!, state, state.caches[i]!, x, n, positions, 'causal');
-    positions.dispose();
+    try {
+      await this.blocks(this.layers, state.caches.slice(0, this.layers.length), state, x, n, positions, 'causal');
+    } finally {
+      positions.dispose();
+    }
     const hn = await rmsNorm({ x, weight: this.w.f32('norm.weight'), eps: RMS_EPS });
     x.dispose();
     const logits = await linear({ x: hn, packed: this.output });
@@ -158,10 +161,14 @@ export class LlamaGenGpt {
     const top = state.grid * state.grid;
     for (const t of slots) if (!Number.isInteger(t) || t < 0 || t > top) fail('ERR_INVALID_ARGUMENT', `slot ${t} is outside 0..${top}`);
     const positions = Tensor.from(Int32Array.from(slots), [n]);
-    for (let i = 0; i < this.layers.length; i++) await this.block(this.layers[i]!, state, state.caches[i]!, x, n, positions, 'none');
-    const y = Tensor.from(Float32Array.from(x.data as Float32Array), [...x.shape]);
-    await this.block(this.vertical.layer, state, state.caches[this.layers.length]!, y, n, positions, 'none');
-    positions.dispose();
+    const y = Tensor.from(new Float32Array(x.numel), [...x.shape]);
+    try {
+      await this.blocks(this.layers, state.caches.slice(0, this.layers.length), state, x, n, positions, 'none');
+      (y.data as Float32Array).set(x.data as Float32Array);
+      await this.blocks([this.vertical.layer], [state.caches[this.layers.length]!], state, y, n, positions, 'none');
+    } finally {
+      positions.dispose();
+    }
     const hn = await rmsNorm({ x, weight: this.w.f32('norm.weight'), eps: RMS_EPS });
     x.dispose();
     const right = await linear({ x: hn, packed: this.output });
@@ -181,42 +188,31 @@ export class LlamaGenGpt {
     return M;
   }
 
-  /** One pre-norm block on x [rows·n, dim] in place; appends the n slots' K/V to `cache`. */
-  private async block(l: LayerWeights, state: GptState, cache: KVCache, x: Tensor, n: number, positions: Tensor, mask: 'causal' | 'none'): Promise<void> {
-    const { dim: d, heads: H, headDim: hd } = this.config;
-    const R = state.rows, M = R * n;
+  /**
+   * Pre-norm blocks `layers` on x [rows·n, dim] in place, appending the n
+   * slots' K/V to `caches` (one per layer): one native call for the whole
+   * stack (llamaBlocks: per layer RMSNorm, one GEMM for [q|k|v], interleaved
+   * RoPE, cache append, attention over the cache, wo + residual, RMSNorm,
+   * w2(silu(w1·h) ⊙ w3·h) + residual). Issued op by op, the ~11 calls per
+   * layer would each pay a thread hop (~0.08 ms) that costs more than the
+   * op at decode.
+   */
+  private async blocks(layers: readonly LayerWeights[], caches: readonly KVCache[], state: GptState, x: Tensor, n: number,
+    positions: Tensor, mask: 'causal' | 'none'): Promise<void> {
+    const { heads, headDim } = this.config;
     const { cos, sin } = state.rope;
-    const h = await rmsNorm({ x, weight: l.attentionNorm, eps: RMS_EPS });
-    // One call for q, k and v (each native call costs a thread hop, ~0.08 ms
-    // at decode); rows are batch-invariant, so this equals three calls bit
-    // for bit. The columns are then split into three contiguous tensors.
-    const qkv = await linear({ x: h, packed: l.qkv });
-    h.dispose();
-    const [q, k, v] = splitColumns(qkv, 3) as [Tensor, Tensor, Tensor];
-    qkv.dispose();
-    const blhd = (t: Tensor): Tensor => t.reshape([R, n, H, hd]);
-    await ropeApply({ x: blhd(q), out: blhd(q), layout: 'blhd', cos, sin, positions, style: 'interleaved' });
-    await ropeApply({ x: blhd(k), out: blhd(k), layout: 'blhd', cos, sin, positions, style: 'interleaved' });
-    await cache.append(blhd(k), blhd(v), { layout: 'blhd' });
-    k.dispose(); v.dispose();
-    // The cache attends with q in [R, H, n, hd]; for n = 1 that is q's own memory.
-    const qb = n === 1 ? q.reshape([R, H, 1, hd]) : swapMiddle(q, R, n, H, hd);
-    const o = await cache.attend(qb, { mask });
-    if (n > 1) qb.dispose();
-    q.dispose();
-    const ob = n === 1 ? o.reshape([M, d]) : swapMiddle(o, R, H, n, hd, [M, d]);
-    await linear({ x: ob, packed: l.wo, residual: x, out: x });
-    o.dispose();
-    if (n > 1) ob.dispose();
-    const h2 = await rmsNorm({ x, weight: l.ffnNorm, eps: RMS_EPS });
-    const gate = await linear({ x: h2, packed: l.w1, activation: 'silu' });
-    const up = await linear({ x: h2, packed: l.w3 });
-    h2.dispose();
-    const g = gate.data as Float32Array, u = up.data as Float32Array;
-    for (let j = 0; j < g.length; j++) g[j] = g[j]! * u[j]!;
-    up.dispose();
-    await linear({ x: gate, packed: l.w2, residual: x, out: x });
-    gate.dispose();
+    const lengths = await Promise.all(caches.map((c) => c.settle()));
+    const held = [x, positions, cos, sin, ...layers.flatMap((l) => [l.attentionNorm, l.ffnNorm]), ...caches.flatMap((c) => [c.k, c.v])];
+    await withTensors(held, () => native().llamaBlocks({
+      x: x.native(), rows: state.rows, n, heads, headDim,
+      cos: cos.native(), sin: sin.native(), positions: positions.native(),
+      mask: mask === 'causal' ? MASK_CAUSAL : 0, eps: RMS_EPS,
+      layers: layers.map((l, i) => ({
+        qkv: l.qkv.handle(), wo: l.wo.handle(), w1: l.w1.handle(), w3: l.w3.handle(), w2: l.w2.handle(),
+        attentionNorm: l.attentionNorm.native(), ffnNorm: l.ffnNorm.native(),
+        cacheK: caches[i]!.k.native(), cacheV: caches[i]!.v.native(), lengths: lengths[i]!,
+      })),
+    }));
   }
 
   dispose(): void {
@@ -225,17 +221,4 @@ export class LlamaGenGpt {
     this.output.dispose();
     this.vertical?.output.dispose();
   }
-}
-
-/** [A, B, C, D] → [A, C, B, D] (contiguous copy, allocated with `shape` if given). */
-function swapMiddle(t: Tensor, A: number, B: number, C: number, D: number, shape?: number[]): Tensor {
-  const out = Tensor.empty(shape ?? [A, C, B, D]);
-  const s = t.data as Float32Array, o = out.data as Float32Array;
-  for (let a = 0; a < A; a++)
-    for (let b = 0; b < B; b++)
-      for (let c = 0; c < C; c++) {
-        const from = ((a * B + b) * C + c) * D;
-        o.set(s.subarray(from, from + D), ((a * C + c) * B + b) * D);
-      }
-  return out;
 }

@@ -1,0 +1,187 @@
+// llama_blocks(): a stack of LlamaGen (Llama) blocks in one native call; see
+// tessera/decoder.h. Every step is a public kernel, so this is the op-by-op
+// path (lib/models/llamagen/gpt.ts) without the per-op thread hops.
+#include "tessera/decoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/packed_weight.h"
+#include "cpu/gemm/gemm_driver.h"
+#include "tessera/attention.h"
+#include "tessera/norm.h"
+#include "tessera/status.h"
+
+namespace tessera {
+namespace {
+
+using cpu::gemm::PooledBuffer;
+
+std::string layer_name(int i) { return "layer " + std::to_string(i); }
+
+void check_packed(const PackedWeight* w, const std::string& name, int64_t N, int64_t K) {
+  TESSERA_CHECK(w != nullptr, kInvalidArgument, name + " is missing");
+  TESSERA_CHECK(w->device.kind == DeviceKind::kCPU, kDevice, name + " must be packed for the CPU");
+  TESSERA_CHECK(w->N == N && w->K == K, kShape,
+                name + " is [" + std::to_string(w->N) + ", " + std::to_string(w->K) + "], expected [" +
+                    std::to_string(N) + ", " + std::to_string(K) + "]");
+}
+
+void check_vector(const TensorView& t, const std::string& name, int64_t n) {
+  TESSERA_CHECK(!t.empty() && t.device.kind == DeviceKind::kCPU, kInvalidArgument, name + " must be a CPU tensor");
+  TESSERA_CHECK(t.dtype == DType::kF32, kDtype, name + " must be float32");
+  TESSERA_CHECK(t.rank == 1 && t.shape[0] == n && t.strides[0] == 1, kShape,
+                name + " must be contiguous [" + std::to_string(n) + "], got " + shape_str(t));
+}
+
+int64_t validate(const LlamaBlocksArgs& a) {
+  TESSERA_CHECK(a.rows > 0 && a.n > 0, kInvalidArgument, "rows and n must be positive");
+  TESSERA_CHECK(a.heads > 0 && a.head_dim > 0 && a.head_dim % 2 == 0, kInvalidArgument,
+                "heads must be positive and head_dim positive and even");
+  TESSERA_CHECK(a.num_layers >= 0 && (a.num_layers == 0 || a.layers != nullptr), kInvalidArgument,
+                "layers is missing");
+  TESSERA_CHECK(a.mask == kMaskNone || a.mask == kMaskCausal, kInvalidArgument, "mask must be none or causal");
+  const int64_t d = int64_t{a.heads} * a.head_dim, M = int64_t{a.rows} * a.n;
+  const TensorView& x = a.x;
+  TESSERA_CHECK(!x.empty() && x.device.kind == DeviceKind::kCPU, kDevice, "x must be a CPU tensor");
+  TESSERA_CHECK(x.dtype == DType::kF32, kDtype, "x must be float32");
+  TESSERA_CHECK(x.rank == 2 && x.shape[0] == M && x.shape[1] == d && x.is_contiguous(), kShape,
+                "x must be contiguous [rows·n = " + std::to_string(M) + ", dim = " + std::to_string(d) + "], got " +
+                    shape_str(x));
+  TESSERA_CHECK(a.positions.dtype == DType::kI32 && a.positions.rank == 1 && a.positions.shape[0] == a.n &&
+                    a.positions.strides[0] == 1 && a.positions.device.kind == DeviceKind::kCPU,
+                kShape, "positions must be contiguous int32 [n = " + std::to_string(a.n) + "] on the CPU");
+  TESSERA_CHECK(a.cos.rank == 2 && a.cos.dtype == DType::kF32 && a.cos.shape[1] == a.head_dim / 2, kShape,
+                "cos must be float32 [P, head_dim/2 = " + std::to_string(a.head_dim / 2) + "], got " + shape_str(a.cos));
+  const int32_t* pos = a.positions.ptr<const int32_t>();
+  for (int32_t j = 0; j < a.n; ++j)
+    TESSERA_CHECK(pos[j] >= 0 && pos[j] < a.cos.shape[0], kInvalidArgument,
+                  "positions[" + std::to_string(j) + "] = " + std::to_string(pos[j]) + " is outside the RoPE table [0, " +
+                      std::to_string(a.cos.shape[0]) + ")");
+  int64_t ffn_max = 0;
+  for (int i = 0; i < a.num_layers; ++i) {
+    const LlamaLayer& l = a.layers[i];
+    const std::string p = layer_name(i);
+    check_packed(l.qkv, p + " qkv", 3 * d, d);
+    check_packed(l.wo, p + " wo", d, d);
+    TESSERA_CHECK(l.w1 != nullptr, kInvalidArgument, p + " w1 is missing");
+    const int64_t ffn = l.w1->N;
+    check_packed(l.w1, p + " w1", ffn, d);
+    check_packed(l.w3, p + " w3", ffn, d);
+    check_packed(l.w2, p + " w2", d, ffn);
+    ffn_max = std::max(ffn_max, ffn);
+    check_vector(l.attention_norm, p + " attention_norm", d);
+    check_vector(l.ffn_norm, p + " ffn_norm", d);
+    for (const TensorView* c : {&l.cache_k, &l.cache_v}) {
+      const std::string name = p + (c == &l.cache_k ? " cache_k" : " cache_v");
+      TESSERA_CHECK(!c->empty() && c->device.kind == DeviceKind::kCPU, kDevice, name + " must be a CPU tensor");
+      TESSERA_CHECK(c->rank == 4 && c->shape[0] == a.rows && c->shape[1] == a.heads && c->shape[3] == a.head_dim,
+                    kShape, name + " must be [rows, heads, Lmax, head_dim] = [" + std::to_string(a.rows) + ", " +
+                                std::to_string(a.heads) + ", Lmax, " + std::to_string(a.head_dim) + "], got " +
+                                shape_str(*c));
+    }
+    TESSERA_CHECK(l.lengths != nullptr, kInvalidArgument, p + " lengths is missing");
+    for (int32_t r = 0; r < a.rows; ++r)
+      TESSERA_CHECK(l.lengths[r] >= 0 && int64_t{l.lengths[r]} + a.n <= l.cache_k.shape[2], kShape,
+                    p + " row " + std::to_string(r) + " holds " + std::to_string(l.lengths[r]) + " slots; " +
+                        std::to_string(a.n) + " more exceed the cache capacity " + std::to_string(l.cache_k.shape[2]));
+  }
+  return ffn_max;
+}
+
+}  // namespace
+
+void llama_blocks(const LlamaBlocksArgs& a) {
+  const int64_t ffn_max = validate(a);
+  if (a.num_layers == 0) return;
+  const int64_t R = a.rows, n = a.n, M = R * n, H = a.heads, hd = a.head_dim, d = H * hd;
+  const DType f32 = DType::kF32;
+  float* x = a.x.ptr<float>();
+  // Scratch from the host pool (reused across calls and layers).
+  PooledBuffer hb(sizeof(float) * M * d), qkvb(sizeof(float) * M * 3 * d), qb(sizeof(float) * M * d),
+      kb(sizeof(float) * M * d), vb(sizeof(float) * M * d), tb(sizeof(float) * M * d), ob(sizeof(float) * M * d),
+      gb(sizeof(float) * M * ffn_max), ub(sizeof(float) * M * ffn_max);
+  float *h = static_cast<float*>(hb.p), *qkv = static_cast<float*>(qkvb.p), *q = static_cast<float*>(qb.p),
+        *k = static_cast<float*>(kb.p), *v = static_cast<float*>(vb.p), *t = static_cast<float*>(tb.p),
+        *o = static_cast<float*>(ob.p);
+  const TensorView xv = make_view(x, f32, {M, d}), hv = make_view(h, f32, {M, d});
+  // [R, n, H, hd] <-> [R, H, n, hd] (a copy; the identity for n = 1).
+  auto swap_middle = [](const float* src, float* dst, int64_t A, int64_t B, int64_t C, int64_t D) {
+    for (int64_t i = 0; i < A; ++i)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t c = 0; c < C; ++c)
+          std::memcpy(dst + ((i * C + c) * B + b) * D, src + ((i * B + b) * C + c) * D, sizeof(float) * D);
+  };
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+
+  for (int i = 0; i < a.num_layers; ++i) {
+    const LlamaLayer& l = a.layers[i];
+    const int64_t ffn = l.w1->N;
+    rms_norm({.x = xv, .weight = l.attention_norm, .out = hv, .eps = a.eps});
+    {
+      LinearArgs la;
+      la.x = hv; la.packed = l.qkv; la.out = make_view(qkv, f32, {M, 3 * d});
+      linear(la);
+    }
+    for (int64_t m = 0; m < M; ++m) {
+      std::memcpy(q + m * d, qkv + m * 3 * d, sizeof(float) * d);
+      std::memcpy(k + m * d, qkv + m * 3 * d + d, sizeof(float) * d);
+      std::memcpy(v + m * d, qkv + m * 3 * d + 2 * d, sizeof(float) * d);
+    }
+    const TensorView qv = make_view(q, f32, {R, n, H, hd}), kv = make_view(k, f32, {R, n, H, hd}),
+                     vv = make_view(v, f32, {R, n, H, hd});
+    for (const TensorView* r : {&qv, &kv}) {
+      RopeArgs ra;
+      ra.x = *r; ra.out = *r; ra.layout = QkvLayout::kBLHD; ra.cos = a.cos; ra.sin = a.sin;
+      ra.positions = a.positions; ra.style = RopeStyle::kInterleaved;
+      rope_apply(ra);
+    }
+    {
+      KvAppendArgs ka;
+      ka.cache_k = l.cache_k; ka.cache_v = l.cache_v; ka.k_new = kv; ka.v_new = vv;
+      ka.layout = QkvLayout::kBLHD; ka.lengths = l.lengths;
+      kv_append(ka);
+    }
+    // The cache attends in [R, H, n, hd].
+    const float* qa = q;
+    if (n > 1) { swap_middle(q, t, R, n, H, hd); qa = t; }
+    {
+      AttentionArgs aa;
+      aa.q = make_view(const_cast<float*>(qa), f32, {R, H, n, hd});
+      aa.k = l.cache_k; aa.v = l.cache_v;
+      aa.out = make_view(o, f32, {R, H, n, hd});
+      aa.layout = QkvLayout::kBHLD; aa.scale = scale; aa.mask = a.mask;
+      aa.kv_lengths = make_view(l.lengths, DType::kI32, {R});
+      attention(aa);
+    }
+    const float* oa = o;
+    if (n > 1) { swap_middle(o, t, R, H, n, hd); oa = t; }
+    {
+      LinearArgs la;
+      la.x = make_view(const_cast<float*>(oa), f32, {M, d}); la.packed = l.wo;
+      la.residual = xv; la.out = xv;
+      linear(la);
+    }
+    rms_norm({.x = xv, .weight = l.ffn_norm, .out = hv, .eps = a.eps});
+    const TensorView gv = make_view(gb.p, f32, {M, ffn}), uv = make_view(ub.p, f32, {M, ffn});
+    {
+      LinearArgs la;
+      la.x = hv; la.packed = l.w1; la.out = gv; la.act = Activation::kSilu;
+      linear(la);
+    }
+    {
+      LinearArgs la;  // u = silu(h·w1ᵀ) ⊙ (h·w3ᵀ): the gate epilogue
+      la.x = hv; la.packed = l.w3; la.gate = gv; la.out = uv;
+      linear(la);
+    }
+    {
+      LinearArgs la;
+      la.x = uv; la.packed = l.w2; la.residual = xv; la.out = xv;
+      linear(la);
+    }
+  }
+}
+
+}  // namespace tessera

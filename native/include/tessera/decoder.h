@@ -1,0 +1,48 @@
+// Composite decoder steps: a whole stack of transformer blocks in one native
+// call. At decode time a block is a dozen small ops (norms, GEMVs, RoPE, a
+// cache append, attention); issued one by one from TypeScript, each costs a
+// thread hop (~0.08 ms) that is larger than the op. Here they run back to
+// back on the calling thread with pooled scratch, through the same public
+// kernels (tessera/gemm.h, attention.h, norm.h), so the result is bit for bit
+// the one the op-by-op path gives.
+#pragma once
+#include <cstdint>
+
+#include "tessera/gemm.h"
+#include "tessera/tensor.h"
+
+namespace tessera {
+
+// One pre-norm Llama block (LlamaGen's c2i GPT): RMSNorm, fused [q|k|v]
+// projection, interleaved RoPE, KV-cache append, attention over the cache,
+// output projection + residual, RMSNorm, SwiGLU (w2(silu(w1 h) * w3 h)) +
+// residual.
+struct LlamaLayer {
+  const PackedWeight* qkv = nullptr;  // [3·dim, dim]
+  const PackedWeight* wo = nullptr;   // [dim, dim]
+  const PackedWeight* w1 = nullptr;   // [ffn, dim]
+  const PackedWeight* w3 = nullptr;   // [ffn, dim]
+  const PackedWeight* w2 = nullptr;   // [dim, ffn]
+  TensorView attention_norm;          // [dim] f32
+  TensorView ffn_norm;                // [dim] f32
+  TensorView cache_k, cache_v;        // [rows, heads, Lmax, head_dim] f32, bf16 or f16
+  int32_t* lengths = nullptr;         // [rows] host: valid slots per row, advanced by n
+};
+
+struct LlamaBlocksArgs {
+  TensorView x;                       // [rows·n, dim] f32 contiguous: inputs, replaced by the outputs
+  const LlamaLayer* layers = nullptr;
+  int32_t num_layers = 0;
+  int32_t rows = 0, n = 0;            // sequences, new slots per sequence (row-major: row r, slot j = r·n + j)
+  int32_t heads = 0, head_dim = 0;    // dim = heads · head_dim
+  TensorView cos, sin;                // RoPE table [P, head_dim/2] f32 (interleaved pairs)
+  TensorView positions;               // [n] int32: table row of each new slot
+  uint32_t mask = 0;                  // kMaskNone or kMaskCausal (attention.h)
+  float eps = 1e-5f;                  // RMSNorm epsilon
+};
+
+// Validates every layer before touching any cache (a bad layer leaves all
+// caches and lengths unchanged), then runs the blocks in order. CPU only.
+void llama_blocks(const LlamaBlocksArgs& args);
+
+}  // namespace tessera

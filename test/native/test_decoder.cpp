@@ -1,0 +1,260 @@
+// llama_blocks (tessera/decoder.h): a stack of LlamaGen blocks in one call,
+// against a float64 model of the same blocks with its own float64 KV caches,
+// over a prefill, single-slot decode steps and a multi-slot unmasked window;
+// odd sizes, rows at different cache lengths, fp32 and bf16 packed weights;
+// and the all-or-nothing validation (a bad layer leaves every cache as it was).
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "harness.h"
+#include "reference.h"
+#include "tessera/attention.h"
+#include "tessera/decoder.h"
+#include "tessera/dtype_convert.h"
+#include "tessera/gemm.h"
+
+using namespace tessera;
+
+namespace {
+
+struct RefLayer {
+  std::vector<double> qkv, wo, w1, w3, w2, an, fn;  // weights as the packed form holds them
+  std::vector<double> ck, cv;                        // [R, H, Lmax, hd]
+};
+
+struct Model {
+  int64_t R, H, hd, d, ffn, Lmax, P;
+  std::vector<float> cosv, sinv;  // [P, hd/2]
+  // Native side.
+  std::vector<std::vector<float>> wq, wo, w1, w3, w2, an, fn, ck, cv;
+  std::vector<std::vector<int32_t>> lengths;
+  std::vector<PackedWeight*> packed;
+  std::vector<LlamaLayer> layers;
+  // Float64 side.
+  std::vector<RefLayer> ref;
+  std::vector<int32_t> ref_len;  // [R], shared by every layer
+
+  Model(th::Rng& rng, int64_t layers_n, int64_t R_, int64_t H_, int64_t hd_, int64_t ffn_, int64_t Lmax_,
+        DType compute, std::vector<int32_t> start)
+      : R(R_), H(H_), hd(hd_), d(H_ * hd_), ffn(ffn_), Lmax(Lmax_), P(Lmax_ + 3) {
+    cosv.resize(P * hd / 2);
+    sinv.resize(P * hd / 2);
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t j = 0; j < hd / 2; ++j) {
+        const double a = (p + 1) * std::pow(10.0, -static_cast<double>(j) / (hd / 2));
+        cosv[p * hd / 2 + j] = static_cast<float>(std::cos(a));
+        sinv[p * hd / 2 + j] = static_cast<float>(std::sin(a));
+      }
+    ref_len = start;
+    auto rnd = [&](int64_t n, float scale) {
+      std::vector<float> v(n);
+      for (auto& e : v) e = rng.uniform() * scale;
+      return v;
+    };
+    // The reference holds what the packed weight computes with (bf16-rounded for bf16).
+    auto held = [&](const std::vector<float>& w) {
+      std::vector<double> r(w.size());
+      for (size_t i = 0; i < w.size(); ++i)
+        r[i] = compute == DType::kBF16 ? bf16_to_f32(f32_to_bf16(w[i])) : w[i];
+      return r;
+    };
+    for (int64_t i = 0; i < layers_n; ++i) {
+      const float sd = 1.f / std::sqrt(static_cast<float>(d)), sf = 1.f / std::sqrt(static_cast<float>(ffn));
+      wq.push_back(rnd(3 * d * d, sd)); wo.push_back(rnd(d * d, sd));
+      w1.push_back(rnd(ffn * d, sd)); w3.push_back(rnd(ffn * d, sd)); w2.push_back(rnd(d * ffn, sf));
+      std::vector<float> a = rnd(d, 0.5f), f = rnd(d, 0.5f);
+      for (auto& e : a) e += 1.f;
+      for (auto& e : f) e += 1.f;
+      an.push_back(a); fn.push_back(f);
+      // Caches hold random earlier slots; both sides start from the same ones.
+      std::vector<float> k = rnd(R * H * Lmax * hd, 1.f), v = rnd(R * H * Lmax * hd, 1.f);
+      ck.push_back(k); cv.push_back(v);
+      lengths.push_back(start);
+      RefLayer rl{held(wq.back()), held(wo.back()), held(w1.back()), held(w3.back()), held(w2.back()),
+                  std::vector<double>(a.begin(), a.end()), std::vector<double>(f.begin(), f.end()),
+                  std::vector<double>(k.begin(), k.end()), std::vector<double>(v.begin(), v.end())};
+      ref.push_back(rl);
+    }
+    for (int64_t i = 0; i < layers_n; ++i) {
+      auto pk = [&](std::vector<float>& w, int64_t N, int64_t K) {
+        packed.push_back(pack_weight(make_view(w.data(), DType::kF32, {N, K}), compute));
+        return packed.back();
+      };
+      LlamaLayer L;
+      L.qkv = pk(wq[i], 3 * d, d); L.wo = pk(wo[i], d, d);
+      L.w1 = pk(w1[i], ffn, d); L.w3 = pk(w3[i], ffn, d); L.w2 = pk(w2[i], d, ffn);
+      L.attention_norm = make_view(an[i].data(), DType::kF32, {d});
+      L.ffn_norm = make_view(fn[i].data(), DType::kF32, {d});
+      L.cache_k = make_view(ck[i].data(), DType::kF32, {R, H, Lmax, hd});
+      L.cache_v = make_view(cv[i].data(), DType::kF32, {R, H, Lmax, hd});
+      L.lengths = lengths[i].data();
+      layers.push_back(L);
+    }
+  }
+  ~Model() {
+    for (PackedWeight* p : packed) free_packed_weight(p);
+  }
+
+  LlamaBlocksArgs args(std::vector<float>& x, int64_t n, std::vector<int32_t>& pos, uint32_t mask) {
+    LlamaBlocksArgs a;
+    a.x = make_view(x.data(), DType::kF32, {R * n, d});
+    a.layers = layers.data();
+    a.num_layers = static_cast<int32_t>(layers.size());
+    a.rows = static_cast<int32_t>(R); a.n = static_cast<int32_t>(n);
+    a.heads = static_cast<int32_t>(H); a.head_dim = static_cast<int32_t>(hd);
+    a.cos = make_view(cosv.data(), DType::kF32, {P, hd / 2});
+    a.sin = make_view(sinv.data(), DType::kF32, {P, hd / 2});
+    a.positions = make_view(pos.data(), DType::kI32, {n});
+    a.mask = mask;
+    a.eps = 1e-5f;
+    return a;
+  }
+
+  // The float64 blocks on x [R·n, d], appending to the reference caches.
+  void reference(std::vector<double>& x, int64_t n, const std::vector<int32_t>& pos, uint32_t mask) {
+    const int64_t M = R * n;
+    std::vector<double> h(M * d), qkv(M * 3 * d), g(M * ffn), u(M * ffn), y(M * std::max(d, ffn));
+    auto rms = [&](const std::vector<double>& w) {
+      for (int64_t m = 0; m < M; ++m) {
+        double s = 0;
+        for (int64_t c = 0; c < d; ++c) s += x[m * d + c] * x[m * d + c];
+        const double inv = 1.0 / std::sqrt(s / d + 1e-5);
+        for (int64_t c = 0; c < d; ++c) h[m * d + c] = x[m * d + c] * inv * w[c];
+      }
+    };
+    std::vector<double> cd(cosv.begin(), cosv.end()), sd(sinv.begin(), sinv.end());
+    for (RefLayer& l : ref) {
+      rms(l.an);
+      ref::linear(M, 3 * d, d, h.data(), l.qkv.data(), nullptr, nullptr, 0, qkv.data());
+      // q, k, v as [R, H, n, hd] (BHLD) for ref::rope and ref::attention.
+      std::vector<double> q(M * d), k(M * d), v(M * d), qr(M * d), kr(M * d);
+      std::vector<int32_t> posb(R * n);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < n; ++j) {
+          posb[r * n + j] = pos[j];
+          for (int64_t hh = 0; hh < H; ++hh)
+            for (int64_t e = 0; e < hd; ++e) {
+              const int64_t src = (r * n + j) * 3 * d + hh * hd + e, dst = ((r * H + hh) * n + j) * hd + e;
+              q[dst] = qkv[src]; k[dst] = qkv[src + d]; v[dst] = qkv[src + 2 * d];
+            }
+        }
+      ref::rope(R, H, n, hd, hd, q.data(), cd.data(), sd.data(), 1, posb.data(), 0, qr.data());
+      ref::rope(R, H, n, hd, hd, k.data(), cd.data(), sd.data(), 1, posb.data(), 0, kr.data());
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t hh = 0; hh < H; ++hh)
+          for (int64_t j = 0; j < n; ++j)
+            for (int64_t e = 0; e < hd; ++e) {
+              const int64_t c = ((r * H + hh) * Lmax + ref_len[r] + j) * hd + e, s = ((r * H + hh) * n + j) * hd + e;
+              l.ck[c] = kr[s]; l.cv[c] = v[s];
+            }
+      ref::Mask mk;
+      mk.flags = mask;
+      for (int64_t r = 0; r < R; ++r) mk.kv_len.push_back(ref_len[r] + static_cast<int32_t>(n));
+      std::vector<double> o(M * d), ob(M * d);
+      ref::attention(R, H, H, n, Lmax, hd, qr.data(), l.ck.data(), l.cv.data(), 1.0 / std::sqrt(double(hd)), mk, false,
+                     nullptr, o.data(), nullptr);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t hh = 0; hh < H; ++hh)
+          for (int64_t j = 0; j < n; ++j)
+            for (int64_t e = 0; e < hd; ++e) ob[(r * n + j) * d + hh * hd + e] = o[((r * H + hh) * n + j) * hd + e];
+      ref::linear(M, d, d, ob.data(), l.wo.data(), nullptr, x.data(), 0, y.data());
+      std::copy(y.begin(), y.begin() + M * d, x.begin());
+      rms(l.fn);
+      ref::linear(M, ffn, d, h.data(), l.w1.data(), nullptr, nullptr, 2, g.data());
+      ref::linear(M, ffn, d, h.data(), l.w3.data(), nullptr, nullptr, 0, u.data());
+      for (int64_t i = 0; i < M * ffn; ++i) u[i] *= g[i];
+      ref::linear(M, d, ffn, u.data(), l.w2.data(), nullptr, x.data(), 0, y.data());
+      std::copy(y.begin(), y.begin() + M * d, x.begin());
+    }
+    for (int64_t r = 0; r < R; ++r) ref_len[r] += static_cast<int32_t>(n);
+  }
+
+  // One step on both sides; returns ‖out−ref‖/‖ref‖ of the outputs.
+  double step(th::Rng& rng, int64_t n, int32_t first_pos, uint32_t mask) {
+    std::vector<float> x(R * n * d);
+    rng.fill(x.data(), x.size());
+    std::vector<double> xr(x.begin(), x.end());
+    std::vector<int32_t> pos(n);
+    for (int64_t j = 0; j < n; ++j) pos[j] = first_pos + static_cast<int32_t>(j);
+    llama_blocks(args(x, n, pos, mask));
+    reference(xr, n, pos, mask);
+    return th::rel_error(x.data(), xr.data(), x.size());
+  }
+
+  bool lengths_are(const std::vector<int32_t>& want) const {
+    for (const auto& l : lengths)
+      if (l != want) return false;
+    return true;
+  }
+};
+
+void run_sequence(DType compute, double tol, uint64_t salt) {
+  th::Rng rng(salt);
+  // dim 3·6 = 18, ffn 37 (odd), two layers, rows at lengths 0 and 2.
+  Model m(rng, 2, 2, 3, 6, 37, 12, compute, {0, 2});
+  double e = m.step(rng, 3, 0, kMaskCausal);  // prefill of three slots
+  CHECK(e <= tol) << "prefill rel error " << e;
+  for (int t = 0; t < 3; ++t) {
+    e = m.step(rng, 1, 3 + t, kMaskCausal);  // decode steps
+    CHECK(e <= tol) << "decode step " << t << " rel error " << e;
+  }
+  e = m.step(rng, 2, 6, kMaskNone);  // an unmasked two-slot window (NAR-style)
+  CHECK(e <= tol) << "unmasked window rel error " << e;
+  CHECK(m.lengths_are({8, 10}));
+  // Every cached K/V the native side wrote equals the reference's.
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    CHECK_REL(m.ck[i].data(), m.ref[i].ck.data(), m.ck[i].size(), tol);
+    CHECK_REL(m.cv[i].data(), m.ref[i].cv.data(), m.cv[i].size(), tol);
+  }
+}
+
+}  // namespace
+
+// fp32: a few fp32 roundings per op over two layers; errors ~1e-6.
+TEST(llama_blocks_fp32_matches_float64_blocks_over_prefill_decode_and_window) {
+  run_sequence(DType::kF32, 2e-5, 71);
+}
+
+// bf16 packed weights: activations are rounded to bf16 in the GEMMs (2^-9
+// relative each), so ~1e-2 after two layers.
+TEST(llama_blocks_bf16_weights_match_float64_blocks) {
+  run_sequence(DType::kBF16, 3e-2, 72);
+}
+
+TEST(llama_blocks_validates_every_layer_before_writing) {
+  th::Rng rng(73);
+  Model m(rng, 3, 2, 2, 4, 9, 6, DType::kF32, {1, 1});
+  const std::vector<float> k0 = m.ck[0];
+  std::vector<float> x(2 * 8);
+  rng.fill(x.data(), x.size());
+  std::vector<int32_t> pos{1};
+  // The last layer's w2 has the wrong shape: nothing is written anywhere.
+  std::vector<float> bad(8 * 8);
+  rng.fill(bad.data(), bad.size());
+  PackedWeight* pb = pack_weight(make_view(bad.data(), DType::kF32, {8, 8}), DType::kF32);
+  const PackedWeight* keep = m.layers[2].w2;
+  m.layers[2].w2 = pb;
+  CHECK_THROWS_CODE(llama_blocks(m.args(x, 1, pos, kMaskCausal)), kShape);
+  m.layers[2].w2 = keep;
+  free_packed_weight(pb);
+  CHECK(m.lengths_are({1, 1}));
+  CHECK(std::memcmp(k0.data(), m.ck[0].data(), k0.size() * sizeof(float)) == 0);
+  // A row whose cache is full.
+  m.lengths[1][1] = 6;
+  CHECK_THROWS_CODE(llama_blocks(m.args(x, 1, pos, kMaskCausal)), kShape);
+  m.lengths[1][1] = 1;
+  CHECK(m.lengths_are({1, 1}));
+  // Positions outside the RoPE table, masks it does not support, wrong x.
+  std::vector<int32_t> far{static_cast<int32_t>(m.P)};
+  CHECK_THROWS_CODE(llama_blocks(m.args(x, 1, far, kMaskCausal)), kInvalidArgument);
+  CHECK_THROWS_CODE(llama_blocks(m.args(x, 1, pos, kMaskBlockCausal)), kInvalidArgument);
+  LlamaBlocksArgs a = m.args(x, 1, pos, kMaskCausal);
+  a.x = make_view(x.data(), DType::kF32, {1, 16});
+  CHECK_THROWS_CODE(llama_blocks(a), kShape);
+  CHECK(m.lengths_are({1, 1}));
+  CHECK(std::memcmp(k0.data(), m.ck[0].data(), k0.size() * sizeof(float)) == 0);
+  // And the valid call still runs.
+  llama_blocks(m.args(x, 1, pos, kMaskCausal));
+  CHECK(m.lengths_are({2, 2}));
+}
