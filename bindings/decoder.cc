@@ -16,8 +16,9 @@ int32_t get_i32(Napi::Env env, const Napi::Object& o, const char* key) {
 
 // llamaBlocks({x, layers: [{qkv, wo, w1, w3, w2, attentionNorm, ffnNorm,
 //   cacheK, cacheV, lengths: Int32Array}], rows, n, heads, headDim, cos, sin,
-//   positions, mask, eps}) -> Promise<void>. x is replaced by the outputs;
-// every layer's `lengths` is advanced by n.
+//   positions, mask, eps, finalNorm?, head?, logits?}) -> Promise<void>. x is
+// replaced by the outputs; every layer's `lengths` is advanced by n; with the
+// head, logits receive RMSNorm(x, finalNorm)·headᵀ.
 class LlamaBlocksWorker : public OpWorker {
  public:
   explicit LlamaBlocksWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
@@ -62,6 +63,11 @@ class LlamaBlocksWorker : public OpWorker {
       keep_.add(la);
       L.lengths = la.Data();
     }
+    // Optional head: finalNorm, head (PackedWeight) and logits, all or none.
+    a_.final_norm = parse_optional_tensor(env, o.Get("finalNorm"), "finalNorm", &keep_);
+    Napi::Value head = o.Get("head");
+    if (!head.IsUndefined() && !head.IsNull()) a_.head = unwrap_packed_weight(env, head, &keep_);
+    a_.logits = parse_optional_tensor(env, o.Get("logits"), "logits", &keep_);
     a_.layers = layers_.data();
     a_.num_layers = static_cast<int32_t>(layers_.size());
   }

@@ -88,14 +88,29 @@ int64_t validate(const LlamaBlocksArgs& a) {
                     p + " row " + std::to_string(r) + " holds " + std::to_string(l.lengths[r]) + " slots; " +
                         std::to_string(a.n) + " more exceed the cache capacity " + std::to_string(l.cache_k.shape[2]));
   }
+  const bool any_head = !a.final_norm.empty() || a.head != nullptr || !a.logits.empty();
+  if (any_head) {
+    TESSERA_CHECK(!a.final_norm.empty() && a.head != nullptr && !a.logits.empty(), kInvalidArgument,
+                  "the head needs final_norm, head and logits together");
+    check_vector(a.final_norm, "final_norm", d);
+    TESSERA_CHECK(a.head->device.kind == DeviceKind::kCPU && a.head->K == d, kShape,
+                  "head must be packed for the CPU as [V, dim = " + std::to_string(d) + "], got [" +
+                      std::to_string(a.head->N) + ", " + std::to_string(a.head->K) + "]");
+    const TensorView& l = a.logits;
+    TESSERA_CHECK(l.device.kind == DeviceKind::kCPU && l.dtype == DType::kF32 && l.rank == 2 && l.shape[0] == M &&
+                      l.shape[1] == a.head->N && l.is_contiguous(),
+                  kShape, "logits must be contiguous float32 [rows·n = " + std::to_string(M) + ", V = " +
+                              std::to_string(a.head->N) + "] on the CPU, got " + shape_str(l));
+    TESSERA_CHECK(!overlaps(l, x), kInvalidArgument, "logits must not overlap x");
+  }
   return ffn_max;
 }
 
 }  // namespace
 
 void llama_blocks(const LlamaBlocksArgs& a) {
-  const int64_t ffn_max = validate(a);
-  if (a.num_layers == 0) return;
+  const int64_t ffn_max = std::max<int64_t>(validate(a), 1);
+  if (a.num_layers == 0 && a.head == nullptr) return;
   const int64_t R = a.rows, n = a.n, M = R * n, H = a.heads, hd = a.head_dim, d = H * hd;
   const DType f32 = DType::kF32;
   float* x = a.x.ptr<float>();
@@ -181,6 +196,12 @@ void llama_blocks(const LlamaBlocksArgs& a) {
       la.x = uv; la.packed = l.w2; la.residual = xv; la.out = xv;
       linear(la);
     }
+  }
+  if (a.head != nullptr) {
+    rms_norm({.x = xv, .weight = a.final_norm, .out = hv, .eps = a.eps});
+    LinearArgs la;
+    la.x = hv; la.packed = a.head; la.out = a.logits;
+    linear(la);
   }
 }
 

@@ -222,6 +222,44 @@ TEST(llama_blocks_bf16_weights_match_float64_blocks) {
   run_sequence(DType::kBF16, 3e-2, 72);
 }
 
+// The optional head: logits = RMSNorm(x_out, final_norm)·headᵀ in the same call.
+TEST(llama_blocks_head_gives_the_logits_of_the_last_block) {
+  th::Rng rng(74);
+  Model m(rng, 2, 3, 2, 4, 11, 7, DType::kF32, {0, 1, 3});
+  const int64_t V = 29, n = 2, M = m.R * n;
+  std::vector<float> head(V * m.d), fnorm(m.d), x(M * m.d), logits(M * V, NAN);
+  rng.fill(head.data(), head.size());
+  rng.fill(fnorm.data(), fnorm.size());
+  rng.fill(x.data(), x.size());
+  PackedWeight* hp = pack_weight(make_view(head.data(), DType::kF32, {V, m.d}), DType::kF32);
+  std::vector<double> xr(x.begin(), x.end());
+  std::vector<int32_t> pos{3, 4};
+  LlamaBlocksArgs a = m.args(x, n, pos, kMaskCausal);
+  a.final_norm = make_view(fnorm.data(), DType::kF32, {m.d});
+  a.head = hp;
+  a.logits = make_view(logits.data(), DType::kF32, {M, V});
+  llama_blocks(a);
+  m.reference(xr, n, pos, kMaskCausal);
+  CHECK_REL(x.data(), xr.data(), x.size(), 2e-5);
+  std::vector<double> h(M * m.d), hd(head.begin(), head.end()), want(M * V);
+  for (int64_t r = 0; r < M; ++r) {
+    double ss = 0;
+    for (int64_t c = 0; c < m.d; ++c) ss += xr[r * m.d + c] * xr[r * m.d + c];
+    const double inv = 1.0 / std::sqrt(ss / m.d + 1e-5);
+    for (int64_t c = 0; c < m.d; ++c) h[r * m.d + c] = xr[r * m.d + c] * inv * fnorm[c];
+  }
+  ref::linear(M, V, m.d, h.data(), hd.data(), nullptr, nullptr, 0, want.data());
+  CHECK_REL(logits.data(), want.data(), want.size(), 2e-5);
+  // Part of a head is refused before anything runs.
+  a.logits = TensorView{};
+  CHECK_THROWS_CODE(llama_blocks(a), kInvalidArgument);
+  // So are logits of the wrong width.
+  a.logits = make_view(logits.data(), DType::kF32, {M, V - 1});
+  CHECK_THROWS_CODE(llama_blocks(a), kShape);
+  CHECK(m.lengths_are({2, 3, 5}));
+  free_packed_weight(hp);
+}
+
 TEST(llama_blocks_validates_every_layer_before_writing) {
   th::Rng rng(73);
   Model m(rng, 3, 2, 2, 4, 9, 6, DType::kF32, {1, 1});

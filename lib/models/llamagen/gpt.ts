@@ -132,15 +132,17 @@ export class LlamaGenGpt {
     this.checkInputs(state, x, n);
     const start = state.length;
     const positions = Tensor.from(Int32Array.from({ length: n }, (_, j) => start + j), [n]);
+    const logits = Tensor.empty([x.shape[0]!, this.config.vocabulary]);
     try {
-      await this.blocks(this.layers, state.caches.slice(0, this.layers.length), state, x, n, positions, 'causal');
+      await this.blocks(this.layers, state.caches.slice(0, this.layers.length), state, x, n, positions, 'causal',
+        { norm: this.w.f32('norm.weight'), packed: this.output, logits });
+    } catch (e) {
+      logits.dispose();
+      throw e;
     } finally {
       positions.dispose();
+      x.dispose();
     }
-    const hn = await rmsNorm({ x, weight: this.w.f32('norm.weight'), eps: RMS_EPS });
-    x.dispose();
-    const logits = await linear({ x: hn, packed: this.output });
-    hn.dispose();
     return logits;
   }
 
@@ -195,18 +197,21 @@ export class LlamaGenGpt {
    * RoPE, cache append, attention over the cache, wo + residual, RMSNorm,
    * w2(silu(w1·h) ⊙ w3·h) + residual). Issued op by op, the ~11 calls per
    * layer would each pay a thread hop (~0.08 ms) that costs more than the
-   * op at decode.
+   * op at decode. With `head`, the final RMSNorm and the output projection
+   * run in the same call (logits [rows·n, V]).
    */
   private async blocks(layers: readonly LayerWeights[], caches: readonly KVCache[], state: GptState, x: Tensor, n: number,
-    positions: Tensor, mask: 'causal' | 'none'): Promise<void> {
+    positions: Tensor, mask: 'causal' | 'none', head?: { norm: Tensor; packed: PackedWeight; logits: Tensor }): Promise<void> {
     const { heads, headDim } = this.config;
     const { cos, sin } = state.rope;
     const lengths = await Promise.all(caches.map((c) => c.settle()));
-    const held = [x, positions, cos, sin, ...layers.flatMap((l) => [l.attentionNorm, l.ffnNorm]), ...caches.flatMap((c) => [c.k, c.v])];
+    const held = [x, positions, cos, sin, head?.norm, head?.logits, ...layers.flatMap((l) => [l.attentionNorm, l.ffnNorm]),
+      ...caches.flatMap((c) => [c.k, c.v])];
     await withTensors(held, () => native().llamaBlocks({
       x: x.native(), rows: state.rows, n, heads, headDim,
       cos: cos.native(), sin: sin.native(), positions: positions.native(),
       mask: mask === 'causal' ? MASK_CAUSAL : 0, eps: RMS_EPS,
+      finalNorm: head?.norm.native(), head: head?.packed.handle(), logits: head?.logits.native(),
       layers: layers.map((l, i) => ({
         qkv: l.qkv.handle(), wo: l.wo.handle(), w1: l.w1.handle(), w3: l.w3.handle(), w2: l.w2.handle(),
         attentionNorm: l.attentionNorm.native(), ffnNorm: l.ffnNorm.native(),

@@ -39,6 +39,12 @@ struct LlamaBlocksArgs {
   TensorView positions;               // [n] int32: table row of each new slot
   uint32_t mask = 0;                  // kMaskNone or kMaskCausal (attention.h)
   float eps = 1e-5f;                  // RMSNorm epsilon
+  // Optional head after the last block (all three or none): logits =
+  // RMSNorm(x, final_norm) · headᵀ, so a decode step is one call. x still
+  // receives the last block's output.
+  TensorView final_norm;              // [dim] f32
+  const PackedWeight* head = nullptr; // [V, dim]
+  TensorView logits;                  // [rows·n, V] f32 contiguous
 };
 
 // Validates every layer before touching any cache (a bad layer leaves all
