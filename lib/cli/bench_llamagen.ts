@@ -41,7 +41,7 @@ type Mode = typeof MODES[number];
 /** The random drafter for GPT-B: 4 layers of dim 512 (8 heads), same vocabulary and classes. */
 const DRAFT_B = { layers: 4, dim: 512, vocabulary: GPT_B.vocabulary, classes: GPT_B.classes };
 
-interface WorkerCfg { weights: string; draft: string; codebook: string; nar: string; grid: number; batch: number; decode: Mode; compute: 'float32' | 'bfloat16'; seed: number }
+interface WorkerCfg { weights: string; draft: string; codebook: string; nar: string; grid: number; batch: number; decode: Mode; compute: 'float32' | 'bfloat16'; seed: number; warmup: number }
 interface RunResult {
   wallMs: number; cpuMs: number; stats: DecodeStats; weightBytes: number; draftWeightBytes?: number;
   copyGBs: number; peakRssBytes: number; loadMs: number;
@@ -64,13 +64,18 @@ async function worker(c: WorkerCfg): Promise<RunResult> {
     const table = c.decode === 'lantern' ? await vqNeighbourTable(open(c.codebook).tensors, c.codebook, LANTERN_K) : undefined;
     const loadMs = performance.now() - t0;
     const options = { ...SAMPLING, classes: Array.from({ length: c.batch }, (_, b) => b % model.config.classes), grid: c.grid, seed: c.seed };
+    const generate = (): Promise<Generated> => {
+      if (c.decode === 'sjd') return generateSjd(model, options);
+      if (c.decode === 'lantern') return generateLantern(model, { ...options, table: table!, delta: LANTERN_DELTA });
+      if (c.decode === 'draft') return generateWithDraft(model, drafter!, options);
+      if (c.decode === 'nar') return generateNar(model, options);
+      return generateAr(model, options);
+    };
+    // Untimed images first: the steady state a server sees (KV caches and
+    // scratch come back from the pool instead of being faulted in, JIT warm).
+    for (let i = 0; i < c.warmup; i++) await generate();
     const cpu0 = process.cpuUsage(), w0 = performance.now();
-    let r: Generated;
-    if (c.decode === 'sjd') r = await generateSjd(model, options);
-    else if (c.decode === 'lantern') r = await generateLantern(model, { ...options, table: table!, delta: LANTERN_DELTA });
-    else if (c.decode === 'draft') r = await generateWithDraft(model, drafter!, options);
-    else if (c.decode === 'nar') r = await generateNar(model, options);
-    else r = await generateAr(model, options);
+    const r = await generate();
     const wallMs = performance.now() - w0, cpu = process.cpuUsage(cpu0);
     const peakRssBytes = process.resourceUsage().maxRSS * 1024;
     // The floor's bandwidth: one large copy in this process, after decoding (so its buffers stay out of the peak RSS).
@@ -104,7 +109,7 @@ export const benchLlamaGenCommand: Command = {
   summary: 'LlamaGen decoding (GPT-B random weights, tiny fixture): ar/sjd/lantern/draft, fp32/bf16, vs the weight-bandwidth floor and PyTorch',
   usage: `Usage: tessera bench llamagen [--model B,tiny] [--decode ar,sjd,lantern,draft]
                               [--compute fp32,bf16] [--batch 1] [--image-size 256]
-                              [--peer-tokens 8] [--no-peer] [--json]
+                              [--peer-tokens 8] [--warmup 1] [--no-peer] [--json]
 
 B: a GPT-B-shaped random-weight checkpoint (12 layers, dim 768, 12 heads,
 vocabulary 16384, 1000 classes; 111M parameters) written to a temporary
@@ -114,7 +119,9 @@ same model plus NAR's vertical head (one more block, medusa_norm,
 medusa_output). tiny: the test fixtures (test/fixtures/llamagen: gpt.pt,
 gpt_draft.pt, vq.pt, gpt_nar.pt).
 
-Per model, mode and weight compute, in its own process: one image of
+Per model, mode and weight compute, in its own process: --warmup untimed
+images (default 1: the steady state of a server, whose KV caches and scratch
+come back from the pool), then one timed image of
 --image-size / 16 squared tokens (256 px: 16x16), CFG ${SAMPLING.cfg}, top-k ${SAMPLING.topK}, seed 0;
 ms per image and tokens/s (token generation; the VQ decode is not timed),
 wall and CPU time, forward passes, vLLM's spec-decode counters, ms per
@@ -126,13 +133,15 @@ batch) times --peer-tokens tokens and extrapolates to the image (labelled);
 skipped when torch is not importable. Random weights give near-flat
 distributions: acceptance here is a floor, not what trained weights reach.`,
   async run(argv) {
-    const args = parseArgs(argv, ['model', 'decode', 'compute', 'batch', 'image-size', 'peer-tokens', 'worker']);
+    const args = parseArgs(argv, ['model', 'decode', 'compute', 'batch', 'image-size', 'peer-tokens', 'warmup', 'worker']);
     if (args.flags.has('help')) { console.log(this.usage); return 0; }
     const w = args.flags.get('worker');
     if (typeof w === 'string') { console.log(JSON.stringify(await worker(JSON.parse(w) as WorkerCfg))); return 0; }
     const models = list(args.flags.get('model'), 'B,tiny'), modes = list(args.flags.get('decode'), MODES.join(','));
     const computes = list(args.flags.get('compute'), 'fp32,bf16'), batch = Number(args.flags.get('batch') ?? 1);
     const size = Number(args.flags.get('image-size') ?? 256), peerTokens = Number(args.flags.get('peer-tokens') ?? 8);
+    const warmup = Number(args.flags.get('warmup') ?? 1);
+    if (!Number.isInteger(warmup) || warmup < 0 || warmup > 100) throw new TesseraError('ERR_INVALID_ARGUMENT', '--warmup needs an integer in 0..100');
     for (const m of models) if (m !== 'B' && m !== 'tiny') throw new TesseraError('ERR_INVALID_ARGUMENT', `--model: unknown ${m} (B, tiny)`);
     for (const m of modes) if (!(MODES as readonly string[]).includes(m)) throw new TesseraError('ERR_INVALID_ARGUMENT', `--decode: unknown ${m} (${MODES.join(', ')})`);
     for (const c of computes) if (c !== 'fp32' && c !== 'bf16') throw new TesseraError('ERR_INVALID_ARGUMENT', `--compute: unknown ${c} (fp32, bf16)`);
@@ -144,7 +153,8 @@ distributions: acceptance here is a floor, not what trained weights reach.`,
     const say = (s: string): void => { if (!json) console.log(s); };
     const main = join(here, 'main.js');
     const rows: { model: string; impl: string; decode: string; result?: RunResult; peer?: PeerResult; skipped?: string }[] = [];
-    say(`tessera bench llamagen: ${threads} threads; ${size} px (${grid}x${grid} tokens), batch ${batch}, cfg ${SAMPLING.cfg}, top-k ${SAMPLING.topK}` +
+    say(`tessera bench llamagen: ${threads} threads; ${size} px (${grid}x${grid} tokens), batch ${batch}, cfg ${SAMPLING.cfg}, top-k ${SAMPLING.topK}; ` +
+      `timed image after ${warmup} untimed one(s)` +
       `${peerSkip ? `; PyTorch peer skipped (${peerSkip})` : ''}`);
     for (const name of models) {
       const dir = mkdtempSync(join(tmpdir(), `tessera-bench-llamagen-${name}-`));
@@ -164,7 +174,7 @@ distributions: acceptance here is a floor, not what trained weights reach.`,
         say(`\n${name}: ${files.weights} ${mb(statSync(files.weights).size)} (fp32 file)`);
         for (const c of computes)
           for (const decode of modes) {
-            const cfg: WorkerCfg = { ...files, grid, batch, decode: decode as Mode, compute: c === 'bf16' ? 'bfloat16' : 'float32', seed: 0 };
+            const cfg: WorkerCfg = { ...files, grid, batch, decode: decode as Mode, compute: c === 'bf16' ? 'bfloat16' : 'float32', seed: 0, warmup };
             const r = spawnSync(process.execPath, [main, 'bench', 'llamagen', '--worker', JSON.stringify(cfg)], { encoding: 'utf8', maxBuffer: 1 << 24 });
             if (r.status !== 0) throw new TesseraError('ERR_INTERNAL', `worker ${name} ${decode} ${c} failed: ${r.stderr}`);
             const row = { model: name, impl: `tessera-${c}`, decode, result: JSON.parse(r.stdout.trim().split('\n').pop()!) as RunResult };
