@@ -183,8 +183,114 @@ uint32_t init_rows(const TileGeom& t, RowAcc* st) {
   return live;
 }
 
+#if defined(__AVX512F__)
+// The AVX-512 form of blend_rows below (same operations per pixel, same
+// order, same bits): per batch, each Gaussian's row mask and its row terms
+// B·dy and −½C·dy² (vectors over the 16 rows, as the scalar code computes
+// them), transposed into one 64-bit mask per row; then row by row over the
+// batch, so a row's state stays in registers (no load and store of its 7
+// vectors per Gaussian) and lane masks stay in mask registers. A row leaves
+// at the Gaussian that stops its last lane. Returns the length of the list
+// prefix any row may have blended.
+SPLAT_INLINE __m512 exp_avx512(__m512 x) {
+  // vexp's formulas; 2^n scales p (in [0.7, 1.5)) exactly by adding n to its
+  // exponent bits (n in [-18, 0]: the result stays normal).
+  const __m512 t = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(12582912.f));
+  const __m512 n = _mm512_sub_ps(t, _mm512_set1_ps(12582912.f));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+  __m512 p = _mm512_set1_ps(1.f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  // The low mantissa bits of t hold n (the 1.5·2^23 trick): shifted by 23
+  // they are n's exponent field.
+  const __m512i e = _mm512_maskz_slli_epi32(0xffff, _mm512_castps_si512(t), 23);
+  return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
+}
+
+int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& live) {
+  vf rowy;
+  for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
+  const __m512 px = reinterpret_cast<__m512>(t.px);
+  const __m512 one = _mm512_set1_ps(1.f), zero = _mm512_setzero_ps();
+  const __m512i ione = _mm512_set1_epi32(1);
+  alignas(64) float bdy[kBatch][kLanes], cdy[kBatch][kLanes], ha[kBatch];
+  int64_t used = 0;  // 1 + the last entry a row that has left may have blended
+  for (int64_t b0 = 0; b0 < s.n && live; b0 += kBatch) {
+    const int64_t b1 = std::min(b0 + kBatch, s.n);
+    fill_to(s, b1);
+    uint64_t rows[kLanes] = {};
+    for (int64_t k = b0; k < b1; ++k) {
+      const uint32_t m = row_mask(s, k, rowy, t.x0 + 0.5f, t.x0 + kLanes - 0.5f) & live;
+      if (!m) continue;
+      const int j = static_cast<int>(k - b0);
+      for (uint32_t mm = m; mm; mm &= mm - 1) rows[__builtin_ctz(mm)] |= uint64_t(1) << j;
+      const vf dy = s.my[k] - rowy;
+      *reinterpret_cast<vf*>(bdy[j]) = s.B[k] * dy;
+      *reinterpret_cast<vf*>(cdy[j]) = -0.5f * s.C[k] * dy * dy;
+      ha[j] = -0.5f * s.A[k];
+    }
+    for (uint32_t lm = live; lm; lm &= lm - 1) {
+      const int r = __builtin_ctz(lm);
+      uint64_t bits = rows[r];
+      if (!bits) continue;
+      RowAcc& o = st[r];
+      __m512 T = reinterpret_cast<__m512>(o.T), C0 = reinterpret_cast<__m512>(o.C[0]);
+      __m512 C1 = reinterpret_cast<__m512>(o.C[1]), C2 = reinterpret_cast<__m512>(o.C[2]);
+      __m512 N = reinterpret_cast<__m512>(o.N);
+      __m512i count = reinterpret_cast<__m512i>(o.count);
+      __mmask16 active = _mm512_test_epi32_mask(reinterpret_cast<__m512i>(o.active), reinterpret_cast<__m512i>(o.active));
+      for (; bits; bits &= bits - 1) {
+        const int j = __builtin_ctzll(bits);
+        const int64_t k = b0 + j;
+        const __m512 dx = _mm512_sub_ps(_mm512_set1_ps(s.mx[k]), px);
+        const __m512 q = _mm512_fmsub_ps(_mm512_set1_ps(ha[j]), dx, _mm512_set1_ps(bdy[j][r]));
+        const __m512 power = _mm512_fmadd_ps(q, dx, _mm512_set1_ps(cdy[j][r]));
+        const __m512 G = exp_avx512(_mm512_maskz_max_ps(0xffff, _mm512_set1_ps(kMinPower), power));
+        const __m512 raw = _mm512_mul_ps(_mm512_set1_ps(s.op[k]), G);
+        const __m512 alpha = _mm512_maskz_min_ps(0xffff, raw, _mm512_set1_ps(kMaxAlpha));
+        __mmask16 ok = _mm512_mask_cmp_ps_mask(active, power, zero, _CMP_LE_OQ);
+        ok = _mm512_mask_cmp_ps_mask(ok, alpha, _mm512_set1_ps(kMinAlpha), _CMP_GE_OQ);
+        const __m512 Tn = _mm512_mul_ps(T, _mm512_sub_ps(one, alpha));
+        const __mmask16 stop = _mm512_mask_cmp_ps_mask(ok, Tn, _mm512_set1_ps(kMinTransmittance), _CMP_LT_OQ);
+        active = _kandn_mask16(stop, active);
+        ok = _kandn_mask16(stop, ok);
+        const __m512 w = _mm512_maskz_mul_ps(ok, alpha, T);
+        C0 = _mm512_fmadd_ps(w, _mm512_set1_ps(s.r[k]), C0);
+        C1 = _mm512_fmadd_ps(w, _mm512_set1_ps(s.g[k]), C1);
+        C2 = _mm512_fmadd_ps(w, _mm512_set1_ps(s.b[k]), C2);
+        N = _mm512_fmadd_ps(w, _mm512_set1_ps(s.z[k]), N);
+        T = _mm512_mask_mov_ps(T, ok, Tn);
+        count = _mm512_mask_add_epi32(count, ok, count, ione);
+        if (!active) {
+          used = std::max(used, k + 1);
+          live &= ~(1u << r);
+          break;
+        }
+      }
+      o.T = reinterpret_cast<vf>(T);
+      o.C[0] = reinterpret_cast<vf>(C0);
+      o.C[1] = reinterpret_cast<vf>(C1);
+      o.C[2] = reinterpret_cast<vf>(C2);
+      o.N = reinterpret_cast<vf>(N);
+      o.count = reinterpret_cast<vi>(count);
+      o.active = reinterpret_cast<vi>(_mm512_movm_epi32(active));
+    }
+  }
+  return live ? s.n : used;
+}
+#endif
+
 // blend_tile from a given state (rows in `live`) over the list in s.
 int64_t blend_rows(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& live) {
+#if defined(__AVX512F__)
+  return blend_rows_avx512(s, t, st, live);
+#endif
   vf rowy;
   for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
   int64_t k = 0;
