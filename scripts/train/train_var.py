@@ -6,7 +6,12 @@ FFN, class embedding with a null row).
 
     /usr/bin/python3 scripts/train/train_var.py [--minutes 28] [--batch 64]
         [--dataset /tmp/tessera-shapes-64.npz] [--schedule 1,2,3,4,6,8] [--depth 4 --width 64 --heads 4]
-        [--init var.pth]
+        [--init var.pth [--grow-depth]]
+
+--init continues from a trained var.pth; with --grow-depth it may have fewer
+blocks than --depth: its blocks are copied to blocks 0.. and the new blocks
+after them start with zero AdaLN gates (g1, g2), so they add nothing and
+the grown model computes exactly what the old one did at step 0.
 
 The schedule must end at the VQVAE's latent side (8 for both the 32x32 and
 the 64x64 model: the 64x64 VQVAE downsamples once more).
@@ -127,7 +132,10 @@ def main():
     ap.add_argument('--batch', type=int, default=64)
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--threads', type=int, default=1)
-    ap.add_argument('--init', help='continue from this var.pth (same architecture)')
+    ap.add_argument('--init', help='continue from this var.pth (same architecture, or fewer blocks with --grow-depth)')
+    ap.add_argument('--grow-depth', action='store_true',
+                    help='--init has fewer blocks than --depth: they become blocks 0.., the new ones after them start '
+                         'as identities (AdaLN gates g1, g2 zero: adaLN-zero), so the model starts as the --init one')
     ap.add_argument('--width', type=int, default=WIDTH)
     ap.add_argument('--depth', type=int, default=DEPTH)
     ap.add_argument('--heads', type=int, default=HEADS)
@@ -150,8 +158,18 @@ def main():
     sd = {k: v.requires_grad_() for k, v in make_var(g, len(classes), inputs.shape[2], vae['quantize.embedding.weight'].shape[0]).items()}
     if a.init:
         start = torch.load(a.init)
+        old_depth = len({k.split('.')[1] for k in start if k.startswith('blocks.')})
+        assert old_depth == DEPTH or (a.grow_depth and old_depth < DEPTH), (old_depth, DEPTH)
         for k, v in sd.items():
-            v.data.copy_(start[k])
+            if k in start:
+                v.data.copy_(start[k])
+            elif k.startswith('blocks.') and int(k.split('.')[1]) >= old_depth:
+                if k.split('.')[-2:] in (['1', 'weight'], ['1', 'bias']) and '.ada_lin.' in k:
+                    v.data[:2 * WIDTH] = 0   # the gates: the new block adds nothing at step 0
+            else:
+                raise KeyError(f'{k} missing from {a.init}')
+        if old_depth < DEPTH:
+            print(f'grown from depth {old_depth}: blocks {old_depth}-{DEPTH - 1} start as identities', flush=True)
     lvl, mask = buffers()
     attn_mask = mask[0, 0]
     decay = [v for k, v in sd.items() if v.dim() == 2 and 'emb' not in k and 'pos' not in k]
