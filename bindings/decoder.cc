@@ -1,4 +1,5 @@
-// Composite decoder steps (tessera/decoder.h): a whole block stack per call.
+// Composite decoder steps (tessera/decoder.h): a whole block stack per call
+// (LlamaGen: llamaBlocks; VAR: varBlocks).
 #include <string>
 #include <vector>
 
@@ -78,11 +79,83 @@ class LlamaBlocksWorker : public OpWorker {
   std::vector<LlamaLayer> layers_;
 };
 
+// varBlocks({x, layers: [{qkv, qkvBias, proj, projBias, fc1, fc1Bias, fc2,
+//   fc2Bias, headMultiplier?: Float32Array, s1, b1, s2, b2, g1, g2, cacheK,
+//   cacheV}], heads, headDim, cacheLength, eps, headScale?, headShift?, head?,
+//   headBias?, logits?}) -> Promise<void>. x is replaced by the outputs; k and
+// v of the n new tokens are written after cacheLength (the caller advances it).
+class VarBlocksWorker : public OpWorker {
+ public:
+  explicit VarBlocksWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw_error(env, Code::kInvalidArgument, "varBlocks takes an options object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    a_.x = parse_tensor(env, o.Get("x"), "x", &keep_);
+    a_.heads = get_i32(env, o, "heads");
+    a_.head_dim = get_i32(env, o, "headDim");
+    a_.cache_length = get_int(env, o, "cacheLength", 0);
+    a_.eps = static_cast<float>(get_number(env, o, "eps", 1e-6));
+    Napi::Value lv = o.Get("layers");
+    if (!lv.IsArray()) throw_error(env, Code::kInvalidArgument, "layers must be an array");
+    Napi::Array arr = lv.As<Napi::Array>();
+    layers_.resize(arr.Length());
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      Napi::Value e = arr.Get(i);
+      const std::string at = "layers[" + std::to_string(i) + "]";
+      if (!e.IsObject()) throw_error(env, Code::kInvalidArgument, at + " must be an object");
+      Napi::Object l = e.As<Napi::Object>();
+      VarLayer& L = layers_[i];
+      L.qkv = unwrap_packed_weight(env, l.Get("qkv"), &keep_);
+      L.proj = unwrap_packed_weight(env, l.Get("proj"), &keep_);
+      L.fc1 = unwrap_packed_weight(env, l.Get("fc1"), &keep_);
+      L.fc2 = unwrap_packed_weight(env, l.Get("fc2"), &keep_);
+      L.qkv_bias = parse_tensor(env, l.Get("qkvBias"), "qkvBias", &keep_);
+      L.proj_bias = parse_tensor(env, l.Get("projBias"), "projBias", &keep_);
+      L.fc1_bias = parse_tensor(env, l.Get("fc1Bias"), "fc1Bias", &keep_);
+      L.fc2_bias = parse_tensor(env, l.Get("fc2Bias"), "fc2Bias", &keep_);
+      L.s1 = parse_tensor(env, l.Get("s1"), "s1", &keep_);
+      L.b1 = parse_tensor(env, l.Get("b1"), "b1", &keep_);
+      L.s2 = parse_tensor(env, l.Get("s2"), "s2", &keep_);
+      L.b2 = parse_tensor(env, l.Get("b2"), "b2", &keep_);
+      L.g1 = parse_tensor(env, l.Get("g1"), "g1", &keep_);
+      L.g2 = parse_tensor(env, l.Get("g2"), "g2", &keep_);
+      L.cache_k = parse_tensor(env, l.Get("cacheK"), "cacheK", &keep_);
+      L.cache_v = parse_tensor(env, l.Get("cacheV"), "cacheV", &keep_);
+      Napi::Value hm = l.Get("headMultiplier");
+      if (!hm.IsUndefined() && !hm.IsNull()) {
+        if (!hm.IsTypedArray() || hm.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+          throw_error(env, Code::kDtype, at + ".headMultiplier must be a Float32Array");
+        Napi::Float32Array f = hm.As<Napi::Float32Array>();
+        if (static_cast<int64_t>(f.ElementLength()) != a_.heads)
+          throw_error(env, Code::kShape, at + ".headMultiplier must hold one entry per head (" + std::to_string(a_.heads) + ")");
+        keep_.add(f);
+        L.head_multiplier = f.Data();
+      }
+    }
+    a_.layers = layers_.data();
+    a_.num_layers = static_cast<int32_t>(layers_.size());
+    a_.head_scale = parse_optional_tensor(env, o.Get("headScale"), "headScale", &keep_);
+    a_.head_shift = parse_optional_tensor(env, o.Get("headShift"), "headShift", &keep_);
+    Napi::Value head = o.Get("head");
+    if (!head.IsUndefined() && !head.IsNull()) a_.head = unwrap_packed_weight(env, head, &keep_);
+    a_.head_bias = parse_optional_tensor(env, o.Get("headBias"), "headBias", &keep_);
+    a_.logits = parse_optional_tensor(env, o.Get("logits"), "logits", &keep_);
+  }
+
+ private:
+  void run() override { var_blocks(a_); }
+  VarBlocksArgs a_;
+  std::vector<VarLayer> layers_;
+};
+
 }  // namespace
 
 void init_decoder(Napi::Env env, Napi::Object exports) {
   exports.Set("llamaBlocks", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return (new LlamaBlocksWorker(info))->start();
+  }));
+  exports.Set("varBlocks", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return (new VarBlocksWorker(info))->start();
   }));
 }
 

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/packed_weight.h"
 #include "cpu/gemm/gemm_driver.h"
@@ -106,7 +108,155 @@ int64_t validate(const LlamaBlocksArgs& a) {
   return ffn_max;
 }
 
+// [rows, C] f32 on the CPU, last dim contiguous (rows may be strided).
+void check_rows(const TensorView& t, const std::string& name, int64_t rows, int64_t C) {
+  TESSERA_CHECK(!t.empty() && t.device.kind == DeviceKind::kCPU, kInvalidArgument, name + " must be a CPU tensor");
+  TESSERA_CHECK(t.dtype == DType::kF32, kDtype, name + " must be float32");
+  TESSERA_CHECK(t.rank == 2 && t.shape[0] == rows && t.shape[1] == C && t.strides[1] == 1 && t.strides[0] >= C,
+                kShape, name + " must be [rows = " + std::to_string(rows) + ", C = " + std::to_string(C) +
+                            "] with contiguous rows, got " + shape_str(t));
+}
+
+struct VarSizes {
+  int64_t R, n, C, F, Lmax;
+};
+
+VarSizes validate_var(const VarBlocksArgs& a) {
+  TESSERA_CHECK(a.heads > 0 && a.head_dim > 0, kInvalidArgument, "heads and head_dim must be positive");
+  TESSERA_CHECK(a.num_layers >= 0 && (a.num_layers == 0 || a.layers != nullptr), kInvalidArgument, "layers is missing");
+  const int64_t C = int64_t{a.heads} * a.head_dim;
+  const TensorView& x = a.x;
+  TESSERA_CHECK(!x.empty() && x.device.kind == DeviceKind::kCPU, kDevice, "x must be a CPU tensor");
+  TESSERA_CHECK(x.dtype == DType::kF32, kDtype, "x must be float32");
+  TESSERA_CHECK(x.rank == 3 && x.shape[2] == C && x.shape[0] > 0 && x.shape[1] > 0 && x.is_contiguous(), kShape,
+                "x must be contiguous [rows, n, C = " + std::to_string(C) + "], got " + shape_str(x));
+  VarSizes z{x.shape[0], x.shape[1], C, 0, 0};
+  TESSERA_CHECK(a.cache_length >= 0, kInvalidArgument, "cache_length must be non-negative");
+  for (int i = 0; i < a.num_layers; ++i) {
+    const VarLayer& l = a.layers[i];
+    const std::string p = layer_name(i);
+    check_packed(l.qkv, p + " qkv", 3 * C, C);
+    check_packed(l.proj, p + " proj", C, C);
+    TESSERA_CHECK(l.fc1 != nullptr, kInvalidArgument, p + " fc1 is missing");
+    const int64_t F = l.fc1->N;
+    check_packed(l.fc1, p + " fc1", F, C);
+    check_packed(l.fc2, p + " fc2", C, F);
+    z.F = std::max(z.F, F);
+    check_vector(l.qkv_bias, p + " qkv_bias", 3 * C);
+    check_vector(l.proj_bias, p + " proj_bias", C);
+    check_vector(l.fc1_bias, p + " fc1_bias", F);
+    check_vector(l.fc2_bias, p + " fc2_bias", C);
+    const std::pair<const TensorView*, const char*> terms[] = {{&l.s1, " s1"}, {&l.b1, " b1"}, {&l.s2, " s2"},
+                                                              {&l.b2, " b2"}, {&l.g1, " g1"}, {&l.g2, " g2"}};
+    for (const auto& [t, name] : terms) check_rows(*t, p + name, z.R, C);
+    for (const TensorView* c : {&l.cache_k, &l.cache_v}) {
+      const std::string name = p + (c == &l.cache_k ? " cache_k" : " cache_v");
+      TESSERA_CHECK(!c->empty() && c->device.kind == DeviceKind::kCPU && c->dtype == DType::kF32, kInvalidArgument,
+                    name + " must be a float32 CPU tensor");
+      TESSERA_CHECK(c->rank == 4 && c->shape[0] == z.R && c->shape[2] == a.heads && c->shape[3] == a.head_dim &&
+                        c->is_contiguous(),
+                    kShape, name + " must be contiguous [rows, Lmax, heads, head_dim] = [" + std::to_string(z.R) +
+                                ", Lmax, " + std::to_string(a.heads) + ", " + std::to_string(a.head_dim) + "], got " +
+                                shape_str(*c));
+      TESSERA_CHECK(a.cache_length + z.n <= c->shape[1], kShape,
+                    name + " holds " + std::to_string(c->shape[1]) + " tokens; " + std::to_string(a.cache_length) +
+                        " cached + " + std::to_string(z.n) + " new do not fit");
+      TESSERA_CHECK(!overlaps(*c, x), kInvalidArgument, name + " must not overlap x");
+    }
+  }
+  const bool any_head = !a.head_scale.empty() || !a.head_shift.empty() || a.head != nullptr || !a.head_bias.empty() ||
+                        !a.logits.empty();
+  if (any_head) {
+    TESSERA_CHECK(!a.head_scale.empty() && !a.head_shift.empty() && a.head != nullptr && !a.head_bias.empty() &&
+                      !a.logits.empty(),
+                  kInvalidArgument, "the head needs head_scale, head_shift, head, head_bias and logits together");
+    check_rows(a.head_scale, "head_scale", z.R, C);
+    check_rows(a.head_shift, "head_shift", z.R, C);
+    TESSERA_CHECK(a.head->device.kind == DeviceKind::kCPU && a.head->K == C, kShape,
+                  "head must be packed for the CPU as [V, C = " + std::to_string(C) + "]");
+    check_vector(a.head_bias, "head_bias", a.head->N);
+    const TensorView& l = a.logits;
+    TESSERA_CHECK(l.device.kind == DeviceKind::kCPU && l.dtype == DType::kF32 && l.rank == 2 &&
+                      l.shape[0] == z.R * z.n && l.shape[1] == a.head->N && l.is_contiguous(),
+                  kShape, "logits must be contiguous float32 [rows·n = " + std::to_string(z.R * z.n) + ", V = " +
+                              std::to_string(a.head->N) + "] on the CPU, got " + shape_str(l));
+    TESSERA_CHECK(!overlaps(l, x), kInvalidArgument, "logits must not overlap x");
+  }
+  return z;
+}
+
 }  // namespace
+
+void var_blocks(const VarBlocksArgs& a) {
+  const VarSizes z = validate_var(a);
+  if (a.num_layers == 0 && a.head == nullptr) return;
+  const int64_t R = z.R, n = z.n, C = z.C, M = R * n, H = a.heads, D = a.head_dim;
+  const DType f32 = DType::kF32;
+  PooledBuffer hb(sizeof(float) * M * C), qkvb(sizeof(float) * M * 3 * C), qb(sizeof(float) * M * C),
+      ob(sizeof(float) * M * C), fb(sizeof(float) * M * std::max<int64_t>(z.F, 1));
+  float *h = static_cast<float*>(hb.p), *qkv = static_cast<float*>(qkvb.p), *q = static_cast<float*>(qb.p);
+  const TensorView x3 = a.x, x2 = make_view(a.x.data, f32, {M, C}), h3 = make_view(h, f32, {R, n, C}),
+                   h2 = make_view(h, f32, {M, C});
+  std::vector<int32_t> kv_len(static_cast<size_t>(R), static_cast<int32_t>(a.cache_length + n));
+  auto adaln = [&](const TensorView& scale, const TensorView& shift) {
+    LayerNormArgs ln;
+    ln.x = x3; ln.scale = scale; ln.shift = shift; ln.out = h3; ln.eps = a.eps;
+    layer_norm(ln);
+  };
+  for (int i = 0; i < a.num_layers; ++i) {
+    const VarLayer& l = a.layers[i];
+    const int64_t F = l.fc1->N, L = l.cache_k.shape[1];
+    adaln(l.s1, l.b1);
+    {
+      LinearArgs la;
+      la.x = h2; la.packed = l.qkv; la.bias = l.qkv_bias; la.out = make_view(qkv, f32, {M, 3 * C});
+      linear(la);
+    }
+    float *ck = l.cache_k.ptr<float>(), *cv = l.cache_v.ptr<float>();
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < n; ++j) {
+        const float* src = qkv + (r * n + j) * 3 * C;
+        const int64_t slot = (r * L + a.cache_length + j) * C;
+        std::memcpy(q + (r * n + j) * C, src, sizeof(float) * C);
+        std::memcpy(ck + slot, src + C, sizeof(float) * C);
+        std::memcpy(cv + slot, src + 2 * C, sizeof(float) * C);
+      }
+    {
+      AttentionArgs aa;
+      aa.q = make_view(q, f32, {R, n, H, D});
+      aa.k = l.cache_k; aa.v = l.cache_v;
+      aa.out = make_view(ob.p, f32, {R, n, H, D});
+      aa.layout = QkvLayout::kBLHD; aa.scale = 1.f; aa.mask = kMaskNone;
+      aa.kv_lengths = make_view(kv_len.data(), DType::kI32, {R});
+      aa.l2norm_qk = true; aa.head_multiplier = l.head_multiplier;
+      attention(aa);
+    }
+    {
+      LinearArgs la;  // x += g1 ⊙ (o·Wᵀ + b)
+      la.x = make_view(ob.p, f32, {M, C}); la.packed = l.proj; la.bias = l.proj_bias; la.gate = l.g1;
+      la.residual = x2; la.out = x2;
+      linear(la);
+    }
+    adaln(l.s2, l.b2);
+    const TensorView fv = make_view(fb.p, f32, {M, F});
+    {
+      LinearArgs la;
+      la.x = h2; la.packed = l.fc1; la.bias = l.fc1_bias; la.out = fv; la.act = Activation::kGeluTanh;
+      linear(la);
+    }
+    {
+      LinearArgs la;  // x += g2 ⊙ (f·Wᵀ + b)
+      la.x = fv; la.packed = l.fc2; la.bias = l.fc2_bias; la.gate = l.g2; la.residual = x2; la.out = x2;
+      linear(la);
+    }
+  }
+  if (a.head != nullptr) {
+    adaln(a.head_scale, a.head_shift);
+    LinearArgs la;
+    la.x = h2; la.packed = a.head; la.bias = a.head_bias; la.out = a.logits;
+    linear(la);
+  }
+}
 
 void llama_blocks(const LlamaBlocksArgs& a) {
   const int64_t ffn_max = std::max<int64_t>(validate(a), 1);

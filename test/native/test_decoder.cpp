@@ -296,3 +296,207 @@ TEST(llama_blocks_validates_every_layer_before_writing) {
   llama_blocks(m.args(x, 1, pos, kMaskCausal));
   CHECK(m.lengths_are({2, 2}));
 }
+
+// ---- var_blocks -------------------------------------------------------------
+
+namespace {
+
+struct VarModel {
+  int64_t R, H, D, C, F, Lmax, V;
+  // Per layer: weights (float32, as packed) and the AdaLN terms as strided
+  // views of one [R, 6C] buffer per layer (as VAR's ada_lin output is split).
+  std::vector<std::vector<float>> qkv, qkvb, proj, projb, fc1, fc1b, fc2, fc2b, ada, mult, ck, cv;
+  std::vector<float> head, headb, hada;  // head [V, C], bias [V], head AdaLN [R, 2C]
+  std::vector<PackedWeight*> packed;
+  std::vector<VarLayer> layers;
+  PackedWeight* headp = nullptr;
+  std::vector<std::vector<double>> rk, rv;  // reference caches [R, Lmax, C]
+  int64_t length = 0;
+
+  VarModel(th::Rng& rng, int64_t nl, int64_t R_, int64_t H_, int64_t D_, int64_t F_, int64_t Lmax_, int64_t V_)
+      : R(R_), H(H_), D(D_), C(H_ * D_), F(F_), Lmax(Lmax_), V(V_) {
+    auto rnd = [&](int64_t n, float sc) {
+      std::vector<float> v(n);
+      for (auto& e : v) e = rng.uniform() * sc;
+      return v;
+    };
+    const float sc = 1.f / std::sqrt(float(C)), sf = 1.f / std::sqrt(float(F));
+    for (int64_t i = 0; i < nl; ++i) {
+      qkv.push_back(rnd(3 * C * C, sc));
+      std::vector<float> b = rnd(3 * C, 0.3f);
+      std::fill(b.begin() + C, b.begin() + 2 * C, 0.f);  // VAR has no k bias
+      qkvb.push_back(b);
+      proj.push_back(rnd(C * C, sc)); projb.push_back(rnd(C, 0.3f));
+      fc1.push_back(rnd(F * C, sc)); fc1b.push_back(rnd(F, 0.3f));
+      fc2.push_back(rnd(C * F, sf)); fc2b.push_back(rnd(C, 0.3f));
+      ada.push_back(rnd(R * 6 * C, 0.5f));
+      std::vector<float> m = rnd(H, 1.f);
+      for (auto& e : m) e = std::exp(e);  // exp(scale_mul), like the official clamp-then-exp
+      mult.push_back(m);
+      ck.push_back(rnd(R * Lmax * C, 1.f)); cv.push_back(rnd(R * Lmax * C, 1.f));
+      rk.emplace_back(ck.back().begin(), ck.back().end());
+      rv.emplace_back(cv.back().begin(), cv.back().end());
+    }
+    head = rnd(V * C, sc); headb = rnd(V, 0.3f); hada = rnd(R * 2 * C, 0.5f);
+    auto pk = [&](std::vector<float>& w, int64_t N, int64_t K) {
+      packed.push_back(pack_weight(make_view(w.data(), DType::kF32, {N, K}), DType::kF32));
+      return packed.back();
+    };
+    for (int64_t i = 0; i < nl; ++i) {
+      VarLayer l;
+      l.qkv = pk(qkv[i], 3 * C, C); l.proj = pk(proj[i], C, C); l.fc1 = pk(fc1[i], F, C); l.fc2 = pk(fc2[i], C, F);
+      l.qkv_bias = make_view(qkvb[i].data(), DType::kF32, {3 * C});
+      l.proj_bias = make_view(projb[i].data(), DType::kF32, {C});
+      l.fc1_bias = make_view(fc1b[i].data(), DType::kF32, {F});
+      l.fc2_bias = make_view(fc2b[i].data(), DType::kF32, {C});
+      l.head_multiplier = mult[i].data();
+      TensorView* terms[] = {&l.g1, &l.g2, &l.s1, &l.s2, &l.b1, &l.b2};  // chunk order of ada_lin
+      for (int t = 0; t < 6; ++t) *terms[t] = ada_view(ada[i].data(), t, 6);
+      l.cache_k = make_view(ck[i].data(), DType::kF32, {R, Lmax, H, D});
+      l.cache_v = make_view(cv[i].data(), DType::kF32, {R, Lmax, H, D});
+      layers.push_back(l);
+    }
+    headp = pk(head, V, C);
+  }
+  ~VarModel() {
+    for (PackedWeight* p : packed) free_packed_weight(p);
+  }
+  // Chunk t of a [R, parts·C] buffer: [R, C] with row stride parts·C.
+  TensorView ada_view(float* base, int t, int parts) const {
+    TensorView v = make_view(base + t * C, DType::kF32, {R, C});
+    v.strides[0] = parts * C;
+    return v;
+  }
+  VarBlocksArgs args(std::vector<float>& x, int64_t n, std::vector<float>& logits) {
+    VarBlocksArgs a;
+    a.x = make_view(x.data(), DType::kF32, {R, n, C});
+    a.layers = layers.data();
+    a.num_layers = static_cast<int32_t>(layers.size());
+    a.heads = static_cast<int32_t>(H); a.head_dim = static_cast<int32_t>(D);
+    a.cache_length = length;
+    a.head_scale = ada_view(hada.data(), 0, 2);
+    a.head_shift = ada_view(hada.data(), 1, 2);
+    a.head = headp;
+    a.head_bias = make_view(headb.data(), DType::kF32, {V});
+    a.logits = make_view(logits.data(), DType::kF32, {R * n, V});
+    return a;
+  }
+
+  // float64 blocks and head on x [R, n, C]; returns logits [R·n, V].
+  std::vector<double> reference(std::vector<double>& x, int64_t n) {
+    const int64_t M = R * n;
+    std::vector<double> h(M * C), y(M * std::max(C, 3 * C)), f(M * F), logits(M * V);
+    auto ln = [&](const float* scale, const float* shift, int64_t stride) {
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < n; ++j) {
+          const double* xi = &x[(r * n + j) * C];
+          double mean = 0, var = 0;
+          for (int64_t c = 0; c < C; ++c) mean += xi[c];
+          mean /= C;
+          for (int64_t c = 0; c < C; ++c) var += (xi[c] - mean) * (xi[c] - mean);
+          var /= C;
+          const double inv = 1.0 / std::sqrt(var + 1e-6);
+          for (int64_t c = 0; c < C; ++c)
+            h[(r * n + j) * C + c] = (xi[c] - mean) * inv * (1.0 + scale[r * stride + c]) + shift[r * stride + c];
+        }
+    };
+    auto dv = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const float* A = ada[i].data();  // chunks g1 g2 s1 s2 b1 b2, row stride 6C
+      ln(A + 2 * C, A + 4 * C, 6 * C);
+      const std::vector<double> wq = dv(qkv[i]), bq = dv(qkvb[i]);
+      ref::linear(M, 3 * C, C, h.data(), wq.data(), bq.data(), nullptr, 0, y.data());
+      std::vector<double> q(M * C);  // [R, H, n, D] for ref::attention
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t c = 0; c < C; ++c) {
+            const double* row = &y[(r * n + j) * 3 * C];
+            q[((r * H + c / D) * n + j) * D + c % D] = row[c];
+            rk[i][(r * Lmax + length + j) * C + c] = row[C + c];
+            rv[i][(r * Lmax + length + j) * C + c] = row[2 * C + c];
+          }
+      // caches [R, Lmax, H, D] → [R, H, Lmax, D]
+      std::vector<double> kb(R * Lmax * C), vb(R * Lmax * C), o(M * C), ob(M * C);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t t = 0; t < Lmax; ++t)
+          for (int64_t c = 0; c < C; ++c) {
+            kb[((r * H + c / D) * Lmax + t) * D + c % D] = rk[i][(r * Lmax + t) * C + c];
+            vb[((r * H + c / D) * Lmax + t) * D + c % D] = rv[i][(r * Lmax + t) * C + c];
+          }
+      ref::Mask mk;
+      mk.kv_len.assign(R, static_cast<int32_t>(length + n));
+      const std::vector<double> hm = dv(mult[i]);
+      ref::attention(R, H, H, n, Lmax, D, q.data(), kb.data(), vb.data(), 1.0, mk, true, hm.data(), o.data(), nullptr);
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t c = 0; c < C; ++c) ob[(r * n + j) * C + c] = o[((r * H + c / D) * n + j) * D + c % D];
+      const std::vector<double> wp = dv(proj[i]), bp = dv(projb[i]);
+      ref::linear(M, C, C, ob.data(), wp.data(), bp.data(), nullptr, 0, y.data());
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t c = 0; c < C; ++c) x[m * C + c] += A[(m / n) * 6 * C + c] * y[m * C + c];  // g1
+      ln(A + 3 * C, A + 5 * C, 6 * C);
+      const std::vector<double> w1 = dv(fc1[i]), b1 = dv(fc1b[i]), w2 = dv(fc2[i]), b2 = dv(fc2b[i]);
+      ref::linear(M, F, C, h.data(), w1.data(), b1.data(), nullptr, 1, f.data());
+      ref::linear(M, C, F, f.data(), w2.data(), b2.data(), nullptr, 0, y.data());
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t c = 0; c < C; ++c) x[m * C + c] += A[(m / n) * 6 * C + C + c] * y[m * C + c];  // g2
+    }
+    ln(hada.data(), hada.data() + C, 2 * C);
+    const std::vector<double> hw = dv(head), hb = dv(headb);
+    ref::linear(M, V, C, h.data(), hw.data(), hb.data(), nullptr, 0, logits.data());
+    length += n;
+    return logits;
+  }
+};
+
+}  // namespace
+
+// Two scales (1 token, then 4) over three rows against the float64 blocks:
+// outputs, logits and every cached key/value.
+TEST(var_blocks_match_float64_blocks_over_two_scales) {
+  th::Rng rng(81);
+  VarModel m(rng, 2, 3, 2, 6, 37, 9, 23);
+  for (int64_t n : {1, 4}) {
+    std::vector<float> x(m.R * n * m.C), logits(m.R * n * m.V, NAN);
+    rng.fill(x.data(), x.size());
+    std::vector<double> xr(x.begin(), x.end());
+    VarBlocksArgs a = m.args(x, n, logits);
+    var_blocks(a);
+    const std::vector<double> want = m.reference(xr, n);
+    CHECK_REL(x.data(), xr.data(), x.size(), 2e-5);
+    CHECK_REL(logits.data(), want.data(), want.size(), 2e-5);
+  }
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    CHECK_REL(m.ck[i].data(), m.rk[i].data(), m.ck[i].size(), 2e-5);
+    CHECK_REL(m.cv[i].data(), m.rv[i].data(), m.cv[i].size(), 2e-5);
+  }
+}
+
+TEST(var_blocks_validate_everything_before_writing) {
+  th::Rng rng(82);
+  VarModel m(rng, 3, 2, 2, 4, 16, 5, 7);
+  std::vector<float> x(2 * 2 * 8), logits(4 * 7);
+  rng.fill(x.data(), x.size());
+  const std::vector<float> k0 = m.ck[0], x0 = x;
+  // The last layer's s2 has the wrong width: nothing is written.
+  VarBlocksArgs a = m.args(x, 2, logits);
+  const TensorView keep = m.layers[2].s2;
+  m.layers[2].s2 = make_view(m.ada[2].data(), DType::kF32, {2, 7});
+  CHECK_THROWS_CODE(var_blocks(a), kShape);
+  m.layers[2].s2 = keep;
+  // More tokens than the caches hold.
+  a.cache_length = 4;
+  CHECK_THROWS_CODE(var_blocks(a), kShape);
+  a.cache_length = 0;
+  // Part of a head.
+  a.head_bias = TensorView{};
+  CHECK_THROWS_CODE(var_blocks(a), kInvalidArgument);
+  a = m.args(x, 2, logits);
+  // Logits overlapping x.
+  a.logits = make_view(x.data(), DType::kF32, {4, 7});
+  CHECK_THROWS_CODE(var_blocks(a), kInvalidArgument);
+  CHECK(std::memcmp(k0.data(), m.ck[0].data(), k0.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(x0.data(), x.data(), x0.size() * sizeof(float)) == 0);
+  var_blocks(m.args(x, 2, logits));  // the valid call runs
+  CHECK(std::memcmp(k0.data(), m.ck[0].data(), k0.size() * sizeof(float)) != 0);
+}

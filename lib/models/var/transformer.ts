@@ -3,10 +3,9 @@
 // embeddings, an AdaLN head. One call runs one scale over 2B rows (B
 // conditional, then B unconditional) against per-block KV caches.
 import { TesseraError } from '../../errors.js';
-import { attention } from '../../ops/attention.js';
 import { linear, type PackedWeight } from '../../ops/gemm.js';
-import { layerNorm } from '../../ops/norm.js';
-import { Tensor } from '../../tensor.js';
+import { native } from '../../native.js';
+import { Tensor, withTensors } from '../../tensor.js';
 import { varConfig, type Tensors, type VarConfig } from './config.js';
 import { silu, splitColumns } from './elementwise.js';
 import { timed } from './profile.js';
@@ -17,8 +16,8 @@ const LN_EPS = 1e-6;
 const MAX_SCALE_MUL = Math.fround(Math.log(100));
 
 interface BlockWeights {
-  q: PackedWeight; k: PackedWeight; v: PackedWeight;
-  qBias: Tensor; vBias: Tensor;
+  /** mat_qkv [3C, C] as one packed weight; its bias is q_bias, zeros (VAR has no k bias), v_bias. */
+  qkv: PackedWeight; qkvBias: Tensor;
   proj: PackedWeight; projBias: Tensor;
   fc1: PackedWeight; fc1Bias: Tensor;
   fc2: PackedWeight; fc2Bias: Tensor;
@@ -47,15 +46,6 @@ export class VarCache {
     const shape = [rows, config.tokens, config.heads, config.headDim];
     this.k = Array.from({ length: config.depth }, () => Tensor.empty(shape));
     this.v = Array.from({ length: config.depth }, () => Tensor.empty(shape));
-  }
-
-  /** Copies `n` new tokens ([rows, n, C]) into block i's cache after `length`. */
-  write(i: number, k: Tensor, v: Tensor, n: number): void {
-    const C = this.config.width, L = this.config.tokens;
-    for (const [src, dst] of [[k, this.k[i]!], [v, this.v[i]!]] as const) {
-      const s = src.data as Float32Array, d = dst.data as Float32Array;
-      for (let r = 0; r < this.rows; r++) d.set(s.subarray(r * n * C, (r + 1) * n * C), (r * L + this.length) * C);
-    }
   }
 
   dispose(): void {
@@ -90,12 +80,12 @@ export class VarTransformer {
     const blocks: BlockWeights[] = [];
     for (let i = 0; i < config.depth; i++) {
       const p = `blocks.${i}`;
-      const qkv = w.values(`${p}.attn.mat_qkv.weight`);
-      const part = (j: number): Tensor => Tensor.from(qkv.subarray(j * C * C, (j + 1) * C * C), [C, C]);
       const mul = w.values(`${p}.attn.scale_mul_1H11`);
+      const qkvBias = new Float32Array(3 * C);
+      qkvBias.set(w.values(`${p}.attn.q_bias`));
+      qkvBias.set(w.values(`${p}.attn.v_bias`), 2 * C);
       blocks.push({
-        q: await pack(part(0)), k: await pack(part(1)), v: await pack(part(2)),
-        qBias: w.f32(`${p}.attn.q_bias`), vBias: w.f32(`${p}.attn.v_bias`),
+        qkv: await pack(w.f32(`${p}.attn.mat_qkv.weight`)), qkvBias: Tensor.from(qkvBias, [3 * C]),
         proj: await pack(w.f32(`${p}.attn.proj.weight`)), projBias: w.f32(`${p}.attn.proj.bias`),
         fc1: await pack(w.f32(`${p}.ffn.fc1.weight`)), fc1Bias: w.f32(`${p}.ffn.fc1.bias`),
         fc2: await pack(w.f32(`${p}.ffn.fc2.weight`)), fc2Bias: w.f32(`${p}.ffn.fc2.bias`),
@@ -193,43 +183,41 @@ export class VarTransformer {
     const { heads: H, headDim: D, vocabulary: V } = this.config;
     if (R !== cond.rows || cache.rows !== R) throw new TesseraError('ERR_SHAPE', `x has ${R} rows, the conditioning ${cond.rows}`);
     if (cache.length + n > this.config.tokens) throw new TesseraError('ERR_SHAPE', 'more tokens than the model\'s schedule');
-    const M = R * n;
-    const x2 = x.reshape([M, C]);
-    const F = 4 * C;  // FFN ratio 4 (config.ts checks it)
-    for (let i = 0; i < this.blocks.length; i++) {
-      const b = this.blocks[i]!, a = cond.blocks[i]!;
-      const h = await timed('layernorm', () => layerNorm({ x: x.reshape([R, n, C]), scale: a.s1, shift: a.b1, eps: LN_EPS }));
-      const h2 = h.reshape([M, C]);
-      const q = await timed('gemm qkv', () => linear({ x: h2, packed: b.q, bias: b.qBias }), 2 * M * C * C);
-      const k = await timed('gemm qkv', () => linear({ x: h2, packed: b.k }), 2 * M * C * C);  // no k bias (zero_k_bias)
-      const v = await timed('gemm qkv', () => linear({ x: h2, packed: b.v, bias: b.vBias }), 2 * M * C * C);
-      h.dispose();
-      await timed('kv cache write', () => cache.write(i, k, v, n));
-      k.dispose(); v.dispose();
-      const kvLen = cache.length + n;
-      const o = await timed('attention', () => attention({
-        q: q.reshape([R, n, H, D]), k: cache.k[i]!, v: cache.v[i]!, layout: 'blhd',
-        kvLengths: new Array<number>(R).fill(kvLen), l2norm: true, headMultiplier: b.headMultiplier, scale: 1,
-      }), 4 * R * n * kvLen * C);
-      q.dispose();
-      // x += g1 ⊙ (o·Wᵀ + b), the AdaLN residual gate fused into the GEMM's epilogue.
-      await timed('gemm proj+gate', () => linear({ x: o.reshape([M, C]), packed: b.proj, bias: b.projBias, gate: a.g1, residual: x2, out: x2 }), 2 * M * C * C);
-      o.dispose();
-      const h3 = await timed('layernorm', () => layerNorm({ x: x.reshape([R, n, C]), scale: a.s2, shift: a.b2, eps: LN_EPS }));
-      const f = await timed('gemm fc1+gelu', () => linear({ x: h3.reshape([M, C]), packed: b.fc1, bias: b.fc1Bias, activation: 'gelu_tanh' }), 2 * M * C * F);
-      h3.dispose();
-      await timed('gemm fc2+gate', () => linear({ x: f, packed: b.fc2, bias: b.fc2Bias, gate: a.g2, residual: x2, out: x2 }), 2 * M * C * F);
-      f.dispose();
+    const logits = Tensor.empty([R * n, V]);
+    const blocks = this.blocks.map((b, i) => {
+      const a = cond.blocks[i]!;
+      return {
+        qkv: b.qkv.handle(), qkvBias: b.qkvBias.native(), proj: b.proj.handle(), projBias: b.projBias.native(),
+        fc1: b.fc1.handle(), fc1Bias: b.fc1Bias.native(), fc2: b.fc2.handle(), fc2Bias: b.fc2Bias.native(),
+        headMultiplier: b.headMultiplier,
+        s1: a.s1.native(), b1: a.b1.native(), s2: a.s2.native(), b2: a.b2.native(), g1: a.g1.native(), g2: a.g2.native(),
+        cacheK: cache.k[i]!.native(), cacheV: cache.v[i]!.native(),
+      };
+    });
+    const held = [x, logits, cond.headScale, cond.headShift, this.headBias, ...cache.k, ...cache.v,
+      ...this.blocks.flatMap((b) => [b.qkvBias, b.projBias, b.fc1Bias, b.fc2Bias]),
+      ...cond.blocks.flatMap((a) => [a.s1, a.b1, a.s2, a.b2, a.g1, a.g2])];
+    // Every block and the AdaLN head in one native call (varBlocks: per block
+    // AdaLN LayerNorm, one GEMM for [q|k|v], cache write, L2-normalised
+    // attention, gated proj + residual, AdaLN LayerNorm, fc1 + GELU, gated
+    // fc2 + residual): issued op by op, the ~9 calls per block would each pay
+    // a thread hop.
+    try {
+      await timed('blocks + head (one native call)', () => withTensors(held, () => native().varBlocks({
+        x: x.native(), layers: blocks, heads: H, headDim: D, cacheLength: cache.length, eps: LN_EPS,
+        headScale: cond.headScale.native(), headShift: cond.headShift.native(), head: this.head.handle(),
+        headBias: this.headBias.native(), logits: logits.native(),
+      })), 2 * R * n * (this.blocks.length * (12 * C * C + 2 * (cache.length + n) * C) + C * V));
+    } catch (e) {
+      logits.dispose();
+      throw e;
     }
     cache.length += n;
-    const hn = await timed('layernorm', () => layerNorm({ x: x.reshape([R, n, C]), scale: cond.headScale, shift: cond.headShift, eps: LN_EPS }));
-    const logits = await timed('gemm head', () => linear({ x: hn.reshape([M, C]), packed: this.head, bias: this.headBias }), 2 * M * C * V);
-    hn.dispose();
     return logits.reshape([R, n, V]);
   }
 
   dispose(): void {
-    for (const b of this.blocks) for (const p of [b.q, b.k, b.v, b.proj, b.fc1, b.fc2]) p.dispose();
+    for (const b of this.blocks) for (const p of [b.qkv, b.proj, b.fc1, b.fc2]) p.dispose();
     this.head.dispose();
     this.wordEmbed.dispose();
   }

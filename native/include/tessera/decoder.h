@@ -51,4 +51,41 @@ struct LlamaBlocksArgs {
 // caches and lengths unchanged), then runs the blocks in order. CPU only.
 void llama_blocks(const LlamaBlocksArgs& args);
 
+// One VAR block (spec/var.md section 2) on a scale's tokens: AdaLN LayerNorm
+// (scale s1, shift b1), fused [q|k|v] projection, k and v written to the
+// cache after `cache_length`, L2-normalised attention over the cache with the
+// per-head multiplier (scale 1, no mask), proj + bias gated by g1 + residual,
+// AdaLN LayerNorm (s2, b2), fc1 + GELU-tanh, fc2 + bias gated by g2 + residual.
+struct VarLayer {
+  const PackedWeight* qkv = nullptr;   // [3C, C]
+  TensorView qkv_bias;                 // [3C] f32: q_bias, zeros (no k bias), v_bias
+  const PackedWeight* proj = nullptr;  // [C, C]
+  TensorView proj_bias;                // [C]
+  const PackedWeight* fc1 = nullptr;   // [F, C]
+  TensorView fc1_bias;                 // [F]
+  const PackedWeight* fc2 = nullptr;   // [C, F]
+  TensorView fc2_bias;                 // [C]
+  const float* head_multiplier = nullptr;  // [heads] host, or null (= 1)
+  TensorView s1, b1, s2, b2, g1, g2;   // AdaLN terms, each [rows, C] f32 (rows may be strided)
+  TensorView cache_k, cache_v;         // [rows, Lmax, heads, head_dim] f32 (blhd), contiguous
+};
+
+struct VarBlocksArgs {
+  TensorView x;                        // [rows, n, C] f32 contiguous: inputs, replaced by the outputs
+  const VarLayer* layers = nullptr;
+  int32_t num_layers = 0;
+  int32_t heads = 0, head_dim = 0;     // C = heads · head_dim
+  int64_t cache_length = 0;            // tokens already cached (every row and layer)
+  float eps = 1e-6f;                   // LayerNorm epsilon
+  // Optional AdaLN head (all or none): logits = LN(x; head_scale, head_shift)·headᵀ + head_bias.
+  TensorView head_scale, head_shift;   // [rows, C]
+  const PackedWeight* head = nullptr;  // [V, C]
+  TensorView head_bias;                // [V]
+  TensorView logits;                   // [rows·n, V] f32 contiguous
+};
+
+// Validates everything first (nothing is written on a bad call), then runs
+// the blocks and the head. The caller advances its cache length by n. CPU only.
+void var_blocks(const VarBlocksArgs& args);
+
 }  // namespace tessera
