@@ -219,21 +219,37 @@ int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& l
   const __m512 px = reinterpret_cast<__m512>(t.px);
   const __m512 one = _mm512_set1_ps(1.f), zero = _mm512_setzero_ps();
   const __m512i ione = _mm512_set1_epi32(1);
-  alignas(64) float bdy[kBatch][kLanes], cdy[kBatch][kLanes], ha[kBatch];
+  // Per batch: bdy[r][j] = B·dy, cdy[r][j] = −½C·dy² for entry b0 + j at row r
+  // (dy = my − row centre), ha[j] = −½A: the scalars of alpha_at's power.
+  alignas(64) float bdy[kLanes][kBatch], cdy[kLanes][kBatch], ha[kBatch];
+  const __m512 xlo = _mm512_set1_ps(t.x0 + 0.5f - 0.01f), xhi = _mm512_set1_ps(t.x0 + kLanes - 0.5f + 0.01f);
   int64_t used = 0;  // 1 + the last entry a row that has left may have blended
   for (int64_t b0 = 0; b0 < s.n && live; b0 += kBatch) {
     const int64_t b1 = std::min(b0 + kBatch, s.n);
     fill_to(s, b1);
+    // Row masks (row_mask's test, 16 entries per vector, row by row): bit j
+    // of rows[r] is set when entry b0 + j may reach row r.
     uint64_t rows[kLanes] = {};
-    for (int64_t k = b0; k < b1; ++k) {
-      const uint32_t m = row_mask(s, k, rowy, t.x0 + 0.5f, t.x0 + kLanes - 0.5f) & live;
-      if (!m) continue;
-      const int j = static_cast<int>(k - b0);
-      for (uint32_t mm = m; mm; mm &= mm - 1) rows[__builtin_ctz(mm)] |= uint64_t(1) << j;
-      const vf dy = s.my[k] - rowy;
-      *reinterpret_cast<vf*>(bdy[j]) = s.B[k] * dy;
-      *reinterpret_cast<vf*>(cdy[j]) = -0.5f * s.C[k] * dy * dy;
-      ha[j] = -0.5f * s.A[k];
+    for (int64_t g0 = b0; g0 < b1; g0 += kLanes) {
+      const __mmask16 in = b1 - g0 >= kLanes ? __mmask16(0xffff) : __mmask16((1u << (b1 - g0)) - 1);
+      const int j0 = static_cast<int>(g0 - b0);
+      const __m512 mx = _mm512_maskz_loadu_ps(in, s.mx + g0), my = _mm512_maskz_loadu_ps(in, s.my + g0);
+      const __m512 A = _mm512_maskz_loadu_ps(in, s.A + g0), B = _mm512_maskz_loadu_ps(in, s.B + g0);
+      const __m512 nC = _mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_maskz_loadu_ps(in, s.C + g0));
+      const __m512 bda = _mm512_maskz_loadu_ps(in, s.bda + g0), ky = _mm512_maskz_loadu_ps(in, s.ky + g0);
+      const __m512 thr = _mm512_maskz_loadu_ps(in, s.thr + g0);
+      const __m512 hA = _mm512_mul_ps(_mm512_set1_ps(0.5f), A);
+      _mm512_store_ps(ha + j0, _mm512_mul_ps(_mm512_set1_ps(-0.5f), A));
+      for (uint32_t lm = live; lm; lm &= lm - 1) {
+        const int r = __builtin_ctz(lm);
+        const __m512 dy = _mm512_sub_ps(my, _mm512_set1_ps(rowy[r]));
+        const __m512 xs = _mm512_fmadd_ps(bda, dy, mx);
+        const __m512 dist = _mm512_maskz_max_ps(0xffff, _mm512_maskz_max_ps(0xffff, _mm512_sub_ps(xlo, xs), _mm512_sub_ps(xs, xhi)), zero);
+        const __m512 e = _mm512_fmadd_ps(_mm512_mul_ps(hA, dist), dist, _mm512_mul_ps(_mm512_mul_ps(dy, dy), ky));
+        rows[r] |= uint64_t(_mm512_mask_cmp_ps_mask(in, e, thr, _CMP_NGT_UQ)) << j0;
+        _mm512_store_ps(bdy[r] + j0, _mm512_mul_ps(B, dy));
+        _mm512_store_ps(cdy[r] + j0, _mm512_mul_ps(_mm512_mul_ps(nC, dy), dy));
+      }
     }
     for (uint32_t lm = live; lm; lm &= lm - 1) {
       const int r = __builtin_ctz(lm);
@@ -249,8 +265,8 @@ int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& l
         const int j = __builtin_ctzll(bits);
         const int64_t k = b0 + j;
         const __m512 dx = _mm512_sub_ps(_mm512_set1_ps(s.mx[k]), px);
-        const __m512 q = _mm512_fmsub_ps(_mm512_set1_ps(ha[j]), dx, _mm512_set1_ps(bdy[j][r]));
-        const __m512 power = _mm512_fmadd_ps(q, dx, _mm512_set1_ps(cdy[j][r]));
+        const __m512 q = _mm512_fmsub_ps(_mm512_set1_ps(ha[j]), dx, _mm512_set1_ps(bdy[r][j]));
+        const __m512 power = _mm512_fmadd_ps(q, dx, _mm512_set1_ps(cdy[r][j]));
         const __m512 G = exp_avx512(_mm512_maskz_max_ps(0xffff, _mm512_set1_ps(kMinPower), power));
         const __m512 raw = _mm512_mul_ps(_mm512_set1_ps(s.op[k]), G);
         const __m512 alpha = _mm512_maskz_min_ps(0xffff, raw, _mm512_set1_ps(kMaxAlpha));
