@@ -15,6 +15,22 @@ int32_t get_i32(Napi::Env env, const Napi::Object& o, const char* key) {
   return static_cast<int32_t>(v);
 }
 
+// Calls fn(layer object, "layers[i]") for every entry of o.layers (an array
+// of objects), after sizing `out` to it.
+template <class Layer, class Fn>
+void parse_layers(Napi::Env env, const Napi::Object& o, std::vector<Layer>& out, Fn&& fn) {
+  Napi::Value lv = o.Get("layers");
+  if (!lv.IsArray()) throw_error(env, Code::kInvalidArgument, "layers must be an array");
+  Napi::Array arr = lv.As<Napi::Array>();
+  out.resize(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    Napi::Value e = arr.Get(i);
+    const std::string at = "layers[" + std::to_string(i) + "]";
+    if (!e.IsObject()) throw_error(env, Code::kInvalidArgument, at + " must be an object");
+    fn(e.As<Napi::Object>(), out[i], at);
+  }
+}
+
 // llamaBlocks({x, layers: [{qkv, wo, w1, w3, w2, attentionNorm, ffnNorm,
 //   cacheK, cacheV, lengths: Int32Array}], rows, n, heads, headDim, cos, sin,
 //   positions, mask, eps, finalNorm?, head?, logits?}) -> Promise<void>. x is
@@ -36,15 +52,7 @@ class LlamaBlocksWorker : public OpWorker {
     a_.positions = parse_tensor(env, o.Get("positions"), "positions", &keep_);
     a_.mask = static_cast<uint32_t>(get_int(env, o, "mask", 0));
     a_.eps = static_cast<float>(get_number(env, o, "eps", 1e-5));
-    Napi::Value lv = o.Get("layers");
-    if (!lv.IsArray()) throw_error(env, Code::kInvalidArgument, "layers must be an array");
-    Napi::Array arr = lv.As<Napi::Array>();
-    layers_.resize(arr.Length());
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
-      Napi::Value e = arr.Get(i);
-      if (!e.IsObject()) throw_error(env, Code::kInvalidArgument, "layers[" + std::to_string(i) + "] must be an object");
-      Napi::Object l = e.As<Napi::Object>();
-      LlamaLayer& L = layers_[i];
+    parse_layers(env, o, layers_, [&](const Napi::Object& l, LlamaLayer& L, const std::string& at) {
       L.qkv = unwrap_packed_weight(env, l.Get("qkv"), &keep_);
       L.wo = unwrap_packed_weight(env, l.Get("wo"), &keep_);
       L.w1 = unwrap_packed_weight(env, l.Get("w1"), &keep_);
@@ -56,14 +64,13 @@ class LlamaBlocksWorker : public OpWorker {
       L.cache_v = parse_tensor(env, l.Get("cacheV"), "cacheV", &keep_);
       Napi::Value len = l.Get("lengths");
       if (!len.IsTypedArray() || len.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-        throw_error(env, Code::kDtype, "layers[" + std::to_string(i) + "].lengths must be an Int32Array");
+        throw_error(env, Code::kDtype, at + ".lengths must be an Int32Array");
       Napi::Int32Array la = len.As<Napi::Int32Array>();
       if (static_cast<int64_t>(la.ElementLength()) != a_.rows)
-        throw_error(env, Code::kShape, "layers[" + std::to_string(i) + "].lengths must hold one entry per row (" +
-                                           std::to_string(a_.rows) + ")");
+        throw_error(env, Code::kShape, at + ".lengths must hold one entry per row (" + std::to_string(a_.rows) + ")");
       keep_.add(la);
       L.lengths = la.Data();
-    }
+    });
     // Optional head: finalNorm, head (PackedWeight) and logits, all or none.
     a_.final_norm = parse_optional_tensor(env, o.Get("finalNorm"), "finalNorm", &keep_);
     Napi::Value head = o.Get("head");
@@ -95,16 +102,7 @@ class VarBlocksWorker : public OpWorker {
     a_.head_dim = get_i32(env, o, "headDim");
     a_.cache_length = get_int(env, o, "cacheLength", 0);
     a_.eps = static_cast<float>(get_number(env, o, "eps", 1e-6));
-    Napi::Value lv = o.Get("layers");
-    if (!lv.IsArray()) throw_error(env, Code::kInvalidArgument, "layers must be an array");
-    Napi::Array arr = lv.As<Napi::Array>();
-    layers_.resize(arr.Length());
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
-      Napi::Value e = arr.Get(i);
-      const std::string at = "layers[" + std::to_string(i) + "]";
-      if (!e.IsObject()) throw_error(env, Code::kInvalidArgument, at + " must be an object");
-      Napi::Object l = e.As<Napi::Object>();
-      VarLayer& L = layers_[i];
+    parse_layers(env, o, layers_, [&](const Napi::Object& l, VarLayer& L, const std::string& at) {
       L.qkv = unwrap_packed_weight(env, l.Get("qkv"), &keep_);
       L.proj = unwrap_packed_weight(env, l.Get("proj"), &keep_);
       L.fc1 = unwrap_packed_weight(env, l.Get("fc1"), &keep_);
@@ -131,7 +129,7 @@ class VarBlocksWorker : public OpWorker {
         keep_.add(f);
         L.head_multiplier = f.Data();
       }
-    }
+    });
     a_.layers = layers_.data();
     a_.num_layers = static_cast<int32_t>(layers_.size());
     a_.head_scale = parse_optional_tensor(env, o.Get("headScale"), "headScale", &keep_);

@@ -118,7 +118,7 @@ void check_rows(const TensorView& t, const std::string& name, int64_t rows, int6
 }
 
 struct VarSizes {
-  int64_t R, n, C, F, Lmax;
+  int64_t R, n, C, F;
 };
 
 VarSizes validate_var(const VarBlocksArgs& a) {
@@ -130,7 +130,7 @@ VarSizes validate_var(const VarBlocksArgs& a) {
   TESSERA_CHECK(x.dtype == DType::kF32, kDtype, "x must be float32");
   TESSERA_CHECK(x.rank == 3 && x.shape[2] == C && x.shape[0] > 0 && x.shape[1] > 0 && x.is_contiguous(), kShape,
                 "x must be contiguous [rows, n, C = " + std::to_string(C) + "], got " + shape_str(x));
-  VarSizes z{x.shape[0], x.shape[1], C, 0, 0};
+  VarSizes z{x.shape[0], x.shape[1], C, 0};
   TESSERA_CHECK(a.cache_length >= 0, kInvalidArgument, "cache_length must be non-negative");
   for (int i = 0; i < a.num_layers; ++i) {
     const VarLayer& l = a.layers[i];
