@@ -46,7 +46,7 @@ uint64_t* radix_sort(uint64_t* items, uint64_t* tmp, int64_t n, int key_bits, Ar
       for (int64_t c = c0; c < c1; ++c) {
         int64_t* h = hist + c * kBuckets;
         std::fill(h, h + kBuckets, 0);
-        for (int64_t i = ch.begin(c); i < ch.end(c); ++i) ++h[digit(items[i])];
+        for (int64_t i = ch.begin(c), e = ch.end(c); i < e; ++i) ++h[digit(items[i])];
       }
     });
     // Cursors in (digit, chunk) order; skip the pass when one digit holds every item.
@@ -66,7 +66,7 @@ uint64_t* radix_sort(uint64_t* items, uint64_t* tmp, int64_t n, int key_bits, Ar
     pool.parallel_for(ch.count, 1, [&](int64_t c0, int64_t c1, int) {
       for (int64_t c = c0; c < c1; ++c) {
         int64_t* cur = hist + c * kBuckets;
-        for (int64_t i = ch.begin(c); i < ch.end(c); ++i) tmp[cur[digit(items[i])]++] = items[i];
+        for (int64_t i = ch.begin(c), e = ch.end(c); i < e; ++i) tmp[cur[digit(items[i])]++] = items[i];
       }
     });
     std::swap(items, tmp);
@@ -102,7 +102,7 @@ void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileR
     for (int64_t c = c0; c < c1; ++c) {
       int64_t cnt = 0;
       uint32_t lo = ~0u, hi = 0;
-      for (int64_t i = cg.begin(c); i < cg.end(c); ++i) {
+      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
         const bool v = status[i] == kProjVisible;
         cnt += v;
         const uint32_t k = depth_key[i];
@@ -127,7 +127,7 @@ void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileR
   pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
       int64_t j = first[c];
-      for (int64_t i = cg.begin(c); i < cg.end(c); ++i) {
+      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
         if (status[i] != kProjVisible) continue;
         items[j++] = uint64_t(depth_key[i] - key_lo) << 32 | uint64_t(i);
       }
