@@ -23,10 +23,12 @@ class FmaPeakWorker : public OpWorker {
   double gflops_ = 0;
 };
 
-// measureCopyBandwidth(threads, bytes) -> Promise<GB/s>
+// measureCopyBandwidth(threads, bytes) / measureReadBandwidth(threads, bytes) -> Promise<GB/s>
 class CopyBandwidthWorker : public OpWorker {
  public:
-  explicit CopyBandwidthWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
+  CopyBandwidthWorker(const Napi::CallbackInfo& info, bool read_only) : OpWorker(info.Env()), read_only_(read_only) {
+    if (!info[0].IsNumber() || !info[1].IsNumber())
+      throw_error(info.Env(), Code::kInvalidArgument, "threads and bytes must be numbers");
     threads_ = info[0].As<Napi::Number>().Int32Value();
     const double bytes = info[1].As<Napi::Number>().DoubleValue();
     if (threads_ < 1 || !(bytes >= 4096))
@@ -35,8 +37,11 @@ class CopyBandwidthWorker : public OpWorker {
   }
 
  private:
-  void run() override { gbs_ = measure_copy_bandwidth_gbs(threads_, bytes_); }
+  void run() override {
+    gbs_ = read_only_ ? measure_read_bandwidth_gbs(threads_, bytes_) : measure_copy_bandwidth_gbs(threads_, bytes_);
+  }
   Napi::Value result(Napi::Env env) override { return Napi::Number::New(env, gbs_); }
+  bool read_only_;
   int threads_ = 1;
   size_t bytes_ = 0;
   double gbs_ = 0;
@@ -49,7 +54,10 @@ void init_bench(Napi::Env env, Napi::Object exports) {
     return (new FmaPeakWorker(info))->start();
   }));
   exports.Set("measureCopyBandwidth", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    return (new CopyBandwidthWorker(info))->start();
+    return (new CopyBandwidthWorker(info, false))->start();
+  }));
+  exports.Set("measureReadBandwidth", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return (new CopyBandwidthWorker(info, true))->start();
   }));
 }
 

@@ -103,6 +103,7 @@ export interface NativeAddon {
 
   measureFmaPeak(threads: number, bf16: boolean): Promise<number>;
   measureCopyBandwidth(threads: number, bytes: number): Promise<number>;
+  measureReadBandwidth(threads: number, bytes: number): Promise<number>;
 
   /** A whole file as an ArrayBuffer over a private copy-on-write mapping. */
   mapFile(path: string): ArrayBuffer;

@@ -44,7 +44,7 @@ const DRAFT_B = { layers: 4, dim: 512, vocabulary: GPT_B.vocabulary, classes: GP
 interface WorkerCfg { weights: string; draft: string; codebook: string; nar: string; grid: number; batch: number; decode: Mode; compute: 'float32' | 'bfloat16'; seed: number; warmup: number }
 interface RunResult {
   wallMs: number; cpuMs: number; stats: DecodeStats; weightBytes: number; draftWeightBytes?: number;
-  copyGBs: number; peakRssBytes: number; loadMs: number;
+  copyGBs: number; readGBs: number; peakRssBytes: number; loadMs: number;
 }
 interface PeerResult { torch: string; threads: number; tokensTimed: number; prefillMs: number; msPerToken: number; cpuMsPerToken: number; extrapolatedMsPerImage: number; peakRssBytes: number }
 
@@ -80,9 +80,12 @@ async function worker(c: WorkerCfg): Promise<RunResult> {
     const peakRssBytes = process.resourceUsage().maxRSS * 1024;
     // The floor's bandwidth: one large copy in this process, after decoding (so its buffers stay out of the peak RSS).
     const copyGBs = await native().measureCopyBandwidth(getThreads(), 256 << 20);
+    // And the streaming-read bandwidth over as many bytes as the weights: the
+    // tighter floor for a pass that only reads them.
+    const readGBs = await native().measureReadBandwidth(getThreads(), Math.max(model.weightBytes, 64 << 20));
     return {
       wallMs, cpuMs: (cpu.user + cpu.system) / 1000, stats: r.stats, weightBytes: model.weightBytes, draftWeightBytes: drafter?.weightBytes,
-      copyGBs, peakRssBytes, loadMs,
+      copyGBs, readGBs, peakRssBytes, loadMs,
     };
   } finally {
     model.dispose();
@@ -126,7 +129,9 @@ come back from the pool), then one timed image of
 ms per image and tokens/s (token generation; the VQ decode is not timed),
 wall and CPU time, forward passes, vLLM's spec-decode counters, ms per
 forward pass against the floor = packed weight bytes / copy bandwidth
-(measured by the addon in the same process) and their ratio, peak RSS.
+(measured by the addon in the same process) and their ratio, and against
+the read floor = the same bytes / streaming-read bandwidth (measured over as
+many bytes in the same process), peak RSS.
 The PyTorch peer (scripts/reference/llamagen_bench.py on ${PYTHON}, float32,
 same weights, same thread count, greedy plain decoding with the same CFG
 batch) times --peer-tokens tokens and extrapolates to the image (labelled);
@@ -213,6 +218,7 @@ distributions: acceptance here is a floor, not what trained weights reach.`,
 function report(impl: string, decode: string, r: RunResult, grid: number, batch: number, ar: RunResult | undefined, say: (s: string) => void): void {
   const s = r.stats, perImage = r.wallMs / batch, tokens = grid * grid * batch;
   const floorMs = r.weightBytes / (r.copyGBs * 1e9) * 1000, perPass = r.wallMs / s.forwardPasses;
+  const readFloorMs = r.weightBytes / (r.readGBs * 1e9) * 1000;
   const gain = ar && decode !== 'ar' ? `  ${(ar.wallMs / r.wallMs).toFixed(2)}x ar wall, ${(ar.stats.forwardPasses / s.forwardPasses).toFixed(2)}x fewer passes` : '';
   say(`  ${impl.padEnd(13)} ${decode.padEnd(8)} ${perImage.toFixed(0).padStart(7)} ms/image (CPU ${(r.cpuMs / batch).toFixed(0)} ms)  ` +
     `${((tokens * 1000) / r.wallMs).toFixed(1).padStart(7)} tok/s  peak RSS ${mb(r.peakRssBytes)}${gain}`);
@@ -221,4 +227,5 @@ function report(impl: string, decode: string, r: RunResult, grid: number, batch:
     `spec_decode_num_accepted_tokens=${s.numAcceptedTokens} acceptance_rate=${s.acceptanceRate.toFixed(4)} mean_acceptance_length=${s.meanAcceptanceLength.toFixed(3)}`);
   say(`      ${perPass.toFixed(2)} ms/forward; floor ${floorMs.toFixed(2)} ms = ${mb(r.weightBytes)} packed weights / ${r.copyGBs.toFixed(2)} GB/s copy; ` +
     `ratio ${(perPass / floorMs).toFixed(2)}x${r.draftWeightBytes ? ` (drafter ${mb(r.draftWeightBytes)})` : ''}; load ${r.loadMs.toFixed(0)} ms`);
+  say(`      read floor ${readFloorMs.toFixed(2)} ms = the weights / ${r.readGBs.toFixed(2)} GB/s streaming read (same process): ratio ${(perPass / readFloorMs).toFixed(2)}x`);
 }

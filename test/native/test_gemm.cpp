@@ -524,4 +524,6 @@ TEST(gemm_linear_reuses_pooled_scratch) {
 TEST(gemm_bench_ceilings_are_positive) {
   CHECK(measure_fma_peak_gflops(1, false) > 1.0);
   CHECK(measure_copy_bandwidth_gbs(1, size_t(4) << 20) > 0.1);
+  CHECK(measure_read_bandwidth_gbs(2, size_t(4) << 20) > 0.1);
+  CHECK(measure_read_bandwidth_gbs(1, 4100) > 0.01);  // below one slice per thread, rounded down to 64 B
 }

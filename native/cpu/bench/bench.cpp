@@ -101,4 +101,56 @@ double measure_copy_bandwidth_gbs(int threads, size_t bytes) {
   return 2.0 * static_cast<double>(bytes) / times[passes / 2] * 1e-9;
 }
 
+double measure_read_bandwidth_gbs(int threads, size_t bytes) {
+  threads = clamp_threads(threads);
+  bytes = std::max<size_t>(bytes, 4096) / 64 * 64;
+  float* buf = static_cast<float*>(host_acquire(bytes));
+  std::memset(buf, 0, bytes);  // pre-touch
+  const int64_t n = static_cast<int64_t>(bytes / sizeof(float));
+  const int64_t slice = (n / threads + 15) / 16 * 16;
+  const Isa isa = active_isa();
+  const bool wide = isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16;
+  auto pass = [&] {
+    const double t0 = now_s();
+    ThreadPool::global().parallel_for(threads, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t lo = std::min(n, t * slice), hi = std::min(n, lo + slice);
+        int64_t i = lo;
+        float s = 0;
+        if (wide) {  // 64-byte loads, as the AVX-512 kernels read
+          const int64_t m = (hi - lo) / 64 * 64;
+          s += cpu::bench::read_sum_avx512(buf + lo, m);
+          i += m;
+        }
+        // 16-byte vectors (baseline x86-64) in 8 independent sums: enough add
+        // chains in flight that the loads, not the add latency, set the pace.
+        typedef float v4 __attribute__((vector_size(16)));
+        v4 acc[8] = {};
+        for (; i + 32 <= hi; i += 32) {
+          // Prefetch 4 KiB ahead: with 16-byte loads the out-of-order window
+          // alone would keep too few cache lines in flight.
+          __builtin_prefetch(buf + i + 1024);
+          __builtin_prefetch(buf + i + 1040);
+          for (int j = 0; j < 8; ++j) {
+            v4 v;
+            std::memcpy(&v, buf + i + 4 * j, sizeof v);
+            acc[j] += v;
+          }
+        }
+        for (; i < hi; ++i) s += buf[i];
+        for (const v4& a : acc) s += a[0] + a[1] + a[2] + a[3];
+        g_sink = s;
+      }
+    });
+    return now_s() - t0;
+  };
+  pass();  // warm-up
+  const int passes = std::clamp(static_cast<int>((size_t(2) << 30) / bytes), 5, 200);  // ~2 GiB read in all
+  std::vector<double> times(passes);
+  for (double& t : times) t = pass();
+  host_release(buf);
+  std::nth_element(times.begin(), times.begin() + passes / 2, times.end());
+  return static_cast<double>(bytes) / times[passes / 2] * 1e-9;
+}
+
 }  // namespace tessera

@@ -21,4 +21,17 @@ float peak_avx512(int64_t iters) {
   return _mm512_reduce_add_ps(s);
 }
 
+// Sums n floats (n a multiple of 64) in 64-byte loads, four chains: a
+// streaming read as the weight-streaming GEMV does it (bench.cpp's read floor).
+float read_sum_avx512(const float* p, int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < n; i += 64) {
+    a0 = _mm512_add_ps(a0, _mm512_loadu_ps(p + i));
+    a1 = _mm512_add_ps(a1, _mm512_loadu_ps(p + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_loadu_ps(p + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_loadu_ps(p + i + 48));
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
 }  // namespace tessera::cpu::bench

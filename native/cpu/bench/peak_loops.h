@@ -15,4 +15,7 @@ float peak_avx512(int64_t iters);
 float peak_avx512bf16(int64_t iters);
 float peak_avx2(int64_t iters);
 
+// Streaming read of n floats (n a multiple of 64), returning their sum.
+float read_sum_avx512(const float* p, int64_t n);
+
 }  // namespace tessera::cpu::bench

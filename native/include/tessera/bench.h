@@ -17,4 +17,12 @@ double measure_fma_peak_gflops(int threads, bool bf16);
 // buffers of `bytes` each, split across `threads` threads; median of passes.
 double measure_copy_bandwidth_gbs(int threads, size_t bytes);
 
+// Streaming read bandwidth in GB/s: one pooled, pre-touched buffer of `bytes`
+// summed in `threads` contiguous slices (64-byte loads where AVX-512 is
+// active, as the kernels read), as a weight-streaming GEMV reads its weights;
+// median of passes. A machine may copy more bytes per second (reads plus
+// writes) than it streams in by reads alone, so this is the tighter floor for
+// kernels that only read.
+double measure_read_bandwidth_gbs(int threads, size_t bytes);
+
 }  // namespace tessera
