@@ -75,7 +75,7 @@ interface CaseResult {
   gflops: Record<string, number>;
   speedupVsOrt?: { fp32: number; bf16: number };
   maxAbsDiff: Record<string, number>;
-  kvFloor?: { bytesFp32: number; bandwidthGBs: number; floorMsFp32: number; floorMsBf16: number; ratioFp32: number; ratioBf16: number };
+  kvFloor?: { bytesFp32: number; bandwidthGBs: number; floorMsFp32: number; floorMsBf16: number; ratioFp32: number; ratioBf16: number; readGBs?: number; readRatioFp32?: number };
   callBreakdown?: CallBreakdown;
 }
 
@@ -190,9 +190,12 @@ async function benchCase(c: AttentionCase, ort: Ort | undefined, ortThreads: num
     if (typeof addon.measureCopyBandwidth === 'function') {
       const gbs = await addon.measureCopyBandwidth(getThreads(), bytesFp32);
       const floorMsFp32 = bytesFp32 / (gbs * 1e9) * 1e3;
+      // The streaming-read bandwidth over as many bytes, for comparison (the issue's floor is the copy one).
+      const readGBs = typeof addon.measureReadBandwidth === 'function' ? await addon.measureReadBandwidth(getThreads(), bytesFp32) : undefined;
       result.kvFloor = {
         bytesFp32, bandwidthGBs: gbs, floorMsFp32, floorMsBf16: floorMsFp32 / 2,
         ratioFp32: ms.get('tessera_fp32')! / floorMsFp32, ratioBf16: ms.get('tessera_bf16')! / (floorMsFp32 / 2),
+        readGBs, readRatioFp32: readGBs ? ms.get('tessera_fp32')! / (bytesFp32 / (readGBs * 1e9) * 1e3) : undefined,
       };
     }
   }
@@ -215,6 +218,8 @@ function printCase(r: CaseResult): void {
     const f = r.kvFloor;
     console.log(`  KV read floor at ${f.bandwidthGBs.toFixed(1)} GB/s copy bandwidth: fp32 ${f.floorMsFp32.toFixed(3)} ms ` +
       `(Tessera ${f.ratioFp32.toFixed(2)}x of it), bf16 ${f.floorMsBf16.toFixed(3)} ms (${f.ratioBf16.toFixed(2)}x)`);
+    if (f.readGBs !== undefined && f.readRatioFp32 !== undefined)
+      console.log(`  (streaming read of the same bytes: ${f.readGBs.toFixed(1)} GB/s; fp32 Tessera ${f.readRatioFp32.toFixed(2)}x of that time)`);
   }
   if (r.callBreakdown) {
     const b = r.callBreakdown, f = (x: number) => x.toFixed(3);
