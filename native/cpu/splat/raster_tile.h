@@ -213,44 +213,76 @@ SPLAT_INLINE __m512 exp_avx512(__m512 x) {
   return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
 }
 
+// One batch's row terms, for entries [b0, b1) (b1 − b0 <= kBatch, gathered)
+// and the rows in `live`: bit j of rows[r] is set when entry b0 + j may reach
+// row r (row_mask's test, 16 entries per vector, row by row);
+// bdy[r][j] = B·dy, cdy[r][j] = −½C·dy², dyt[r][j] = dy (dy = my − row
+// centre; kDy only) and ha[j] = −½A: the scalars of alpha_at's power.
+struct BatchRows {
+  uint64_t rows[kLanes];
+  alignas(64) float bdy[kLanes][kBatch], cdy[kLanes][kBatch], dyt[kLanes][kBatch], ha[kBatch];
+};
+template <bool kDy>
+SPLAT_INLINE void batch_rows(const TileSoA& s, const TileGeom& t, const vf& rowy, int64_t b0, int64_t b1, uint32_t live,
+                             BatchRows& br) {
+  const __m512 xlo = _mm512_set1_ps(t.x0 + 0.5f - 0.01f), xhi = _mm512_set1_ps(t.x0 + kLanes - 0.5f + 0.01f);
+  for (int r = 0; r < kLanes; ++r) br.rows[r] = 0;
+  for (int64_t g0 = b0; g0 < b1; g0 += kLanes) {
+    const __mmask16 in = b1 - g0 >= kLanes ? __mmask16(0xffff) : __mmask16((1u << (b1 - g0)) - 1);
+    const int j0 = static_cast<int>(g0 - b0);
+    const __m512 mx = _mm512_maskz_loadu_ps(in, s.mx + g0), my = _mm512_maskz_loadu_ps(in, s.my + g0);
+    const __m512 A = _mm512_maskz_loadu_ps(in, s.A + g0), B = _mm512_maskz_loadu_ps(in, s.B + g0);
+    const __m512 nC = _mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_maskz_loadu_ps(in, s.C + g0));
+    const __m512 bda = _mm512_maskz_loadu_ps(in, s.bda + g0), ky = _mm512_maskz_loadu_ps(in, s.ky + g0);
+    const __m512 thr = _mm512_maskz_loadu_ps(in, s.thr + g0);
+    const __m512 hA = _mm512_mul_ps(_mm512_set1_ps(0.5f), A);
+    _mm512_store_ps(br.ha + j0, _mm512_mul_ps(_mm512_set1_ps(-0.5f), A));
+    for (uint32_t lm = live; lm; lm &= lm - 1) {
+      const int r = __builtin_ctz(lm);
+      const __m512 dy = _mm512_sub_ps(my, _mm512_set1_ps(rowy[r]));
+      const __m512 xs = _mm512_fmadd_ps(bda, dy, mx);
+      const __m512 dist = _mm512_maskz_max_ps(0xffff, _mm512_maskz_max_ps(0xffff, _mm512_sub_ps(xlo, xs), _mm512_sub_ps(xs, xhi)),
+                                              _mm512_setzero_ps());
+      const __m512 e = _mm512_fmadd_ps(_mm512_mul_ps(hA, dist), dist, _mm512_mul_ps(_mm512_mul_ps(dy, dy), ky));
+      br.rows[r] |= uint64_t(_mm512_mask_cmp_ps_mask(in, e, thr, _CMP_NGT_UQ)) << j0;
+      _mm512_store_ps(br.bdy[r] + j0, _mm512_mul_ps(B, dy));
+      _mm512_store_ps(br.cdy[r] + j0, _mm512_mul_ps(_mm512_mul_ps(nC, dy), dy));
+      if constexpr (kDy) _mm512_store_ps(br.dyt[r] + j0, dy);
+    }
+  }
+}
+
+// α of entry k = b0 + j at row r (alpha_at's operations, same bits).
+struct AlphaRow {
+  __m512 dx, power, G, raw, alpha;
+  __mmask16 ok;  // active lanes with power <= 0 and α >= 1/255
+};
+SPLAT_INLINE AlphaRow alpha_row(const TileSoA& s, const BatchRows& br, int64_t k, int j, int r, __m512 px, __mmask16 active) {
+  AlphaRow a;
+  a.dx = _mm512_sub_ps(_mm512_set1_ps(s.mx[k]), px);
+  const __m512 q = _mm512_fmsub_ps(_mm512_set1_ps(br.ha[j]), a.dx, _mm512_set1_ps(br.bdy[r][j]));
+  a.power = _mm512_fmadd_ps(q, a.dx, _mm512_set1_ps(br.cdy[r][j]));
+  a.G = exp_avx512(_mm512_maskz_max_ps(0xffff, _mm512_set1_ps(kMinPower), a.power));
+  a.raw = _mm512_mul_ps(_mm512_set1_ps(s.op[k]), a.G);
+  a.alpha = _mm512_maskz_min_ps(0xffff, a.raw, _mm512_set1_ps(kMaxAlpha));
+  a.ok = _mm512_mask_cmp_ps_mask(active, a.power, _mm512_setzero_ps(), _CMP_LE_OQ);
+  a.ok = _mm512_mask_cmp_ps_mask(a.ok, a.alpha, _mm512_set1_ps(kMinAlpha), _CMP_GE_OQ);
+  return a;
+}
+
 int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& live) {
   vf rowy;
   for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
   const __m512 px = reinterpret_cast<__m512>(t.px);
-  const __m512 one = _mm512_set1_ps(1.f), zero = _mm512_setzero_ps();
+  const __m512 one = _mm512_set1_ps(1.f);
   const __m512i ione = _mm512_set1_epi32(1);
-  // Per batch: bdy[r][j] = B·dy, cdy[r][j] = −½C·dy² for entry b0 + j at row r
-  // (dy = my − row centre), ha[j] = −½A: the scalars of alpha_at's power.
-  alignas(64) float bdy[kLanes][kBatch], cdy[kLanes][kBatch], ha[kBatch];
-  const __m512 xlo = _mm512_set1_ps(t.x0 + 0.5f - 0.01f), xhi = _mm512_set1_ps(t.x0 + kLanes - 0.5f + 0.01f);
+  BatchRows br;
   int64_t used = 0;  // 1 + the last entry a row that has left may have blended
   for (int64_t b0 = 0; b0 < s.n && live; b0 += kBatch) {
     const int64_t b1 = std::min(b0 + kBatch, s.n);
     fill_to(s, b1);
-    // Row masks (row_mask's test, 16 entries per vector, row by row): bit j
-    // of rows[r] is set when entry b0 + j may reach row r.
-    uint64_t rows[kLanes] = {};
-    for (int64_t g0 = b0; g0 < b1; g0 += kLanes) {
-      const __mmask16 in = b1 - g0 >= kLanes ? __mmask16(0xffff) : __mmask16((1u << (b1 - g0)) - 1);
-      const int j0 = static_cast<int>(g0 - b0);
-      const __m512 mx = _mm512_maskz_loadu_ps(in, s.mx + g0), my = _mm512_maskz_loadu_ps(in, s.my + g0);
-      const __m512 A = _mm512_maskz_loadu_ps(in, s.A + g0), B = _mm512_maskz_loadu_ps(in, s.B + g0);
-      const __m512 nC = _mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_maskz_loadu_ps(in, s.C + g0));
-      const __m512 bda = _mm512_maskz_loadu_ps(in, s.bda + g0), ky = _mm512_maskz_loadu_ps(in, s.ky + g0);
-      const __m512 thr = _mm512_maskz_loadu_ps(in, s.thr + g0);
-      const __m512 hA = _mm512_mul_ps(_mm512_set1_ps(0.5f), A);
-      _mm512_store_ps(ha + j0, _mm512_mul_ps(_mm512_set1_ps(-0.5f), A));
-      for (uint32_t lm = live; lm; lm &= lm - 1) {
-        const int r = __builtin_ctz(lm);
-        const __m512 dy = _mm512_sub_ps(my, _mm512_set1_ps(rowy[r]));
-        const __m512 xs = _mm512_fmadd_ps(bda, dy, mx);
-        const __m512 dist = _mm512_maskz_max_ps(0xffff, _mm512_maskz_max_ps(0xffff, _mm512_sub_ps(xlo, xs), _mm512_sub_ps(xs, xhi)), zero);
-        const __m512 e = _mm512_fmadd_ps(_mm512_mul_ps(hA, dist), dist, _mm512_mul_ps(_mm512_mul_ps(dy, dy), ky));
-        rows[r] |= uint64_t(_mm512_mask_cmp_ps_mask(in, e, thr, _CMP_NGT_UQ)) << j0;
-        _mm512_store_ps(bdy[r] + j0, _mm512_mul_ps(B, dy));
-        _mm512_store_ps(cdy[r] + j0, _mm512_mul_ps(_mm512_mul_ps(nC, dy), dy));
-      }
-    }
+    batch_rows<false>(s, t, rowy, b0, b1, live, br);
+    const uint64_t* rows = br.rows;
     for (uint32_t lm = live; lm; lm &= lm - 1) {
       const int r = __builtin_ctz(lm);
       uint64_t bits = rows[r];
@@ -264,14 +296,9 @@ int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& l
       for (; bits; bits &= bits - 1) {
         const int j = __builtin_ctzll(bits);
         const int64_t k = b0 + j;
-        const __m512 dx = _mm512_sub_ps(_mm512_set1_ps(s.mx[k]), px);
-        const __m512 q = _mm512_fmsub_ps(_mm512_set1_ps(ha[j]), dx, _mm512_set1_ps(bdy[r][j]));
-        const __m512 power = _mm512_fmadd_ps(q, dx, _mm512_set1_ps(cdy[r][j]));
-        const __m512 G = exp_avx512(_mm512_maskz_max_ps(0xffff, _mm512_set1_ps(kMinPower), power));
-        const __m512 raw = _mm512_mul_ps(_mm512_set1_ps(s.op[k]), G);
-        const __m512 alpha = _mm512_maskz_min_ps(0xffff, raw, _mm512_set1_ps(kMaxAlpha));
-        __mmask16 ok = _mm512_mask_cmp_ps_mask(active, power, zero, _CMP_LE_OQ);
-        ok = _mm512_mask_cmp_ps_mask(ok, alpha, _mm512_set1_ps(kMinAlpha), _CMP_GE_OQ);
+        const AlphaRow a = alpha_row(s, br, k, j, r, px, active);
+        const __m512 alpha = a.alpha;
+        __mmask16 ok = a.ok;
         const __m512 Tn = _mm512_mul_ps(T, _mm512_sub_ps(one, alpha));
         const __mmask16 stop = _mm512_mask_cmp_ps_mask(ok, Tn, _mm512_set1_ps(kMinTransmittance), _CMP_LT_OQ);
         active = _kandn_mask16(stop, active);
@@ -389,6 +416,93 @@ struct RowState {
   vi active;
 };
 
+#if defined(__AVX512F__)
+// The AVX-512 form of backward_tile's gradient pass (same operations per
+// pixel and entry, same order, same bits): per batch the row terms of
+// batch_rows, then row by row, the row's state in registers, each entry's ten
+// gradient vectors summed over rows in acc (rows ascending, as the entry-major
+// loop adds them), reduced to the entry's row of `grad` after the batch.
+void backward_rows_avx512(const TileSoA& s, const TileGeom& t, RowState* st, int64_t used, float* grad) {
+  vf rowy;
+  for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
+  const __m512 px = reinterpret_cast<__m512>(t.px);
+  uint32_t live = (1u << t.rows) - 1;
+  BatchRows br;
+  alignas(64) vf acc[kBatch][10];  // ProjectedGrad layout
+  int64_t b0 = 0;
+  for (; b0 < used && live; b0 += kBatch) {
+    const int64_t b1 = std::min(b0 + kBatch, used);
+    const int nb = static_cast<int>(b1 - b0);
+    batch_rows<true>(s, t, rowy, b0, b1, live, br);
+    for (int j = 0; j < nb; ++j)
+      for (int f = 0; f < 10; ++f) acc[j][f] = vf{};
+    for (uint32_t lm = live; lm; lm &= lm - 1) {
+      const int r = __builtin_ctz(lm);
+      uint64_t bits = br.rows[r];
+      if (!bits) continue;
+      RowState& q = st[r];
+      vf T = q.T, C0 = q.C[0], C1 = q.C[1], C2 = q.C[2], N = q.N;
+      const vf Tf = q.Tf, Co0 = q.Cout[0], Co1 = q.Cout[1], Co2 = q.Cout[2], Nout = q.Nout;
+      const vf g0 = q.g[0], g1 = q.g[1], g2 = q.g[2], gN = q.gN, gAv = q.gA;
+      __mmask16 active = _mm512_test_epi32_mask(reinterpret_cast<__m512i>(q.active), reinterpret_cast<__m512i>(q.active));
+      for (; bits; bits &= bits - 1) {
+        const int j = __builtin_ctzll(bits);
+        const int64_t k = b0 + j;
+        const AlphaRow a = alpha_row(s, br, k, j, r, px, active);
+        const vf alpha = reinterpret_cast<vf>(a.alpha), dx = reinterpret_cast<vf>(a.dx);
+        const vf G = reinterpret_cast<vf>(a.G), raw = reinterpret_cast<vf>(a.raw);
+        const vf dyv = splat1(br.dyt[r][j]);
+        const vf one_m = 1.f - alpha;
+        const vf Tn = T * one_m;
+        const __mmask16 stop = _mm512_mask_cmp_ps_mask(a.ok, reinterpret_cast<__m512>(Tn), _mm512_set1_ps(kMinTransmittance), _CMP_LT_OQ);
+        active = _kandn_mask16(stop, active);
+        const __mmask16 ok = _kandn_mask16(stop, a.ok);
+        const vf w = reinterpret_cast<vf>(_mm512_maskz_mov_ps(ok, reinterpret_cast<__m512>(alpha * T)));
+        C0 += w * s.r[k];
+        C1 += w * s.g[k];
+        C2 += w * s.b[k];
+        N += w * s.z[k];
+        vf* g = acc[j];
+        g[6] += w * g0;
+        g[7] += w * g1;
+        g[8] += w * g2;
+        g[9] += w * gN;
+        const vf own = s.r[k] * g0 + s.g[k] * g1 + s.b[k] * g2 + s.z[k] * gN;
+        const vf behind = (Co0 - C0) * g0 + (Co1 - C1) * g1 + (Co2 - C2) * g2 + (Nout - N) * gN;
+        vf dalpha = T * own + (gAv * Tf - behind) / one_m;
+        // clamped α: constant, no gradient
+        const __mmask16 grad_ok = _mm512_mask_cmp_ps_mask(ok, reinterpret_cast<__m512>(raw), _mm512_set1_ps(kMaxAlpha), _CMP_LT_OQ);
+        dalpha = reinterpret_cast<vf>(_mm512_maskz_mov_ps(grad_ok, reinterpret_cast<__m512>(dalpha)));
+        g[5] += dalpha * G;
+        const vf dpow = dalpha * raw;  // ∂α/∂power = o·G
+        g[0] -= dpow * (s.A[k] * dx + s.B[k] * dyv);
+        g[1] -= dpow * (s.C[k] * dyv + s.B[k] * dx);
+        g[2] -= 0.5f * dpow * dx * dx;
+        g[3] -= dpow * dx * dyv;
+        g[4] -= 0.5f * dpow * dyv * dyv;
+        T = reinterpret_cast<vf>(_mm512_mask_mov_ps(reinterpret_cast<__m512>(T), ok, reinterpret_cast<__m512>(Tn)));
+        if (!active) {
+          live &= ~(1u << r);
+          break;
+        }
+      }
+      q.T = T;
+      q.C[0] = C0;
+      q.C[1] = C1;
+      q.C[2] = C2;
+      q.N = N;
+      q.active = reinterpret_cast<vi>(_mm512_movm_epi32(active));
+    }
+    for (int j = 0; j < nb; ++j) {
+      float* o = grad + 10 * (b0 + j);
+      for (int f = 0; f < 10; ++f) o[f] = hsum(acc[j][f]);
+    }
+  }
+  for (int64_t k = b0; k < used; ++k)
+    for (int f = 0; f < 10; ++f) grad[10 * k + f] = 0.f;
+}
+#endif
+
 // Backward of one tile: the forward blend first (final T, colour and depth
 // sums per pixel, and the list prefix that was blended), then the gradients
 // of that prefix front to back into rows from sink->take(); entries past it
@@ -426,6 +540,10 @@ void backward_tile(const Projected* proj, const TileBins& bins, const CameraFram
     }
   }
   float* grad = sink->take(tid, tile, used);
+#if defined(__AVX512F__)
+  backward_rows_avx512(s, t, st, used, grad);
+  return;
+#endif
   vf rowy;
   for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
   uint32_t live = (1u << t.rows) - 1;
