@@ -758,6 +758,35 @@ TEST(sample_probs_match_reference_and_tokens_are_deterministic) {
   }
 }
 
+// top-k's threshold on logits full of ties, signed zeros and -inf: the kept
+// set is exactly {x >= k-th largest}, for k inside and at the edges of tie groups.
+TEST(sample_top_k_with_ties_keeps_exactly_the_k_th_largest_and_above) {
+  th::Rng rng(905);
+  const int64_t V = 777;
+  std::vector<float> l(V);
+  for (int64_t i = 0; i < V; ++i) {
+    const int64_t r = rng.randint(0, 9);
+    l[i] = r == 0 ? -INFINITY : r == 1 ? 0.f : r == 2 ? -0.f : static_cast<float>(rng.randint(-3, 3));
+  }
+  l[17] = 1e30f;
+  l[18] = -1e-30f;
+  for (int k : {1, 2, 3, 50, 200, 333, 500, 700, static_cast<int>(V - 1)}) {
+    std::vector<float> probs(V);
+    std::vector<int32_t> tok(1);
+    SampleArgs a;
+    a.logits = make_view(l.data(), DType::kF32, {1, V});
+    a.top_k = k;
+    a.seed = 5, a.step = static_cast<uint64_t>(k);
+    a.tokens = make_view(tok.data(), DType::kI32, {1});
+    a.probs = make_view(probs.data(), DType::kF32, {1, V});
+    sample(a);
+    const std::vector<double> ref = ref_probs(l.data(), nullptr, 1.f, V, 1.0, k, 1.0);
+    for (int64_t i = 0; i < V; ++i) CHECK((probs[i] > 0) == (ref[i] > 0)) << "k " << k << " index " << i;
+    CHECK_REL_AT(probs.data(), ref.data(), V, kTol) << " k " << k;
+    CHECK(ref[tok[0]] > 0);
+  }
+}
+
 TEST(sample_frequencies_follow_the_probabilities) {
   // 20000 rows of one distribution, each its own RNG row: every frequency
   // within 5 standard deviations of its probability.
