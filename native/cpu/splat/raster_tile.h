@@ -386,6 +386,51 @@ void blend_chunk(const Projected* proj, const TileBins& bins, const CameraFrame&
 
 void write_tile(const CameraFrame& cam, const float* bg, const TileGeom& t, const RowAcc* st, const TileOutputs& out) {
   const int W = cam.width;
+#if defined(__AVX512F__)
+  // Whole rows in vectors (the scalar loop's values, same bits): colour
+  // interleaved by two-source permutes, the other images stored 16 at a time
+  // (masked at the image's right edge).
+  {
+    const __mmask16 cols = _mm512_test_epi32_mask(reinterpret_cast<__m512i>(t.lane_ok), reinterpret_cast<__m512i>(t.lane_ok));
+    const __m512 bg0 = _mm512_set1_ps(bg[0]), bg1 = _mm512_set1_ps(bg[1]), bg2 = _mm512_set1_ps(bg[2]);
+    // rgb[3i + c]: output vector v holds entries 16v .. 16v + 15 of the 48.
+    alignas(64) static constexpr int32_t kIdx01[3][16] = {
+        {0, 16, 0, 1, 17, 0, 2, 18, 0, 3, 19, 0, 4, 20, 0, 5},
+        {21, 0, 6, 22, 0, 7, 23, 0, 8, 24, 0, 9, 25, 0, 10, 26},
+        {0, 11, 27, 0, 12, 28, 0, 13, 29, 0, 14, 30, 0, 15, 31, 0}};
+    alignas(64) static constexpr int32_t kIdx2[3][16] = {
+        {0, 1, 16, 3, 4, 17, 6, 7, 18, 9, 10, 19, 12, 13, 20, 15},
+        {0, 21, 2, 3, 22, 5, 6, 23, 8, 9, 24, 11, 12, 25, 14, 15},
+        {26, 1, 2, 27, 4, 5, 28, 7, 8, 29, 10, 11, 30, 13, 14, 31}};
+    for (int r = 0; r < t.rows; ++r) {
+      const RowAcc& o = st[r];
+      const int64_t pix = int64_t(t.y0 + r) * W + t.x0;
+      const __m512 T = reinterpret_cast<__m512>(o.T);
+      const __m512 c0 = _mm512_fmadd_ps(T, bg0, reinterpret_cast<__m512>(o.C[0]));
+      const __m512 c1 = _mm512_fmadd_ps(T, bg1, reinterpret_cast<__m512>(o.C[1]));
+      const __m512 c2 = _mm512_fmadd_ps(T, bg2, reinterpret_cast<__m512>(o.C[2]));
+      float* rgb = out.rgb + 3 * pix;
+      for (int v = 0; v < 3; ++v) {
+        const __m512 x = _mm512_permutex2var_ps(c0, _mm512_load_si512(kIdx01[v]), c1);
+        const __m512 y = _mm512_permutex2var_ps(x, _mm512_load_si512(kIdx2[v]), c2);
+        if (cols == 0xffff) {
+          _mm512_storeu_ps(rgb + 16 * v, y);
+        } else {
+          const int n = 3 * __builtin_popcount(cols) - 16 * v;  // valid entries of this vector
+          if (n > 0) _mm512_mask_storeu_ps(rgb + 16 * v, n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1), y);
+        }
+      }
+      const __m512 a = _mm512_sub_ps(_mm512_set1_ps(1.f), T);
+      if (out.alpha) _mm512_mask_storeu_ps(out.alpha + pix, cols, a);
+      if (out.depth) {
+        const __mmask16 pos = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ);
+        _mm512_mask_storeu_ps(out.depth + pix, cols, _mm512_maskz_div_ps(pos, reinterpret_cast<__m512>(o.N), a));
+      }
+      if (out.contributors) _mm512_mask_storeu_epi32(out.contributors + pix, cols, reinterpret_cast<__m512i>(o.count));
+    }
+    return;
+  }
+#endif
   for (int r = 0; r < t.rows; ++r) {
     const RowAcc& o = st[r];
     const int y = t.y0 + r;
