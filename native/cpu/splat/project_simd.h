@@ -298,18 +298,24 @@ void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFr
   const int64_t step = stride * (kLanes - 1) < (int64_t(1) << 31) ? kLanes : 1;
   // The gathers of a block wait on its rows coming from memory (the SH rows
   // above all: 192 bytes per Gaussian at degree 3), so each block first asks
-  // for the next block's rows (views with positive strides of at most 1 KiB).
-  auto prefetch = [&](const TensorView& t, int64_t row0, int64_t rows) {
+  // for later blocks' rows (views with positive strides of at most 1 KiB).
+  // The SH rows are asked for three blocks ahead into L2 (prefetcht2: they
+  // arrive in time without holding L1 fill buffers while the gathers of the
+  // current block wait; measured against the next block into L1).
+  auto prefetch = [&](const TensorView& t, int64_t row0, int64_t rows, bool l2 = false) {
     const int64_t st = t.strides[0];
     if (st <= 0 || st > 256 || rows <= 0) return;
     const char* p = reinterpret_cast<const char*>(t.ptr<float>() + row0 * st);
-    for (int64_t o = 0, bytes = rows * st * int64_t(sizeof(float)); o < bytes; o += 64) __builtin_prefetch(p + o);
+    for (int64_t o = 0, bytes = rows * st * int64_t(sizeof(float)); o < bytes; o += 64) {
+      if (l2) __builtin_prefetch(p + o, 0, 1);
+      else __builtin_prefetch(p + o);
+    }
   };
   for (int64_t i = begin; i < end; i += step) {
     const int count = static_cast<int>(std::min<int64_t>(step, end - i));
     if (step == kLanes) {
       const int64_t next = std::min<int64_t>(step, end - i - count);
-      prefetch(sc.sh, i + count, next);
+      prefetch(sc.sh, i + 3 * step, std::min<int64_t>(step, end - i - 3 * step), true);
       prefetch(sc.means, i + count, next);
       if (s.first) {
         prefetch(sc.log_scales, i + count, next);
