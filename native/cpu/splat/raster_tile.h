@@ -1,8 +1,11 @@
 // Per-tile blending kernels (spec §1 "Blend" and §1b step 1), written once
 // with GCC/Clang vector extensions over one 16-pixel tile row and compiled
 // per instruction set by raster_{avx512,avx2,scalar}.cpp (one zmm, two ymm or
-// four xmm per row). Included inside an anonymous namespace of
-// tessera::cpu::splat after <cstdint> and splat_cpu.h; the includer defines
+// four xmm per row). The AVX-512 build also gets hand-scheduled forms of the
+// hot loops (#if __AVX512F__: blend_rows_avx512, backward_rows_avx512,
+// write_tile's vector rows) with the same operations per pixel and the same
+// bits. Included inside an anonymous namespace of tessera::cpu::splat after
+// <cstdint>, <immintrin.h> and splat_cpu.h; the includer defines
 // any_lane(vi) for its ISA after this header.
 //
 // Forward, per pixel and Gaussian in depth order:
@@ -184,14 +187,7 @@ uint32_t init_rows(const TileGeom& t, RowAcc* st) {
 }
 
 #if defined(__AVX512F__)
-// The AVX-512 form of blend_rows below (same operations per pixel, same
-// order, same bits): per batch, each Gaussian's row mask and its row terms
-// B·dy and −½C·dy² (vectors over the 16 rows, as the scalar code computes
-// them), transposed into one 64-bit mask per row; then row by row over the
-// batch, so a row's state stays in registers (no load and store of its 7
-// vectors per Gaussian) and lane masks stay in mask registers. A row leaves
-// at the Gaussian that stops its last lane. Returns the length of the list
-// prefix any row may have blended.
+// vexp (same bits) in intrinsics.
 SPLAT_INLINE __m512 exp_avx512(__m512 x) {
   // vexp's formulas; 2^n scales p (in [0.7, 1.5)) exactly by adding n to its
   // exponent bits (n in [-18, 0]: the result stays normal).
@@ -270,6 +266,12 @@ SPLAT_INLINE AlphaRow alpha_row(const TileSoA& s, const BatchRows& br, int64_t k
   return a;
 }
 
+// The AVX-512 form of blend_rows below (same operations per pixel, same
+// order, same bits): per batch of kBatch entries, the row masks and row terms
+// of batch_rows, then row by row over the batch, so a row's state stays in
+// registers (no load and store of its 7 vectors per Gaussian) and lane masks
+// stay in mask registers. A row leaves at the Gaussian that stops its last
+// lane. Returns the length of the list prefix any row may have blended.
 int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& live) {
   vf rowy;
   for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
@@ -462,11 +464,14 @@ struct RowState {
 };
 
 #if defined(__AVX512F__)
-// The AVX-512 form of backward_tile's gradient pass (same operations per
-// pixel and entry, same order, same bits): per batch the row terms of
-// batch_rows, then row by row, the row's state in registers, each entry's ten
-// gradient vectors summed over rows in acc (rows ascending, as the entry-major
-// loop adds them), reduced to the entry's row of `grad` after the batch.
+// The AVX-512 form of backward_tile's gradient pass (the same operations per
+// pixel and entry, in the same order; the compiler contracts a few of them
+// into FMAs differently, so gradients agree with the generic loop to fp32
+// rounding, ~1e-6 relative, not bit for bit; deterministic like it): per
+// batch the row terms of batch_rows, then row by row, the row's state in
+// registers, each entry's ten gradient vectors summed over rows in acc (rows
+// ascending, as the entry-major loop adds them), reduced to the entry's row of
+// `grad` after the batch.
 void backward_rows_avx512(const TileSoA& s, const TileGeom& t, RowState* st, int64_t used, float* grad) {
   vf rowy;
   for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
