@@ -83,7 +83,12 @@ int64_t validate(const LlamaBlocksArgs& a) {
                     kShape, name + " must be [rows, heads, Lmax, head_dim] = [" + std::to_string(a.rows) + ", " +
                                 std::to_string(a.heads) + ", Lmax, " + std::to_string(a.head_dim) + "], got " +
                                 shape_str(*c));
+      TESSERA_CHECK(c->dtype == DType::kF32 || c->dtype == DType::kBF16 || c->dtype == DType::kF16, kDtype,
+                    name + " must be float32, bfloat16 or float16");
+      TESSERA_CHECK(!overlaps(*c, x), kInvalidArgument, name + " must not overlap x");
     }
+    TESSERA_CHECK(l.cache_v.dtype == l.cache_k.dtype && l.cache_v.shape[2] == l.cache_k.shape[2], kShape,
+                  p + " cache_v must have cache_k's dtype and shape");
     TESSERA_CHECK(l.lengths != nullptr, kInvalidArgument, p + " lengths is missing");
     for (int32_t r = 0; r < a.rows; ++r)
       TESSERA_CHECK(l.lengths[r] >= 0 && int64_t{l.lengths[r]} + a.n <= l.cache_k.shape[2], kShape,

@@ -283,6 +283,13 @@ TEST(llama_blocks_validates_every_layer_before_writing) {
   CHECK_THROWS_CODE(llama_blocks(m.args(x, 1, pos, kMaskCausal)), kShape);
   m.lengths[1][1] = 1;
   CHECK(m.lengths_are({1, 1}));
+  // The last layer's cache in another dtype than float.
+  std::vector<int32_t> icache(2 * 2 * 6 * 4);
+  const TensorView keep_v = m.layers[2].cache_v;
+  m.layers[2].cache_v = make_view(icache.data(), DType::kI32, {2, 2, 6, 4});
+  CHECK_THROWS_CODE(llama_blocks(m.args(x, 1, pos, kMaskCausal)), kDtype);
+  m.layers[2].cache_v = keep_v;
+  CHECK(m.lengths_are({1, 1}));
   // Positions outside the RoPE table, masks it does not support, wrong x.
   std::vector<int32_t> far{static_cast<int32_t>(m.P)};
   CHECK_THROWS_CODE(llama_blocks(m.args(x, 1, far, kMaskCausal)), kInvalidArgument);
