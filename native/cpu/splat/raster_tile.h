@@ -461,6 +461,7 @@ struct RowState {
   vf Tf, Cout[3], Nout;     // forward results (Cout with background)
   vf g[3], gN, gA;          // upstream gradients on rgb, N and A = 1 − T_final
   vi active;
+  vf rem;  // AVX-512 pass: Σ_c (Cout_c − C_c)·g_c + (Nout − N)·gN, kept up to date
 };
 
 #if defined(__AVX512F__)
@@ -491,8 +492,8 @@ void backward_rows_avx512(const TileSoA& s, const TileGeom& t, RowState* st, int
       uint64_t bits = br.rows[r];
       if (!bits) continue;
       RowState& q = st[r];
-      vf T = q.T, C0 = q.C[0], C1 = q.C[1], C2 = q.C[2], N = q.N;
-      const vf Tf = q.Tf, Co0 = q.Cout[0], Co1 = q.Cout[1], Co2 = q.Cout[2], Nout = q.Nout;
+      vf T = q.T, rem = q.rem;
+      const vf Tf = q.Tf;
       const vf g0 = q.g[0], g1 = q.g[1], g2 = q.g[2], gN = q.gN, gAv = q.gA;
       __mmask16 active = _mm512_test_epi32_mask(reinterpret_cast<__m512i>(q.active), reinterpret_cast<__m512i>(q.active));
       for (; bits; bits &= bits - 1) {
@@ -508,17 +509,16 @@ void backward_rows_avx512(const TileSoA& s, const TileGeom& t, RowState* st, int
         active = _kandn_mask16(stop, active);
         const __mmask16 ok = _kandn_mask16(stop, a.ok);
         const vf w = reinterpret_cast<vf>(_mm512_maskz_mov_ps(ok, reinterpret_cast<__m512>(alpha * T)));
-        C0 += w * s.r[k];
-        C1 += w * s.g[k];
-        C2 += w * s.b[k];
-        N += w * s.z[k];
         vf* g = acc[j];
         g[6] += w * g0;
         g[7] += w * g1;
         g[8] += w * g2;
         g[9] += w * gN;
         const vf own = s.r[k] * g0 + s.g[k] * g1 + s.b[k] * g2 + s.z[k] * gN;
-        const vf behind = (Co0 - C0) * g0 + (Co1 - C1) * g1 + (Co2 - C2) * g2 + (Nout - N) * gN;
+        // What the entries behind this one add to the outputs' gradient
+        // sum: C and N grow by w·(r, g, b, z), so the sum drops by w·own.
+        rem -= w * own;
+        const vf behind = rem;
         vf dalpha = T * own + (gAv * Tf - behind) / one_m;
         // clamped α: constant, no gradient
         const __mmask16 grad_ok = _mm512_mask_cmp_ps_mask(ok, reinterpret_cast<__m512>(raw), _mm512_set1_ps(kMaxAlpha), _CMP_LT_OQ);
@@ -537,10 +537,7 @@ void backward_rows_avx512(const TileSoA& s, const TileGeom& t, RowState* st, int
         }
       }
       q.T = T;
-      q.C[0] = C0;
-      q.C[1] = C1;
-      q.C[2] = C2;
-      q.N = N;
+      q.rem = rem;
       q.active = reinterpret_cast<vi>(_mm512_movm_epi32(active));
     }
     for (int j = 0; j < nb; ++j) {
@@ -587,6 +584,7 @@ void backward_tile(const Projected* proj, const TileBins& bins, const CameraFram
       q.T = splat1(1.f);
       q.C[0] = q.C[1] = q.C[2] = q.N = vf{};
       q.active = t.lane_ok;
+      q.rem = q.Cout[0] * q.g[0] + q.Cout[1] * q.g[1] + q.Cout[2] * q.g[2] + q.Nout * q.gN;
     }
   }
   float* grad = sink->take(tid, tile, used);
