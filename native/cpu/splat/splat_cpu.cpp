@@ -210,19 +210,26 @@ void splat_backward(const SplatBackwardArgs& a) {
     // record (mx, my, conic, opacity, rgb, depth: the ProjectedGrad layout),
     // whose values the rest of the backward no longer needs (it reads only
     // `clamped`), so the reduction takes no memory of its own.
+    // seen[i]: Gaussian i has a gradient row; its first one is added to
+    // zero (the sum's first term, as before), so the records of the others
+    // are neither zeroed nor read back.
     Projected* proj = pass.proj;
+    uint8_t* seen = cam_arena.array<uint8_t>(n);
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n / 4096));
     pool.parallel_for(chunks, 1, [&](int64_t c0, int64_t c1, int) {
       for (int64_t ch = c0; ch < c1; ++ch) {
         const int64_t lo = n * ch / chunks, hi = n * (ch + 1) / chunks;
-        for (int64_t i = lo; i < hi; ++i)
-          if (pass.status[i] == kProjVisible) grad_set(proj[i], nullptr);
+        std::memset(seen + lo, 0, static_cast<size_t>(hi - lo));
         for (int64_t t = 0; t < tiles; ++t) {
           const int32_t* list = bins.list + bins.offsets[t];
           const float* src = rows.rows(t);
           for (int64_t j = 0, used = rows.used(t); j < used; ++j) {
             const int64_t g = list[j];
             if (g < lo || g >= hi) continue;
+            if (!seen[g]) {
+              grad_set(proj[g], nullptr);
+              seen[g] = 1;
+            }
             grad_set(proj[g], src + 10 * j);
           }
         }
@@ -237,7 +244,7 @@ void splat_backward(const SplatBackwardArgs& a) {
         std::memset(dsh + 3 * K * b, 0, sizeof(float) * 3 * K * (e - b));
       }
       for (int64_t i = b; i < e; ++i) {
-        if (pass.status[i] != kProjVisible) continue;
+        if (!seen[i]) continue;  // no gradient row (or not visible): nothing to add
         const Projected& q = proj[i];
         const ProjectedGrad pg{q.mx, q.my, {q.conic[0], q.conic[1], q.conic[2]}, q.opacity,
                                {q.rgb[0], q.rgb[1], q.rgb[2]}, q.depth};
