@@ -158,6 +158,154 @@ void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileR
   for (int64_t c = 0; c < cv.count; ++c) out->intersections += area[c];
 }
 
+void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n, int64_t nv,
+                     Arena* arena, DepthBuckets* out) {
+  ThreadPool& pool = ThreadPool::global();
+  out->num_visible = nv;
+  const Chunks cg = chunks_for(n, 16384);
+  int64_t* first = arena->array<int64_t>(cg.count + 1);
+  uint32_t* kmin = arena->array<uint32_t>(cg.count);
+  uint32_t* kmax = arena->array<uint32_t>(cg.count);
+  int64_t* area = arena->array<int64_t>(cg.count);
+  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t cnt = 0, sum = 0;
+      uint32_t lo = ~0u, hi = 0;
+      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
+        if (status[i] != kProjVisible) continue;
+        ++cnt;
+        const uint32_t k = depth_key[i];
+        lo = k < lo ? k : lo;
+        hi = k > hi ? k : hi;
+        const TileRect r = rects[i];
+        sum += int64_t(r.x1 - r.x0) * (r.y1 - r.y0);
+      }
+      first[c + 1] = cnt;
+      kmin[c] = lo;
+      kmax[c] = hi;
+      area[c] = sum;
+    }
+  });
+  first[0] = 0;
+  uint32_t key_lo = ~0u, key_hi = 0;
+  out->intersections = 0;
+  for (int64_t c = 0; c < cg.count; ++c) {
+    first[c + 1] += first[c];
+    key_lo = std::min(key_lo, kmin[c]);
+    key_hi = std::max(key_hi, kmax[c]);
+    out->intersections += area[c];
+  }
+  const int key_bits = nv > 0 && key_hi > key_lo ? 32 - __builtin_clz(key_hi - key_lo) : 0;
+  const int top_bits = std::min(key_bits, 11);
+  out->low_bits = key_bits - top_bits;
+  out->buckets = 1 << top_bits;
+  const int nb = out->buckets, low = out->low_bits;
+  // Items (key − key_lo) << 32 | index in index order, counted per chunk by
+  // the key's top digit, then scattered stably into their buckets.
+  uint64_t* items = arena->array<uint64_t>(nv);
+  out->items = arena->array<uint64_t>(nv);
+  int64_t* hist = arena->array<int64_t>(cg.count * nb);
+  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t j = first[c];
+      int64_t* h = hist + c * nb;
+      std::fill(h, h + nb, 0);
+      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
+        if (status[i] != kProjVisible) continue;
+        const uint32_t key = depth_key[i] - key_lo;
+        items[j++] = uint64_t(key) << 32 | uint64_t(i);
+        ++h[key >> low];
+      }
+    }
+  });
+  out->offsets = arena->array<int64_t>(nb + 1);
+  int64_t run = 0;
+  for (int d = 0; d < nb; ++d) {
+    out->offsets[d] = run;
+    for (int64_t c = 0; c < cg.count; ++c) {
+      const int64_t cnt = hist[c * nb + d];
+      hist[c * nb + d] = run;
+      run += cnt;
+    }
+  }
+  out->offsets[nb] = run;
+  uint64_t* dst = out->items;
+  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t* cur = hist + c * nb;
+      for (int64_t j = first[c], e = first[c + 1]; j < e; ++j) dst[cur[items[j] >> (32 + low)]++] = items[j];
+    }
+  });
+}
+
+void depth_chunk(const DepthBuckets& bk, int64_t b0, int64_t b1, const TileRect* rects, const CameraFrame& cam,
+                 const uint32_t* live, Arena* arena, DepthOrder* out) {
+  ThreadPool& pool = ThreadPool::global();
+  const int64_t i0 = bk.offsets[b0], m = bk.offsets[b1] - i0;
+  const uint64_t* src = bk.items + i0;
+  // Summed-area table of the tiles still blending (as bin_range's).
+  const int64_t tiles_x = cam.tiles_x, sw = tiles_x + 1;
+  int32_t* sat = arena->array<int32_t>(sw * (cam.tiles_y + 1));
+  std::fill(sat, sat + sw, 0);
+  for (int64_t ty = 0; ty < cam.tiles_y; ++ty) {
+    int32_t run_row = 0;
+    int32_t* srow = sat + (ty + 1) * sw;
+    srow[0] = 0;
+    for (int64_t tx = 0; tx < tiles_x; ++tx) {
+      run_row += live[ty * tiles_x + tx] != 0;
+      srow[tx + 1] = srow[tx + 1 - sw] + run_row;
+    }
+  }
+  // Keep the Gaussians with a live tile in their rectangle, in bucket order,
+  // their keys less the chunk's first key (a range of (b1 − b0) << low_bits).
+  const Chunks cv = chunks_for(m, 2048);
+  uint8_t* keep = arena->array<uint8_t>(m);
+  int64_t* cnt = arena->array<int64_t>(cv.count + 1);
+  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t kept = 0;
+      for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
+        if (k + 16 < e) __builtin_prefetch(&rects[static_cast<uint32_t>(src[k + 16])]);  // random reads
+        const TileRect r = rects[static_cast<uint32_t>(src[k])];
+        const int32_t in = sat[r.y1 * sw + r.x1] - sat[r.y0 * sw + r.x1] - sat[r.y1 * sw + r.x0] + sat[r.y0 * sw + r.x0];
+        keep[k] = in != 0;
+        kept += in != 0;
+      }
+      cnt[c + 1] = kept;
+    }
+  });
+  cnt[0] = 0;
+  for (int64_t c = 0; c < cv.count; ++c) cnt[c + 1] += cnt[c];
+  const int64_t nk = cnt[cv.count];
+  uint64_t* items = arena->array<uint64_t>(nk);
+  uint64_t* tmp = arena->array<uint64_t>(nk);
+  const uint64_t base = uint64_t(b0) << (32 + bk.low_bits);
+  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c) {
+      int64_t j = cnt[c];
+      for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k)
+        if (keep[k]) items[j++] = src[k] - base;
+    }
+  });
+  const uint64_t span = uint64_t(b1 - b0) << bk.low_bits;  // keys in [0, span)
+  const int key_bits = span > 1 ? 64 - __builtin_clzll(span - 1) : 0;
+  const uint64_t* sorted = radix_sort(items, tmp, nk, key_bits, arena);
+  // Depth order of the kept Gaussians: indices and rectangles.
+  out->num_visible = nk;
+  out->order = arena->array<int32_t>(nk);
+  out->rects = reinterpret_cast<TileRect*>(sorted == items ? tmp : items);
+  out->intersections = 0;
+  const Chunks co = chunks_for(nk, 2048);
+  pool.parallel_for(co.count, 1, [&](int64_t c0, int64_t c1, int) {
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t k = co.begin(c), e = co.end(c); k < e; ++k) {
+        const uint32_t i = static_cast<uint32_t>(sorted[k]);
+        out->order[k] = static_cast<int32_t>(i);
+        out->rects[k] = rects[i];
+      }
+  });
+}
+
 void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& cam, const uint32_t* skip,
                Arena* arena, TileBins* bins) {
   ThreadPool& pool = ThreadPool::global();

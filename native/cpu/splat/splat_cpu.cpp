@@ -68,13 +68,16 @@ struct CameraPass {
   CameraFrame cam;
   Projected* proj;
   int32_t* status;
-  DepthOrder depth;
-  TileBins bins;  // all tile lists (when not chunked)
+  DepthOrder depth;       // all visible Gaussians in depth order (when not chunked)
+  TileBins bins;          // all tile lists (when not chunked)
+  DepthBuckets buckets;   // the visible Gaussians by depth bucket (when chunked)
+  TileRect* rects = nullptr;  // [n] per Gaussian
 };
 
 // Camera c of a call: the first one also prepares the Gaussians (and counts
-// the invalid ones, once per call). Projects, sorts by depth and, unless
-// `chunked` (the forward bins depth chunks itself), builds all tile lists.
+// the invalid ones, once per call). Projects, then either groups the visible
+// Gaussians by depth bucket (`chunked`: the forward sorts and bins depth
+// chunks itself) or sorts them by depth and builds all tile lists.
 void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera, float near_plane, bool aa,
                      bool chunked, Arena* arena, CameraPass* pass, SplatStats* stats, StageClock* clock) {
   SceneRef s = scene;
@@ -86,7 +89,7 @@ void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera
   pass->proj = arena->array<Projected>(s.n);
   pass->status = arena->array<int32_t>(s.n);
   uint32_t* depth_key = arena->array<uint32_t>(s.n);
-  TileRect* rects = arena->array<TileRect>(s.n);
+  TileRect* rects = pass->rects = arena->array<TileRect>(s.n);
   std::atomic<int64_t> invalid{0}, near{0}, outside{0}, visible{0};  // integer counts: order does not matter
   const RasterKernels& ker = kernels();
   ThreadPool::global().parallel_for(s.n, kGrainGaussians, [&](int64_t b, int64_t e, int) {
@@ -98,14 +101,20 @@ void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera
     outside += cnt[kProjOutside];
   });
   clock->lap(kSplatStageProject);
-  sort_by_depth(pass->status, depth_key, rects, s.n, visible.load(), arena, &pass->depth);
-  if (!chunked) bin_range(pass->depth, 0, pass->depth.num_visible, pass->cam, nullptr, arena, &pass->bins);
+  if (chunked) {
+    bucket_by_depth(pass->status, depth_key, rects, s.n, visible.load(), arena, &pass->buckets);
+    stats->visible += pass->buckets.num_visible;
+    stats->intersections += pass->buckets.intersections;
+  } else {
+    sort_by_depth(pass->status, depth_key, rects, s.n, visible.load(), arena, &pass->depth);
+    bin_range(pass->depth, 0, pass->depth.num_visible, pass->cam, nullptr, arena, &pass->bins);
+    stats->visible += pass->depth.num_visible;
+    stats->intersections += pass->depth.intersections;
+  }
   clock->lap(kSplatStageBin);
   if (c == 0) stats->invalid = invalid.load();
   stats->culled_near += near.load();
   stats->culled_outside += outside.load();
-  stats->visible += pass->depth.num_visible;
-  stats->intersections += pass->depth.intersections;
 }
 
 int64_t num_tiles(const CameraFrame& c) { return int64_t(c.tiles_x) * c.tiles_y; }
@@ -139,20 +148,27 @@ void splat_render(const SplatRenderArgs& a) {
     TileOutputs out{a.rgb.ptr<float>() + c * pixels * 3, a.alpha.empty() ? nullptr : a.alpha.ptr<float>() + c * pixels,
                     a.depth.empty() ? nullptr : a.depth.ptr<float>() + c * pixels,
                     a.contributors.empty() ? nullptr : a.contributors.ptr<int32_t>() + c * pixels};
-    // Front to back in depth chunks of growing size: each chunk is binned
-    // into the tiles that are still blending and blended into their state, so
-    // a tile stops costing work (list entries included) once it saturates;
-    // most do within their first few hundred Gaussians. Per pixel the blend
-    // sees the same Gaussians in the same order as over the whole list.
-    const int64_t tiles = num_tiles(pass.cam), nv = pass.depth.num_visible;
+    // Front to back in depth chunks of growing size (whole depth buckets):
+    // each chunk's Gaussians that reach a tile still blending are sorted,
+    // binned into those tiles and blended into their state, so a tile stops
+    // costing work (list entries included) once it saturates, most do within
+    // their first few hundred Gaussians, and the Gaussians behind saturated
+    // tiles are never sorted. Per pixel the blend sees the same Gaussians in
+    // the same order as over the whole list.
+    const int64_t tiles = num_tiles(pass.cam), nv = pass.buckets.num_visible;
     char* state = static_cast<char*>(cam_arena.get(kTileStateBytes * static_cast<size_t>(tiles)));
     uint32_t* live = cam_arena.array<uint32_t>(tiles);
     std::fill(live, live + tiles, kTileUnstarted);
     ThreadPool& pool = ThreadPool::global();
     TileBins bins;
-    for (int64_t k0 = 0, step = std::max<int64_t>(nv / 16, 16384); k0 < nv; k0 += step, step *= 2) {
-      const int64_t k1 = std::min(nv, k0 + step);
-      bin_range(pass.depth, k0, k1, pass.cam, live, &cam_arena, &bins);
+    const DepthBuckets& bk = pass.buckets;
+    for (int64_t b0 = 0, step = std::max<int64_t>(nv / 16, 16384); b0 < bk.buckets; step *= 2) {
+      int64_t b1 = b0 + 1;
+      while (b1 < bk.buckets && bk.offsets[b1] - bk.offsets[b0] < step) ++b1;
+      DepthOrder chunk;
+      depth_chunk(bk, b0, b1, pass.rects, pass.cam, live, &cam_arena, &chunk);
+      b0 = b1;
+      bin_range(chunk, 0, chunk.num_visible, pass.cam, live, &cam_arena, &bins);
       clock.lap(kSplatStageBin);
       pool.parallel_for(tiles, 1, [&](int64_t b, int64_t e, int tid) {
         for (int64_t t = b; t < e; ++t)

@@ -114,6 +114,22 @@ class Arena {
 // are num_visible of them) by (depth, index).
 void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
                    int64_t num_visible, Arena* arena, DepthOrder* out);
+// The visible Gaussians grouped by the top (at most 11) bits of their depth
+// key, for the forward's depth chunks (no full sort: a chunk sorts only its
+// Gaussians that reach a tile still blending).
+struct DepthBuckets {
+  int64_t num_visible = 0;
+  int64_t intersections = 0;  // total area of the visible Gaussians' rectangles
+  uint64_t* items = nullptr;  // [num_visible] (key − smallest key) << 32 | index; by bucket, index order within
+  int64_t* offsets = nullptr; // [buckets + 1]
+  int buckets = 1, low_bits = 0;  // bucket = key >> low_bits
+};
+void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
+                     int64_t num_visible, Arena* arena, DepthBuckets* out);
+// The Gaussians of buckets [b0, b1) whose rectangle holds a tile with
+// live[t] != 0, in (depth, index) order (out->intersections is not set).
+void depth_chunk(const DepthBuckets& b, int64_t b0, int64_t b1, const TileRect* rects, const CameraFrame& cam,
+                 const uint32_t* live, Arena* arena, DepthOrder* out);
 // Tile lists of the Gaussians at depth ranks [k0, k1), front to back, into
 // bins (its offsets and list are reused when allocated). Tiles t with
 // skip[t] == 0 get empty lists (skip may be null).
