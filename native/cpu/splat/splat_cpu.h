@@ -114,7 +114,7 @@ class Arena {
 // are num_visible of them) by (depth, index).
 void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
                    int64_t num_visible, Arena* arena, DepthOrder* out);
-// The visible Gaussians grouped by the top (at most 11) bits of their depth
+// The visible Gaussians grouped by the top (at most 8) bits of their depth
 // key, for the forward's depth chunks (no full sort: a chunk sorts only its
 // Gaussians that reach a tile still blending).
 struct DepthBuckets {
