@@ -217,12 +217,15 @@ SPLAT_INLINE __m512 exp_avx512(__m512 x) {
 struct BatchRows {
   uint64_t rows[kLanes];
   alignas(64) float bdy[kLanes][kBatch], cdy[kLanes][kBatch], dyt[kLanes][kBatch], ha[kBatch];
+  alignas(64) float dx[kBatch][kLanes];  // mx − lane centres, per entry
 };
 template <bool kDy>
 SPLAT_INLINE void batch_rows(const TileSoA& s, const TileGeom& t, const vf& rowy, int64_t b0, int64_t b1, uint32_t live,
                              BatchRows& br) {
   const __m512 xlo = _mm512_set1_ps(t.x0 + 0.5f - 0.01f), xhi = _mm512_set1_ps(t.x0 + kLanes - 0.5f + 0.01f);
   for (int r = 0; r < kLanes; ++r) br.rows[r] = 0;
+  const __m512 px = reinterpret_cast<__m512>(t.px);
+  for (int64_t k = b0; k < b1; ++k) _mm512_store_ps(br.dx[k - b0], _mm512_sub_ps(_mm512_set1_ps(s.mx[k]), px));
   for (int64_t g0 = b0; g0 < b1; g0 += kLanes) {
     const __mmask16 in = b1 - g0 >= kLanes ? __mmask16(0xffff) : __mmask16((1u << (b1 - g0)) - 1);
     const int j0 = static_cast<int>(g0 - b0);
@@ -253,9 +256,9 @@ struct AlphaRow {
   __m512 dx, power, G, raw, alpha;
   __mmask16 ok;  // active lanes with power <= 0 and α >= 1/255
 };
-SPLAT_INLINE AlphaRow alpha_row(const TileSoA& s, const BatchRows& br, int64_t k, int j, int r, __m512 px, __mmask16 active) {
+SPLAT_INLINE AlphaRow alpha_row(const TileSoA& s, const BatchRows& br, int64_t k, int j, int r, __mmask16 active) {
   AlphaRow a;
-  a.dx = _mm512_sub_ps(_mm512_set1_ps(s.mx[k]), px);
+  a.dx = _mm512_load_ps(br.dx[j]);
   const __m512 q = _mm512_fmsub_ps(_mm512_set1_ps(br.ha[j]), a.dx, _mm512_set1_ps(br.bdy[r][j]));
   a.power = _mm512_fmadd_ps(q, a.dx, _mm512_set1_ps(br.cdy[r][j]));
   a.G = exp_avx512(_mm512_maskz_max_ps(0xffff, _mm512_set1_ps(kMinPower), a.power));
@@ -275,7 +278,6 @@ SPLAT_INLINE AlphaRow alpha_row(const TileSoA& s, const BatchRows& br, int64_t k
 int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& live) {
   vf rowy;
   for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
-  const __m512 px = reinterpret_cast<__m512>(t.px);
   const __m512 one = _mm512_set1_ps(1.f);
   const __m512i ione = _mm512_set1_epi32(1);
   BatchRows br;
@@ -298,7 +300,7 @@ int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& l
       for (; bits; bits &= bits - 1) {
         const int j = __builtin_ctzll(bits);
         const int64_t k = b0 + j;
-        const AlphaRow a = alpha_row(s, br, k, j, r, px, active);
+        const AlphaRow a = alpha_row(s, br, k, j, r, active);
         const __m512 alpha = a.alpha;
         __mmask16 ok = a.ok;
         const __m512 Tn = _mm512_mul_ps(T, _mm512_sub_ps(one, alpha));
@@ -476,7 +478,6 @@ struct RowState {
 void backward_rows_avx512(const TileSoA& s, const TileGeom& t, RowState* st, int64_t used, float* grad) {
   vf rowy;
   for (int r = 0; r < kLanes; ++r) rowy[r] = t.y0 + r + 0.5f;
-  const __m512 px = reinterpret_cast<__m512>(t.px);
   uint32_t live = (1u << t.rows) - 1;
   BatchRows br;
   alignas(64) vf acc[kBatch][10];  // ProjectedGrad layout
@@ -499,7 +500,7 @@ void backward_rows_avx512(const TileSoA& s, const TileGeom& t, RowState* st, int
       for (; bits; bits &= bits - 1) {
         const int j = __builtin_ctzll(bits);
         const int64_t k = b0 + j;
-        const AlphaRow a = alpha_row(s, br, k, j, r, px, active);
+        const AlphaRow a = alpha_row(s, br, k, j, r, active);
         const vf alpha = reinterpret_cast<vf>(a.alpha), dx = reinterpret_cast<vf>(a.dx);
         const vf G = reinterpret_cast<vf>(a.G), raw = reinterpret_cast<vf>(a.raw);
         const vf dyv = splat1(br.dyt[r][j]);
