@@ -240,6 +240,25 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
   });
 }
 
+// Summed-area table of a tiles_y × tiles_x grid of flags: entry
+// (y, x) of the (tiles_y + 1) × (tiles_x + 1) result counts the nonzero flags
+// in rows [0, y) and columns [0, x), so any rectangle's count is four reads.
+static const int32_t* tile_sat(const uint32_t* flags, int64_t tiles_x, int64_t tiles_y, Arena* arena) {
+  const int64_t sw = tiles_x + 1;
+  int32_t* sat = arena->array<int32_t>(sw * (tiles_y + 1));
+  std::fill(sat, sat + sw, 0);
+  for (int64_t ty = 0; ty < tiles_y; ++ty) {
+    int32_t run_row = 0;
+    int32_t* srow = sat + (ty + 1) * sw;
+    srow[0] = 0;
+    for (int64_t tx = 0; tx < tiles_x; ++tx) {
+      run_row += flags[ty * tiles_x + tx] != 0;
+      srow[tx + 1] = srow[tx + 1 - sw] + run_row;
+    }
+  }
+  return sat;
+}
+
 void depth_chunk(const DepthBuckets& bk, int64_t b0, int64_t b1, const TileRect* rects, const CameraFrame& cam,
                  const uint32_t* live, Arena* arena, DepthOrder* out) {
   ThreadPool& pool = ThreadPool::global();
@@ -247,17 +266,7 @@ void depth_chunk(const DepthBuckets& bk, int64_t b0, int64_t b1, const TileRect*
   const uint64_t* src = bk.items + i0;
   // Summed-area table of the tiles still blending (as bin_range's).
   const int64_t tiles_x = cam.tiles_x, sw = tiles_x + 1;
-  int32_t* sat = arena->array<int32_t>(sw * (cam.tiles_y + 1));
-  std::fill(sat, sat + sw, 0);
-  for (int64_t ty = 0; ty < cam.tiles_y; ++ty) {
-    int32_t run_row = 0;
-    int32_t* srow = sat + (ty + 1) * sw;
-    srow[0] = 0;
-    for (int64_t tx = 0; tx < tiles_x; ++tx) {
-      run_row += live[ty * tiles_x + tx] != 0;
-      srow[tx + 1] = srow[tx + 1 - sw] + run_row;
-    }
-  }
+  const int32_t* sat = tile_sat(live, tiles_x, cam.tiles_y, arena);
   // Keep the Gaussians with a live tile in their rectangle, in bucket order,
   // their keys less the chunk's first key (a range of (b1 − b0) << low_bits).
   const Chunks cv = chunks_for(m, 2048);
@@ -325,20 +334,7 @@ void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& c
   // saturated tiles) costs four reads instead of a walk over its tiles, and
   // one with all of them is walked without the per-tile test.
   const int64_t sw = tiles_x + 1;
-  int32_t* sat = nullptr;
-  if (skip) {
-    sat = arena->array<int32_t>(sw * (cam.tiles_y + 1));
-    std::fill(sat, sat + sw, 0);
-    for (int64_t ty = 0; ty < cam.tiles_y; ++ty) {
-      int32_t run_row = 0;
-      int32_t* srow = sat + (ty + 1) * sw;
-      srow[0] = 0;
-      for (int64_t tx = 0; tx < tiles_x; ++tx) {
-        run_row += skip[ty * tiles_x + tx] != 0;
-        srow[tx + 1] = srow[tx + 1 - sw] + run_row;
-      }
-    }
-  }
+  const int32_t* sat = skip ? tile_sat(skip, tiles_x, cam.tiles_y, arena) : nullptr;
   // 0: no tile of r takes entries; 1: every tile does; 2: some do.
   auto coverage = [sat, sw](const TileRect& r) {
     const int32_t in = sat[r.y1 * sw + r.x1] - sat[r.y0 * sw + r.x1] - sat[r.y1 * sw + r.x0] + sat[r.y0 * sw + r.x0];
