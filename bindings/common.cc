@@ -71,6 +71,12 @@ int64_t get_int(Napi::Env env, const Napi::Object& o, const char* key, int64_t d
   return static_cast<int64_t>(d);
 }
 
+int32_t get_i32(Napi::Env env, const Napi::Object& o, const char* key, int32_t dflt) {
+  const int64_t v = get_int(env, o, key, dflt);
+  if (v < INT32_MIN || v > INT32_MAX) throw_error(env, Code::kInvalidArgument, std::string(key) + " is out of range");
+  return static_cast<int32_t>(v);
+}
+
 double get_number(Napi::Env env, const Napi::Object& o, const char* key, double dflt) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return dflt;

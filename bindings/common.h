@@ -62,6 +62,8 @@ TensorView parse_optional_tensor(Napi::Env env, const Napi::Value& desc, const c
 const PackedWeight* unwrap_packed_weight(Napi::Env env, Napi::Value v, KeepAlive* keep);
 
 int64_t get_int(Napi::Env env, const Napi::Object& o, const char* key, int64_t dflt);
+// get_int, refused with ERR_INVALID_ARGUMENT outside the int32 range.
+int32_t get_i32(Napi::Env env, const Napi::Object& o, const char* key, int32_t dflt);
 double get_number(Napi::Env env, const Napi::Object& o, const char* key, double dflt);
 // A non-negative integer below 2^64 from a Number (exact up to 2^53) or a BigInt; absent = 0.
 uint64_t get_u64(Napi::Env env, const Napi::Object& o, const char* key);

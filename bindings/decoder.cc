@@ -9,12 +9,6 @@
 namespace tessera::bindings {
 namespace {
 
-int32_t get_i32(Napi::Env env, const Napi::Object& o, const char* key) {
-  const int64_t v = get_int(env, o, key, 0);
-  if (v < 0 || v > INT32_MAX) throw_error(env, Code::kInvalidArgument, std::string(key) + " is out of range");
-  return static_cast<int32_t>(v);
-}
-
 // Calls fn(layer object, "layers[i]") for every entry of o.layers (an array
 // of objects), after sizing `out` to it.
 template <class Layer, class Fn>
@@ -43,10 +37,10 @@ class LlamaBlocksWorker : public OpWorker {
     if (!info[0].IsObject()) throw_error(env, Code::kInvalidArgument, "llamaBlocks takes an options object");
     Napi::Object o = info[0].As<Napi::Object>();
     a_.x = parse_tensor(env, o.Get("x"), "x", &keep_);
-    a_.rows = get_i32(env, o, "rows");
-    a_.n = get_i32(env, o, "n");
-    a_.heads = get_i32(env, o, "heads");
-    a_.head_dim = get_i32(env, o, "headDim");
+    a_.rows = get_i32(env, o, "rows", 0);
+    a_.n = get_i32(env, o, "n", 0);
+    a_.heads = get_i32(env, o, "heads", 0);
+    a_.head_dim = get_i32(env, o, "headDim", 0);
     a_.cos = parse_tensor(env, o.Get("cos"), "cos", &keep_);
     a_.sin = parse_tensor(env, o.Get("sin"), "sin", &keep_);
     a_.positions = parse_tensor(env, o.Get("positions"), "positions", &keep_);
@@ -98,8 +92,8 @@ class VarBlocksWorker : public OpWorker {
     if (!info[0].IsObject()) throw_error(env, Code::kInvalidArgument, "varBlocks takes an options object");
     Napi::Object o = info[0].As<Napi::Object>();
     a_.x = parse_tensor(env, o.Get("x"), "x", &keep_);
-    a_.heads = get_i32(env, o, "heads");
-    a_.head_dim = get_i32(env, o, "headDim");
+    a_.heads = get_i32(env, o, "heads", 0);
+    a_.head_dim = get_i32(env, o, "headDim", 0);
     a_.cache_length = get_int(env, o, "cacheLength", 0);
     a_.eps = static_cast<float>(get_number(env, o, "eps", 1e-6));
     parse_layers(env, o, layers_, [&](const Napi::Object& l, VarLayer& L, const std::string& at) {

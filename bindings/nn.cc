@@ -16,12 +16,6 @@ namespace tessera::bindings {
 
 namespace {
 
-int32_t get_i32(Napi::Env env, const Napi::Object& o, const char* key, int32_t dflt) {
-  const int64_t v = get_int(env, o, key, dflt);
-  if (v < INT32_MIN || v > INT32_MAX) throw_error(env, Code::kInvalidArgument, std::string(key) + " is out of range");
-  return static_cast<int32_t>(v);
-}
-
 float get_f32(Napi::Env env, const Napi::Object& o, const char* key, float dflt) {
   return static_cast<float>(get_number(env, o, key, dflt));
 }

@@ -55,12 +55,6 @@ const T* typed(Napi::Env env, const Napi::Value& v, const char* what, size_t* le
   return a.ElementLength() ? a.Data() : &kEmpty;  // present but empty is not absent
 }
 
-int32_t get_i32(Napi::Env env, const Napi::Object& o, const char* key, int32_t dflt) {
-  const int64_t v = get_int(env, o, key, dflt);
-  if (v < INT32_MIN || v > INT32_MAX) throw_error(env, Code::kInvalidArgument, std::string(key) + " is out of range");
-  return static_cast<int32_t>(v);
-}
-
 OctreeLevelView parse_level(Napi::Env env, const Napi::Value& v, KeepAlive* keep) {
   if (!v.IsObject()) throw_error(env, Code::kInvalidArgument, "an octree level must be {keys, children, nnumNonEmpty}");
   Napi::Object o = v.As<Napi::Object>();

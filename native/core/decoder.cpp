@@ -31,6 +31,15 @@ void check_packed(const PackedWeight* w, const std::string& name, int64_t N, int
                     std::to_string(N) + ", " + std::to_string(K) + "]");
 }
 
+// An MLP's up [F, d] and down [d, F] projections; returns its width F.
+int64_t check_mlp(const PackedWeight* up, const PackedWeight* down, const std::string& up_name,
+                  const std::string& down_name, int64_t d) {
+  TESSERA_CHECK(up != nullptr, kInvalidArgument, up_name + " is missing");
+  check_packed(up, up_name, up->N, d);
+  check_packed(down, down_name, d, up->N);
+  return up->N;
+}
+
 void check_vector(const TensorView& t, const std::string& name, int64_t n) {
   TESSERA_CHECK(!t.empty() && t.device.kind == DeviceKind::kCPU, kInvalidArgument, name + " must be a CPU tensor");
   TESSERA_CHECK(t.dtype == DType::kF32, kDtype, name + " must be float32");
@@ -68,11 +77,8 @@ int64_t validate(const LlamaBlocksArgs& a) {
     const std::string p = layer_name(i);
     check_packed(l.qkv, p + " qkv", 3 * d, d);
     check_packed(l.wo, p + " wo", d, d);
-    TESSERA_CHECK(l.w1 != nullptr, kInvalidArgument, p + " w1 is missing");
-    const int64_t ffn = l.w1->N;
-    check_packed(l.w1, p + " w1", ffn, d);
+    const int64_t ffn = check_mlp(l.w1, l.w2, p + " w1", p + " w2", d);
     check_packed(l.w3, p + " w3", ffn, d);
-    check_packed(l.w2, p + " w2", d, ffn);
     ffn_max = std::max(ffn_max, ffn);
     check_vector(l.attention_norm, p + " attention_norm", d);
     check_vector(l.ffn_norm, p + " ffn_norm", d);
@@ -142,10 +148,7 @@ VarSizes validate_var(const VarBlocksArgs& a) {
     const std::string p = layer_name(i);
     check_packed(l.qkv, p + " qkv", 3 * C, C);
     check_packed(l.proj, p + " proj", C, C);
-    TESSERA_CHECK(l.fc1 != nullptr, kInvalidArgument, p + " fc1 is missing");
-    const int64_t F = l.fc1->N;
-    check_packed(l.fc1, p + " fc1", F, C);
-    check_packed(l.fc2, p + " fc2", C, F);
+    const int64_t F = check_mlp(l.fc1, l.fc2, p + " fc1", p + " fc2", C);
     z.F = std::max(z.F, F);
     check_vector(l.qkv_bias, p + " qkv_bias", 3 * C);
     check_vector(l.proj_bias, p + " proj_bias", C);
