@@ -105,3 +105,22 @@ describe('linear matches the float64 reference', () => {
     await expect(linear({ x: Tensor.zeros([2, 3]), weight: Tensor.zeros([4, 3]), bias })).rejects.toMatchObject({ code: 'ERR_DTYPE' });
   });
 });
+
+describe('machine ceilings (bench bindings)', () => {
+  it('measure read and copy bandwidth; refuse bad arguments with a TesseraError', async () => {
+    const { native } = await import('../lib/native.js');
+    const { TesseraError } = await import('../lib/errors.js');
+    expect(await native().measureReadBandwidth(2, 4 << 20)).toBeGreaterThan(0.1);
+    expect(await native().measureCopyBandwidth(1, 4 << 20)).toBeGreaterThan(0.1);
+    for (const [t, b] of [[0, 4096], [1, 100], ['2', 4096], [2, undefined]] as [unknown, unknown][]) {
+      let err: unknown;
+      try {
+        await native().measureReadBandwidth(t as number, b as number);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(TesseraError);
+      expect((err as InstanceType<typeof TesseraError>).code).toBe('ERR_INVALID_ARGUMENT');
+    }
+  });
+});
