@@ -787,6 +787,43 @@ TEST(sample_top_k_with_ties_keeps_exactly_the_k_th_largest_and_above) {
   }
 }
 
+// top-p sorts only as deep as its cut (the m largest first, m = 64, 256,
+// ...): the kept set must still be exactly the reference's, for cuts inside
+// and beyond each m, with tie groups straddling the cut and with top-k.
+TEST(sample_top_p_keeps_exactly_the_reference_prefix) {
+  th::Rng rng(907);
+  const int64_t V = 4099;
+  std::vector<float> l(V);
+  for (int64_t i = 0; i < V; ++i) {
+    const int64_t r = rng.randint(0, 7);  // many ties: a quarter of the entries share 8 values
+    l[i] = r < 2 ? static_cast<float>(rng.randint(0, 7)) * 0.25f : rng.uniform(-6.f, 2.f);
+  }
+  for (int k : {0, 300}) {
+    for (float p : {0.01f, 0.2f, 0.5f, 0.8f, 0.95f, 0.999f, 0.99999f}) {
+      for (float T : {0.3f, 1.f, 3.f}) {
+        std::vector<float> probs(V);
+        std::vector<int32_t> tok(1);
+        SampleArgs a;
+        a.logits = make_view(l.data(), DType::kF32, {1, V});
+        a.temperature = T, a.top_k = k, a.top_p = p;
+        a.seed = 11, a.step = 3;
+        a.tokens = make_view(tok.data(), DType::kI32, {1});
+        a.probs = make_view(probs.data(), DType::kF32, {1, V});
+        sample(a);
+        const std::vector<double> ref = ref_probs(l.data(), nullptr, 1.f, V, T, k, p);
+        int64_t kept = 0;
+        for (int64_t i = 0; i < V; ++i) {
+          CHECK((probs[i] > 0) == (ref[i] > 0)) << "k " << k << " p " << p << " T " << T << " index " << i;
+          kept += ref[i] > 0;
+        }
+        CHECK_REL_AT(probs.data(), ref.data(), V, kTol) << " k " << k << " p " << p << " T " << T;
+        CHECK(ref[tok[0]] > 0);
+        if (k == 0 && T == 3.f && p == 0.99999f) CHECK(kept > 1024) << "the deep cut must sort past m = 1024, kept " << kept;
+      }
+    }
+  }
+}
+
 TEST(sample_frequencies_follow_the_probabilities) {
   // 20000 rows of one distribution, each its own RNG row: every frequency
   // within 5 standard deviations of its probability.

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "cpu/gemm/gemm_driver.h"
 #include "cpu/nn/nn_ops.h"
@@ -38,14 +39,11 @@ inline double from_order_key(uint64_t k) {
   return v;
 }
 
-// The k-th largest of x[0..V) (1 <= k <= V), the value nth_element finds:
-// a most-significant-digit-first radix select on order keys, 8 bits a pass,
-// each pass over the candidates still in play (compacted in `keys`, V
-// entries of scratch): about V + V/2 + ... key visits, no copy of x and no
-// branchy partitioning.
-double kth_largest(const double* x, int64_t V, int64_t k, uint64_t* keys) {
-  for (int64_t i = 0; i < V; ++i) keys[i] = order_key(x[i]);
-  int64_t n = V;
+// The k-th largest of keys[0..n) (1 <= k <= n), the value nth_element
+// finds: a most-significant-digit-first radix select, 8 bits a pass, each
+// pass over the candidates still in play (compacted in place): about
+// n + n/2 + ... key visits and no branchy partitioning. Clobbers keys.
+uint64_t kth_key(uint64_t* keys, int64_t n, int64_t k) {
   for (int shift = 56; shift >= 0 && n > 1; shift -= 8) {
     int64_t hist[256] = {};
     for (int64_t i = 0; i < n; ++i) ++hist[(keys[i] >> shift) & 255];
@@ -58,7 +56,89 @@ double kth_largest(const double* x, int64_t V, int64_t k, uint64_t* keys) {
       if (static_cast<int>((keys[i] >> shift) & 255) == d) keys[m++] = keys[i];
     n = m;
   }
-  return from_order_key(keys[0]);  // every remaining candidate has this key
+  return keys[0];  // every remaining candidate has this key
+}
+
+// Order-preserving 32-bit key of a float (no NaN), as order_key.
+inline uint32_t order_key32(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return (u >> 31) ? ~u : (u | (uint32_t{1} << 31));
+}
+inline float from_order_key32(uint32_t k) {
+  const uint32_t u = (k >> 31) ? (k & ~(uint32_t{1} << 31)) : ~k;
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+// kth_key on 32-bit keys with 11-bit digits (three passes at most: bits
+// 31-21, 20-10, 9-0), the histogram in four copies so that runs of equal
+// digits do not serialise on one counter.
+uint32_t kth_key32(uint32_t* keys, int64_t n, int64_t k) {
+  constexpr int kShifts[3] = {21, 10, 0};
+  constexpr uint32_t kMasks[3] = {2047, 2047, 1023};
+  for (int pass = 0; pass < 3 && n > 1; ++pass) {
+    const int shift = kShifts[pass];
+    const uint32_t mask = kMasks[pass];
+    int32_t hist[4][2048] = {};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+      for (int j = 0; j < 4; ++j) ++hist[j][(keys[i + j] >> shift) & mask];
+    for (; i < n; ++i) ++hist[0][(keys[i] >> shift) & mask];
+    uint32_t d = mask;
+    int64_t above = 0;  // candidates with a larger digit
+    for (;; --d) {
+      const int64_t h = int64_t{hist[0][d]} + hist[1][d] + hist[2][d] + hist[3][d];
+      if (above + h >= k || d == 0) break;
+      above += h;
+    }
+    k -= above;
+    int64_t m = 0;
+    for (i = 0; i < n; ++i)
+      if (((keys[i] >> shift) & mask) == d) keys[m++] = keys[i];
+    n = m;
+  }
+  return keys[0];
+}
+
+// The first index of row r whose (CFG-mixed) logit is NaN or +Inf, for the
+// error message; -1 if none.
+int64_t first_bad(const float* lc, const float* lu, int64_t V, float s) {
+  for (int64_t i = 0; i < V; ++i) {
+    const float l = lu ? cfg_mix(lc[i], lu[i], s) : lc[i];
+    if (std::isnan(l) || l == std::numeric_limits<float>::infinity()) return i;
+  }
+  return -1;
+}
+
+// How many of the kept entries top-p keeps: the entries order[0..kept) are
+// ranked by x descending, ties by index ascending, and rank j is kept when
+// j = 0 or the mass of ranks < j is ≤ limit. Only as much is sorted as the
+// cut needs: the m largest (m = 64, 256, ...) are moved to the front and
+// sorted; every entry left behind is below the m-th largest value, so it
+// ranks after all of them and the front is the true prefix. On return
+// order[0..k) holds the kept ranks.
+int64_t top_p_cut(const double* x, const double* e, int32_t* order, int64_t kept, double limit) {
+  auto before = [x](int32_t p, int32_t q) { return x[p] > x[q] || (x[p] == x[q] && p < q); };
+  thread_local std::vector<uint64_t> keys;
+  if (keys.size() < static_cast<size_t>(kept)) keys.resize(static_cast<size_t>(kept));
+  for (int64_t m = 64;; m *= 4) {
+    int64_t front = kept;
+    if (m < kept) {
+      for (int64_t j = 0; j < kept; ++j) keys[j] = order_key(x[order[j]]);
+      const double thr = from_order_key(kth_key(keys.data(), kept, m));
+      front = std::partition(order, order + kept, [&](int32_t i) { return x[i] >= thr; }) - order;
+    }
+    std::sort(order, order + front, before);
+    double cum = 0;
+    for (int64_t j = 0; j < front; ++j) {
+      if (j > 0 && cum > limit) return j;
+      cum += e[order[j]];
+    }
+    if (front == kept) return kept;
+    if (cum > limit) return front;  // rank `front` (the best of the rest) is the first cut
+  }
 }
 
 // One row: fills e[0..V) with the unnormalised kept probabilities (0 = dropped),
@@ -68,39 +148,46 @@ double process_row(const SampleArgs& a, int64_t r, double* x, double* e, int32_t
   const float* lc = a.logits.ptr<float>() + r * a.logits.strides[0];
   const float* lu = a.uncond.empty() ? nullptr : a.uncond.ptr<float>() + r * a.uncond.strides[0];
   const double inv_t = 1.0 / std::max(static_cast<double>(a.temperature), 1e-5);
+  const float s = a.cfg_scale;
+  const bool top_k = a.top_k > 0 && a.top_k < V;
+  uint32_t* keys = reinterpret_cast<uint32_t*>(order);  // order is free until the kept list is built
   double mx = kNegInf;
+  bool bad = false;
   for (int64_t i = 0; i < V; ++i) {
-    const float l = lu ? cfg_mix(lc[i], lu[i], a.cfg_scale) : lc[i];
-    TESSERA_CHECK(!std::isnan(l) && l != std::numeric_limits<float>::infinity(), kInvalidArgument,
-                  "sample: logits row " + std::to_string(r) + " holds NaN or +Inf at index " + std::to_string(i));
+    const float l = lu ? cfg_mix(lc[i], lu[i], s) : lc[i];
+    bad |= std::isnan(l) || l == std::numeric_limits<float>::infinity();
     x[i] = static_cast<double>(l) * inv_t;
     mx = std::max(mx, x[i]);
+    if (top_k) keys[i] = order_key32(l);
+  }
+  if (bad) {
+    const int64_t i = first_bad(lc, lu, V, s);
+    TESSERA_CHECK(false, kInvalidArgument,
+                  "sample: logits row " + std::to_string(r) + " holds NaN or +Inf at index " + std::to_string(i));
   }
   TESSERA_CHECK(mx != kNegInf, kInvalidArgument,
                 "sample: every logit of row " + std::to_string(r) + " is -Inf; nothing can be sampled");
 
   // top-k: the k-th largest value is the threshold (ties at it are kept).
+  // x = double(l)·(1/T) is strictly increasing in the float l (distinct
+  // floats stay distinct in double), so the k-th largest l gives it.
   double thr = kNegInf;
-  if (a.top_k > 0 && a.top_k < V) thr = kth_largest(x, V, a.top_k, reinterpret_cast<uint64_t*>(e));  // e as scratch
-  double sum = 0;
+  if (top_k) thr = static_cast<double>(from_order_key32(kth_key32(keys, V, a.top_k))) * inv_t;
+  // Kept indices in index order; exp only for them (the dropped weigh 0).
   int64_t kept = 0;
   for (int64_t i = 0; i < V; ++i) {
-    const bool keep = x[i] != kNegInf && x[i] >= thr;
-    e[i] = keep ? std::exp(x[i] - mx) : 0.0;
-    if (keep) order[kept++] = static_cast<int32_t>(i);
-    sum += e[i];
+    order[kept] = static_cast<int32_t>(i);
+    kept += x[i] != kNegInf && x[i] >= thr;
   }
+  std::memset(e, 0, sizeof(double) * V);
+  for (int64_t j = 0; j < kept; ++j) e[order[j]] = std::exp(x[order[j]] - mx);
+  double sum = 0;
+  for (int64_t i = 0; i < V; ++i) sum += e[i];  // index order, as in the draw
 
   // top-p over the kept entries, by value descending then index ascending.
   if (a.top_p > 0.f && a.top_p < 1.f && kept > 1) {
-    std::sort(order, order + kept, [x](int32_t p, int32_t q) { return x[p] > x[q] || (x[p] == x[q] && p < q); });
     const double limit = static_cast<double>(a.top_p) * sum;
-    double cum = 0;
-    int64_t k = 0;
-    for (; k < kept; ++k) {
-      if (k > 0 && cum > limit) break;  // the mass before this rank already exceeds top_p
-      cum += e[order[k]];
-    }
+    const int64_t k = top_p_cut(x, e, order, kept, limit);
     if (k < kept) {
       for (int64_t j = k; j < kept; ++j) e[order[j]] = 0.0;
       sum = 0;
