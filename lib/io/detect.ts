@@ -38,14 +38,20 @@ export function detectFamily(tensors: Map<string, StoredTensor>): Detected {
       },
     };
   }
-  if (has('quantize.embedding.weight') && names.some((n) => n.startsWith('quantize.quant_resi.'))) {
+  // VAR's VQVAE: its encoder levels are encoder.down.i (LlamaGen's are
+  // encoder.conv_blocks.i). The Phi convs are not a reliable mark: a
+  // quant_resi = 0 tokenizer has none.
+  if (has('quantize.embedding.weight') && names.some((n) => n.startsWith('encoder.down.'))) {
     const [V, Cvae] = shape('quantize.embedding.weight');
     return {
       family: 'var-vqvae',
       description: "VAR's multi-scale VQVAE",
       facts: {
         vocabulary: V ?? 0, latentChannels: Cvae ?? 0, baseChannels: shape('encoder.conv_in.weight')[0] ?? 0,
-        levels: countIndexed(names, /^encoder\.down\.(\d+)\./), phiConvs: countIndexed(names, /^quantize\.quant_resi\.qresi_ls\.(\d+)\./),
+        levels: countIndexed(names, /^encoder\.down\.(\d+)\./),
+        // PhiPartiallyShared (qresi_ls.k), PhiShared (qresi) or PhiNonShared (k); 0 = identity Phi.
+        phiConvs: countIndexed(names, /^quantize\.quant_resi\.qresi_ls\.(\d+)\./) || (has('quantize.quant_resi.qresi.weight') ? 1 : 0)
+          || countIndexed(names, /^quantize\.quant_resi\.(\d+)\./),
       },
     };
   }

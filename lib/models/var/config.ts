@@ -19,6 +19,11 @@ export interface VqvaeConfig {
   vocabulary: number;
   /** Codebook width (= zChannels in the official file). */
   latentChannels: number;
+  /**
+   * Phi convolutions (phiNames gives their keys): K of PhiPartiallyShared or
+   * PhiNonShared, 1 of PhiShared, 0 when the file has none (quant_resi = 0:
+   * every Phi is the identity).
+   */
   phiConvs: number;
   /** Downsampling factor 2^(levels-1). */
   downsample: number;
@@ -33,6 +38,8 @@ export interface VarConfig {
   vocabulary: number;
   latentChannels: number;
   sharedAdaLN: boolean;
+  /** FFN hidden width, round(C · mlp_ratio) (4C in the released models), from fc1's shape. */
+  ffnHidden: number;
   /** Side length of each scale's token map, and where it was read from. */
   schedule: number[];
   scheduleSource: 'lvl_1L' | 'official' | 'solved';
@@ -88,21 +95,26 @@ export function vqvaeConfig(tensors: Tensors, file: string): VqvaeConfig {
   const zChannels = r.shape('encoder.conv_out.weight', 4, 'conv_out [z, C, 3, 3]')[0]!;
   if (zChannels !== latentChannels)
     bad(file, 'encoder.conv_out.weight', `gives z_channels ${zChannels}, the codebook has width ${latentChannels}`);
-  const phiConvs = r.count('quantize.quant_resi.qresi_ls.');
-  if (phiConvs === 0) bad(file, 'quantize.quant_resi.qresi_ls.0.weight', 'is missing (the shared Phi convolutions)');
-  for (let k = 0; k < phiConvs; k++)
-    r.expect(`quantize.quant_resi.qresi_ls.${k}.weight`, [latentChannels, latentChannels, 3, 3], 'Phi conv');
+  const phi = phiNames(tensors);
+  for (const name of phi) r.expect(`${name}.weight`, [latentChannels, latentChannels, 3, 3], 'Phi conv');
+  const phiConvs = phi.length;
   if (r.count(`decoder.up.0.block.`) !== numResBlocks + 1)
     bad(file, 'decoder.up.0.block.*', `has ${r.count('decoder.up.0.block.')} blocks, expected ${numResBlocks + 1} (encoder blocks + 1)`);
-  r.expect('post_quant_conv.weight', [latentChannels, latentChannels, 3, 3], 'post_quant_conv');
+  // VQVAE(quant_conv_ks=k): both convs are k×k with padding k//2 (3 in the released file).
+  for (const name of ['quant_conv', 'post_quant_conv']) {
+    const k = r.shape(`${name}.weight`, 4, `${name} [Cvae, Cvae, k, k]`)[2]!;
+    if (k % 2 !== 1) bad(file, `${name}.weight`, `has an even kernel ${k}: quant_conv_ks must be odd ('same' padding k//2)`);
+    r.expect(`${name}.weight`, [latentChannels, latentChannels, k, k], name);
+  }
   return { channels, numResBlocks, zChannels, vocabulary, latentChannels, phiConvs, downsample: 2 ** (levels - 1) };
 }
 
 /**
- * Every strictly increasing schedule of `scales` sides starting at 1 whose
- * squares sum to `total` (smallest first; stops after `limit` finds).
+ * Every strictly increasing schedule of `scales` sides starting at `first`
+ * (1 in the released models) whose squares sum to `total` (smallest first;
+ * stops after `limit` finds).
  */
-export function solveSchedules(total: number, scales: number, limit = 8): number[][] {
+export function solveSchedules(total: number, scales: number, limit = 8, first = 1): number[][] {
   const found: number[][] = [];
   const walk = (prefix: number[], left: number, need: number): void => {
     if (found.length >= limit) return;
@@ -110,7 +122,7 @@ export function solveSchedules(total: number, scales: number, limit = 8): number
     // The remaining sides are all >= p, so need·p² must fit in what is left.
     for (let p = prefix[prefix.length - 1]! + 1; p * p * need <= left; p++) walk([...prefix, p], left - p * p, need - 1);
   };
-  if (scales >= 1 && total >= 1) walk([1], total - 1, scales - 1);
+  if (scales >= 1 && total >= first * first) walk([first], total - first * first, scales - 1);
   return found;
 }
 
@@ -118,8 +130,9 @@ export function solveSchedules(total: number, scales: number, limit = 8): number
  * The scale schedule. Rule: (1) the lvl_1L buffer, when present, gives each
  * level's token count, which must be a square; (2) otherwise the documented
  * official schedule for L = pos_1LC's length with lvl_embed's number of
- * scales; (3) otherwise the unique strictly increasing schedule starting at 1
- * with that many scales and Σ pn² = L. None or several is an error.
+ * scales; (3) otherwise the unique strictly increasing schedule starting at
+ * √(pos_start's length) with that many scales and Σ pn² = L. None or several
+ * is an error.
  */
 export function readSchedule(r: ShapeReader, width: number): { schedule: number[]; source: VarConfig['scheduleSource'] } {
   const L = r.shape('pos_1LC', 3, 'the position table [1, L, C]')[1]!;
@@ -143,13 +156,17 @@ export function readSchedule(r: ShapeReader, width: number): { schedule: number[
     });
     return { schedule, source: 'lvl_1L' };
   }
+  // pos_start holds the first scale's pn² start positions.
+  const starts = r.has('pos_start') ? r.shape('pos_start', 3, 'the start positions [1, first_l, C]')[1]! : 1;
+  const first = Math.round(Math.sqrt(starts));
+  if (first * first !== starts) bad(r.file, 'pos_start', `has ${starts} start positions, not the square of the first scale's side`);
   const official = OFFICIAL_SCHEDULES.get(L);
-  if (official && official.length === SN) return { schedule: [...official], source: 'official' };
-  const found = solveSchedules(L, SN, 2);
+  if (official && official.length === SN && official[0] === first) return { schedule: [...official], source: 'official' };
+  const found = solveSchedules(L, SN, 2, first);
   if (found.length === 1) return { schedule: found[0]!, source: 'solved' };
   bad(r.file, 'pos_1LC', found.length === 0
-    ? `has ${L} tokens: no increasing schedule of ${SN} scales from 1 has Σ pn² = ${L}`
-    : `has ${L} tokens: several schedules of ${SN} scales fit (${found.map((s) => s.join(',')).join(' or ')}); add the lvl_1L buffer`);
+    ? `has ${L} tokens: no increasing schedule of ${SN} scales from ${first} has Σ pn² = ${L}`
+    : `has ${L} tokens: several schedules of ${SN} scales from ${first} fit (${found.map((s) => s.join(',')).join(' or ')}); add the lvl_1L buffer`);
 }
 
 export function varConfig(tensors: Tensors, file: string): VarConfig {
@@ -165,7 +182,7 @@ export function varConfig(tensors: Tensors, file: string): VarConfig {
   const vocabulary = r.shape('head.weight', 2, 'the output head [V, C]')[0]!;
   r.expect('head.weight', [vocabulary, width], 'the output head');
   r.expect('head_nm.ada_lin.1.weight', [2 * width, width], 'the head AdaLN');
-  r.expect('pos_start', [1, 1, width], 'the start position');
+  const ffnHidden = r.shape('blocks.0.ffn.fc1.weight', 2, 'FFN fc1 [round(C·mlp_ratio), C]')[0]!;
   const sharedAdaLN = r.has('shared_ada_lin.1.weight');
   if (sharedAdaLN) r.expect('shared_ada_lin.1.weight', [6 * width, width], 'the shared AdaLN');
   for (let i = 0; i < depth; i++) {
@@ -175,16 +192,19 @@ export function varConfig(tensors: Tensors, file: string): VarConfig {
     r.expect(`${p}.attn.q_bias`, [width], 'q bias');
     r.expect(`${p}.attn.v_bias`, [width], 'v bias');
     r.expect(`${p}.attn.proj.weight`, [width, width], 'attention output');
-    r.expect(`${p}.ffn.fc1.weight`, [4 * width, width], 'FFN (ratio 4)');
-    r.expect(`${p}.ffn.fc2.weight`, [width, 4 * width], 'FFN (ratio 4)');
+    r.expect(`${p}.ffn.fc1.weight`, [ffnHidden, width], 'FFN fc1 (one mlp_ratio for every block)');
+    r.expect(`${p}.ffn.fc1.bias`, [ffnHidden], 'FFN fc1 bias');
+    r.expect(`${p}.ffn.fc2.weight`, [width, ffnHidden], 'FFN fc2');
     if (sharedAdaLN) r.expect(`${p}.ada_gss`, [1, 1, 6, width], 'per-block AdaLN offsets (shared AdaLN)');
     else r.expect(`${p}.ada_lin.1.weight`, [6 * width, width], 'per-block AdaLN');
   }
   const { schedule, source } = readSchedule(r, width);
   r.expect('lvl_embed.weight', [schedule.length, width], 'level embeddings');
+  // The first scale's pn² tokens each have their own start position (first_l = patch_nums[0]²).
+  r.expect('pos_start', [1, schedule[0]! ** 2, width], 'the start positions [1, first scale tokens, C]');
   const tokens = schedule.reduce((a, p) => a + p * p, 0);
   return {
-    depth, width, heads, headDim, classes: rows - 1, vocabulary, latentChannels, sharedAdaLN,
+    depth, width, heads, headDim, classes: rows - 1, vocabulary, latentChannels, sharedAdaLN, ffnHidden,
     schedule, scheduleSource: source, tokens,
   };
 }
@@ -198,14 +218,33 @@ export function checkPair(vae: VqvaeConfig, v: VarConfig, files: { vae: string; 
 }
 
 /**
- * PhiPartiallyShared's choice of conv for scale si of SN: argmin over
- * |ticks − si/(SN−1)| with ticks = numpy.linspace(1/3/K, 1 − 1/3/K, K),
- * all in float64 like the official code (first index on a tie). For SN = 10,
- * K = 4 this gives [0,0,1,1,1,2,2,3,3,3] (spec section 1).
+ * The keys (without .weight/.bias) of the Phi convolutions, by the official
+ * quantizer's three layouts: PhiPartiallyShared `quantize.quant_resi.qresi_ls.k`
+ * (share_quant_resi = K ≥ 2; the released file has K = 4), PhiShared
+ * `quantize.quant_resi.qresi` (share_quant_resi = 1) and PhiNonShared
+ * `quantize.quant_resi.k` (share_quant_resi = 0). None at all is
+ * quant_resi = 0, where every Phi is an nn.Identity without parameters.
+ */
+export function phiNames(tensors: Tensors): string[] {
+  const r = new ShapeReader(tensors, '');
+  const partial = r.count('quantize.quant_resi.qresi_ls.');
+  if (partial > 0) return Array.from({ length: partial }, (_, k) => `quantize.quant_resi.qresi_ls.${k}`);
+  if (r.has('quantize.quant_resi.qresi.weight')) return ['quantize.quant_resi.qresi'];
+  return Array.from({ length: r.count('quantize.quant_resi.') }, (_, k) => `quantize.quant_resi.${k}`);
+}
+
+/**
+ * The official choice of Phi conv for scale si of SN among K: argmin over
+ * |ticks − si/(SN−1)| in float64, first index on a tie, with
+ * ticks = numpy.linspace(1/3/K, 1 − 1/3/K, K) when K = 4 and
+ * numpy.linspace(1/2/K, 1 − 1/2/K, K) otherwise (PhiPartiallyShared and
+ * PhiNonShared alike; PhiShared's single conv is K = 1). For SN = 10, K = 4
+ * this gives [0,0,1,1,1,2,2,3,3,3] (spec section 1).
  */
 export function phiIndex(si: number, SN: number, K: number): number {
   if (K === 1) return 0;
-  const start = 1 / 3 / K, stop = 1 - 1 / 3 / K, step = (stop - start) / (K - 1);
+  const edge = K === 4 ? 1 / 3 / K : 1 / 2 / K;
+  const start = edge, stop = 1 - edge, step = (stop - start) / (K - 1);
   const at = si / (SN - 1);
   let best = 0, bestD = Infinity;
   for (let k = 0; k < K; k++) {

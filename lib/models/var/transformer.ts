@@ -144,14 +144,18 @@ export class VarTransformer {
     return { rows, classRows, blocks, headScale: headScale!, headShift: headShift! };
   }
 
-  /** The first scale's input [2B, 1, C]: class embedding + pos_start + lvl_embed[0] + pos_1LC[0]. */
+  /**
+   * The first scale's input [2B, n0, C] (n0 = pn0², 1 in the released
+   * models): token j is class embedding + pos_start[j] + lvl_embed[0] + pos_1LC[j].
+   */
   startTokens(cond: Conditioning): Tensor {
-    const C = this.config.width;
+    const C = this.config.width, n0 = this.config.schedule[0]! ** 2;
     const start = this.w.values('pos_start');
-    const x = Tensor.empty([cond.rows, 1, C]);
+    const x = Tensor.empty([cond.rows, n0, C]);
     const d = x.data as Float32Array;
     for (let r = 0; r < cond.rows; r++)
-      for (let c = 0; c < C; c++) d[r * C + c] = cond.classRows[r * C + c]! + start[c]! + this.levelPos[c]!;
+      for (let j = 0; j < n0; j++)
+        for (let c = 0; c < C; c++) d[(r * n0 + j) * C + c] = cond.classRows[r * C + c]! + start[j * C + c]! + this.levelPos[j * C + c]!;
     return x;
   }
 

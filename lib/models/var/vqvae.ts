@@ -7,7 +7,7 @@ import { groupNorm } from '../../ops/norm.js';
 import { resize } from '../../ops/resize.js';
 import { embedding, vqNearest } from '../../ops/vq.js';
 import { Tensor } from '../../tensor.js';
-import { phiIndex, vqvaeConfig, type Tensors, type VqvaeConfig } from './config.js';
+import { phiIndex, phiNames, vqvaeConfig, type Tensors, type VqvaeConfig } from './config.js';
 import { timed } from './profile.js';
 import { packFromMapping, WeightReader } from './weights.js';
 
@@ -19,7 +19,12 @@ export class Vqvae {
   /** k×k (k > 1) conv weights packed once, on first use (see packedConv). */
   private readonly packed = new Map<string, PackedWeight>();
 
-  private constructor(readonly config: VqvaeConfig, private readonly w: WeightReader) {}
+  /** Keys of the Phi convs (none: quant_resi = 0, every Phi is the identity). */
+  private readonly phi: string[];
+
+  private constructor(readonly config: VqvaeConfig, private readonly w: WeightReader) {
+    this.phi = phiNames(w.tensors);
+  }
 
   /** Frees the packed conv weights. */
   dispose(): void {
@@ -174,14 +179,21 @@ export class Vqvae {
 
   /**
    * f_hat += Phi_k(bicubic(h → last)) for scale si (no resize at the last
-   * scale); returns the added term. Phi(h) = 0.5·h + 0.5·(conv3x3(h) + b).
+   * scale); returns the added term. Phi(h) = 0.5·h + 0.5·(conv3x3(h) + b),
+   * or h itself when the file has no Phi convs (quant_resi = 0).
    */
   async addScale(si: number, schedule: readonly number[], fHat: Tensor, h: Tensor): Promise<Tensor> {
     const SN = schedule.length, last = schedule[SN - 1]!;
     const up = si !== SN - 1 ? await resize({ x: h, size: [last, last], mode: 'bicubic' }) : await h.toDevice('cpu');
-    const k = phiIndex(si, SN, this.config.phiConvs);
-    const c = await this.conv(`quantize.quant_resi.qresi_ls.${k}`, up);
-    const u = up.data as Float32Array, cd = c.data as Float32Array, f = fHat.data as Float32Array;
+    const f = fHat.data as Float32Array;
+    if (this.phi.length === 0) {
+      const u = up.data as Float32Array;
+      for (let i = 0; i < f.length; i++) f[i] = f[i]! + u[i]!;
+      return up;  // the added term (a copy of h, or its upsampling)
+    }
+    const k = phiIndex(si, SN, this.phi.length);
+    const c = await this.conv(this.phi[k]!, up);
+    const u = up.data as Float32Array, cd = c.data as Float32Array;
     for (let i = 0; i < f.length; i++) {
       cd[i] = (1 - PHI_RATIO) * u[i]! + PHI_RATIO * cd[i]!;
       f[i] = f[i]! + cd[i]!;

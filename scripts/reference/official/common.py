@@ -1,0 +1,101 @@
+"""Shared helpers of check_var.py and check_llamagen.py (our own code).
+
+These scripts import the OFFICIAL model classes from an extracted copy of the
+official repository (given with --repo, kept outside this project) and write
+their outputs for tiny non-standard configurations. Nothing here changes the
+official maths: the shims below only supply imports that Debian's PyTorch 1.13
+lacks (each is marked SHIM with the reason).
+"""
+import json
+import math
+import os
+import struct
+import sys
+import types
+
+import torch
+
+
+def add_repo(repo):
+    repo = os.path.abspath(repo)
+    if not os.path.isdir(repo):
+        sys.exit(f'--repo {repo} is not a directory (extract the official repository there first)')
+    sys.path.insert(0, repo)
+    return repo
+
+
+def shim_module(name, **attrs):
+    """Registers an empty module `name` (and its parents) holding `attrs`, unless it imports."""
+    try:
+        __import__(name)
+        return
+    except ImportError:
+        pass
+    parts = name.split('.')
+    for i in range(1, len(parts) + 1):
+        sub = '.'.join(parts[:i])
+        if sub not in sys.modules:
+            sys.modules[sub] = types.ModuleType(sub)
+        if i > 1:
+            setattr(sys.modules['.'.join(parts[:i - 1])], parts[i - 1], sys.modules[sub])
+    for k, v in attrs.items():
+        setattr(sys.modules[name], k, v)
+
+
+def save_safetensors(tensors, metadata, path):
+    """A minimal safetensors writer (8-byte header size, JSON header, data)."""
+    names = {torch.float32: 'F32', torch.int32: 'I32'}
+    header, blobs, at = {'__metadata__': {k: str(v) for k, v in metadata.items()}}, [], 0
+    for k, t in tensors.items():
+        t = t.detach().contiguous()
+        if t.is_floating_point():
+            t = t.float()
+        elif t.dtype != torch.int32:
+            t = t.to(torch.int32)
+        b = t.numpy().tobytes()
+        header[k] = {'dtype': names[t.dtype], 'shape': list(t.shape), 'data_offsets': [at, at + len(b)]}
+        blobs.append(b)
+        at += len(b)
+    h = json.dumps(header, separators=(',', ':')).encode()
+    h += b' ' * (-len(h) % 8)
+    with open(path, 'wb') as f:
+        f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
+
+
+def round_params(module, dtype):
+    """Rounds every floating parameter and buffer through `dtype` (the storage type), so the
+    official float32 run sees exactly the values the stored file holds."""
+    if dtype == torch.float32:
+        return
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.to(dtype).float())
+
+
+def state_dict_as(module, dtype):
+    """The module's state_dict (parameters and buffers, official key names) with floats stored as `dtype`."""
+    return {k: (v.to(dtype) if v.is_floating_point() else v).clone().contiguous() for k, v in module.state_dict().items()}
+
+
+def margin(logits):
+    """(top1 - top2) / max|logits| over the last axis, the smallest over all rows: how far a greedy
+    choice is from a tie, relative to the scale (float32 error is ~1e-6 of it)."""
+    flat = logits.reshape(-1, logits.shape[-1]).double()
+    top = flat.topk(2, dim=-1).values
+    return ((top[:, 0] - top[:, 1]).min() / flat.abs().max()).item()
+
+
+def write_manifest(out, entries):
+    with open(os.path.join(out, 'manifest.json'), 'w') as f:
+        json.dump(entries, f, indent=1)
+        f.write('\n')
+
+
+def normal_(t, g, std, mean=0.0):
+    with torch.no_grad():
+        t.copy_(torch.randn(t.shape, generator=g, dtype=torch.float64).mul(std).add(mean).to(t.dtype))
+
+
+def fan_in_std(w, gain=1.0):
+    return gain / math.sqrt(max(1, w[0].numel()))
