@@ -30,6 +30,44 @@ void parse_layers(Napi::Env env, const Napi::Object& o, std::vector<Layer>& out,
 //   positions, mask, eps, finalNorm?, head?, logits?}) -> Promise<void>. x is
 // replaced by the outputs; every layer's `lengths` is advanced by n; with the
 // head, logits receive RMSNorm(x, finalNorm)·headᵀ.
+// The stack arguments shared by llamaBlocks and llamaDecode: layers, rows,
+// heads, headDim, cos, sin, mask, eps and the optional head.
+void parse_llama_stack(Napi::Env env, const Napi::Object& o, LlamaBlocksArgs& a, std::vector<LlamaLayer>& layers,
+                       KeepAlive* keep) {
+  a.rows = get_i32(env, o, "rows", 0);
+  a.heads = get_i32(env, o, "heads", 0);
+  a.head_dim = get_i32(env, o, "headDim", 0);
+  a.cos = parse_tensor(env, o.Get("cos"), "cos", keep);
+  a.sin = parse_tensor(env, o.Get("sin"), "sin", keep);
+  a.mask = static_cast<uint32_t>(get_int(env, o, "mask", 0));
+  a.eps = static_cast<float>(get_number(env, o, "eps", 1e-5));
+  parse_layers(env, o, layers, [&](const Napi::Object& l, LlamaLayer& L, const std::string& at) {
+    L.qkv = unwrap_packed_weight(env, l.Get("qkv"), keep);
+    L.wo = unwrap_packed_weight(env, l.Get("wo"), keep);
+    L.w1 = unwrap_packed_weight(env, l.Get("w1"), keep);
+    L.w3 = unwrap_packed_weight(env, l.Get("w3"), keep);
+    L.w2 = unwrap_packed_weight(env, l.Get("w2"), keep);
+    L.attention_norm = parse_tensor(env, l.Get("attentionNorm"), "attentionNorm", keep);
+    L.ffn_norm = parse_tensor(env, l.Get("ffnNorm"), "ffnNorm", keep);
+    L.cache_k = parse_tensor(env, l.Get("cacheK"), "cacheK", keep);
+    L.cache_v = parse_tensor(env, l.Get("cacheV"), "cacheV", keep);
+    Napi::Value len = l.Get("lengths");
+    if (!len.IsTypedArray() || len.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw_error(env, Code::kDtype, at + ".lengths must be an Int32Array");
+    Napi::Int32Array la = len.As<Napi::Int32Array>();
+    if (static_cast<int64_t>(la.ElementLength()) != a.rows)
+      throw_error(env, Code::kShape, at + ".lengths must hold one entry per row (" + std::to_string(a.rows) + ")");
+    keep->add(la);
+    L.lengths = la.Data();
+  });
+  // Optional head: finalNorm, head (PackedWeight) and logits, all or none.
+  a.final_norm = parse_optional_tensor(env, o.Get("finalNorm"), "finalNorm", keep);
+  Napi::Value head = o.Get("head");
+  if (!head.IsUndefined() && !head.IsNull()) a.head = unwrap_packed_weight(env, head, keep);
+  a.layers = layers.data();
+  a.num_layers = static_cast<int32_t>(layers.size());
+}
+
 class LlamaBlocksWorker : public OpWorker {
  public:
   explicit LlamaBlocksWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
@@ -37,47 +75,69 @@ class LlamaBlocksWorker : public OpWorker {
     if (!info[0].IsObject()) throw_error(env, Code::kInvalidArgument, "llamaBlocks takes an options object");
     Napi::Object o = info[0].As<Napi::Object>();
     a_.x = parse_tensor(env, o.Get("x"), "x", &keep_);
-    a_.rows = get_i32(env, o, "rows", 0);
     a_.n = get_i32(env, o, "n", 0);
-    a_.heads = get_i32(env, o, "heads", 0);
-    a_.head_dim = get_i32(env, o, "headDim", 0);
-    a_.cos = parse_tensor(env, o.Get("cos"), "cos", &keep_);
-    a_.sin = parse_tensor(env, o.Get("sin"), "sin", &keep_);
     a_.positions = parse_tensor(env, o.Get("positions"), "positions", &keep_);
-    a_.mask = static_cast<uint32_t>(get_int(env, o, "mask", 0));
-    a_.eps = static_cast<float>(get_number(env, o, "eps", 1e-5));
-    parse_layers(env, o, layers_, [&](const Napi::Object& l, LlamaLayer& L, const std::string& at) {
-      L.qkv = unwrap_packed_weight(env, l.Get("qkv"), &keep_);
-      L.wo = unwrap_packed_weight(env, l.Get("wo"), &keep_);
-      L.w1 = unwrap_packed_weight(env, l.Get("w1"), &keep_);
-      L.w3 = unwrap_packed_weight(env, l.Get("w3"), &keep_);
-      L.w2 = unwrap_packed_weight(env, l.Get("w2"), &keep_);
-      L.attention_norm = parse_tensor(env, l.Get("attentionNorm"), "attentionNorm", &keep_);
-      L.ffn_norm = parse_tensor(env, l.Get("ffnNorm"), "ffnNorm", &keep_);
-      L.cache_k = parse_tensor(env, l.Get("cacheK"), "cacheK", &keep_);
-      L.cache_v = parse_tensor(env, l.Get("cacheV"), "cacheV", &keep_);
-      Napi::Value len = l.Get("lengths");
-      if (!len.IsTypedArray() || len.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-        throw_error(env, Code::kDtype, at + ".lengths must be an Int32Array");
-      Napi::Int32Array la = len.As<Napi::Int32Array>();
-      if (static_cast<int64_t>(la.ElementLength()) != a_.rows)
-        throw_error(env, Code::kShape, at + ".lengths must hold one entry per row (" + std::to_string(a_.rows) + ")");
-      keep_.add(la);
-      L.lengths = la.Data();
-    });
-    // Optional head: finalNorm, head (PackedWeight) and logits, all or none.
-    a_.final_norm = parse_optional_tensor(env, o.Get("finalNorm"), "finalNorm", &keep_);
-    Napi::Value head = o.Get("head");
-    if (!head.IsUndefined() && !head.IsNull()) a_.head = unwrap_packed_weight(env, head, &keep_);
+    parse_llama_stack(env, o, a_, layers_, &keep_);
     a_.logits = parse_optional_tensor(env, o.Get("logits"), "logits", &keep_);
-    a_.layers = layers_.data();
-    a_.num_layers = static_cast<int32_t>(layers_.size());
   }
 
  private:
   void run() override { llama_blocks(a_); }
   LlamaBlocksArgs a_;
   std::vector<LlamaLayer> layers_;
+};
+
+// llamaDecode({...the llamaBlocks stack without x, n and positions; finalNorm
+//   and head required, tokEmbeddings, logits [rows, V] (the prefill's,
+//   overwritten), images, cfgScale, temperature, topK, topP, seed, firstStep,
+//   bias?, tokens: int32 [images, steps], onStep?: (done) => void})
+//   -> Promise<void>: plain AR decoding of `steps` tokens per image in one
+// call (tessera/decoder.h llama_decode). onStep runs on the main thread
+// after each step (a queued call: it may trail the decoding).
+class LlamaDecodeWorker : public OpWorker {
+ public:
+  explicit LlamaDecodeWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw_error(env, Code::kInvalidArgument, "llamaDecode takes an options object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    parse_llama_stack(env, o, a_.blocks, layers_, &keep_);
+    a_.tok_embeddings = parse_tensor(env, o.Get("tokEmbeddings"), "tokEmbeddings", &keep_);
+    a_.logits = parse_tensor(env, o.Get("logits"), "logits", &keep_);
+    a_.images = get_i32(env, o, "images", 0);
+    a_.cfg_scale = static_cast<float>(get_number(env, o, "cfgScale", 1));
+    a_.temperature = static_cast<float>(get_number(env, o, "temperature", 1));
+    a_.top_k = get_i32(env, o, "topK", 0);
+    a_.top_p = static_cast<float>(get_number(env, o, "topP", 1));
+    a_.seed = get_u64(env, o, "seed");
+    a_.first_step = get_u64(env, o, "firstStep");
+    a_.bias = parse_optional_tensor(env, o.Get("bias"), "bias", &keep_);
+    a_.tokens = parse_tensor(env, o.Get("tokens"), "tokens", &keep_);
+    Napi::Value cb = o.Get("onStep");
+    if (!cb.IsUndefined() && !cb.IsNull()) {
+      if (!cb.IsFunction()) throw_error(env, Code::kInvalidArgument, "onStep must be a function");
+      tsfn_ = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "tessera.llamaDecode.onStep", 0, 1);
+      has_tsfn_ = true;
+      a_.on_step = [](void* ctx, int32_t done) {
+        auto* self = static_cast<LlamaDecodeWorker*>(ctx);
+        self->tsfn_.NonBlockingCall(new int32_t(done), [](Napi::Env env, Napi::Function fn, int32_t* d) {
+          const int32_t v = *d;
+          delete d;
+          if (env != nullptr && fn != nullptr) fn.Call({Napi::Number::New(env, v)});
+        });
+      };
+      a_.on_step_ctx = this;
+    }
+  }
+  ~LlamaDecodeWorker() override {
+    if (has_tsfn_) tsfn_.Release();
+  }
+
+ private:
+  void run() override { llama_decode(a_); }
+  LlamaDecodeArgs a_;
+  std::vector<LlamaLayer> layers_;
+  Napi::ThreadSafeFunction tsfn_;
+  bool has_tsfn_ = false;
 };
 
 // varBlocks({x, layers: [{qkv, qkvBias, proj, projBias, fc1, fc1Bias, fc2,
@@ -145,6 +205,9 @@ class VarBlocksWorker : public OpWorker {
 void init_decoder(Napi::Env env, Napi::Object exports) {
   exports.Set("llamaBlocks", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return (new LlamaBlocksWorker(info))->start();
+  }));
+  exports.Set("llamaDecode", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    return (new LlamaDecodeWorker(info))->start();
   }));
   exports.Set("varBlocks", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
     return (new VarBlocksWorker(info))->start();

@@ -90,6 +90,7 @@ export interface NativeAddon {
   ropeApply(args: Record<string, unknown>): Promise<void>;
   kvAppend(args: Record<string, unknown>): Promise<void>;
   llamaBlocks(args: Record<string, unknown>): Promise<void>;
+  llamaDecode(args: Record<string, unknown>): Promise<void>;
   varBlocks(args: Record<string, unknown>): Promise<void>;
   ropeTable1d(positions: number, rotaryDim: number, base: number, cos: Float32Array, sin: Float32Array): void;
   ropeTable2d(grid: number, numPrefix: number, rotaryDim: number, base: number, cos: Float32Array,

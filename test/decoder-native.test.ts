@@ -1,4 +1,4 @@
-// The composite decoder bindings (llamaBlocks, varBlocks) at the boundary:
+// The composite decoder bindings (llamaBlocks, llamaDecode, varBlocks) at the boundary:
 // malformed arguments are TesseraErrors with a code, never a crash, and a
 // refused call leaves the caches and their lengths as they were. The
 // arithmetic is checked against float64 references in
@@ -64,6 +64,49 @@ describe('llamaBlocks boundary', () => {
     expect(await codeOf(() => native().llamaBlocks(7 as unknown as Record<string, unknown>))).toBe('ERR_INVALID_ARGUMENT');
     await native().llamaBlocks(args);  // the well-formed call runs
     expect(layer.lengths[0]).toBe(3);
+  });
+});
+
+describe('llamaDecode boundary', () => {
+  it('rejects malformed arguments with a code, appends nothing, and reports every step', async () => {
+    const H = 2, hd = 4, d = H * hd, ffn = 12, L = 6, V = 11;
+    const w = async (n: number, k: number, seed: number) => packWeight(Tensor.from(rand(n * k, seed), [n, k]));
+    const layer = {
+      qkv: (await w(3 * d, d, 1)).handle(), wo: (await w(d, d, 2)).handle(), w1: (await w(ffn, d, 3)).handle(),
+      w3: (await w(ffn, d, 4)).handle(), w2: (await w(d, ffn, 5)).handle(),
+      attentionNorm: Tensor.from(rand(d, 6), [d]).native(), ffnNorm: Tensor.from(rand(d, 7), [d]).native(),
+      cacheK: Tensor.zeros([2, H, L, hd]).native(), cacheV: Tensor.zeros([2, H, L, hd]).native(), lengths: new Int32Array([1, 1]),
+    };
+    const tokens = Tensor.empty([1, 4], 'int32');
+    const args = {
+      rows: 2, heads: H, headDim: hd, mask: 1, eps: 1e-5, layers: [layer],
+      cos: Tensor.from(rand(L * hd / 2, 9), [L, hd / 2]).native(), sin: Tensor.from(rand(L * hd / 2, 10), [L, hd / 2]).native(),
+      finalNorm: Tensor.from(rand(d, 11), [d]).native(), head: (await w(V, d, 12)).handle(),
+      tokEmbeddings: Tensor.from(rand(V * d, 13), [V, d]).native(), logits: Tensor.from(rand(2 * V, 14), [2, V]).native(),
+      images: 1, cfgScale: 2, temperature: 1, topK: 3, topP: 0.9, seed: 1, firstStep: 0, tokens: tokens.native(),
+    };
+    const bad: [string, Record<string, unknown>][] = [
+      ['ERR_INVALID_ARGUMENT', { ...args, head: undefined }],
+      ['ERR_INVALID_ARGUMENT', { ...args, images: 3 }],
+      ['ERR_SHAPE', { ...args, tokEmbeddings: Tensor.from(rand(V * d, 13), [d, V]).native() }],
+      ['ERR_SHAPE', { ...args, logits: Tensor.from(rand(V, 14), [1, V]).native() }],
+      ['ERR_SHAPE', { ...args, tokens: Tensor.empty([1, L + 1], 'int32').native() }],  // L more slots overflow the cache
+      ['ERR_SHAPE', { ...args, bias: Tensor.from(rand(V, 15), [V]).native() }],
+      ['ERR_INVALID_ARGUMENT', { ...args, layers: [{ ...layer, lengths: new Int32Array([1, 2]) }] }],
+      ['ERR_INVALID_ARGUMENT', { ...args, temperature: Number.NaN }],
+      ['ERR_INVALID_ARGUMENT', { ...args, onStep: 5 }],
+      ['ERR_INVALID_ARGUMENT', { ...args, seed: -1 }],
+    ];
+    for (const [code, a] of bad) {
+      expect(await codeOf(() => native().llamaDecode(a))).toBe(code);
+      expect(Array.from(layer.lengths)).toEqual([1, 1]);
+    }
+    const seen: number[] = [];
+    await native().llamaDecode({ ...args, onStep: (d: number) => seen.push(d) });
+    expect(Array.from(layer.lengths)).toEqual([4, 4]);
+    expect((tokens.data as Int32Array).every((t) => t >= 0 && t < V)).toBe(true);
+    await new Promise((r) => setImmediate(r));  // queued step reports may trail the promise
+    expect(seen).toEqual([1, 2, 3, 4]);
   });
 });
 

@@ -9,10 +9,11 @@ import { describe, expect, it } from 'vitest';
 
 import { gptConfig, vqConfig } from '../lib/models/llamagen/config.js';
 import type { GptState, LlamaGenGpt } from '../lib/models/llamagen/gpt.js';
-import { generateAr } from '../lib/models/llamagen/generate.js';
+import { generateAr, GuidedSampler, prefill, resolveSampling, type GenerateOptions } from '../lib/models/llamagen/generate.js';
 import { toUnitRange } from '../lib/models/llamagen/vq.js';
 import { philoxUniform } from '../lib/ops/sampling.js';
 import { Tensor } from '../lib/tensor.js';
+import { TesseraError } from '../lib/errors.js';
 import { GRID, loadGpt, loadVq, maxRelError, meta, N, openFixture, ref, unitRange } from './llamagen-fixtures.js';
 
 const LABELS = [3, 7];
@@ -116,6 +117,76 @@ describe('LlamaGen generation vs the reference', () => {
     const model = await loadGpt();
     const out = await generateAr(model, { classes: [4], grid: GRID, cfg: 1, topK: 1 });
     expect(out.tokens[0]).toEqual(Array.from(ref('nocfg_ids').data));
+    model.dispose();
+  });
+
+  // The native loop (LlamaGenGpt.decode) against the same loop stepped from
+  // TypeScript: GuidedSampler.draw, then one forward per token.
+  async function steppedAr(model: LlamaGenGpt, o: GenerateOptions): Promise<number[][]> {
+    const V = model.config.vocabulary, B = o.classes.length, n = o.grid * o.grid;
+    const sampler = new GuidedSampler(resolveSampling(o, V), B, V, o.logitBias);
+    const state = model.newState(sampler.rows, o.grid);
+    const tokens = Array.from({ length: B }, () => [] as number[]);
+    let logits = await prefill(model, state, sampler, o.classes);
+    for (let t = 0; t < n; t++) {
+      const picked = await sampler.draw(logits, 1, () => t);
+      logits.dispose();
+      picked.forEach((tok, b) => tokens[b]!.push(tok));
+      if (t === n - 1) break;
+      logits = await model.forward(state, await model.tokenEmbeddings(sampler.feed(picked)), 1);
+    }
+    state.dispose();
+    return tokens;
+  }
+
+  it('the native decoding loop draws what the stepped loop draws (CFG or not, batch 2, per-image bias, top-k/top-p)', async () => {
+    const model = await loadGpt();
+    const V = model.config.vocabulary;
+    const bias = Float32Array.from({ length: V }, (_, i) => (i % 3 === 0 ? 2 : 0));
+    const cases: GenerateOptions[] = [
+      { classes: [3, 7], grid: GRID, cfg: 2.5, topK: 30, topP: 0.8, temperature: 1.2, seed: 5 },
+      { classes: [1, 9], grid: GRID, cfg: 1, topK: 0, topP: 1, temperature: 0.9, seed: 11 },
+      { classes: [0, 4], grid: GRID, cfg: 3, topK: 50, seed: 2, logitBias: [bias, undefined] },
+    ];
+    for (const o of cases) {
+      const done: number[] = [];
+      const native = await generateAr(model, { ...o, onProgress: (d, total) => { expect(total).toBe(N); done.push(d); } });
+      expect(native.tokens).toEqual(await steppedAr(model, o));
+      expect(done.length).toBeGreaterThan(0);
+      expect(done[done.length - 1]).toBe(N);
+      for (let i = 1; i < done.length; i++) expect(done[i]!).toBeGreaterThan(done[i - 1]!);
+    }
+    // The bias moves the first image's tokens onto its favoured ids, not the second's.
+    const biased = await generateAr(model, cases[2]!);
+    const share = (ts: number[]): number => ts.filter((t) => t % 3 === 0).length / ts.length;
+    expect(share(biased.tokens[0]!)).toBeGreaterThan(share(biased.tokens[1]!));
+    model.dispose();
+  });
+
+  it('the native loop refuses bad calls with a TesseraError and leaves the caches as they were', async () => {
+    const model = await loadGpt();
+    const V = model.config.vocabulary;
+    const state = model.newState(4, GRID);
+    const sampler = new GuidedSampler(resolveSampling({ cfg: 2 }, V), 2, V);
+    const logits = await prefill(model, state, sampler, [3, 7]);
+    const opts = { images: 2, steps: N, cfg: 2, temperature: 1, topK: 0, topP: 1, seed: 0, firstStep: 0 };
+    const bad = [
+      { ...opts, images: 3 },                              // rows 4 fit neither 3 nor 6
+      { ...opts, steps: N + 1 },                           // one slot past the grid
+      { ...opts, steps: 0 },
+      { ...opts, bias: new Float32Array(V) },              // [1, V] for 2 images
+    ];
+    for (const o of bad) {
+      await expect(model.decode(state, logits, o)).rejects.toBeInstanceOf(TesseraError);
+      expect(state.length).toBe(1);
+    }
+    await expect(model.decode(state, logits, { ...opts, temperature: Number.NaN })).rejects.toBeInstanceOf(TesseraError);
+    expect(state.caches.every((c) => c.lengths.every((l) => l === 1))).toBe(true);
+    const tokens = await model.decode(state, logits, opts);
+    expect(tokens.length).toBe(2 * N);
+    expect(state.length).toBe(N);
+    logits.dispose();
+    state.dispose();
     model.dispose();
   });
 

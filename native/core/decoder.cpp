@@ -14,6 +14,7 @@
 #include "cpu/gemm/gemm_driver.h"
 #include "tessera/attention.h"
 #include "tessera/norm.h"
+#include "tessera/sampling.h"
 #include "tessera/status.h"
 
 namespace tessera {
@@ -360,6 +361,110 @@ void llama_blocks(const LlamaBlocksArgs& a) {
     LinearArgs la;
     la.x = hv; la.packed = a.head; la.out = a.logits;
     linear(la);
+  }
+}
+
+void llama_decode(const LlamaDecodeArgs& a) {
+  const LlamaBlocksArgs& b = a.blocks;
+  TESSERA_CHECK(b.x.empty() && b.positions.empty() && b.logits.empty(), kInvalidArgument,
+                "llama_decode owns x, positions and logits: leave them out of the blocks");
+  TESSERA_CHECK(b.head != nullptr && !b.final_norm.empty(), kInvalidArgument, "llama_decode needs the head and final_norm");
+  TESSERA_CHECK(b.head->device.kind == DeviceKind::kCPU, kDevice, "head must be packed for the CPU");
+  TESSERA_CHECK(a.images > 0, kInvalidArgument, "images must be positive");
+  TESSERA_CHECK(b.rows == a.images || b.rows == 2 * int64_t{a.images}, kInvalidArgument,
+                "rows must be images (no CFG) or 2·images (CFG), got rows " + std::to_string(b.rows) + " for " +
+                    std::to_string(a.images) + " images");
+  TESSERA_CHECK(b.heads > 0 && b.head_dim > 0, kInvalidArgument, "heads and head_dim must be positive");
+  const bool guided = b.rows == 2 * int64_t{a.images};
+  const int64_t B = a.images, R = b.rows, d = int64_t{b.heads} * b.head_dim, V = b.head->N;
+  const TensorView& emb = a.tok_embeddings;
+  TESSERA_CHECK(!emb.empty() && emb.device.kind == DeviceKind::kCPU && emb.dtype == DType::kF32, kInvalidArgument,
+                "tok_embeddings must be a float32 CPU tensor");
+  TESSERA_CHECK(emb.rank == 2 && emb.shape[0] == V && emb.shape[1] == d && emb.is_contiguous(), kShape,
+                "tok_embeddings must be contiguous [V = " + std::to_string(V) + ", dim = " + std::to_string(d) +
+                    "], got " + shape_str(emb));
+  const TensorView& lg = a.logits;
+  TESSERA_CHECK(!lg.empty() && lg.device.kind == DeviceKind::kCPU && lg.dtype == DType::kF32 && lg.rank == 2 &&
+                    lg.shape[0] == R && lg.shape[1] == V && lg.is_contiguous(),
+                kShape, "logits must be contiguous float32 [rows = " + std::to_string(R) + ", V = " + std::to_string(V) +
+                            "] on the CPU, got " + shape_str(lg));
+  const TensorView& tk = a.tokens;
+  TESSERA_CHECK(!tk.empty() && tk.device.kind == DeviceKind::kCPU && tk.dtype == DType::kI32 && tk.rank == 2 &&
+                    tk.shape[0] == B && tk.shape[1] >= 1 && tk.is_contiguous(),
+                kShape, "tokens must be contiguous int32 [images = " + std::to_string(B) + ", steps >= 1] on the CPU, got " +
+                            shape_str(tk));
+  const int64_t steps = tk.shape[1];
+  if (!a.bias.empty())
+    TESSERA_CHECK(a.bias.device.kind == DeviceKind::kCPU && a.bias.dtype == DType::kF32 && a.bias.rank == 2 &&
+                      a.bias.shape[0] == B && a.bias.shape[1] == V && a.bias.is_contiguous(),
+                  kShape, "bias must be contiguous float32 [images = " + std::to_string(B) + ", V = " +
+                              std::to_string(V) + "] on the CPU, got " + shape_str(a.bias));
+  for (const TensorView* t : {&emb, &a.bias, &tk})
+    TESSERA_CHECK(t->empty() || !overlaps(*t, lg), kInvalidArgument, "logits must not overlap the other tensors");
+  TESSERA_CHECK(!overlaps(tk, emb) && (a.bias.empty() || !overlaps(tk, a.bias)), kInvalidArgument,
+                "tokens must not overlap the other tensors");
+  // The slots the loop appends: steps − 1, at the current length of every
+  // row (all rows equal: they share the positions).
+  TESSERA_CHECK(b.num_layers >= 1 && b.layers != nullptr, kInvalidArgument, "layers is missing");
+  const int32_t* len0 = b.layers[0].lengths;
+  TESSERA_CHECK(len0 != nullptr, kInvalidArgument, "layer 0 lengths is missing");
+  const int64_t start = len0[0];
+  for (int i = 0; i < b.num_layers; ++i) {
+    const LlamaLayer& l = b.layers[i];
+    TESSERA_CHECK(l.lengths != nullptr && !l.cache_k.empty() && l.cache_k.rank == 4, kInvalidArgument,
+                  layer_name(i) + " needs lengths and a [rows, heads, Lmax, head_dim] cache");
+    for (int64_t r = 0; r < R; ++r)
+      TESSERA_CHECK(l.lengths[r] == start, kInvalidArgument,
+                    layer_name(i) + " row " + std::to_string(r) + " holds " + std::to_string(l.lengths[r]) +
+                        " slots; every row and layer must hold " + std::to_string(start));
+    TESSERA_CHECK(start + steps - 1 <= l.cache_k.shape[2], kShape,
+                  layer_name(i) + ": " + std::to_string(steps - 1) + " more slots after " + std::to_string(start) +
+                      " exceed the cache capacity " + std::to_string(l.cache_k.shape[2]));
+  }
+  TESSERA_CHECK(b.cos.rank == 2 && start + steps - 1 <= b.cos.shape[0], kShape,
+                "the RoPE table has " + std::to_string(b.cos.rank == 2 ? b.cos.shape[0] : 0) + " rows; slots up to " +
+                    std::to_string(start + steps - 2) + " are needed");
+
+  const DType f32 = DType::kF32;
+  PooledBuffer xb(sizeof(float) * R * d);
+  float* x = static_cast<float*>(xb.p);
+  float* L = lg.ptr<float>();
+  int32_t* out = tk.ptr<int32_t>();
+  int32_t pos = 0, tok = 0;
+  LlamaBlocksArgs step = b;
+  step.x = make_view(x, f32, {R, d});
+  step.positions = make_view(&pos, DType::kI32, {1});
+  step.logits = lg;
+  step.n = 1;
+  for (int64_t t = 0; t < steps; ++t) {
+    if (!a.bias.empty()) {
+      const float* bias = a.bias.ptr<const float>();
+      for (int64_t i = 0; i < B; ++i)
+        for (int64_t r : {i, i + B}) {
+          if (r >= R) continue;
+          float* row = L + r * V;
+          for (int64_t v = 0; v < V; ++v) row[v] += bias[i * V + v];
+        }
+    }
+    for (int64_t i = 0; i < B; ++i) {
+      SampleArgs sa;
+      sa.logits = make_view(L + i * V, f32, {1, V});
+      if (guided) sa.uncond = make_view(L + (B + i) * V, f32, {1, V}), sa.cfg_scale = a.cfg_scale;
+      sa.temperature = a.temperature;
+      sa.top_k = a.top_k;
+      sa.top_p = a.top_p;
+      sa.seed = a.seed + static_cast<uint64_t>(i);
+      sa.step = a.first_step + static_cast<uint64_t>(t);
+      sa.tokens = make_view(&tok, DType::kI32, {1});
+      sample(sa);
+      out[i * steps + t] = tok;
+    }
+    if (a.on_step) a.on_step(a.on_step_ctx, static_cast<int32_t>(t + 1));
+    if (t == steps - 1) break;
+    const float* e = emb.ptr<const float>();
+    for (int64_t r = 0; r < R; ++r) std::memcpy(x + r * d, e + out[(r % B) * steps + t] * d, sizeof(float) * d);
+    pos = static_cast<int32_t>(start + t);
+    llama_blocks(step);
   }
 }
 

@@ -13,6 +13,7 @@
 #include "tessera/decoder.h"
 #include "tessera/dtype_convert.h"
 #include "tessera/gemm.h"
+#include "tessera/sampling.h"
 
 using namespace tessera;
 
@@ -302,6 +303,108 @@ TEST(llama_blocks_validates_every_layer_before_writing) {
   // And the valid call still runs.
   llama_blocks(m.args(x, 1, pos, kMaskCausal));
   CHECK(m.lengths_are({2, 2}));
+}
+
+// llama_decode: the loop in one call draws what the same loop of public ops
+// (sample per image, embedding rows, llama_blocks with the head) draws, with
+// CFG and per-image bias; and it refuses a bad call before appending anything.
+TEST(llama_decode_equals_the_loop_of_public_ops) {
+  const int64_t V = 23, B = 2, steps = 5;
+  for (bool guided : {true, false}) {
+    th::Rng rng(guided ? 81 : 82);
+    const int64_t R = guided ? 2 * B : B;
+    // Two models with the same weights and caches (same Rng stream).
+    th::Rng r1(90), r2(90);
+    Model a(r1, 2, R, 2, 4, 13, 9, DType::kF32, std::vector<int32_t>(R, 1));
+    Model b(r2, 2, R, 2, 4, 13, 9, DType::kF32, std::vector<int32_t>(R, 1));
+    std::vector<float> head(V * a.d), fnorm(a.d), emb(V * a.d), bias(B * V, 0.f), logits(R * V);
+    rng.fill(head.data(), head.size());
+    rng.fill(fnorm.data(), fnorm.size());
+    rng.fill(emb.data(), emb.size());
+    for (int64_t v = 0; v < V; v += 3) bias[v] = 1.5f;  // image 0 favours every third id
+    rng.fill(logits.data(), logits.size());
+    std::vector<float> logits2 = logits;
+    PackedWeight* hp = pack_weight(make_view(head.data(), DType::kF32, {V, a.d}), DType::kF32);
+    const float cfg = 2.5f, T = 1.3f, top_p = 0.9f;
+    const int top_k = 9;
+    const uint64_t seed = 17, first = 3;
+
+    std::vector<int32_t> tokens(B * steps, -1);
+    LlamaDecodeArgs d;
+    std::vector<float> unused;
+    std::vector<int32_t> unused_pos;
+    d.blocks = a.args(unused, 1, unused_pos, kMaskCausal);
+    d.blocks.x = TensorView{};
+    d.blocks.positions = TensorView{};
+    d.blocks.final_norm = make_view(fnorm.data(), DType::kF32, {a.d});
+    d.blocks.head = hp;
+    d.tok_embeddings = make_view(emb.data(), DType::kF32, {V, a.d});
+    d.logits = make_view(logits.data(), DType::kF32, {R, V});
+    d.images = static_cast<int32_t>(B);
+    d.cfg_scale = cfg, d.temperature = T, d.top_k = top_k, d.top_p = top_p, d.seed = seed, d.first_step = first;
+    d.bias = make_view(bias.data(), DType::kF32, {B, V});
+    d.tokens = make_view(tokens.data(), DType::kI32, {B, steps});
+    std::vector<int32_t> seen;
+    d.on_step = [](void* ctx, int32_t done) { static_cast<std::vector<int32_t>*>(ctx)->push_back(done); };
+    d.on_step_ctx = &seen;
+
+    // Bad calls first: nothing may be appended.
+    LlamaDecodeArgs bad = d;
+    bad.images = 3;
+    CHECK_THROWS_CODE(llama_decode(bad), kInvalidArgument);
+    bad = d;
+    std::vector<int32_t> many(B * 10);
+    bad.tokens = make_view(many.data(), DType::kI32, {B, 10});  // 9 more slots after 1 exceed Lmax 9
+    CHECK_THROWS_CODE(llama_decode(bad), kShape);
+    bad = d;
+    bad.tok_embeddings = make_view(emb.data(), DType::kF32, {V - 1, a.d});
+    CHECK_THROWS_CODE(llama_decode(bad), kShape);
+    bad = d;
+    bad.blocks.logits = d.logits;
+    CHECK_THROWS_CODE(llama_decode(bad), kInvalidArgument);
+    a.lengths[1][0] = 2;  // rows at different lengths
+    CHECK_THROWS_CODE(llama_decode(d), kInvalidArgument);
+    a.lengths[1][0] = 1;
+    CHECK(a.lengths_are(std::vector<int32_t>(R, 1)));
+    CHECK(seen.empty());
+
+    llama_decode(d);
+    CHECK(a.lengths_are(std::vector<int32_t>(R, static_cast<int32_t>(steps))));
+    CHECK(seen.size() == static_cast<size_t>(steps) && seen.back() == steps);
+
+    // The same loop from public ops on model b.
+    std::vector<int32_t> want(B * steps);
+    std::vector<float> x(R * b.d);
+    std::vector<int32_t> pos(1);
+    for (int64_t t = 0; t < steps; ++t) {
+      for (int64_t i = 0; i < B; ++i)
+        for (int64_t r = i; r < R; r += B)
+          for (int64_t v = 0; v < V; ++v) logits2[r * V + v] += bias[i * V + v];
+      for (int64_t i = 0; i < B; ++i) {
+        int32_t tok = -1;
+        SampleArgs sa;
+        sa.logits = make_view(&logits2[i * V], DType::kF32, {1, V});
+        if (guided) sa.uncond = make_view(&logits2[(B + i) * V], DType::kF32, {1, V}), sa.cfg_scale = cfg;
+        sa.temperature = T, sa.top_k = top_k, sa.top_p = top_p;
+        sa.seed = seed + i, sa.step = first + t;
+        sa.tokens = make_view(&tok, DType::kI32, {1});
+        sample(sa);
+        want[i * steps + t] = tok;
+      }
+      if (t == steps - 1) break;
+      for (int64_t r = 0; r < R; ++r)
+        std::memcpy(&x[r * b.d], &emb[want[(r % B) * steps + t] * b.d], sizeof(float) * b.d);
+      pos[0] = static_cast<int32_t>(1 + t);
+      LlamaBlocksArgs la = b.args(x, 1, pos, kMaskCausal);
+      la.final_norm = make_view(fnorm.data(), DType::kF32, {b.d});
+      la.head = hp;
+      la.logits = make_view(logits2.data(), DType::kF32, {R, V});
+      llama_blocks(la);
+    }
+    CHECK(tokens == want) << "guided " << guided;
+    for (int32_t t : tokens) CHECK(t >= 0 && t < V);
+    free_packed_weight(hp);
+  }
 }
 
 // ---- var_blocks -------------------------------------------------------------

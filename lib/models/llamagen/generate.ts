@@ -167,28 +167,41 @@ export interface Generated {
   stats: DecodeStats;
 }
 
-/** Plain autoregressive decoding: G² passes (the class slot, then G² − 1 tokens). */
+/**
+ * Plain autoregressive decoding: G² passes (the class slot, then G² − 1
+ * tokens). After the prefill the whole loop runs natively (LlamaGenGpt.decode):
+ * the same draws as GuidedSampler.draw per step (test/llamagen.test.ts
+ * compares it with that loop token for token).
+ */
 export async function generateAr(model: LlamaGenGpt, options: GenerateOptions): Promise<Generated> {
   const { classes, grid } = options;
   checkClasses(classes, model.config.classes);
   const s = resolveSampling(options, model.config.vocabulary);
-  const B = classes.length, N = grid * grid;
-  const sampler = new GuidedSampler(s, B, model.config.vocabulary, options.logitBias);
+  const B = classes.length, N = grid * grid, V = model.config.vocabulary;
+  const sampler = new GuidedSampler(s, B, V, options.logitBias);
   const state = model.newState(sampler.rows, grid);
   const stats = emptyStats(N);
-  const tokens = new Int32Array(B * N);
+  let bias: Float32Array | undefined;
+  if (options.logitBias?.some((b) => b !== undefined)) {
+    bias = new Float32Array(B * V);
+    options.logitBias.forEach((b, i) => {
+      if (b === undefined || i >= B) return;
+      if (b.length !== V) throw new TesseraError('ERR_SHAPE', `logitBias[${i}] must hold ${V} entries, got ${b.length}`);
+      bias!.set(b, i * V);
+    });
+  }
+  let tokens: Int32Array;
   try {
-    let logits = await prefill(model, state, sampler, classes);
-    stats.forwardPasses++;
-    for (let t = 0; t < N; t++) {
-      const picked = await sampler.draw(logits, 1, () => t);
+    const logits = await prefill(model, state, sampler, classes);
+    try {
+      tokens = await model.decode(state, logits, {
+        images: B, steps: N, cfg: s.cfg, temperature: s.temperature, topK: s.topK, topP: s.topP, seed: s.seed,
+        firstStep: 0, bias, onStep: options.onProgress && ((done) => options.onProgress!(done, N)),
+      });
+    } finally {
       logits.dispose();
-      for (let b = 0; b < B; b++) tokens[b * N + t] = picked[b]!;
-      options.onProgress?.(t + 1, N);
-      if (t === N - 1) break;
-      logits = await model.forward(state, await model.tokenEmbeddings(sampler.feed(picked)), 1);
-      stats.forwardPasses++;
     }
+    stats.forwardPasses = N;
   } finally {
     state.dispose();
   }

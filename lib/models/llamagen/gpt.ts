@@ -182,6 +182,58 @@ export class LlamaGenGpt {
     return { right, down };
   }
 
+  /**
+   * Plain autoregressive decoding from the current state in one native call
+   * (llamaDecode): `steps` tokens per image, sampled from `logits` [rows, V]
+   * (the last pass's, e.g. the prefill's; overwritten) and then from each
+   * step's logits, exactly as GuidedSampler.draw samples them (CFG over the
+   * row halves, per-image bias, seed + image, step firstStep + t). Appends
+   * steps − 1 slots to the caches. Returns the tokens [images · steps]
+   * (image-major).
+   */
+  async decode(state: GptState, logits: Tensor, o: {
+    images: number; steps: number; cfg: number; temperature: number; topK: number; topP: number; seed: number;
+    firstStep: number; bias?: Float32Array; onStep?: (done: number) => void;
+  }): Promise<Int32Array> {
+    const { heads, headDim, vocabulary } = this.config;
+    const guided = state.rows === 2 * o.images;
+    if (!guided && state.rows !== o.images) fail('ERR_SHAPE', `the state has ${state.rows} rows; ${o.images} images need ${o.images} or ${2 * o.images}`);
+    if (!Number.isInteger(o.steps) || o.steps < 1) fail('ERR_INVALID_ARGUMENT', `steps must be a positive integer, got ${o.steps}`);
+    if (!Number.isInteger(o.firstStep) || o.firstStep < 0 || o.firstStep + o.steps > state.grid * state.grid)
+      fail('ERR_INVALID_ARGUMENT', `tokens ${o.firstStep}..${o.firstStep + o.steps - 1} run past the ${state.grid}x${state.grid} grid`);
+    if (state.length + o.steps - 1 > Math.min(state.maxLength, 1 + state.grid * state.grid))
+      fail('ERR_INVALID_ARGUMENT', `${o.steps} steps from slot ${state.length} run past the ${state.grid}x${state.grid} grid`);
+    const lengths = await Promise.all(state.caches.slice(0, this.layers.length).map((c) => c.settle()));
+    const tokens = Tensor.empty([o.images, o.steps], 'int32');
+    const bias = o.bias ? Tensor.from(o.bias, [o.images, vocabulary]) : undefined;
+    const { cos, sin } = state.rope;
+    let done = 0, finished = false;
+    const held = [logits, tokens, bias, cos, sin, this.w.f32('norm.weight'), this.w.f32('tok_embeddings.weight'),
+      ...this.layers.flatMap((l) => [l.attentionNorm, l.ffnNorm]), ...state.caches.flatMap((c) => [c.k, c.v])];
+    try {
+      await withTensors(held, () => native().llamaDecode({
+        rows: state.rows, heads, headDim, cos: cos.native(), sin: sin.native(), mask: MASK_CAUSAL, eps: RMS_EPS,
+        finalNorm: this.w.f32('norm.weight').native(), head: this.output.handle(),
+        layers: this.layers.map((l, i) => ({
+          qkv: l.qkv.handle(), wo: l.wo.handle(), w1: l.w1.handle(), w3: l.w3.handle(), w2: l.w2.handle(),
+          attentionNorm: l.attentionNorm.native(), ffnNorm: l.ffnNorm.native(),
+          cacheK: state.caches[i]!.k.native(), cacheV: state.caches[i]!.v.native(), lengths: lengths[i]!,
+        })),
+        tokEmbeddings: this.w.f32('tok_embeddings.weight').native(), logits: logits.native(),
+        images: o.images, cfgScale: o.cfg, temperature: o.temperature, topK: o.topK, topP: o.topP,
+        seed: o.seed, firstStep: o.firstStep, bias: bias?.native(), tokens: tokens.native(),
+        // Queued calls may trail the decoding: report each count once, in order, and none after the end.
+        onStep: o.onStep && ((d: number) => { if (!finished && d > done) { done = d; o.onStep!(d); } }),
+      }));
+      finished = true;
+      if (o.onStep && done < o.steps) { done = o.steps; o.onStep(done); }
+      return tokens.data as Int32Array;
+    } finally {
+      finished = true;
+      bias?.dispose();
+    }
+  }
+
   private checkInputs(state: GptState, x: Tensor, n: number): number {
     const d = this.config.dim, M = state.rows * n, start = state.length;
     if (x.shape.length !== 2 || x.shape[0] !== M || x.shape[1] !== d) fail('ERR_SHAPE', `x must be [${M}, ${d}], got [${x.shape.join(', ')}]`);

@@ -51,6 +51,41 @@ struct LlamaBlocksArgs {
 // caches and lengths unchanged), then runs the blocks in order. CPU only.
 void llama_blocks(const LlamaBlocksArgs& args);
 
+// Plain autoregressive decoding (LlamaGen's generate loop after the
+// prefill) in one call: per step, sample one token per image from the
+// current logits (CFG over the [conditional; null-class] row halves, the
+// optional per-image logit bias, then sample() with seed + image and step
+// first_step + t: what GuidedSampler.draw in lib/models/llamagen/generate.ts
+// does), then embed the tokens and run llama_blocks with the head for the
+// next logits. The thread hops and argument passing of a call per step are
+// gone, which is most of what a decode step costs besides the weight reads.
+struct LlamaDecodeArgs {
+  // The stack and head: layers, rows, heads, head_dim, cos, sin, mask, eps,
+  // final_norm and head as for llama_blocks; x, positions, logits and n are
+  // the loop's own (n = 1) and must be left empty.
+  LlamaBlocksArgs blocks;
+  TensorView tok_embeddings;   // [V, dim] f32 contiguous, V = head rows
+  TensorView logits;           // [rows, V] f32 contiguous: the current logits (prefill's); overwritten
+  int32_t images = 0;          // B; rows = 2B with CFG (conditional rows first), else B
+  float cfg_scale = 1.f;       // used when rows = 2B
+  float temperature = 1.f;
+  int32_t top_k = 0;
+  float top_p = 1.f;
+  uint64_t seed = 0;           // image b draws from seed + b
+  uint64_t first_step = 0;     // RNG step of the first token (its index in the image)
+  TensorView bias;             // optional [B, V] f32, added to both CFG rows of image b before sampling
+  TensorView tokens;           // [B, steps] int32 contiguous (output); steps >= 1
+  // Called after each step with the tokens emitted per image so far (on the
+  // calling thread); may be empty.
+  void (*on_step)(void* ctx, int32_t done) = nullptr;
+  void* on_step_ctx = nullptr;
+};
+
+// Validates everything first, including that every cache and the RoPE
+// table hold the steps − 1 slots the loop appends, so a bad call changes
+// nothing; then runs. CPU only.
+void llama_decode(const LlamaDecodeArgs& args);
+
 // One VAR block (spec/var.md section 2) on a scale's tokens: AdaLN LayerNorm
 // (scale s1, shift b1), fused [q|k|v] projection, k and v written to the
 // cache after `cache_length`, L2-normalised attention over the cache with the
