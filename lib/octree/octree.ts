@@ -154,11 +154,13 @@ export class Octree implements OctreeData {
 
   /**
    * ocnn get_input_feature: letters of 'NDLPF' (normals 3, displacement 1,
-   * local 3, global 3, features C), always emitted in that order. [rows, C]
+   * local 3, global 3, features C), either case as ocnn (which upper-cases
+   * the string), always emitted in that order. [rows, C]
    * rows = non-empty depth-D nodes (nempty) or all of them (zeros for empty).
    */
   async inputFeatures(feature: string, nempty = false): Promise<Tensor> {
-    const r = await octreeNative().octreeInputFeatures({ octree: this, feature, nempty });
+    if (typeof feature !== 'string') fail('ERR_INVALID_ARGUMENT', `feature must be a string of 'NDLPF' letters`);
+    const r = await octreeNative().octreeInputFeatures({ octree: this, feature: feature.toUpperCase(), nempty });
     return Tensor.from(r.data, [r.rows, r.channels]);
   }
 

@@ -134,8 +134,11 @@ std::vector<int32_t> neighbors(const OctreeView& o, const OctreeNeighborArgs& a,
   const OctreeLevelView& L = o.levels[d];
   const int K = octree_kernel_size(a.kernel);
   const int* slots = octree_kernel_slots(a.kernel);
+  // Stride 2: the row of every first sibling (every 8th node, ocnn's
+  // neighs[depth][::8]), kept whether or not that node is empty.
   std::vector<int64_t> row_ids;
-  for (int64_t i = 0; i < L.nnum; i += a.stride)
+  const int64_t step = a.stride == 2 ? 8 : 1;
+  for (int64_t i = 0; i < L.nnum; i += step)
     if (a.stride == 2 || !a.nempty || L.children[i] >= 0) row_ids.push_back(i);
   const int64_t R = static_cast<int64_t>(row_ids.size());
   std::vector<int32_t> out(R * K);
