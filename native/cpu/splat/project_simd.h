@@ -1,6 +1,7 @@
 // Projection of 16 Gaussians at a time (spec §1 steps 1-9), written with the
 // vector types of raster_tile.h and compiled per instruction set by
-// raster_{avx512,avx2,scalar}.cpp. The formulas and their order are those of
+// raster_{avx512,avx2,scalar}.cpp (AVX-512 reads and writes whole rows,
+// transposed in registers, where the others gather and store per lane). The formulas and their order are those of
 // project.cpp's backward (ewa(), view_dir()), lane by lane; only FMA
 // contraction differs between instruction sets. Included after
 // raster_tile.h; the includer defines vsqrt (IEEE square root per lane),
@@ -68,6 +69,70 @@ SPLAT_INLINE vf vexp_full(vf x) {
   return p * (vf)((e1 + 127) << 23) * (vf)((e2 + 127) << 23);
 }
 
+#if defined(__AVX512F__)
+// AVX-512: the projection reads its rows with plain loads and transposes
+// them in registers instead of gathering lane by lane (a 16-lane gather is
+// 16 load uops; the SH rows alone were 48 gathers per 16 Gaussians), and
+// writes its records the same way. The masked forms of the intrinsics with
+// every lane set: GCC 12 warns that the plain ones' undefined source may be used.
+constexpr __mmask16 kAll = 0xffff;
+
+// r[j] becomes column j: r'[j][l] = r[l][j] (4 × 16 shuffles).
+SPLAT_INLINE void transpose16(vf r[16]) {
+  __m512 a[16], b[16];
+  for (int i = 0; i < 16; ++i) a[i] = reinterpret_cast<__m512>(r[i]);
+  for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved per 128-bit lane
+    b[2 * i] = _mm512_maskz_unpacklo_ps(kAll, a[2 * i], a[2 * i + 1]);
+    b[2 * i + 1] = _mm512_maskz_unpackhi_ps(kAll, a[2 * i], a[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // a[4g + c]: rows 4g..4g+3 at column 4L + c of 128-bit lane L
+    a[4 * g + 0] = _mm512_maskz_shuffle_ps(kAll, b[4 * g], b[4 * g + 2], 0x44);
+    a[4 * g + 1] = _mm512_maskz_shuffle_ps(kAll, b[4 * g], b[4 * g + 2], 0xEE);
+    a[4 * g + 2] = _mm512_maskz_shuffle_ps(kAll, b[4 * g + 1], b[4 * g + 3], 0x44);
+    a[4 * g + 3] = _mm512_maskz_shuffle_ps(kAll, b[4 * g + 1], b[4 * g + 3], 0xEE);
+  }
+  for (int h = 0; h < 2; ++h)  // b[8h + c]: columns c, c + 8; b[8h + 4 + c]: c + 4, c + 12 (rows 8h..8h+7)
+    for (int c = 0; c < 4; ++c) {
+      b[8 * h + c] = _mm512_maskz_shuffle_f32x4(kAll, a[8 * h + c], a[8 * h + 4 + c], 0x88);
+      b[8 * h + 4 + c] = _mm512_maskz_shuffle_f32x4(kAll, a[8 * h + c], a[8 * h + 4 + c], 0xDD);
+    }
+  for (int c = 0; c < 8; ++c) {
+    r[c] = reinterpret_cast<vf>(_mm512_maskz_shuffle_f32x4(kAll, b[c], b[8 + c], 0x88));
+    r[c + 8] = reinterpret_cast<vf>(_mm512_maskz_shuffle_f32x4(kAll, b[c], b[8 + c], 0xDD));
+  }
+}
+
+// Columns of 16 consecutive rows of 3 floats (48 contiguous floats at p):
+// out[k][l] = p[3l + k]. Per column one permute from the first 32 floats,
+// then one that takes the lanes past them from the last 16.
+SPLAT_INLINE void load_cols3(const float* p, vf out[3]) {
+  const __m512 v0 = _mm512_maskz_loadu_ps(kAll, p), v1 = _mm512_maskz_loadu_ps(kAll, p + 16), v2 = _mm512_maskz_loadu_ps(kAll, p + 32);
+  for (int k = 0; k < 3; ++k) {
+    alignas(64) int32_t i01[16], i2[16];
+    for (int l = 0; l < 16; ++l) {
+      const int e = 3 * l + k;
+      i01[l] = e < 32 ? e : 0;
+      i2[l] = e < 32 ? l : 16 + e - 32;
+    }
+    const __m512 t = _mm512_maskz_permutex2var_ps(kAll, v0, _mm512_load_si512(i01), v1);
+    out[k] = reinterpret_cast<vf>(_mm512_maskz_permutex2var_ps(kAll, t, _mm512_load_si512(i2), v2));
+  }
+}
+
+// Columns of 16 consecutive rows of 4 floats (64 contiguous floats at p).
+SPLAT_INLINE void load_cols4(const float* p, vf out[4]) {
+  const __m512 v0 = _mm512_maskz_loadu_ps(kAll, p), v1 = _mm512_maskz_loadu_ps(kAll, p + 16), v2 = _mm512_maskz_loadu_ps(kAll, p + 32),
+               v3 = _mm512_maskz_loadu_ps(kAll, p + 48);
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+  for (int k = 0; k < 4; ++k) {
+    const __m512i ik = _mm512_add_epi32(idx, _mm512_set1_epi32(k));
+    // lanes 0..7: rows 0..7 from v0:v1; lanes 8..15: rows 8..15 from v2:v3
+    out[k] = reinterpret_cast<vf>(
+        _mm512_mask_blend_ps(0xff00, _mm512_maskz_permutex2var_ps(kAll, v0, ik, v1), _mm512_maskz_permutex2var_ps(kAll, v2, ik, v3)));
+  }
+}
+#endif
+
 // Tile index of pixel coordinate v: clamp(floor(v / 16), 0, lim), for finite v.
 SPLAT_INLINE vi tile_of(vf v, float lim, float add = 0.f) {
   const vf t = vfloor(vclamp(v / float(kSplatTile), splat1(-2.f), splat1(lim + 2.f))) + add;
@@ -80,18 +145,39 @@ SPLAT_INLINE vi tile_of(vf v, float lim, float add = 0.f) {
 // kPrepare: also computes the camera-independent Prepared record from the
 // raw parameters (spec §1.2; the first camera of a call), reading every
 // input once; otherwise reads it from s.prep.
+// Row layouts project_range checked (bits): the parameters are packed rows
+// (means and log-scales 3 floats, rotations 4, opacity 1), so a full block
+// reads them as contiguous vectors; the SH rows are [16][3] floats apart by
+// at least 48 (degree 3), read as three vectors per row.
+enum : int { kPackedParams = 1, kPackedSh = 2 };
+
 template <bool kPrepare>
 SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const CameraFrame& cam, bool aa,
                                 Projected* proj, int32_t* status, uint32_t* depth_key, TileRect* rects,
-                                int64_t* cnt) {
+                                int64_t* cnt, int packed) {
   const SplatScene& sc = *s.scene;
   vi lane;
   for (int l = 0; l < kLanes; ++l) lane[l] = l < count ? l : 0;  // tail lanes read lane 0's (valid) memory
   auto rows = [&](const TensorView& t) { return lane * static_cast<int32_t>(t.strides[0]); };
   auto base = [&](const TensorView& t) { return t.ptr<float>() + i0 * t.strides[0]; };
   const float* mb = base(sc.means);
-  const vi mrow = rows(sc.means);
-  const vf m0 = vgather(mb, mrow), m1 = vgather(mb + 1, mrow), m2 = vgather(mb + 2, mrow);
+#if defined(__AVX512F__)
+  const bool full = count == kLanes && (packed & kPackedParams);
+#else
+  constexpr bool full = false;
+  (void)packed;
+#endif
+  vf m0, m1, m2;
+  if (full) {
+#if defined(__AVX512F__)
+    vf m[3];
+    load_cols3(mb, m);
+    m0 = m[0]; m1 = m[1]; m2 = m[2];
+#endif
+  } else {
+    const vi mrow = rows(sc.means);
+    m0 = vgather(mb, mrow); m1 = vgather(mb + 1, mrow); m2 = vgather(mb + 2, mrow);
+  }
   vf cov[6], opac;
   vi valid;
   if constexpr (kPrepare) {
@@ -99,10 +185,19 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
     // zero, or the covariance overflows (the rule in tessera/splat.h); the SH
     // coefficients are checked below where they are read.
     const float *lb = base(sc.log_scales), *qb = base(sc.rotations), *ob = base(sc.opacity_logits);
-    const vi lrow = rows(sc.log_scales), qrow = rows(sc.rotations);
-    const vf ls[3] = {vgather(lb, lrow), vgather(lb + 1, lrow), vgather(lb + 2, lrow)};
-    const vf q[4] = {vgather(qb, qrow), vgather(qb + 1, qrow), vgather(qb + 2, qrow), vgather(qb + 3, qrow)};
-    const vf logit = vgather(ob, rows(sc.opacity_logits));
+    vf ls[3], q[4], logit;
+    if (full) {
+#if defined(__AVX512F__)
+      load_cols3(lb, ls);
+      load_cols4(qb, q);
+      logit = reinterpret_cast<vf>(_mm512_maskz_loadu_ps(kAll, ob));
+#endif
+    } else {
+      const vi lrow = rows(sc.log_scales), qrow = rows(sc.rotations);
+      for (int k = 0; k < 3; ++k) ls[k] = vgather(lb + k, lrow);
+      for (int k = 0; k < 4; ++k) q[k] = vgather(qb + k, qrow);
+      logit = vgather(ob, rows(sc.opacity_logits));
+    }
     valid = finite(m0) & finite(m1) & finite(m2) & finite(logit);
     for (int k = 0; k < 3; ++k) valid &= finite(ls[k]);
     for (int k = 0; k < 4; ++k) valid &= finite(q[k]);
@@ -243,6 +338,32 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   const vi srow = lane * static_cast<int32_t>(ss);
   vf rgb[3];
   vi clamped{};
+#if defined(__AVX512F__)
+  if (K == 16 && (packed & kPackedSh)) {
+    // Three 16 × 16 blocks of the rows, transposed: coefficient e = 3k + ch
+    // comes out in increasing e, so each channel still sums k = 0..15 in order.
+    vf v[3] = {splat1(0.5f), splat1(0.5f), splat1(0.5f)};
+    vi expo{};  // the largest exponent field: 0x7f800000 when a coefficient is NaN/Inf
+    for (int b = 0; b < 3; ++b) {
+      vf r[16];
+      for (int l = 0; l < 16; ++l) r[l] = reinterpret_cast<vf>(_mm512_maskz_loadu_ps(kAll, sb + (l < count ? l : 0) * ss + 16 * b));
+      transpose16(r);
+      for (int j = 0; j < 16; ++j) {
+        const int e = 16 * b + j;
+        if constexpr (kPrepare) {
+          const vi x = (vi)r[j] & 0x7f800000;
+          expo = reinterpret_cast<vi>(_mm512_maskz_max_epu32(kAll, reinterpret_cast<__m512i>(expo), reinterpret_cast<__m512i>(x)));
+        }
+        v[e % 3] += Y[e / 3] * r[j];
+      }
+    }
+    if constexpr (kPrepare) valid &= expo != 0x7f800000;
+    for (int ch = 0; ch < 3; ++ch) {
+      clamped |= (v[ch] < 0.f) & (1 << ch);
+      rgb[ch] = vmax(v[ch], splat1(0.f));
+    }
+  } else
+#endif
   for (int ch = 0; ch < 3; ++ch) {
     vf v = splat1(0.5f);
     for (int k = 0; k < K; ++k) {
@@ -258,6 +379,37 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   const vi nr = vi{} + int32_t{kProjNear}, inv_code = vi{} + int32_t{kProjInvalid};
   const vi code = valid ? (in_front ? (ok ? vis : out) : nr) : inv_code;
   const vi key = (vi)z;  // float bits, ordered like the floats (z > near > 0)
+#if defined(__AVX512F__)
+  if (!(kPrepare && s.prep_out)) {
+    // Every lane's record, rectangle and key is written (the invisible
+    // ones' are never read: their status says so). Records: the 16 field
+    // vectors transposed into 16 rows, streamed past the caches (the array
+    // is far larger than them and read back at random by the blend; no read
+    // for ownership of the line); project_range fences after the last one.
+    static_assert(sizeof(Projected) == sizeof(vf) && offsetof(Projected, bda) == 12 * sizeof(float) &&
+                      offsetof(Projected, clamped) == 13 * sizeof(float), "Projected layout");
+    const __mmask16 m = count == kLanes ? __mmask16(0xffff) : __mmask16((1u << count) - 1);
+    vf rec[16] = {mx, my, cA, cB, cC, opacity, rgb[0], rgb[1], rgb[2], z, ky, row_thr, bda, (vf)clamped, vf{}, vf{}};
+    transpose16(rec);
+    if (count == kLanes)
+      for (int l = 0; l < kLanes; ++l) vstream(reinterpret_cast<float*>(&proj[i0 + l]), rec[l]);
+    else
+      for (int l = 0; l < count; ++l) vstream(reinterpret_cast<float*>(&proj[i0 + l]), rec[l]);
+    _mm512_mask_storeu_epi32(status + i0, m, reinterpret_cast<__m512i>(code));
+    _mm512_mask_storeu_epi32(depth_key + i0, m, reinterpret_cast<__m512i>(key));
+    // TileRect {x0, x1, y0, y1} as int16: (x0 | x1 << 16) and (y0 | y1 << 16) interleaved.
+    static_assert(sizeof(TileRect) == 8 && offsetof(TileRect, y0) == 4, "TileRect layout");
+    const __m512i xs = reinterpret_cast<__m512i>((r0 & 0xffff) | (r1 << 16));
+    const __m512i ys = reinterpret_cast<__m512i>((r2 & 0xffff) | (r3 << 16));
+    const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    _mm512_mask_storeu_epi64(rects + i0, __mmask8(m), _mm512_maskz_permutex2var_epi32(kAll, xs, lo_idx, ys));
+    _mm512_mask_storeu_epi64(rects + i0 + 8, __mmask8(m >> 8), _mm512_maskz_permutex2var_epi32(kAll, xs, hi_idx, ys));
+    for (int c = 0; c < 4; ++c)
+      cnt[c] += __builtin_popcount(m & _mm512_cmpeq_epi32_mask(reinterpret_cast<__m512i>(code), _mm512_set1_epi32(c)));
+    return;
+  }
+#endif
   for (int l = 0; l < count; ++l) {
     const int64_t i = i0 + l;
     if constexpr (kPrepare) {
@@ -296,8 +448,15 @@ void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFr
   for (const TensorView* t : {&sc.means, &sc.log_scales, &sc.rotations, &sc.opacity_logits, &sc.sh})
     stride = std::max(stride, t->strides[0] < 0 ? -t->strides[0] : t->strides[0]);
   const int64_t step = stride * (kLanes - 1) < (int64_t(1) << 31) ? kLanes : 1;
-  // The gathers of a block wait on its rows coming from memory (the SH rows
-  // above all: 192 bytes per Gaussian at degree 3), so each block first asks
+  auto packed_rows = [](const TensorView& t, int64_t w) {
+    return t.strides[0] == w && (t.rank < 2 || t.shape[1] <= 1 || t.strides[1] == 1);
+  };
+  const int packed =
+      (packed_rows(sc.means, 3) && packed_rows(sc.log_scales, 3) && packed_rows(sc.rotations, 4) &&
+               packed_rows(sc.opacity_logits, 1) ? kPackedParams : 0) |
+      (sc.sh.strides[0] >= 48 && sc.sh.strides[1] == 3 && sc.sh.strides[2] == 1 && step == kLanes ? kPackedSh : 0);
+  // The loads and gathers of a block wait on its rows coming from memory (the
+  // SH rows above all: 192 bytes per Gaussian at degree 3), so each block first asks
   // for later blocks' rows (views with positive strides of at most 1 KiB).
   // The SH rows are asked for three blocks ahead into L2 (prefetcht2: they
   // arrive in time without holding L1 fill buffers while the gathers of the
@@ -326,8 +485,8 @@ void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFr
         for (int64_t o = 0; o < next * int64_t(sizeof(Prepared)); o += 64) __builtin_prefetch(pp + o);
       }
     }
-    if (s.first) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
-    else project_lanes<false>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt);
+    if (s.first) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt, packed);
+    else project_lanes<false>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt, packed);
   }
   __builtin_ia32_sfence();  // the non-temporal record stores are visible before the pool's join
 
