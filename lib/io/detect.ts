@@ -55,11 +55,15 @@ export function detectFamily(tensors: Map<string, StoredTensor>): Detected {
       },
     };
   }
-  if (has('tok_embeddings.weight') && has('cls_embedding.embedding_table.weight')) {
+  // A text-conditional (t2i) GPT has cls_embedding.cap_proj (caption MLP) instead of the class
+  // table: the same family, so the LlamaGen loader names why it cannot run it.
+  const t2i = has('cls_embedding.cap_proj.fc1.weight');
+  if (has('tok_embeddings.weight') && (has('cls_embedding.embedding_table.weight') || t2i)) {
     const [V, dim] = shape('tok_embeddings.weight');
     return {
       family: 'llamagen-gpt',
-      description: 'LlamaGen class-conditional GPT (next-token prediction)',
+      description: t2i ? 'LlamaGen text-conditional GPT (t2i: caption embeddings; not runnable by Tessera)'
+        : 'LlamaGen class-conditional GPT (next-token prediction)',
       facts: {
         layers: countIndexed(names, /^layers\.(\d+)\./), dim: dim ?? 0, vocabulary: V ?? 0,
         classes: (shape('cls_embedding.embedding_table.weight')[0] ?? 1) - 1,

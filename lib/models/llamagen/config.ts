@@ -63,6 +63,8 @@ export function argsModelName(extras: ReadonlyMap<string, unknown> | undefined):
 export function gptConfig(tensors: Tensors, file: string, opts: { heads?: number; extras?: ReadonlyMap<string, unknown> } = {}): GptConfig {
   const r = new ShapeReader(tensors, file);
   const [vocabulary, dim] = r.shape('tok_embeddings.weight', 2, 'token embeddings [V, dim]') as [number, number];
+  if (r.has('cls_embedding.cap_proj.fc1.weight'))
+    bad(file, 'cls_embedding.cap_proj.fc1.weight', 'is the caption projection of a text-conditional (t2i) GPT: Tessera runs class-conditional (c2i) LlamaGen only');
   const classRows = r.shape('cls_embedding.embedding_table.weight', 2, 'class embeddings [classes + 1, dim]')[0]!;
   r.expect('cls_embedding.embedding_table.weight', [classRows, dim], 'class embeddings');
   if (classRows < 2) bad(file, 'cls_embedding.embedding_table.weight', `has ${classRows} rows: needs the classes and the null-class row`);
@@ -89,9 +91,14 @@ export function gptConfig(tensors: Tensors, file: string, opts: { heads?: number
   if (dim % heads !== 0 || (dim / heads) % 4 !== 0)
     throw new TesseraError('ERR_INVALID_ARGUMENT', `${heads} heads do not split dim ${dim} into head sizes divisible by 4 (2D RoPE)`);
 
+  const qkvRows = r.shape('layers.0.attention.wqkv.weight', 2, 'fused [q|k|v] [(n_head + 2·n_kv_head)·head_dim, dim]')[0]!;
+  const kvHeads = (qkvRows - dim) / 2 / (dim / heads);
+  if (qkvRows !== 3 * dim && Number.isInteger(kvHeads) && kvHeads >= 1 && heads % kvHeads === 0)
+    bad(file, 'layers.0.attention.wqkv.weight', `has ${qkvRows} rows: grouped-query attention (n_kv_head = ${kvHeads} of ` +
+      `${heads} heads) is legal in the official model but not supported by Tessera yet (the official generate() cannot run it either)`);
   for (let i = 0; i < blocks; i++) {
     const p = `layers.${i}`;
-    r.expect(`${p}.attention.wqkv.weight`, [3 * dim, dim], 'fused [q|k|v] (no GQA in c2i)');
+    r.expect(`${p}.attention.wqkv.weight`, [3 * dim, dim], 'fused [q|k|v]: n_kv_head = n_head');
     r.expect(`${p}.attention.wo.weight`, [dim, dim], 'attention output');
     r.expect(`${p}.feed_forward.w1.weight`, [ffnHidden, dim], 'SwiGLU gate');
     r.expect(`${p}.feed_forward.w3.weight`, [ffnHidden, dim], 'SwiGLU up');

@@ -17,7 +17,7 @@ var.pth, vae.pth) and writes what the official code computes:
 
 into <out>/<config>/expected.safetensors, plus <out>/manifest.json. The
 Tessera side is test/official-conformance.test.ts (TESSERA_OFFICIAL_DIR=<out>
-points it at this output instead of test/fixtures/official).
+points it at this output instead of test/fixtures/official/var-llamagen).
 
   /usr/bin/python3 scripts/reference/official/check_var.py --repo /tmp/official-var --out /tmp/official-out
   /usr/bin/python3 scripts/reference/official/check_var.py --repo /tmp/official-var --fixtures   # the committed tiny ones
@@ -36,7 +36,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import var_llamagen_common as common  # noqa: E402
 
 # name -> settings. vae: VQVAE(...) arguments; ch_mult / num_res_blocks / using_sa /
 # using_mid_sa swap in basic_vae.Encoder/Decoder built with them.
@@ -65,12 +65,22 @@ CONFIGS = {
                              vae=dict(ch=32, ch_mult=(1, 1), num_res_blocks=1, share_quant_resi=4, quant_resi=0.0), cfg=2.0),
 }
 
-# The committed fixtures (test/fixtures/official): tiny, weights stored as float16.
+# The committed fixtures (test/fixtures/official/var-llamagen): tiny, weights stored as float16.
+# Widths of 32 and tokenizers whose same-shaped conv kernels share one tensor (tie: see
+# common.tie_same_shapes) keep these files small; the configurations above are untied.
 FIXTURES = {
-    'var_fix_d2_w64_h2': dict(depth=2, width=64, heads=2, patch_nums=(1, 2, 3, 5), classes=6, V=24, Cvae=8,
-                              vae=dict(ch=32, ch_mult=(1,), num_res_blocks=1, share_quant_resi=3), cfg=3.0),
-    'var_fix_shared_first2': dict(depth=1, width=64, heads=4, shared_aln=True, mlp_ratio=3.0, patch_nums=(2, 3, 5),
-                                  classes=3, V=24, Cvae=8, share_vae_with='var_fix_d2_w64_h2', cfg=2.0),
+    # 3 partially shared Phi for 4 scales: the official choice [0,0,1,2] (1/2K ticks; 1/3K gives [0,1,1,2]).
+    'var_fix_d2_w32': dict(depth=2, width=32, heads=1, patch_nums=(1, 2, 3, 5), classes=6, V=24, Cvae=8,
+                           vae=dict(ch=32, ch_mult=(1, 1), num_res_blocks=1, share_quant_resi=3, using_sa=False,
+                                    using_mid_sa=False), tie=True, cfg=3.0),
+    # Shared AdaLN, a 2x2 first scale, MLP ratio 3, 2 heads of 16; non-shared Phi (one per scale).
+    'var_fix_shared_first2': dict(depth=1, width=32, heads=2, shared_aln=True, mlp_ratio=3.0, patch_nums=(2, 3, 5),
+                                  classes=3, V=20, Cvae=4, vae=dict(ch=32, ch_mult=(1,), num_res_blocks=1, share_quant_resi=0),
+                                  tie=True, cfg=2.0),
+    # quant_resi = 0 (identity Phi, no quant_resi tensors) and 1x1 quant convs; 4 heads of 8.
+    'var_fix_phi_identity': dict(depth=1, width=32, heads=4, patch_nums=(1, 3, 4), classes=2, V=12, Cvae=4,
+                                 vae=dict(ch=32, ch_mult=(1,), num_res_blocks=1, quant_resi=0.0, quant_conv_ks=1,
+                                          using_mid_sa=False), tie=True, cfg=1.0),
 }
 
 
@@ -86,10 +96,12 @@ def load_official(repo):
     return var_mod, VAR, VQVAE, Encoder, Decoder
 
 
-def build(cfg, official, g, vae=None):
+def build(cfg, official, g, vae_state=None):
+    """The VQVAE (random, or `vae_state` loaded into it: one tokenizer file shared by VARs of other
+    schedules, as the released 256 and 512 models share theirs) and the VAR."""
     var_mod, VAR, VQVAE, Encoder, Decoder = official
     pn = tuple(cfg['patch_nums'])
-    if vae is None:
+    if True:
         v = dict(cfg['vae'])
         ch_mult = v.pop('ch_mult', None)
         nrb = v.pop('num_res_blocks', None)
@@ -102,7 +114,16 @@ def build(cfg, official, g, vae=None):
             vae.encoder = Encoder(double_z=False, **dd)
             vae.decoder = Decoder(**dd)
             vae.downsample = 2 ** (len(dd['ch_mult']) - 1)
-        init_vae(vae, g)
+        if vae_state is None:
+            init_vae(vae, g)
+        else:
+            # VQVAE.load_state_dict passes assign= (PyTorch >= 2.1); its only other step, replacing a
+            # quantize.ema_vocab_hit_SV of another scale count (a training statistic), is done here.
+            sd = dict(vae_state)
+            sd['quantize.ema_vocab_hit_SV'] = vae.quantize.ema_vocab_hit_SV
+            torch.nn.Module.load_state_dict(vae, sd, strict=True)
+        if cfg.get('tie'):
+            common.tie_same_shapes(vae)
     model = VAR(vae_local=vae, num_classes=cfg['classes'], depth=cfg['depth'], embed_dim=cfg['width'], num_heads=cfg['heads'],
                 mlp_ratio=cfg.get('mlp_ratio', 4.0), drop_rate=0., attn_drop_rate=0., drop_path_rate=0., norm_eps=1e-6,
                 shared_aln=cfg.get('shared_aln', False), cond_drop_rate=0.0, attn_l2_norm=True, patch_nums=pn,
@@ -147,7 +168,9 @@ def init_var(model, g):
 def run_config(name, cfg, official, out, store, vae_cache):
     g = torch.Generator().manual_seed(sum(map(ord, name)))
     shared = cfg.get('share_vae_with')
-    vae, model = build(cfg, official, g, vae=vae_cache.get(shared) if shared else None)
+    if shared:
+        cfg = {**cfg, 'vae': FIXTURES[shared]['vae'], 'tie': FIXTURES[shared].get('tie', False)}
+    vae, model = build(cfg, official, g, vae_state=vae_cache[shared].state_dict() if shared else None)
     vae_cache[name] = vae
     dtype = {'float32': torch.float32, 'float16': torch.float16}[store]
     common.round_params(vae, dtype)
@@ -212,14 +235,15 @@ def run_config(name, cfg, official, out, store, vae_cache):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--repo', required=True, help='extracted official VAR repository')
-    ap.add_argument('--out', help='output directory (default: test/fixtures/official with --fixtures)')
+    ap.add_argument('--out', help='output directory (default: test/fixtures/official/var-llamagen with --fixtures)')
     ap.add_argument('--fixtures', action='store_true', help='write the tiny committed fixtures (float16 weights)')
     ap.add_argument('--only', help='comma-separated config names')
     a = ap.parse_args()
     torch.set_num_threads(1)
     official = load_official(a.repo)
     configs = FIXTURES if a.fixtures else CONFIGS
-    out = a.out or (os.path.join(os.path.dirname(__file__), '..', '..', '..', 'test', 'fixtures', 'official') if a.fixtures else None)
+    out = a.out or (os.path.join(os.path.dirname(__file__), '..', '..', '..', 'test', 'fixtures', 'official', 'var-llamagen')
+                    if a.fixtures else None)
     if out is None:
         sys.exit('give --out (or --fixtures)')
     os.makedirs(out, exist_ok=True)

@@ -74,8 +74,31 @@ def round_params(module, dtype):
 
 
 def state_dict_as(module, dtype):
-    """The module's state_dict (parameters and buffers, official key names) with floats stored as `dtype`."""
-    return {k: (v.to(dtype) if v.is_floating_point() else v).clone().contiguous() for k, v in module.state_dict().items()}
+    """The module's state_dict (parameters and buffers, official key names) with floats stored as
+    `dtype`. Entries that are one tensor (tie_same_shapes) stay one tensor, so torch.save writes
+    their storage once."""
+    out, memo = {}, {}
+    for k, v in module.state_dict().items():
+        key = (v.data_ptr(), tuple(v.shape), tuple(v.stride()), v.dtype)
+        if key not in memo:
+            memo[key] = (v.to(dtype) if v.is_floating_point() else v).clone().contiguous()
+        out[k] = memo[key]
+    return out
+
+
+def tie_same_shapes(module):
+    """Makes every conv kernel (4-D parameter) of `module` with an earlier kernel's shape share
+    that kernel's tensor: the committed fixtures stay small. Every layer still runs on its own
+    input with its own biases and norms; the untied configurations of the check scripts are what
+    catch a layer reading another layer's kernel."""
+    first = {}
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.dim() != 4:
+                continue
+            q = first.setdefault(tuple(p.shape), p)
+            if q is not p:
+                p.data = q.data
 
 
 def margin(logits):
