@@ -44,10 +44,11 @@ CONFIGS = {
                                  vq=dict(encoder_ch_mult=[1, 1, 1, 1, 1], decoder_ch_mult=[1, 1, 1, 1, 1], z_channels=32,
                                          codebook_embed_dim=4), cfg=3.0),
     # 6 heads of 32 (not the head_dim-64 rule: --heads 6), ffn_dim_multiplier 1.5 and multiple_of 64
-    # (FFN 320), 24x24 tokens (the 384-px grid) on a 4x VQ (ch_mult [1,1,2]) = 96 px.
+    # (FFN 320), 24x24 tokens (the 384-px grid) on a 4x VQ whose decoder widths differ from the
+    # encoder's (encoder_ch_mult [1,1,2], decoder_ch_mult [1,2,2]) = 96 px.
     'llamagen_d192_h6_g24': dict(dim=192, n_layer=2, n_head=6, heads_flag=6, vocab=50, classes=4, grid=24,
                                  ffn_dim_multiplier=1.5, multiple_of=64,
-                                 vq=dict(encoder_ch_mult=[1, 1, 2], decoder_ch_mult=[1, 1, 2], z_channels=64,
+                                 vq=dict(encoder_ch_mult=[1, 1, 2], decoder_ch_mult=[1, 2, 2], z_channels=64,
                                          codebook_embed_dim=8), cfg=2.0),
     # Grouped-query attention: 4 query heads share 2 key/value heads (wqkv [(4 + 2·2)·32, 128]).
     # The official generate() cannot run it (its KV cache has n_head heads); logits only.
