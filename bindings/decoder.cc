@@ -31,12 +31,14 @@ void parse_layers(Napi::Env env, const Napi::Object& o, std::vector<Layer>& out,
 // replaced by the outputs; every layer's `lengths` is advanced by n; with the
 // head, logits receive RMSNorm(x, finalNorm)·headᵀ.
 // The stack arguments shared by llamaBlocks and llamaDecode: layers, rows,
-// heads, headDim, cos, sin, mask, eps and the optional head.
+// heads, headDim, kvHeads (0 or absent = heads), cos, sin, mask, eps and the
+// optional head.
 void parse_llama_stack(Napi::Env env, const Napi::Object& o, LlamaBlocksArgs& a, std::vector<LlamaLayer>& layers,
                        KeepAlive* keep) {
   a.rows = get_i32(env, o, "rows", 0);
   a.heads = get_i32(env, o, "heads", 0);
   a.head_dim = get_i32(env, o, "headDim", 0);
+  a.kv_heads = get_i32(env, o, "kvHeads", 0);
   a.cos = parse_tensor(env, o.Get("cos"), "cos", keep);
   a.sin = parse_tensor(env, o.Get("sin"), "sin", keep);
   a.mask = static_cast<uint32_t>(get_int(env, o, "mask", 0));

@@ -56,7 +56,7 @@ describe('LlamaGen configuration from shapes', () => {
   it('reads the GPT and the tokenizer; heads by the head_dim-64 rule when args.gpt_model is not an official name', () => {
     const g = openFixture('gpt.pt');
     expect(gptConfig(g.tensors, 'gpt.pt', { extras: g.extras })).toEqual({
-      layers: 2, dim: 128, heads: 2, headDim: 64, headsSource: 'head-dim rule', vocabulary: 64, classes: 10, ffnHidden: 96,
+      layers: 2, dim: 128, heads: 2, kvHeads: 2, headDim: 64, headsSource: 'head-dim rule', vocabulary: 64, classes: 10, ffnHidden: 96,
     });
     expect(vqConfig(openFixture('vq.pt').tensors, 'vq.pt')).toEqual({
       channels: [32, 32], numResBlocks: 1, zChannels: 32, vocabulary: 64, codeDim: 8, downsample: 2,

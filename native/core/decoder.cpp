@@ -55,7 +55,10 @@ int64_t validate(const LlamaBlocksArgs& a) {
   TESSERA_CHECK(a.num_layers >= 0 && (a.num_layers == 0 || a.layers != nullptr), kInvalidArgument,
                 "layers is missing");
   TESSERA_CHECK(a.mask == kMaskNone || a.mask == kMaskCausal, kInvalidArgument, "mask must be none or causal");
-  const int64_t d = int64_t{a.heads} * a.head_dim, M = int64_t{a.rows} * a.n;
+  const int64_t Hkv = a.kv_heads == 0 ? a.heads : a.kv_heads;
+  TESSERA_CHECK(Hkv > 0 && a.heads % Hkv == 0, kInvalidArgument,
+                "kv_heads (" + std::to_string(Hkv) + ") must divide heads (" + std::to_string(a.heads) + ")");
+  const int64_t d = int64_t{a.heads} * a.head_dim, kvd = Hkv * a.head_dim, M = int64_t{a.rows} * a.n;
   const TensorView& x = a.x;
   TESSERA_CHECK(!x.empty() && x.device.kind == DeviceKind::kCPU, kDevice, "x must be a CPU tensor");
   TESSERA_CHECK(x.dtype == DType::kF32, kDtype, "x must be float32");
@@ -76,7 +79,7 @@ int64_t validate(const LlamaBlocksArgs& a) {
   for (int i = 0; i < a.num_layers; ++i) {
     const LlamaLayer& l = a.layers[i];
     const std::string p = layer_name(i);
-    check_packed(l.qkv, p + " qkv", 3 * d, d);
+    check_packed(l.qkv, p + " qkv", d + 2 * kvd, d);
     check_packed(l.wo, p + " wo", d, d);
     const int64_t ffn = check_mlp(l.w1, l.w2, p + " w1", p + " w2", d);
     check_packed(l.w3, p + " w3", ffn, d);
@@ -86,9 +89,9 @@ int64_t validate(const LlamaBlocksArgs& a) {
     for (const TensorView* c : {&l.cache_k, &l.cache_v}) {
       const std::string name = p + (c == &l.cache_k ? " cache_k" : " cache_v");
       TESSERA_CHECK(!c->empty() && c->device.kind == DeviceKind::kCPU, kDevice, name + " must be a CPU tensor");
-      TESSERA_CHECK(c->rank == 4 && c->shape[0] == a.rows && c->shape[1] == a.heads && c->shape[3] == a.head_dim,
-                    kShape, name + " must be [rows, heads, Lmax, head_dim] = [" + std::to_string(a.rows) + ", " +
-                                std::to_string(a.heads) + ", Lmax, " + std::to_string(a.head_dim) + "], got " +
+      TESSERA_CHECK(c->rank == 4 && c->shape[0] == a.rows && c->shape[1] == Hkv && c->shape[3] == a.head_dim,
+                    kShape, name + " must be [rows, kv_heads, Lmax, head_dim] = [" + std::to_string(a.rows) + ", " +
+                                std::to_string(Hkv) + ", Lmax, " + std::to_string(a.head_dim) + "], got " +
                                 shape_str(*c));
       TESSERA_CHECK(c->dtype == DType::kF32 || c->dtype == DType::kBF16 || c->dtype == DType::kF16, kDtype,
                     name + " must be float32, bfloat16 or float16");
@@ -271,11 +274,12 @@ void llama_blocks(const LlamaBlocksArgs& a) {
   const int64_t ffn_max = std::max<int64_t>(validate(a), 1);
   if (a.num_layers == 0 && a.head == nullptr) return;
   const int64_t R = a.rows, n = a.n, M = R * n, H = a.heads, hd = a.head_dim, d = H * hd;
+  const int64_t Hkv = a.kv_heads == 0 ? H : a.kv_heads, kvd = Hkv * hd, qkvw = d + 2 * kvd;
   const DType f32 = DType::kF32;
   float* x = a.x.ptr<float>();
   // Scratch from the host pool (reused across calls and layers).
-  PooledBuffer hb(sizeof(float) * M * d), qkvb(sizeof(float) * M * 3 * d), qb(sizeof(float) * M * d),
-      kb(sizeof(float) * M * d), vb(sizeof(float) * M * d), tb(sizeof(float) * M * d), ob(sizeof(float) * M * d),
+  PooledBuffer hb(sizeof(float) * M * d), qkvb(sizeof(float) * M * qkvw), qb(sizeof(float) * M * d),
+      kb(sizeof(float) * M * kvd), vb(sizeof(float) * M * kvd), tb(sizeof(float) * M * d), ob(sizeof(float) * M * d),
       gb(sizeof(float) * M * ffn_max), ub(sizeof(float) * M * ffn_max);
   float *h = static_cast<float*>(hb.p), *qkv = static_cast<float*>(qkvb.p), *q = static_cast<float*>(qb.p),
         *k = static_cast<float*>(kb.p), *v = static_cast<float*>(vb.p), *t = static_cast<float*>(tb.p),
@@ -296,16 +300,16 @@ void llama_blocks(const LlamaBlocksArgs& a) {
     rms_norm({.x = xv, .weight = l.attention_norm, .out = hv, .eps = a.eps});
     {
       LinearArgs la;
-      la.x = hv; la.packed = l.qkv; la.out = make_view(qkv, f32, {M, 3 * d});
+      la.x = hv; la.packed = l.qkv; la.out = make_view(qkv, f32, {M, qkvw});
       linear(la);
     }
     for (int64_t m = 0; m < M; ++m) {
-      std::memcpy(q + m * d, qkv + m * 3 * d, sizeof(float) * d);
-      std::memcpy(k + m * d, qkv + m * 3 * d + d, sizeof(float) * d);
-      std::memcpy(v + m * d, qkv + m * 3 * d + 2 * d, sizeof(float) * d);
+      std::memcpy(q + m * d, qkv + m * qkvw, sizeof(float) * d);
+      std::memcpy(k + m * kvd, qkv + m * qkvw + d, sizeof(float) * kvd);
+      std::memcpy(v + m * kvd, qkv + m * qkvw + d + kvd, sizeof(float) * kvd);
     }
-    const TensorView qv = make_view(q, f32, {R, n, H, hd}), kv = make_view(k, f32, {R, n, H, hd}),
-                     vv = make_view(v, f32, {R, n, H, hd});
+    const TensorView qv = make_view(q, f32, {R, n, H, hd}), kv = make_view(k, f32, {R, n, Hkv, hd}),
+                     vv = make_view(v, f32, {R, n, Hkv, hd});
     for (const TensorView* r : {&qv, &kv}) {
       RopeArgs ra;
       ra.x = *r; ra.out = *r; ra.layout = QkvLayout::kBLHD; ra.cos = a.cos; ra.sin = a.sin;

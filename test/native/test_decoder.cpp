@@ -25,7 +25,7 @@ struct RefLayer {
 };
 
 struct Model {
-  int64_t R, H, hd, d, ffn, Lmax, P;
+  int64_t R, H, hd, d, ffn, Lmax, P, Hkv, kvd;
   std::vector<float> cosv, sinv;  // [P, hd/2]
   // Native side.
   std::vector<std::vector<float>> wq, wo, w1, w3, w2, an, fn, ck, cv;
@@ -37,8 +37,9 @@ struct Model {
   std::vector<int32_t> ref_len;  // [R], shared by every layer
 
   Model(th::Rng& rng, int64_t layers_n, int64_t R_, int64_t H_, int64_t hd_, int64_t ffn_, int64_t Lmax_,
-        DType compute, std::vector<int32_t> start)
-      : R(R_), H(H_), hd(hd_), d(H_ * hd_), ffn(ffn_), Lmax(Lmax_), P(Lmax_ + 3) {
+        DType compute, std::vector<int32_t> start, int64_t Hkv_ = 0)
+      : R(R_), H(H_), hd(hd_), d(H_ * hd_), ffn(ffn_), Lmax(Lmax_), P(Lmax_ + 3), Hkv(Hkv_ ? Hkv_ : H_),
+        kvd(Hkv * hd_) {
     cosv.resize(P * hd / 2);
     sinv.resize(P * hd / 2);
     for (int64_t p = 0; p < P; ++p)
@@ -62,14 +63,14 @@ struct Model {
     };
     for (int64_t i = 0; i < layers_n; ++i) {
       const float sd = 1.f / std::sqrt(static_cast<float>(d)), sf = 1.f / std::sqrt(static_cast<float>(ffn));
-      wq.push_back(rnd(3 * d * d, sd)); wo.push_back(rnd(d * d, sd));
+      wq.push_back(rnd((d + 2 * kvd) * d, sd)); wo.push_back(rnd(d * d, sd));
       w1.push_back(rnd(ffn * d, sd)); w3.push_back(rnd(ffn * d, sd)); w2.push_back(rnd(d * ffn, sf));
       std::vector<float> a = rnd(d, 0.5f), f = rnd(d, 0.5f);
       for (auto& e : a) e += 1.f;
       for (auto& e : f) e += 1.f;
       an.push_back(a); fn.push_back(f);
       // Caches hold random earlier slots; both sides start from the same ones.
-      std::vector<float> k = rnd(R * H * Lmax * hd, 1.f), v = rnd(R * H * Lmax * hd, 1.f);
+      std::vector<float> k = rnd(R * Hkv * Lmax * hd, 1.f), v = rnd(R * Hkv * Lmax * hd, 1.f);
       ck.push_back(k); cv.push_back(v);
       lengths.push_back(start);
       RefLayer rl{held(wq.back()), held(wo.back()), held(w1.back()), held(w3.back()), held(w2.back()),
@@ -83,12 +84,12 @@ struct Model {
         return packed.back();
       };
       LlamaLayer L;
-      L.qkv = pk(wq[i], 3 * d, d); L.wo = pk(wo[i], d, d);
+      L.qkv = pk(wq[i], d + 2 * kvd, d); L.wo = pk(wo[i], d, d);
       L.w1 = pk(w1[i], ffn, d); L.w3 = pk(w3[i], ffn, d); L.w2 = pk(w2[i], d, ffn);
       L.attention_norm = make_view(an[i].data(), DType::kF32, {d});
       L.ffn_norm = make_view(fn[i].data(), DType::kF32, {d});
-      L.cache_k = make_view(ck[i].data(), DType::kF32, {R, H, Lmax, hd});
-      L.cache_v = make_view(cv[i].data(), DType::kF32, {R, H, Lmax, hd});
+      L.cache_k = make_view(ck[i].data(), DType::kF32, {R, Hkv, Lmax, hd});
+      L.cache_v = make_view(cv[i].data(), DType::kF32, {R, Hkv, Lmax, hd});
       L.lengths = lengths[i].data();
       layers.push_back(L);
     }
@@ -104,6 +105,7 @@ struct Model {
     a.num_layers = static_cast<int32_t>(layers.size());
     a.rows = static_cast<int32_t>(R); a.n = static_cast<int32_t>(n);
     a.heads = static_cast<int32_t>(H); a.head_dim = static_cast<int32_t>(hd);
+    a.kv_heads = Hkv == H ? 0 : static_cast<int32_t>(Hkv);
     a.cos = make_view(cosv.data(), DType::kF32, {P, hd / 2});
     a.sin = make_view(sinv.data(), DType::kF32, {P, hd / 2});
     a.positions = make_view(pos.data(), DType::kI32, {n});
@@ -115,7 +117,8 @@ struct Model {
   // The float64 blocks on x [R·n, d], appending to the reference caches.
   void reference(std::vector<double>& x, int64_t n, const std::vector<int32_t>& pos, uint32_t mask) {
     const int64_t M = R * n;
-    std::vector<double> h(M * d), qkv(M * 3 * d), g(M * ffn), u(M * ffn), y(M * std::max(d, ffn));
+    const int64_t W = d + 2 * kvd;
+    std::vector<double> h(M * d), qkv(M * W), g(M * ffn), u(M * ffn), y(M * std::max(d, ffn));
     auto rms = [&](const std::vector<double>& w) {
       for (int64_t m = 0; m < M; ++m) {
         double s = 0;
@@ -127,33 +130,37 @@ struct Model {
     std::vector<double> cd(cosv.begin(), cosv.end()), sd(sinv.begin(), sinv.end());
     for (RefLayer& l : ref) {
       rms(l.an);
-      ref::linear(M, 3 * d, d, h.data(), l.qkv.data(), nullptr, nullptr, 0, qkv.data());
-      // q, k, v as [R, H, n, hd] (BHLD) for ref::rope and ref::attention.
-      std::vector<double> q(M * d), k(M * d), v(M * d), qr(M * d), kr(M * d);
+      ref::linear(M, W, d, h.data(), l.qkv.data(), nullptr, nullptr, 0, qkv.data());
+      // q as [R, H, n, hd] and k, v as [R, Hkv, n, hd] (BHLD) for ref::rope and ref::attention.
+      std::vector<double> q(M * d), k(M * kvd), v(M * kvd), qr(M * d), kr(M * kvd);
       std::vector<int32_t> posb(R * n);
       for (int64_t r = 0; r < R; ++r)
         for (int64_t j = 0; j < n; ++j) {
           posb[r * n + j] = pos[j];
           for (int64_t hh = 0; hh < H; ++hh)
             for (int64_t e = 0; e < hd; ++e) {
-              const int64_t src = (r * n + j) * 3 * d + hh * hd + e, dst = ((r * H + hh) * n + j) * hd + e;
-              q[dst] = qkv[src]; k[dst] = qkv[src + d]; v[dst] = qkv[src + 2 * d];
+              const int64_t src = (r * n + j) * W + hh * hd + e, dst = ((r * H + hh) * n + j) * hd + e;
+              q[dst] = qkv[src];
+              if (hh < Hkv) {
+                const int64_t kdst = ((r * Hkv + hh) * n + j) * hd + e;
+                k[kdst] = qkv[src + d]; v[kdst] = qkv[src + d + kvd];
+              }
             }
         }
       ref::rope(R, H, n, hd, hd, q.data(), cd.data(), sd.data(), 1, posb.data(), 0, qr.data());
-      ref::rope(R, H, n, hd, hd, k.data(), cd.data(), sd.data(), 1, posb.data(), 0, kr.data());
+      ref::rope(R, Hkv, n, hd, hd, k.data(), cd.data(), sd.data(), 1, posb.data(), 0, kr.data());
       for (int64_t r = 0; r < R; ++r)
-        for (int64_t hh = 0; hh < H; ++hh)
+        for (int64_t hh = 0; hh < Hkv; ++hh)
           for (int64_t j = 0; j < n; ++j)
             for (int64_t e = 0; e < hd; ++e) {
-              const int64_t c = ((r * H + hh) * Lmax + ref_len[r] + j) * hd + e, s = ((r * H + hh) * n + j) * hd + e;
+              const int64_t c = ((r * Hkv + hh) * Lmax + ref_len[r] + j) * hd + e, s = ((r * Hkv + hh) * n + j) * hd + e;
               l.ck[c] = kr[s]; l.cv[c] = v[s];
             }
       ref::Mask mk;
       mk.flags = mask;
       for (int64_t r = 0; r < R; ++r) mk.kv_len.push_back(ref_len[r] + static_cast<int32_t>(n));
       std::vector<double> o(M * d), ob(M * d);
-      ref::attention(R, H, H, n, Lmax, hd, qr.data(), l.ck.data(), l.cv.data(), 1.0 / std::sqrt(double(hd)), mk, false,
+      ref::attention(R, H, Hkv, n, Lmax, hd, qr.data(), l.ck.data(), l.cv.data(), 1.0 / std::sqrt(double(hd)), mk, false,
                      nullptr, o.data(), nullptr);
       for (int64_t r = 0; r < R; ++r)
         for (int64_t hh = 0; hh < H; ++hh)
@@ -190,10 +197,10 @@ struct Model {
   }
 };
 
-void run_sequence(DType compute, double tol, uint64_t salt) {
+void run_sequence(DType compute, double tol, uint64_t salt, int64_t heads = 3, int64_t kv_heads = 0) {
   th::Rng rng(salt);
-  // dim 3·6 = 18, ffn 37 (odd), two layers, rows at lengths 0 and 2.
-  Model m(rng, 2, 2, 3, 6, 37, 12, compute, {0, 2});
+  // dim heads·6 (18), ffn 37 (odd), two layers, rows at lengths 0 and 2.
+  Model m(rng, 2, 2, heads, 6, 37, 12, compute, {0, 2}, kv_heads);
   double e = m.step(rng, 3, 0, kMaskCausal);  // prefill of three slots
   CHECK(e <= tol) << "prefill rel error " << e;
   for (int t = 0; t < 3; ++t) {
@@ -221,6 +228,13 @@ TEST(llama_blocks_fp32_matches_float64_blocks_over_prefill_decode_and_window) {
 // relative each), so ~1e-2 after two layers.
 TEST(llama_blocks_bf16_weights_match_float64_blocks) {
   run_sequence(DType::kBF16, 3e-2, 72);
+}
+
+// Grouped-query attention (LlamaGen's n_kv_head < n_head): 6 query heads on 2
+// and on 1 key/value heads; query head h reads kv head h / (heads / kv_heads).
+TEST(llama_blocks_grouped_query_attention_matches_float64_blocks) {
+  run_sequence(DType::kF32, 2e-5, 75, 6, 2);
+  run_sequence(DType::kF32, 2e-5, 76, 6, 1);
 }
 
 // The optional head: logits = RMSNorm(x_out, final_norm)·headᵀ in the same call.
@@ -297,6 +311,12 @@ TEST(llama_blocks_validates_every_layer_before_writing) {
   CHECK_THROWS_CODE(llama_blocks(m.args(x, 1, pos, kMaskBlockCausal)), kInvalidArgument);
   LlamaBlocksArgs a = m.args(x, 1, pos, kMaskCausal);
   a.x = make_view(x.data(), DType::kF32, {1, 16});
+  CHECK_THROWS_CODE(llama_blocks(a), kShape);
+  // kv_heads that do not divide heads, or that the qkv weight and caches do not hold.
+  a = m.args(x, 1, pos, kMaskCausal);
+  a.kv_heads = 3;
+  CHECK_THROWS_CODE(llama_blocks(a), kInvalidArgument);
+  a.kv_heads = 1;
   CHECK_THROWS_CODE(llama_blocks(a), kShape);
   CHECK(m.lengths_are({1, 1}));
   CHECK(std::memcmp(k0.data(), m.ck[0].data(), k0.size() * sizeof(float)) == 0);

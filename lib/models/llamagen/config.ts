@@ -14,6 +14,8 @@ export interface GptConfig {
   layers: number;
   dim: number;
   heads: number;
+  /** Key/value heads (grouped-query attention; = heads in the released models). */
+  kvHeads: number;
   headDim: number;
   /** Where the head count came from (see gptConfig). */
   headsSource: 'override' | 'args' | 'head-dim rule';
@@ -91,14 +93,18 @@ export function gptConfig(tensors: Tensors, file: string, opts: { heads?: number
   if (dim % heads !== 0 || (dim / heads) % 4 !== 0)
     throw new TesseraError('ERR_INVALID_ARGUMENT', `${heads} heads do not split dim ${dim} into head sizes divisible by 4 (2D RoPE)`);
 
+  // Grouped-query attention: wqkv holds n_head query heads and n_kv_head key
+  // and value heads, [(n_head + 2·n_kv_head)·head_dim, dim]; query head h
+  // reads key/value head h / (n_head / n_kv_head) (the official repeat_interleave).
+  const headDim = dim / heads;
   const qkvRows = r.shape('layers.0.attention.wqkv.weight', 2, 'fused [q|k|v] [(n_head + 2·n_kv_head)·head_dim, dim]')[0]!;
-  const kvHeads = (qkvRows - dim) / 2 / (dim / heads);
-  if (qkvRows !== 3 * dim && Number.isInteger(kvHeads) && kvHeads >= 1 && heads % kvHeads === 0)
-    bad(file, 'layers.0.attention.wqkv.weight', `has ${qkvRows} rows: grouped-query attention (n_kv_head = ${kvHeads} of ` +
-      `${heads} heads) is legal in the official model but not supported by Tessera yet (the official generate() cannot run it either)`);
+  const kvHeads = (qkvRows - dim) / 2 / headDim;
+  if (!Number.isInteger(kvHeads) || kvHeads < 1 || heads % kvHeads !== 0)
+    bad(file, 'layers.0.attention.wqkv.weight', `has ${qkvRows} rows: not (n_head + 2·n_kv_head)·head_dim for ${heads} heads of ` +
+      `${headDim} with n_kv_head dividing n_head (check the head count: --heads)`);
   for (let i = 0; i < blocks; i++) {
     const p = `layers.${i}`;
-    r.expect(`${p}.attention.wqkv.weight`, [3 * dim, dim], 'fused [q|k|v]: n_kv_head = n_head');
+    r.expect(`${p}.attention.wqkv.weight`, [qkvRows, dim], `fused [q|k|v] (n_kv_head = ${kvHeads})`);
     r.expect(`${p}.attention.wo.weight`, [dim, dim], 'attention output');
     r.expect(`${p}.feed_forward.w1.weight`, [ffnHidden, dim], 'SwiGLU gate');
     r.expect(`${p}.feed_forward.w3.weight`, [ffnHidden, dim], 'SwiGLU up');
@@ -113,7 +119,7 @@ export function gptConfig(tensors: Tensors, file: string, opts: { heads?: number
     r.expect('medusa_output.weight', [vocabulary, dim], 'NAR vertical head');
   }
   return {
-    layers, dim, heads, headDim: dim / heads, headsSource, vocabulary, classes: classRows - 1, ffnHidden,
+    layers, dim, heads, headDim, kvHeads, headsSource, vocabulary, classes: classRows - 1, ffnHidden,
     ...(vertical ? { verticalHead: true as const } : {}),
   };
 }

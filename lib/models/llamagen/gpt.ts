@@ -1,6 +1,7 @@
 // LlamaGen's c2i GPT (spec section 1): pre-norm Llama blocks (RMSNorm eps
-// 1e-5, fused [q|k|v], SwiGLU), 2D RoPE on interleaved pairs whose class
-// row is all zero, per-layer KV caches. One forward() takes n new slots for
+// 1e-5, fused [q|k|v] with n_kv_head ≤ n_head key/value heads, SwiGLU), 2D
+// RoPE on interleaved pairs whose class row is all zero, per-layer KV
+// caches (n_kv_head heads each). One forward() takes n new slots for
 // every row and returns their logits; the slots continue the cache, so the
 // same call serves prefill (the class slot), one-token decoding and
 // multi-token speculative windows.
@@ -45,7 +46,7 @@ export class GptState {
     if (!Number.isInteger(grid) || grid < 1) fail('ERR_INVALID_ARGUMENT', `grid must be a positive integer, got ${grid}`);
     this.maxLength = Math.ceil((1 + grid * grid) / 8) * 8;
     // NAR's vertical head is one more block with its own cache.
-    this.caches = Array.from({ length: config.layers + (config.verticalHead ? 1 : 0) }, () => KVCache.create(rows, config.heads, this.maxLength, config.headDim));
+    this.caches = Array.from({ length: config.layers + (config.verticalHead ? 1 : 0) }, () => KVCache.create(rows, config.kvHeads, this.maxLength, config.headDim));
     this.rope = ropeTable2d(grid, 1, config.headDim);
   }
 
@@ -195,7 +196,7 @@ export class LlamaGenGpt {
     images: number; steps: number; cfg: number; temperature: number; topK: number; topP: number; seed: number;
     firstStep: number; bias?: Float32Array; onStep?: (done: number) => void;
   }): Promise<Int32Array> {
-    const { heads, headDim, vocabulary } = this.config;
+    const { heads, headDim, kvHeads, vocabulary } = this.config;
     const guided = state.rows === 2 * o.images;
     if (!guided && state.rows !== o.images) fail('ERR_SHAPE', `the state has ${state.rows} rows; ${o.images} images need ${o.images} or ${2 * o.images}`);
     if (!Number.isInteger(o.steps) || o.steps < 1) fail('ERR_INVALID_ARGUMENT', `steps must be a positive integer, got ${o.steps}`);
@@ -212,7 +213,7 @@ export class LlamaGenGpt {
       ...this.layers.flatMap((l) => [l.attentionNorm, l.ffnNorm]), ...state.caches.flatMap((c) => [c.k, c.v])];
     try {
       await withTensors(held, () => native().llamaDecode({
-        rows: state.rows, heads, headDim, cos: cos.native(), sin: sin.native(), mask: MASK_CAUSAL, eps: RMS_EPS,
+        rows: state.rows, heads, headDim, kvHeads, cos: cos.native(), sin: sin.native(), mask: MASK_CAUSAL, eps: RMS_EPS,
         finalNorm: this.w.f32('norm.weight').native(), head: this.output.handle(),
         layers: this.layers.map((l, i) => ({
           qkv: l.qkv.handle(), wo: l.wo.handle(), w1: l.w1.handle(), w3: l.w3.handle(), w2: l.w2.handle(),
@@ -254,13 +255,13 @@ export class LlamaGenGpt {
    */
   private async blocks(layers: readonly LayerWeights[], caches: readonly KVCache[], state: GptState, x: Tensor, n: number,
     positions: Tensor, mask: 'causal' | 'none', head?: { norm: Tensor; packed: PackedWeight; logits: Tensor }): Promise<void> {
-    const { heads, headDim } = this.config;
+    const { heads, headDim, kvHeads } = this.config;
     const { cos, sin } = state.rope;
     const lengths = await Promise.all(caches.map((c) => c.settle()));
     const held = [x, positions, cos, sin, head?.norm, head?.logits, ...layers.flatMap((l) => [l.attentionNorm, l.ffnNorm]),
       ...caches.flatMap((c) => [c.k, c.v])];
     await withTensors(held, () => native().llamaBlocks({
-      x: x.native(), rows: state.rows, n, heads, headDim,
+      x: x.native(), rows: state.rows, n, heads, headDim, kvHeads,
       cos: cos.native(), sin: sin.native(), positions: positions.native(),
       mask: mask === 'causal' ? MASK_CAUSAL : 0, eps: RMS_EPS,
       finalNorm: head?.norm.native(), head: head?.packed.handle(), logits: head?.logits.native(),

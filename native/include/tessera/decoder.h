@@ -18,14 +18,14 @@ namespace tessera {
 // output projection + residual, RMSNorm, SwiGLU (w2(silu(w1 h) * w3 h)) +
 // residual.
 struct LlamaLayer {
-  const PackedWeight* qkv = nullptr;  // [3·dim, dim]
+  const PackedWeight* qkv = nullptr;  // [dim + 2·kv_heads·head_dim, dim]: q | k | v
   const PackedWeight* wo = nullptr;   // [dim, dim]
   const PackedWeight* w1 = nullptr;   // [ffn, dim]
   const PackedWeight* w3 = nullptr;   // [ffn, dim]
   const PackedWeight* w2 = nullptr;   // [dim, ffn]
   TensorView attention_norm;          // [dim] f32
   TensorView ffn_norm;                // [dim] f32
-  TensorView cache_k, cache_v;        // [rows, heads, Lmax, head_dim] f32, bf16 or f16
+  TensorView cache_k, cache_v;        // [rows, kv_heads, Lmax, head_dim] f32, bf16 or f16
   int32_t* lengths = nullptr;         // [rows] host: valid slots per row, advanced by n
 };
 
@@ -35,6 +35,7 @@ struct LlamaBlocksArgs {
   int32_t num_layers = 0;
   int32_t rows = 0, n = 0;            // sequences, new slots per sequence (row-major: row r, slot j = r·n + j)
   int32_t heads = 0, head_dim = 0;    // dim = heads · head_dim
+  int32_t kv_heads = 0;               // key/value heads (grouped-query attention; 0 = heads), divides heads
   TensorView cos, sin;                // RoPE table [P, head_dim/2] f32 (interleaved pairs)
   TensorView positions;               // [n] int32: table row of each new slot
   uint32_t mask = 0;                  // kMaskNone or kMaskCausal (attention.h)
