@@ -99,6 +99,9 @@ Isa hardware_isa() {
   const CpuFeatures& f = cpu_features();
   const bool avx512 = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma && f.f16c;
   if (avx512 && f.avx512_bf16) return Isa::kAvx512Bf16;
+#ifdef TESSERA_BF16_EMULATION  // the test build only: the bf16 kernels run on stand-ins (cpu/bf16_emulation.h)
+  if (avx512) return Isa::kAvx512Bf16;
+#endif
   if (avx512) return Isa::kAvx512;
   if (f.avx2 && f.fma && f.f16c) return Isa::kAvx2;
   return Isa::kScalar;

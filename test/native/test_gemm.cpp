@@ -141,6 +141,24 @@ void for_each_isa(Fn fn) {
 // Sizes cover M ∈ {1,2,7,64,130}, N ∈ {1,7,33,257}, K ∈ {1,13,64,1031}: edge
 // tiles in every dimension, K not a multiple of 16 or 2, N = 1, the GEMV path
 // (M ≤ 4, unpacked) and the packed path; the epilogue rotates with the case.
+#ifdef TESSERA_BF16_EMULATION_TESTS
+// This program carries the bf16 kernels on software stand-ins
+// (native/cpu/bf16_emulation.h): on any AVX-512 CPU the avx512bf16 tier must
+// be selectable, or the bf16 cases would silently not run here.
+TEST(bf16_emulation_tier_is_active_on_avx512) {
+  set_isa_override(Isa::kAvx512);
+  const bool avx512 = active_isa() == Isa::kAvx512;
+  set_isa_override(Isa::kAvx512Bf16);
+  const Isa got = active_isa();
+  clear_isa_override();
+  if (!avx512) {
+    std::printf("  (no AVX-512 on this CPU: the emulated bf16 kernels cannot run)\n");
+    return;
+  }
+  CHECK(got == Isa::kAvx512Bf16) << "the emulated avx512bf16 tier is not selectable";
+}
+#endif
+
 TEST(gemm_linear_sizes_f32_and_bf16_every_isa) {
   const int64_t sizes[][3] = {{1, 1, 1},    {1, 257, 1031}, {2, 33, 64},  {2, 7, 13},    {7, 33, 1031},
                               {7, 257, 13}, {64, 7, 64},    {64, 1, 1031}, {130, 33, 1031}, {130, 257, 64},

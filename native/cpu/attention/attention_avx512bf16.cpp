@@ -7,6 +7,9 @@
 #define TESSERA_ATTN_NS avx512bf16
 #define TESSERA_ATTN_WIDTH 16
 #include "cpu/attention/attention_tiled.h"
+#ifdef TESSERA_BF16_EMULATION  // the test build only: see cpu/bf16_emulation.h
+#include "cpu/bf16_emulation.h"
+#endif
 
 namespace tessera::cpu::attn {
 namespace avx512bf16 {

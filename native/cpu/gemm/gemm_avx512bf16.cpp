@@ -5,6 +5,9 @@
 #include <utility>
 
 #include "cpu/gemm/epilogue_avx512.h"
+#ifdef TESSERA_BF16_EMULATION  // the test build only: see cpu/bf16_emulation.h
+#include "cpu/bf16_emulation.h"
+#endif
 
 namespace tessera::cpu::gemm {
 namespace {
