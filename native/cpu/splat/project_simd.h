@@ -73,34 +73,7 @@ SPLAT_INLINE vf vexp_full(vf x) {
 // AVX-512: the projection reads its rows with plain loads and transposes
 // them in registers instead of gathering lane by lane (a 16-lane gather is
 // 16 load uops; the SH rows alone were 48 gathers per 16 Gaussians), and
-// writes its records the same way. The masked forms of the intrinsics with
-// every lane set: GCC 12 warns that the plain ones' undefined source may be used.
-constexpr __mmask16 kAll = 0xffff;
-
-// r[j] becomes column j: r'[j][l] = r[l][j] (4 × 16 shuffles).
-SPLAT_INLINE void transpose16(vf r[16]) {
-  __m512 a[16], b[16];
-  for (int i = 0; i < 16; ++i) a[i] = reinterpret_cast<__m512>(r[i]);
-  for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved per 128-bit lane
-    b[2 * i] = _mm512_maskz_unpacklo_ps(kAll, a[2 * i], a[2 * i + 1]);
-    b[2 * i + 1] = _mm512_maskz_unpackhi_ps(kAll, a[2 * i], a[2 * i + 1]);
-  }
-  for (int g = 0; g < 4; ++g) {  // a[4g + c]: rows 4g..4g+3 at column 4L + c of 128-bit lane L
-    a[4 * g + 0] = _mm512_maskz_shuffle_ps(kAll, b[4 * g], b[4 * g + 2], 0x44);
-    a[4 * g + 1] = _mm512_maskz_shuffle_ps(kAll, b[4 * g], b[4 * g + 2], 0xEE);
-    a[4 * g + 2] = _mm512_maskz_shuffle_ps(kAll, b[4 * g + 1], b[4 * g + 3], 0x44);
-    a[4 * g + 3] = _mm512_maskz_shuffle_ps(kAll, b[4 * g + 1], b[4 * g + 3], 0xEE);
-  }
-  for (int h = 0; h < 2; ++h)  // b[8h + c]: columns c, c + 8; b[8h + 4 + c]: c + 4, c + 12 (rows 8h..8h+7)
-    for (int c = 0; c < 4; ++c) {
-      b[8 * h + c] = _mm512_maskz_shuffle_f32x4(kAll, a[8 * h + c], a[8 * h + 4 + c], 0x88);
-      b[8 * h + 4 + c] = _mm512_maskz_shuffle_f32x4(kAll, a[8 * h + c], a[8 * h + 4 + c], 0xDD);
-    }
-  for (int c = 0; c < 8; ++c) {
-    r[c] = reinterpret_cast<vf>(_mm512_maskz_shuffle_f32x4(kAll, b[c], b[8 + c], 0x88));
-    r[c + 8] = reinterpret_cast<vf>(_mm512_maskz_shuffle_f32x4(kAll, b[c], b[8 + c], 0xDD));
-  }
-}
+// writes its records the same way (transpose16 and kAll: raster_tile.h).
 
 // Columns of 16 consecutive rows of 3 floats (48 contiguous floats at p):
 // out[k][l] = p[3l + k]. Per column one permute from the first 32 floats,

@@ -89,10 +89,60 @@ TileSoA tile_soa(const Projected* proj, const TileBins& bins, int64_t tile, int 
   return TileSoA{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], n, 0, bins.list + b, proj};
 }
 
+#if defined(__AVX512F__)
+// The masked forms of the intrinsics with every lane set: GCC 12 warns that
+// the plain ones' undefined source may be used.
+constexpr __mmask16 kAll = 0xffff;
+
+// r[j] becomes column j: r'[j][l] = r[l][j] (4 × 16 shuffles).
+SPLAT_INLINE void transpose16(vf r[16]) {
+  __m512 a[16], b[16];
+  for (int i = 0; i < 16; ++i) a[i] = reinterpret_cast<__m512>(r[i]);
+  for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved per 128-bit lane
+    b[2 * i] = _mm512_maskz_unpacklo_ps(kAll, a[2 * i], a[2 * i + 1]);
+    b[2 * i + 1] = _mm512_maskz_unpackhi_ps(kAll, a[2 * i], a[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // a[4g + c]: rows 4g..4g+3 at column 4L + c of 128-bit lane L
+    a[4 * g + 0] = _mm512_maskz_shuffle_ps(kAll, b[4 * g], b[4 * g + 2], 0x44);
+    a[4 * g + 1] = _mm512_maskz_shuffle_ps(kAll, b[4 * g], b[4 * g + 2], 0xEE);
+    a[4 * g + 2] = _mm512_maskz_shuffle_ps(kAll, b[4 * g + 1], b[4 * g + 3], 0x44);
+    a[4 * g + 3] = _mm512_maskz_shuffle_ps(kAll, b[4 * g + 1], b[4 * g + 3], 0xEE);
+  }
+  for (int h = 0; h < 2; ++h)  // b[8h + c]: columns c, c + 8; b[8h + 4 + c]: c + 4, c + 12 (rows 8h..8h+7)
+    for (int c = 0; c < 4; ++c) {
+      b[8 * h + c] = _mm512_maskz_shuffle_f32x4(kAll, a[8 * h + c], a[8 * h + 4 + c], 0x88);
+      b[8 * h + 4 + c] = _mm512_maskz_shuffle_f32x4(kAll, a[8 * h + c], a[8 * h + 4 + c], 0xDD);
+    }
+  for (int c = 0; c < 8; ++c) {
+    r[c] = reinterpret_cast<vf>(_mm512_maskz_shuffle_f32x4(kAll, b[c], b[8 + c], 0x88));
+    r[c + 8] = reinterpret_cast<vf>(_mm512_maskz_shuffle_f32x4(kAll, b[c], b[8 + c], 0xDD));
+  }
+}
+#endif
+
 // Gathers entries [s.filled, upto) (upto clamped to the list length).
 void fill_to(TileSoA& s, int64_t upto) {
   upto = std::min(upto, s.n);
-  for (int64_t k = s.filled; k < upto; ++k) {
+  int64_t k = s.filled;
+#if defined(__AVX512F__)
+  // 16 entries at a time: their records loaded whole and transposed into
+  // the 13 field vectors (the fields lead the record in TileSoA's order).
+  static_assert(offsetof(Projected, bda) == 12 * sizeof(float), "Projected field order");
+  float* const dst[kSoAFields] = {s.mx, s.my, s.A, s.B, s.C, s.op, s.r, s.g, s.b, s.z, s.ky, s.thr, s.bda};
+  for (; k < upto; k += kLanes) {
+    const int m = static_cast<int>(std::min<int64_t>(kLanes, upto - k));
+    for (int64_t p = k + kPrefetch, e = std::min(k + kPrefetch + kLanes, s.n); p < e; ++p)
+      __builtin_prefetch(&s.proj[s.list[p]]);
+    vf v[16];
+    for (int l = 0; l < kLanes; ++l)
+      v[l] = reinterpret_cast<vf>(_mm512_load_ps(reinterpret_cast<const float*>(&s.proj[s.list[k + (l < m ? l : 0)]])));
+    transpose16(v);
+    const __mmask16 mk = m == kLanes ? kAll : __mmask16((1u << m) - 1);
+    for (int f = 0; f < kSoAFields; ++f) _mm512_mask_storeu_ps(dst[f] + k, mk, reinterpret_cast<__m512>(v[f]));
+  }
+  k = upto;
+#endif
+  for (; k < upto; ++k) {
     if (k + kPrefetch < s.n) __builtin_prefetch(&s.proj[s.list[k + kPrefetch]]);
     const Projected& q = s.proj[s.list[k]];
     s.mx[k] = q.mx; s.my[k] = q.my;
