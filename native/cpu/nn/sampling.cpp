@@ -40,20 +40,32 @@ inline double from_order_key(uint64_t k) {
 }
 
 // The k-th largest of keys[0..n) (1 <= k <= n), the value nth_element
-// finds: a most-significant-digit-first radix select, 8 bits a pass, each
-// pass over the candidates still in play (compacted in place): about
-// n + n/2 + ... key visits and no branchy partitioning. Clobbers keys.
-uint64_t kth_key(uint64_t* keys, int64_t n, int64_t k) {
-  for (int shift = 56; shift >= 0 && n > 1; shift -= 8) {
-    int64_t hist[256] = {};
-    for (int64_t i = 0; i < n; ++i) ++hist[(keys[i] >> shift) & 255];
-    int d = 255;
+// finds: a most-significant-digit-first radix select over the candidates
+// still in play (compacted in place), 11-bit digits (three passes at most for
+// 32-bit keys, six for 64-bit), the histogram in four copies so that runs of
+// equal digits do not serialise on one counter. Clobbers keys.
+template <class Key>
+Key kth_key(Key* keys, int64_t n, int64_t k) {
+  constexpr int kBits = 8 * sizeof(Key), kDigit = 11;
+  for (int top = kBits; top > 0 && n > 1; top -= kDigit) {
+    const int shift = std::max(0, top - kDigit);
+    const Key mask = static_cast<Key>((Key{1} << (top - shift)) - 1);
+    int32_t hist[4][1 << kDigit] = {};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+      for (int j = 0; j < 4; ++j) ++hist[j][(keys[i + j] >> shift) & mask];
+    for (; i < n; ++i) ++hist[0][(keys[i] >> shift) & mask];
+    Key d = mask;
     int64_t above = 0;  // candidates with a larger digit
-    for (; d > 0 && above + hist[d] < k; --d) above += hist[d];
+    for (;; --d) {
+      const int64_t h = int64_t{hist[0][d]} + hist[1][d] + hist[2][d] + hist[3][d];
+      if (above + h >= k || d == 0) break;
+      above += h;
+    }
     k -= above;
     int64_t m = 0;
-    for (int64_t i = 0; i < n; ++i)
-      if (static_cast<int>((keys[i] >> shift) & 255) == d) keys[m++] = keys[i];
+    for (i = 0; i < n; ++i)
+      if (((keys[i] >> shift) & mask) == d) keys[m++] = keys[i];
     n = m;
   }
   return keys[0];  // every remaining candidate has this key
@@ -70,36 +82,6 @@ inline float from_order_key32(uint32_t k) {
   float v;
   std::memcpy(&v, &u, sizeof v);
   return v;
-}
-
-// kth_key on 32-bit keys with 11-bit digits (three passes at most: bits
-// 31-21, 20-10, 9-0), the histogram in four copies so that runs of equal
-// digits do not serialise on one counter.
-uint32_t kth_key32(uint32_t* keys, int64_t n, int64_t k) {
-  constexpr int kShifts[3] = {21, 10, 0};
-  constexpr uint32_t kMasks[3] = {2047, 2047, 1023};
-  for (int pass = 0; pass < 3 && n > 1; ++pass) {
-    const int shift = kShifts[pass];
-    const uint32_t mask = kMasks[pass];
-    int32_t hist[4][2048] = {};
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-      for (int j = 0; j < 4; ++j) ++hist[j][(keys[i + j] >> shift) & mask];
-    for (; i < n; ++i) ++hist[0][(keys[i] >> shift) & mask];
-    uint32_t d = mask;
-    int64_t above = 0;  // candidates with a larger digit
-    for (;; --d) {
-      const int64_t h = int64_t{hist[0][d]} + hist[1][d] + hist[2][d] + hist[3][d];
-      if (above + h >= k || d == 0) break;
-      above += h;
-    }
-    k -= above;
-    int64_t m = 0;
-    for (i = 0; i < n; ++i)
-      if (((keys[i] >> shift) & mask) == d) keys[m++] = keys[i];
-    n = m;
-  }
-  return keys[0];
 }
 
 // The first index of row r whose (CFG-mixed) logit is NaN or +Inf, for the
@@ -172,7 +154,7 @@ double process_row(const SampleArgs& a, int64_t r, double* x, double* e, int32_t
   // x = double(l)·(1/T) is strictly increasing in the float l (distinct
   // floats stay distinct in double), so the k-th largest l gives it.
   double thr = kNegInf;
-  if (top_k) thr = static_cast<double>(from_order_key32(kth_key32(keys, V, a.top_k))) * inv_t;
+  if (top_k) thr = static_cast<double>(from_order_key32(kth_key(keys, V, a.top_k))) * inv_t;
   // Kept indices in index order; exp only for them (the dropped weigh 0).
   int64_t kept = 0;
   for (int64_t i = 0; i < V; ++i) {
