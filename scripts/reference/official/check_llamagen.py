@@ -235,29 +235,7 @@ def run_config(name, cfg, official, out, store, vq_cache):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--repo', required=True, help='extracted official LlamaGen repository')
-    ap.add_argument('--out', help='output directory (default: test/fixtures/official/var-llamagen with --fixtures)')
-    ap.add_argument('--fixtures', action='store_true', help='write the tiny committed fixtures (float16 weights)')
-    ap.add_argument('--only', help='comma-separated config names')
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    official = load_official(a.repo)
-    configs = FIXTURES if a.fixtures else CONFIGS
-    out = a.out or (os.path.join(os.path.dirname(__file__), '..', '..', '..', 'test', 'fixtures', 'official', 'var-llamagen')
-                    if a.fixtures else None)
-    if out is None:
-        sys.exit('give --out (or --fixtures)')
-    os.makedirs(out, exist_ok=True)
-    manifest_path = os.path.join(out, 'manifest.json')
-    entries = json.load(open(manifest_path)) if os.path.exists(manifest_path) else []
-    vq_cache = {}
-    for name, cfg in configs.items():
-        if a.only and name not in a.only.split(','):
-            continue
-        entry = run_config(name, cfg, official, out, 'float16' if a.fixtures else 'float32', vq_cache)
-        entries = [e for e in entries if e['name'] != name] + [entry]
-    common.write_manifest(out, entries)
+    common.run_main(__doc__, 'LlamaGen', load_official, CONFIGS, FIXTURES, run_config)
 
 
 if __name__ == '__main__':

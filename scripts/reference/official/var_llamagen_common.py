@@ -122,3 +122,39 @@ def normal_(t, g, std, mean=0.0):
 
 def fan_in_std(w, gain=1.0):
     return gain / math.sqrt(max(1, w[0].numel()))
+
+
+def run_main(doc, family, load_official, configs, fixtures, run_config):
+    """The command line shared by check_var.py and check_llamagen.py: run the
+    configurations (or --only some), write their files and merge their
+    entries into the manifest of the output directory."""
+    import argparse
+    import json
+    import os
+    import sys
+
+    import torch
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--repo', required=True, help=f'extracted official {family} repository')
+    ap.add_argument('--out', help='output directory (default: test/fixtures/official/var-llamagen with --fixtures)')
+    ap.add_argument('--fixtures', action='store_true', help='write the tiny committed fixtures (float16 weights)')
+    ap.add_argument('--only', help='comma-separated config names')
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    official = load_official(a.repo)
+    chosen = fixtures if a.fixtures else configs
+    out = a.out or (os.path.join(os.path.dirname(__file__), '..', '..', '..', 'test', 'fixtures', 'official', 'var-llamagen')
+                    if a.fixtures else None)
+    if out is None:
+        sys.exit('give --out (or --fixtures)')
+    os.makedirs(out, exist_ok=True)
+    manifest_path = os.path.join(out, 'manifest.json')
+    entries = json.load(open(manifest_path)) if os.path.exists(manifest_path) else []
+    cache = {}
+    for name, cfg in chosen.items():
+        if a.only and name not in a.only.split(','):
+            continue
+        entry = run_config(name, cfg, official, out, 'float16' if a.fixtures else 'float32', cache)
+        entries = [e for e in entries if e['name'] != name] + [entry]
+    write_manifest(out, entries)
