@@ -54,7 +54,7 @@ CONFIGS = {
     # The official generate() cannot run it (its KV cache has n_head heads); logits only.
     'llamagen_gqa_h4_kv2': dict(dim=128, n_layer=2, n_head=4, n_kv_head=2, heads_flag=4, vocab=32, classes=3, grid=8,
                                 vq=dict(encoder_ch_mult=[1, 1], decoder_ch_mult=[1, 1], z_channels=32, codebook_embed_dim=4),
-                                cfg=2.0, unsupported='wqkv'),
+                                cfg=2.0, logits_only=True),
 }
 
 # Width 32 (one head of 32: --heads 1), a one-level ch-32 VQ without the codebook_used buffer
@@ -65,7 +65,7 @@ FIXTURES = {
                                    vq=dict(encoder_ch_mult=[1], decoder_ch_mult=[1], z_channels=32, codebook_embed_dim=4,
                                            codebook_show_usage=False, ch=32, num_res_blocks=1), tie=True, cfg=2.5),
     'llamagen_fix_gqa': dict(dim=32, n_layer=1, n_head=2, n_kv_head=1, heads_flag=2, vocab=24, classes=5, grid=6, multiple_of=32,
-                             share_vq_with='llamagen_fix_l2_w32_g6', cfg=2.5, unsupported='wqkv'),
+                             share_vq_with='llamagen_fix_l2_w32_g6', cfg=2.5, logits_only=True),
 }
 
 
@@ -191,7 +191,7 @@ def run_config(name, cfg, official, out, store, vq_cache):
         log.append(f'|logits| max {logits.abs().max():.3g}')
 
         # Greedy generate(): guided with one null-class image, and cfg 1 (no guidance).
-        if not cfg.get('unsupported'):
+        if not cfg.get('logits_only'):  # the official generate() cannot run GQA (its KV cache has n_head heads)
             orig = gen.sample
             margins = []
 
