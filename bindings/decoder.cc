@@ -121,11 +121,13 @@ class LlamaDecodeWorker : public OpWorker {
       has_tsfn_ = true;
       a_.on_step = [](void* ctx, int32_t done) {
         auto* self = static_cast<LlamaDecodeWorker*>(ctx);
-        self->tsfn_.NonBlockingCall(new int32_t(done), [](Napi::Env env, Napi::Function fn, int32_t* d) {
-          const int32_t v = *d;
-          delete d;
-          if (env != nullptr && fn != nullptr) fn.Call({Napi::Number::New(env, v)});
+        int32_t* d = new int32_t(done);
+        const napi_status st = self->tsfn_.NonBlockingCall(d, [](Napi::Env env, Napi::Function fn, int32_t* v) {
+          const int32_t n = *v;
+          delete v;
+          if (env != nullptr && fn != nullptr) fn.Call({Napi::Number::New(env, n)});
         });
+        if (st != napi_ok) delete d;  // closing (the environment is going away): drop the report
       };
       a_.on_step_ctx = this;
     }
