@@ -176,7 +176,9 @@ describe('OctGPT checkpoints', () => {
     const text = new Map(t);
     text.set('encoder.layers.blocks.0.cross_attn.in_proj_weight', t.get('split_emb.weight')!);
     expect(await codeOf(() => OctGpt.load(text, 'x', opts))).toBe('ERR_FORMAT');
-    expect(await codeOf(() => OctGpt.load(ckpt.a.tensors, 'x', { ...opts, fullDepth: 5 }))).toBe('ERR_FORMAT');  // depths 5..7 exceed the 128 grid
+    // Depths past 6 are allowed as in the official OctreeT.build_xyz (x·128 // 2^d); more token depths than depth_emb rows are not.
+    expect(OctGpt.load(ckpt.a.tensors, 'x', { ...opts, fullDepth: 5 }).config.depthStop).toBe(7);
+    expect(await codeOf(() => OctGpt.load(ckpt.a.tensors, 'x', { ...opts, depthStop: m.config.fullDepth + 3 }))).toBe('ERR_INVALID_ARGUMENT');
     expect(await codeOf(() => m.condition(2))).toBe('ERR_INVALID_ARGUMENT');
   });
 

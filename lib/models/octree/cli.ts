@@ -15,14 +15,15 @@ import { OCTGPT_SHAPENET, randomOctGptTensors } from './octgpt_random.js';
 
 export const GENERATE_USAGE = `Usage: tessera octree generate --weights <octgpt.pth> [--seed N] [--steps N|a,b,c,d]
          [--temperature t|a,b,c,d] [--top-k K] [--class C] [--out <voxels.obj|ply|glb>] [--points <out.ply>]
-         [--codes <out.bin>] [--heads H] [--window K] [--dilation D] [--buffer B] [--full-depth F] [--no-shift]
+         [--codes <out.bin>] [--heads H] [--window K] [--dilation D] [--buffer B] [--full-depth F] [--depth-stop S] [--no-shift]
 
 OctGPT token-parallel generation (spec octree.md §4): split flags depth by
 depth from the full depth, then one BSQ code per node of the last token depth,
 with the cosine schedule, temperature decay and remasking. One seed gives one
 octree. The architecture comes from the checkpoint's shapes; heads, window,
 dilation, buffer and full depth are not in any shape (defaults: the released
-ShapeNet model, 8 heads, window 2048, dilation 2, buffer 64, full depth 3).
+ShapeNet model, 8 heads, window 2048, dilation 2, buffer 64, full depth 3,
+depth stop = full depth + 3: the leaf-code depth, MODEL.depth_stop).
 Unconditional and category (--class) checkpoints only.
 
   --steps             iterations per depth (default 64,128,128,256)
@@ -66,7 +67,7 @@ function check(f: Map<string, string | true>, valued: string[], boolean: string[
 }
 
 export async function runGenerate(argv: string[]): Promise<number> {
-  const VALUED = ['weights', 'seed', 'steps', 'temperature', 'top-k', 'class', 'out', 'points', 'codes', 'heads', 'window', 'dilation', 'buffer', 'full-depth'];
+  const VALUED = ['weights', 'seed', 'steps', 'temperature', 'top-k', 'class', 'out', 'points', 'codes', 'heads', 'window', 'dilation', 'buffer', 'full-depth', 'depth-stop'];
   const args = parseArgs(argv, VALUED);
   const f = args.flags;
   if (f.has('help')) { console.log(GENERATE_USAGE); return 0; }
@@ -94,7 +95,8 @@ export async function runGenerate(argv: string[]): Promise<number> {
       window: f.has('window') ? num(f, 'window', 2048, 2, 1 << 16) : undefined,
       dilation: f.has('dilation') ? num(f, 'dilation', 2, 1, 1024) : undefined,
       bufferSize: f.has('buffer') ? num(f, 'buffer', 64, 0, 4096) : undefined,
-      fullDepth: f.has('full-depth') ? num(f, 'full-depth', 3, 1, 6) : undefined,
+      fullDepth: f.has('full-depth') ? num(f, 'full-depth', 3, 1, 15) : undefined,
+      depthStop: f.has('depth-stop') ? num(f, 'depth-stop', 6, 1, 16) : undefined,
       shiftWindows: !f.has('no-shift'),
     });
     const c = model.config;

@@ -13,6 +13,7 @@
 //     x += fc2(GELU(fc1(norm2 x)))
 // Positions are cell centres on the 128 grid (x·128/2^d + 64/2^d, integer
 // arithmetic as the original); buffer rows sit at 0 with depth index 0.
+// Token depth d uses depth_emb row d - lo.
 // Heads: split_head (2 logits) on split-flag rows, vq_head (2 logits per bit).
 import { fail } from '../../errors.js';
 import { linear } from '../../ops/gemm.js';
@@ -151,9 +152,11 @@ export class OctGpt {
     const meta: RowMeta = { xyz: new Float32Array(N * 3), depth: new Int32Array(N) };
     let row = nb;
     for (let d = lo; d <= hi; d++) {
-      const cell = octree.xyz(d), scale = Math.floor(OCTGPT_GRID / 2 ** d), half = Math.floor(scale / 2);
+      // OctreeT.build_xyz: x·128 // 2^d + 128 // 2^d // 2 (integer floor
+      // division, so depths past 7 share grid cells and get no half offset).
+      const cell = octree.xyz(d), div = 2 ** d, half = Math.floor(Math.floor(OCTGPT_GRID / div) / 2);
       for (let i = 0; i < cell.length / 3; i++, row++) {
-        for (let a = 0; a < 3; a++) meta.xyz[3 * row + a] = cell[3 * i + a]! * scale + half;
+        for (let a = 0; a < 3; a++) meta.xyz[3 * row + a] = Math.floor((cell[3 * i + a]! * OCTGPT_GRID) / div) + half;
         meta.depth[row] = d - lo;
       }
     }

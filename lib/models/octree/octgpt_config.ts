@@ -9,15 +9,19 @@
 //     attention.qkv.{weight [3C, C], bias}, attention.proj.{weight, bias}
 //     attention.rope.freqs [3, H·3·⌊d/6⌋] (rows x, y, z; per head 3 bands)
 //     mlp.fc1 [hidden, C], mlp.fc2 [C, hidden] (+ biases)
-//     pos_emb.depth_emb.weight [depths, C] (+ pos_emb.absolute_emb [128, C]: AbsPosEmb)
+//     pos_emb.depth_emb.weight [rows, C] (+ pos_emb.absolute_emb [128, C]: AbsPosEmb)
+//       (rows = MAX_DEPTH - FULL_DEPTH + 1 = 4, module constants of the
+//       official positional_embedding.py: every checkpoint has 4, whatever
+//       depths it was trained on; token depth d uses row d - fullDepth)
 //   encoder_ln / decoder_ln (same norm kind)
 // Text/image models add cross-attention (cross_attn, cross_norm), mask_token,
 // ln_cond and cond_proj: refused here (no CLIP encoder in Tessera).
 //
 // What no shape holds comes from options, with the released ShapeNet
-// defaults: heads 8, full depth 3, buffer 64, shifted windows on; window and
-// dilation differ per released model (2048/2 unconditional ShapeNet, 1024/16
-// category, 1024/8 Objaverse) and default to 2048/2.
+// defaults: heads 8, full depth 3, depth stop (MODEL.depth_stop, the depth of
+// the leaf codes) full depth + rows - 1 = 6, buffer 64, shifted windows on;
+// window and dilation differ per released model (2048/2 unconditional
+// ShapeNet, 1024/16 category, 1024/8 Objaverse) and default to 2048/2.
 import { TesseraError } from '../../errors.js';
 import type { StoredTensor } from '../../io/stored-tensor.js';
 import { ShapeReader, type Tensors } from '../var/config.js';
@@ -32,12 +36,14 @@ export interface OctGptConfig {
   /** Bits of one leaf code (BSQ embedding channels). */
   codeBits: number;
   classes: number;
-  /** Depths that carry tokens: fullDepth .. fullDepth + depths - 1 (depth_emb rows). */
+  /** Depths that carry tokens: fullDepth .. depthStop (at most the depth_emb rows). */
   depths: number;
+  /** Rows of depth_emb (4 in every official checkpoint). */
+  depthRows: number;
   norm: 'layer' | 'rms';
   posEmb: 'sin' | 'abs';
   fullDepth: number;
-  /** The depth whose nodes carry the leaf codes (fullDepth + depths - 1). */
+  /** The depth whose nodes carry the leaf codes (MODEL.depth_stop). */
   depthStop: number;
   window: number;
   dilation: number;
@@ -48,6 +54,8 @@ export interface OctGptConfig {
 export interface OctGptOptions {
   heads?: number;
   fullDepth?: number;
+  /** MODEL.depth_stop: the leaf-code depth (default fullDepth + depth_emb rows - 1). */
+  depthStop?: number;
   window?: number;
   dilation?: number;
   bufferSize?: number;
@@ -102,7 +110,7 @@ export function octgptConfig(tensors: Tensors, file: string, opts: OctGptOptions
   const p0 = 'encoder.layers.blocks.0';
   const norm: OctGptConfig['norm'] = r.has(`${p0}.norm1.bias`) ? 'layer' : 'rms';
   const posEmb: OctGptConfig['posEmb'] = r.has(`${p0}.pos_emb.absolute_emb`) ? 'abs' : 'sin';
-  const depths = r.shape(`${p0}.pos_emb.depth_emb.weight`, 2, 'depth embeddings [depths, C]')[0]!;
+  const depthRows = r.shape(`${p0}.pos_emb.depth_emb.weight`, 2, 'depth embeddings [rows, C]')[0]!;
   const mlpHidden = r.shape(`${p0}.mlp.fc1.weight`, 2, 'MLP fc1 [hidden, C]')[0]!;
 
   const heads = positiveInt('heads', opts.heads ?? 8, 1, width);
@@ -126,7 +134,7 @@ export function octgptConfig(tensors: Tensors, file: string, opts: OctGptOptions
       r.expect(`${p}.mlp.fc1.bias`, [mlpHidden], 'MLP fc1 bias');
       r.expect(`${p}.mlp.fc2.weight`, [width, mlpHidden], 'MLP fc2');
       r.expect(`${p}.mlp.fc2.bias`, [width], 'MLP fc2 bias');
-      r.expect(`${p}.pos_emb.depth_emb.weight`, [depths, width], 'depth embeddings');
+      r.expect(`${p}.pos_emb.depth_emb.weight`, [depthRows, width], 'depth embeddings');
       if (posEmb === 'abs') r.expect(`${p}.pos_emb.absolute_emb`, [128, width], 'absolute position table (128 grid)');
     }
     r.expect(`${stack}_ln.weight`, [width], `${stack} final norm`);
@@ -135,14 +143,16 @@ export function octgptConfig(tensors: Tensors, file: string, opts: OctGptOptions
   checkStack('encoder', encoderBlocks);
   checkStack('decoder', decoderBlocks);
 
-  const fullDepth = positiveInt('fullDepth', opts.fullDepth ?? 3, 1, 6);
-  const depthStop = fullDepth + depths - 1;
-  if (depths < 1 || depthStop > 6)
-    bad(file, `${p0}.pos_emb.depth_emb.weight`, `has ${depths} rows: depths ${fullDepth}..${depthStop} exceed OctGPT's 128 position grid (depth 6 at most)`);
+  const fullDepth = positiveInt('fullDepth', opts.fullDepth ?? 3, 1, 15);
+  if (depthRows < 1) bad(file, `${p0}.pos_emb.depth_emb.weight`, 'has no rows');
+  const depthStop = positiveInt('depthStop', opts.depthStop ?? Math.min(fullDepth + depthRows - 1, 16), fullDepth, 16);
+  const depths = depthStop - fullDepth + 1;
+  if (depths > depthRows)
+    throw new TesseraError('ERR_INVALID_ARGUMENT', `depths ${fullDepth}..${depthStop} need ${depths} depth embeddings, ${file} has ${depthRows} (pos_emb.depth_emb.weight rows)`);
   const window = positiveInt('window', opts.window ?? 2048, 2, 1 << 16);
   if (window % 2 !== 0) throw new TesseraError('ERR_INVALID_ARGUMENT', `window must be even (shifted windows start with window/2 fillers), got ${window}`);
   return {
-    width, heads, headDim, encoderBlocks, decoderBlocks, mlpHidden, codeBits, classes, depths, norm, posEmb,
+    width, heads, headDim, encoderBlocks, decoderBlocks, mlpHidden, codeBits, classes, depths, depthRows, norm, posEmb,
     fullDepth, depthStop, window, dilation: positiveInt('dilation', opts.dilation ?? 2, 1, 1024),
     bufferSize: positiveInt('bufferSize', opts.bufferSize ?? 64, 0, 4096), shiftWindows: opts.shiftWindows ?? true,
   };
