@@ -163,79 +163,101 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
   ThreadPool& pool = ThreadPool::global();
   out->num_visible = nv;
   const Chunks cg = chunks_for(n, 16384);
-  int64_t* first = arena->array<int64_t>(cg.count + 1);
   uint32_t* kmin = arena->array<uint32_t>(cg.count);
   uint32_t* kmax = arena->array<uint32_t>(cg.count);
   int64_t* area = arena->array<int64_t>(cg.count);
   pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
-      int64_t cnt = 0, sum = 0;
+      int64_t sum = 0;
       uint32_t lo = ~0u, hi = 0;
       for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
         if (status[i] != kProjVisible) continue;
-        ++cnt;
         const uint32_t k = depth_key[i];
         lo = k < lo ? k : lo;
         hi = k > hi ? k : hi;
         const TileRect r = rects[i];
         sum += int64_t(r.x1 - r.x0) * (r.y1 - r.y0);
       }
-      first[c + 1] = cnt;
       kmin[c] = lo;
       kmax[c] = hi;
       area[c] = sum;
     }
   });
-  first[0] = 0;
   uint32_t key_lo = ~0u, key_hi = 0;
   out->intersections = 0;
   for (int64_t c = 0; c < cg.count; ++c) {
-    first[c + 1] += first[c];
     key_lo = std::min(key_lo, kmin[c]);
     key_hi = std::max(key_hi, kmax[c]);
     out->intersections += area[c];
   }
   const int key_bits = nv > 0 && key_hi > key_lo ? 32 - __builtin_clz(key_hi - key_lo) : 0;
   // 256 buckets: fine enough for the chunk sizes (1/16 of the Gaussians
-  // and more), few enough for the scatter's write streams (11 bits: +2 ms).
+  // and more).
   const int top_bits = std::min(key_bits, 8);
   out->low_bits = key_bits - top_bits;
   out->buckets = 1 << top_bits;
   const int nb = out->buckets, low = out->low_bits;
-  // Items (key − key_lo) << 32 | index in index order, counted per chunk by
-  // the key's top digit, then scattered stably into their buckets.
-  uint64_t* items = arena->array<uint64_t>(nv);
-  out->items = arena->array<uint64_t>(nv);
+  // Counts per chunk and bucket (the key's top digit).
   int64_t* hist = arena->array<int64_t>(cg.count * nb);
   pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
-      int64_t j = first[c];
       int64_t* h = hist + c * nb;
       std::fill(h, h + nb, 0);
-      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
-        if (status[i] != kProjVisible) continue;
-        const uint32_t key = depth_key[i] - key_lo;
-        items[j++] = uint64_t(key) << 32 | uint64_t(i);
-        ++h[key >> low];
-      }
+      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i)
+        if (status[i] == kProjVisible) ++h[(depth_key[i] - key_lo) >> low];
     }
   });
   out->offsets = arena->array<int64_t>(nb + 1);
   int64_t run = 0;
   for (int d = 0; d < nb; ++d) {
     out->offsets[d] = run;
-    for (int64_t c = 0; c < cg.count; ++c) {
-      const int64_t cnt = hist[c * nb + d];
-      hist[c * nb + d] = run;
-      run += cnt;
-    }
+    for (int64_t c = 0; c < cg.count; ++c) run += hist[c * nb + d];
   }
   out->offsets[nb] = run;
-  uint64_t* dst = out->items;
+  // Depth chunks of whole buckets: the first holds about 1/16 of the
+  // visible Gaussians (at least 16384), each next one about twice the
+  // previous; they depend on the counts only (the forward may stop early).
+  int32_t* chunk_of = arena->array<int32_t>(nb);
+  out->chunk_bucket = arena->array<int64_t>(nb + 1);
+  out->chunks = 0;
+  out->chunk_bucket[0] = 0;
+  for (int64_t b0 = 0, step = std::max<int64_t>(nv / 16, 16384); b0 < nb; step *= 2) {
+    int64_t b1 = b0 + 1;
+    while (b1 < nb && out->offsets[b1] - out->offsets[b0] < step) ++b1;
+    for (int64_t b = b0; b < b1; ++b) chunk_of[b] = out->chunks;
+    out->chunk_bucket[++out->chunks] = b1;
+    b0 = b1;
+  }
+  // The visible Gaussians grouped by depth chunk, index order within
+  // (items and their rectangles, so a chunk's coverage filter reads them in
+  // sequence): a stable scatter into a few streams, cursors in (depth chunk,
+  // chunk) order.
+  const int nc = out->chunks;
+  int64_t* cur = arena->array<int64_t>(cg.count * nc);
+  std::fill(cur, cur + cg.count * nc, 0);
+  for (int64_t c = 0; c < cg.count; ++c)
+    for (int d = 0; d < nb; ++d) cur[c * nc + chunk_of[d]] += hist[c * nb + d];
+  run = 0;
+  for (int d = 0; d < nc; ++d)
+    for (int64_t c = 0; c < cg.count; ++c) {
+      const int64_t cnt = cur[c * nc + d];
+      cur[c * nc + d] = run;
+      run += cnt;
+    }
+  out->items = arena->array<uint64_t>(nv);
+  out->rects = arena->array<TileRect>(nv);
+  uint64_t* __restrict dst = out->items;
+  TileRect* __restrict dst_rects = out->rects;
   pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
     for (int64_t c = c0; c < c1; ++c) {
-      int64_t* cur = hist + c * nb;
-      for (int64_t j = first[c], e = first[c + 1]; j < e; ++j) dst[cur[items[j] >> (32 + low)]++] = items[j];
+      int64_t* __restrict cc = cur + c * nc;
+      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
+        if (status[i] != kProjVisible) continue;
+        const uint32_t key = depth_key[i] - key_lo;
+        const int64_t j = cc[chunk_of[key >> low]]++;
+        dst[j] = uint64_t(key) << 32 | uint64_t(i);
+        dst_rects[j] = rects[i];
+      }
     }
   });
 }
@@ -259,15 +281,17 @@ static const int32_t* tile_sat(const uint32_t* flags, int64_t tiles_x, int64_t t
   return sat;
 }
 
-void depth_chunk(const DepthBuckets& bk, int64_t b0, int64_t b1, const TileRect* rects, const CameraFrame& cam,
+void depth_chunk(const DepthBuckets& bk, int chunk, const TileRect* rects, const CameraFrame& cam,
                  const uint32_t* live, Arena* arena, DepthOrder* out) {
   ThreadPool& pool = ThreadPool::global();
+  const int64_t b0 = bk.chunk_bucket[chunk], b1 = bk.chunk_bucket[chunk + 1];
   const int64_t i0 = bk.offsets[b0], m = bk.offsets[b1] - i0;
   const uint64_t* src = bk.items + i0;
+  const TileRect* src_rects = bk.rects + i0;
   // Summed-area table of the tiles still blending (as bin_range's).
   const int64_t tiles_x = cam.tiles_x, sw = tiles_x + 1;
   const int32_t* sat = tile_sat(live, tiles_x, cam.tiles_y, arena);
-  // Keep the Gaussians with a live tile in their rectangle, in bucket order,
+  // Keep the Gaussians with a live tile in their rectangle, in index order,
   // their keys less the chunk's first key (a range of (b1 − b0) << low_bits).
   const Chunks cv = chunks_for(m, 2048);
   uint8_t* keep = arena->array<uint8_t>(m);
@@ -276,8 +300,7 @@ void depth_chunk(const DepthBuckets& bk, int64_t b0, int64_t b1, const TileRect*
     for (int64_t c = c0; c < c1; ++c) {
       int64_t kept = 0;
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
-        if (k + 16 < e) __builtin_prefetch(&rects[static_cast<uint32_t>(src[k + 16])]);  // random reads
-        const TileRect r = rects[static_cast<uint32_t>(src[k])];
+        const TileRect r = src_rects[k];
         const int32_t in = sat[r.y1 * sw + r.x1] - sat[r.y0 * sw + r.x1] - sat[r.y1 * sw + r.x0] + sat[r.y0 * sw + r.x0];
         keep[k] = in != 0;
         kept += in != 0;

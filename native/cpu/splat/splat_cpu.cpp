@@ -155,19 +155,16 @@ void splat_render(const SplatRenderArgs& a) {
     // their first few hundred Gaussians, and the Gaussians behind saturated
     // tiles are never sorted. Per pixel the blend sees the same Gaussians in
     // the same order as over the whole list.
-    const int64_t tiles = num_tiles(pass.cam), nv = pass.buckets.num_visible;
+    const int64_t tiles = num_tiles(pass.cam);
     char* state = static_cast<char*>(cam_arena.get(kTileStateBytes * static_cast<size_t>(tiles)));
     uint32_t* live = cam_arena.array<uint32_t>(tiles);
     std::fill(live, live + tiles, kTileUnstarted);
     ThreadPool& pool = ThreadPool::global();
     TileBins bins;
     const DepthBuckets& bk = pass.buckets;
-    for (int64_t b0 = 0, step = std::max<int64_t>(nv / 16, 16384); b0 < bk.buckets; step *= 2) {
-      int64_t b1 = b0 + 1;
-      while (b1 < bk.buckets && bk.offsets[b1] - bk.offsets[b0] < step) ++b1;
+    for (int c = 0; c < bk.chunks; ++c) {
       DepthOrder chunk;
-      depth_chunk(bk, b0, b1, pass.rects, pass.cam, live, &cam_arena, &chunk);
-      b0 = b1;
+      depth_chunk(bk, c, pass.rects, pass.cam, live, &cam_arena, &chunk);
       bin_range(chunk, 0, chunk.num_visible, pass.cam, live, &cam_arena, &bins);
       clock.lap(kSplatStageBin);
       pool.parallel_for(tiles, 1, [&](int64_t b, int64_t e, int tid) {

@@ -114,21 +114,25 @@ class Arena {
 // are num_visible of them) by (depth, index).
 void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
                    int64_t num_visible, Arena* arena, DepthOrder* out);
-// The visible Gaussians grouped by the top (at most 8) bits of their depth
-// key, for the forward's depth chunks (no full sort: a chunk sorts only its
-// Gaussians that reach a tile still blending).
+// The visible Gaussians grouped into the forward's depth chunks: ranges of
+// buckets (the top, at most 8, bits of the depth key), the first holding
+// about 1/16 of them, each next one about twice the previous (no full sort:
+// a chunk sorts only its Gaussians that reach a tile still blending).
 struct DepthBuckets {
   int64_t num_visible = 0;
   int64_t intersections = 0;  // total area of the visible Gaussians' rectangles
-  uint64_t* items = nullptr;  // [num_visible] (key − smallest key) << 32 | index; by bucket, index order within
-  int64_t* offsets = nullptr; // [buckets + 1]
+  uint64_t* items = nullptr;  // [num_visible] (key − smallest key) << 32 | index; by chunk, index order within
+  TileRect* rects = nullptr;  // [num_visible] the items' rectangles
+  int64_t* offsets = nullptr; // [buckets + 1] items before bucket b (in key order)
   int buckets = 1, low_bits = 0;  // bucket = key >> low_bits
+  int chunks = 0;
+  int64_t* chunk_bucket = nullptr;  // [chunks + 1] chunk c = buckets [chunk_bucket[c], chunk_bucket[c + 1])
 };
 void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
                      int64_t num_visible, Arena* arena, DepthBuckets* out);
-// The Gaussians of buckets [b0, b1) whose rectangle holds a tile with
+// The Gaussians of depth chunk `chunk` whose rectangle holds a tile with
 // live[t] != 0, in (depth, index) order (out->intersections is not set).
-void depth_chunk(const DepthBuckets& b, int64_t b0, int64_t b1, const TileRect* rects, const CameraFrame& cam,
+void depth_chunk(const DepthBuckets& b, int chunk, const TileRect* rects, const CameraFrame& cam,
                  const uint32_t* live, Arena* arena, DepthOrder* out);
 // Tile lists of the Gaussians at depth ranks [k0, k1), front to back, into
 // bins (its offsets and list are reused when allocated). Tiles t with
