@@ -22,6 +22,7 @@ import { openCheckpoint } from '../lib/io/checkpoint.js';
 import { Octree } from '../lib/octree/octree.js';
 import { OctGpt } from '../lib/models/octree/octgpt.js';
 import { windowPlan } from '../lib/models/octree/attention.js';
+import { OctFormerBlock, octformerBlockWeights } from '../lib/models/octree/block.js';
 import { denseOctree } from '../lib/models/octree/octgpt_generate.js';
 import { relError } from './reference.js';
 
@@ -29,13 +30,20 @@ import { relError } from './reference.js';
 interface Arr { dtype: 'float32' | 'int32'; shape: number[]; offset: number; bytes: number }
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const dir = join(import.meta.dirname, 'fixtures', 'official');
-const raw = gunzipSync(readFileSync(join(dir, 'octgpt-cases.bin.gz')));
-const mlen = raw.readUInt32LE(0);
-const manifest = JSON.parse(raw.subarray(4, 4 + mlen).toString('utf8')) as { source: string; cases: Json[] };
-const base = Math.ceil((4 + mlen) / 8) * 8;
-const bin = new Uint8Array(raw.buffer, raw.byteOffset + base, raw.length - base).slice();
-const f32 = (a: Arr) => new Float32Array(bin.buffer, a.offset, a.bytes / 4);
-const i32 = (a: Arr) => new Int32Array(bin.buffer, a.offset, a.bytes / 4);
+function readCases(name: string): { cases: Json[]; f32: (a: Arr) => Float32Array; i32: (a: Arr) => Int32Array } {
+  const raw = gunzipSync(readFileSync(join(dir, name)));
+  const mlen = raw.readUInt32LE(0);
+  const manifest = JSON.parse(raw.subarray(4, 4 + mlen).toString('utf8')) as { source: string; cases: Json[] };
+  const base = Math.ceil((4 + mlen) / 8) * 8;
+  const bin = new Uint8Array(raw.buffer, raw.byteOffset + base, raw.length - base).slice();
+  return {
+    cases: manifest.cases,
+    f32: (a: Arr) => new Float32Array(bin.buffer, a.offset, a.bytes / 4),
+    i32: (a: Arr) => new Int32Array(bin.buffer, a.offset, a.bytes / 4),
+  };
+}
+const manifest = readCases('octgpt-cases.bin.gz');
+const { f32, i32 } = manifest;
 
 const tmp = mkdtempSync(join(tmpdir(), 'tessera-octgpt-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -163,4 +171,61 @@ describe('OctGPT vs the official code', () => {
       expect(r.stdout).toContain(`(${2 * (o.depthStop - o.fullDepth + 1)} forward passes)`);
     }
   }, 20000);
+});
+
+// The OctFormer block of octree-nn/octformer (c2975ab): an OctFormerStage of
+// two blocks (dilation 1, then 3) with the official defaults Tessera must
+// follow: CPE through the depthwise octree conv (dwconv = ocnn's
+// OctreeDWConv maths) + BatchNorm, and the relative position bias RPE that
+// OctreeAttention builds unless told not to. Width 15, 5 heads of 3, window
+// 13, MLP 45, a batch of two clouds at depth 5 (nempty features).
+describe('OctFormer block vs the official code', () => {
+  const fx = readCases('octformer-cases.bin.gz');
+  const c = fx.cases[0]!;
+  const tree = async () => {
+    const clouds = (c.clouds as Arr[]).map((a) => fx.f32(a));
+    const points = new Float32Array(clouds.reduce((n, p) => n + p.length, 0));
+    const batchIds = new Int32Array(points.length / 3);
+    let at = 0;
+    clouds.forEach((p, b) => { points.set(p, at); batchIds.fill(b, at / 3, (at + p.length) / 3); at += p.length; });
+    return (await Octree.build({ points, batchIds, batchSize: clouds.length, depth: c.depth, fullDepth: c.fullDepth })).octree;
+  };
+
+  it('window partitions (token -> window, slot) as OctreeT.patch_partition with batch padding', async () => {
+    const t = await tree();
+    expect(t.level(c.depth).nnumNonEmpty).toBe(c.nnumNonEmpty);
+    for (const part of c.partitions as Json[]) {
+      const plan = await windowPlan(t.batchIds(c.depth, true), t.batchSize, { window: c.window, dilation: part.dilation });
+      const N = c.nnumNonEmpty as number;
+      const win = new Int32Array(N).fill(-1), slot = new Int32Array(N).fill(-1);
+      (plan.perm.data as Int32Array).forEach((tok, s) => { if (tok >= 0) { win[tok] = Math.floor(s / c.window); slot[tok] = s % c.window; } });
+      expect(Array.from(win)).toEqual(Array.from(fx.i32(part.window)));
+      expect(Array.from(slot)).toEqual(Array.from(fx.i32(part.slot)));
+    }
+  });
+
+  it('blocks 0 (dilation 1) and 1 (dilation 3) of the official state dict, RPE read from it', async () => {
+    const ckpt = openCheckpoint(checkpointPath('octformer-stage.pth.gz'));
+    try {
+      const t = await tree();
+      const nb = await t.neighbors(c.depth, { nempty: true });
+      const xyz = t.xyz(c.depth, true);
+      let x = Tensor.from(fx.f32(c.x).slice(), [c.nnumNonEmpty, c.width]);
+      for (const [i, dil, want] of [[0, 1, 'block0'], [1, c.dilation, 'stage']] as const) {
+        const l = octformerBlockWeights(ckpt.tensors, `blocks.${i}`, 'octformer-stage.pth');
+        expect([l.channels, l.heads, l.weights.fc1Bias.length]).toEqual([c.width, c.heads, c.mlpHidden]);
+        expect(l.weights.rpeTable!.length).toBe(3 * (2 * c.rpeBound[i] + 1) * c.heads);
+        const block = new OctFormerBlock(l.weights, { channels: l.channels, heads: l.heads });
+        const plan = await windowPlan(t.batchIds(c.depth, true), t.batchSize, { window: c.window, dilation: dil });
+        const y = await block.forward(x, nb, plan, undefined, xyz);
+        const err = relError(y.data as Float32Array, fx.f32(c[want]));
+        console.log(`octformer block ${i} (dilation ${dil}, RPE bound ${c.rpeBound[i]}): ${err.toExponential(2)}`);
+        expect(err).toBeLessThan(1e-4);
+        expect(await codeOf(() => block.forward(x, nb, plan))).toBe('ERR_INVALID_ARGUMENT');  // RPE needs positions
+        x = y;
+      }
+    } finally {
+      ckpt.close();
+    }
+  });
 });

@@ -63,11 +63,60 @@ export async function scatterRows(x: Tensor, index: Tensor, rows: number): Promi
 export interface Rope3d { cos: Tensor; sin: Tensor; rotaryDim: number }
 
 /**
- * Windowed multi-head attention of tokens [N, C] (heads·headDim, head-major
- * columns as OctFormer's qkv reshape): softmax(q·kᵀ/√d) within each window
- * and sample. Returns [N, C].
+ * OctFormer's relative position bias (models/octformer.py RPE, on by default
+ * in its OctreeAttention): for query i and key j of a window, per axis a the
+ * offset xyz_i − xyz_j clamped to ±bound indexes row a·(2·bound+1) + offset +
+ * bound of `table` [3·(2·bound+1), heads]; the three rows are summed and added
+ * to head h's logit. bound = int(0.8·K·√dilation) in the official code; here
+ * it is read from the table's rows.
  */
-export async function windowAttention(q: Tensor, k: Tensor, v: Tensor, heads: number, plan: WindowPlan, rope?: Rope3d): Promise<Tensor> {
+export interface RelativePositionBias {
+  /** [3·(2·bound+1), heads] row-major (the official rpe_table). */
+  table: Float32Array;
+  bound: number;
+  /** [N, 3] integer cell coordinates of the tokens at their depth. */
+  xyz: Int32Array;
+}
+
+/** The bound of an RPE table [3·(2B+1), heads] (ERR_SHAPE if the rows do not have that form). */
+export function rpeBound(table: Float32Array, heads: number): number {
+  const rows = table.length / heads;
+  const r = rows / 3, b = (r - 1) / 2;
+  if (!Number.isInteger(rows) || !Number.isInteger(r) || !Number.isInteger(b) || b < 0)
+    fail('ERR_SHAPE', `an RPE table must be [3·(2·bound+1), ${heads}], got ${table.length} values`);
+  return b;
+}
+
+/** Logit bias [n, H, K, K] of windows w0 .. w0+n-1 of the plan (0 where a slot is padding). */
+function rpeBias(rpe: RelativePositionBias, heads: number, perm: Int32Array, K: number, w0: number, n: number): Tensor {
+  const { table, bound: B, xyz } = rpe, R = 2 * B + 1, H = heads;
+  const out = new Float32Array(n * H * K * K);
+  const clampIdx = (d: number): number => (d < -B ? 0 : d > B ? 2 * B : d + B);
+  for (let w = 0; w < n; w++) {
+    const base = (w0 + w) * K;
+    for (let i = 0; i < K; i++) {
+      const ti = perm[base + i]!;
+      if (ti < 0) continue;
+      for (let j = 0; j < K; j++) {
+        const tj = perm[base + j]!;
+        if (tj < 0) continue;
+        const rx = clampIdx(xyz[3 * ti]! - xyz[3 * tj]!) * H;
+        const ry = (R + clampIdx(xyz[3 * ti + 1]! - xyz[3 * tj + 1]!)) * H;
+        const rz = (2 * R + clampIdx(xyz[3 * ti + 2]! - xyz[3 * tj + 2]!)) * H;
+        for (let h = 0; h < H; h++)
+          out[((w * H + h) * K + i) * K + j] = Math.fround(Math.fround(table[rx + h]! + table[ry + h]!) + table[rz + h]!);
+      }
+    }
+  }
+  return Tensor.from(out, [n, H, K, K]);
+}
+
+/**
+ * Windowed multi-head attention of tokens [N, C] (heads·headDim, head-major
+ * columns as OctFormer's qkv reshape): softmax(q·kᵀ/√d [+ RPE]) within each
+ * window and sample. Returns [N, C].
+ */
+export async function windowAttention(q: Tensor, k: Tensor, v: Tensor, heads: number, plan: WindowPlan, rope?: Rope3d, rpe?: RelativePositionBias): Promise<Tensor> {
   const [N, C] = q.shape as [number, number];
   if (q.shape.length !== 2 || C % heads !== 0) fail('ERR_SHAPE', `q must be [N, heads·d], got [${q.shape.join(', ')}] for ${heads} heads`);
   const d = C / heads;
@@ -77,13 +126,35 @@ export async function windowAttention(q: Tensor, k: Tensor, v: Tensor, heads: nu
     k = await ropeApply({ x: k.reshape([1, N, heads, d]), ...args }).then((t) => t.reshape([N, C]));
   }
   const W = plan.numWindows, K = plan.window;
-  const shape = [W, K, heads, d];
-  const [qw, kw, vw] = await Promise.all([q, k, v].map((t) => gatherRows(t, plan.perm)));
-  const ow = await attention({
-    q: qw!.reshape(shape), k: kw!.reshape(shape), v: vw!.reshape(shape), layout: 'blhd',
-    mask: { segments: { q: plan.segments, k: plan.segments } },
-  });
-  return scatterRows(ow.reshape([W * K, C]), plan.perm, N);
+  if (!rpe) {
+    const shape = [W, K, heads, d];
+    const [qw, kw, vw] = await Promise.all([q, k, v].map((t) => gatherRows(t, plan.perm)));
+    const ow = await attention({
+      q: qw!.reshape(shape), k: kw!.reshape(shape), v: vw!.reshape(shape), layout: 'blhd',
+      mask: { segments: { q: plan.segments, k: plan.segments } },
+    });
+    return scatterRows(ow.reshape([W * K, C]), plan.perm, N);
+  }
+  if (rpe.xyz.length !== 3 * N) fail('ERR_SHAPE', `RPE positions must be [${N}, 3], got ${rpe.xyz.length} values`);
+  if (rpe.table.length !== 3 * (2 * rpe.bound + 1) * heads) fail('ERR_SHAPE', `RPE table must be [${3 * (2 * rpe.bound + 1)}, ${heads}] for bound ${rpe.bound}`);
+  // The bias is [windows, H, K, K]: windows go in chunks of at most 2^23 bias values (32 MB).
+  const perm = plan.perm.data as Int32Array, seg = plan.segments.data as Int32Array;
+  const chunk = Math.max(1, Math.floor((1 << 23) / (heads * K * K)));
+  const out = Tensor.zeros([N, C]);
+  for (let w0 = 0; w0 < W; w0 += chunk) {
+    const n = Math.min(chunk, W - w0);
+    const index = Tensor.from(perm.slice(w0 * K, (w0 + n) * K), [n * K]);
+    const segments = Tensor.from(seg.slice(w0 * K, (w0 + n) * K), [n, K]);
+    const shape = [n, K, heads, d];
+    const [qw, kw, vw] = await Promise.all([q, k, v].map((t) => gatherRows(t, index)));
+    const ow = await attention({
+      q: qw!.reshape(shape), k: kw!.reshape(shape), v: vw!.reshape(shape), layout: 'blhd',
+      mask: [{ segments: { q: segments, k: segments } }, { additive: rpeBias(rpe, heads, perm, K, w0, n) }],
+    });
+    const flat = ow.reshape([n * K, C]);
+    await withTensors([flat, index, out], () => nat().octreeRows({ x: flat.native(), index: index.native(), out: out.native(), scatter: true }));
+  }
+  return out;
 }
 
 /**

@@ -1,8 +1,8 @@
 // OctFormer/OctGPT building blocks over the octree ops.
-export { OctFormerBlock, type OctFormerBlockWeights } from './block.js';
+export { OctFormerBlock, octformerBlockWeights, type OctFormerBlockWeights } from './block.js';
 export {
   windowPlan, windowAttention, gatherRows, scatterRows, octgptRopeFreqs, octgptFreqsFromParam, octgptPositions, octgptRope,
-  scaleCausalWindowAttention, type WindowOptions, type WindowPlan, type Rope3d, type RopeDirection,
+  scaleCausalWindowAttention, rpeBound, type RelativePositionBias, type WindowOptions, type WindowPlan, type Rope3d, type RopeDirection,
 } from './attention.js';
 export { OctGpt, OCTGPT_GRID, type OctGptSequence } from './octgpt.js';
 export { octgptConfig, octgptTensors, type OctGptConfig, type OctGptOptions } from './octgpt_config.js';
