@@ -21,7 +21,7 @@ OctGPT token-parallel generation (spec octree.md §4): split flags depth by
 depth from the full depth, then one BSQ code per node of the last token depth,
 with the cosine schedule, temperature decay and remasking. One seed gives one
 octree. The architecture comes from the checkpoint's shapes; heads, window,
-dilation, buffer and full depth are not in any shape (defaults: the released
+dilation, buffer, full depth and depth stop are not in any shape (defaults: the released
 ShapeNet model, 8 heads, window 2048, dilation 2, buffer 64, full depth 3,
 depth stop = full depth + 3: the leaf-code depth, MODEL.depth_stop).
 Unconditional and category (--class) checkpoints only.
