@@ -232,7 +232,7 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
   // (items and their rectangles, so a chunk's coverage filter reads them in
   // sequence): a stable scatter into a few streams, cursors in (depth chunk,
   // chunk) order.
-  const int nc = out->chunks;
+  const int nc = out->chunks;  // <= nb <= 256
   int64_t* cur = arena->array<int64_t>(cg.count * nc);
   std::fill(cur, cur + cg.count * nc, 0);
   for (int64_t c = 0; c < cg.count; ++c)
@@ -249,8 +249,9 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
   uint64_t* __restrict dst = out->items;
   TileRect* __restrict dst_rects = out->rects;
   pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
+    int64_t cc[257];  // this chunk's cursors, local: the chunks' rows share cache lines
     for (int64_t c = c0; c < c1; ++c) {
-      int64_t* __restrict cc = cur + c * nc;
+      std::copy(cur + c * nc, cur + (c + 1) * nc, cc);
       for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
         if (status[i] != kProjVisible) continue;
         const uint32_t key = depth_key[i] - key_lo;
@@ -397,31 +398,46 @@ void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& c
     const bool keep = !skip || skip[t] != 0;
     for (int64_t c = 0; c < cv.count; ++c) {
       const int64_t cnt = cursor[c * tiles + t];
-      cursor[c * tiles + t] = keep ? run : -1;  // -1: the tile takes no entries
+      cursor[c * tiles + t] = keep ? run : -1;  // -1: the tile takes no entries (set below)
       if (keep) run += cnt;
     }
   }
   bins->offsets[tiles] = run;
   bins->intersections = run;
-  if (run > bins->capacity) {
-    bins->list = arena->array<int32_t>(run);
-    bins->capacity = run;
+  // One slot past the lists per chunk: a tile that takes no entries has its
+  // cursor there and never advances it, so the scatter stores without a
+  // branch per tile.
+  const int64_t need = run + cv.count;
+  if (need > bins->capacity) {
+    bins->list = arena->array<int32_t>(need);
+    bins->capacity = need;
   }
-  const int32_t* __restrict ord = d.order + k0;
-  int32_t* __restrict list = bins->list;
-  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
+  if (skip)
+    for (int64_t c = 0; c < cv.count; ++c)
+      for (int64_t t = 0; t < tiles; ++t)
+        if (cursor[c * tiles + t] < 0) cursor[c * tiles + t] = run + c;
+  pool.parallel_for(cv.count, 1, [&, run](int64_t c0, int64_t c1, int) {
+    // Locals: through the closure's references GCC reloads them after every store.
+    const int32_t* __restrict ord = d.order + k0;
+    int32_t* __restrict list = bins->list;
+    const int64_t tx_count = tiles_x;
+    const uint32_t* tile_skip = skip;
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* __restrict cur = cursor + c * tiles;
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
         const TileRect r = rc[k];
         const int32_t g = ord[k];
-        const int cov = skip ? coverage(r) : 1;
+        const int cov = tile_skip ? coverage(r) : 1;
         if (cov == 0) continue;
         for (int ty = r.y0; ty < r.y1; ++ty) {
-          int64_t* __restrict row = cur + ty * tiles_x;
+          int64_t* __restrict row = cur + ty * tx_count;
           if (cov == 2) {
-            for (int tx = r.x0; tx < r.x1; ++tx)
-              if (row[tx] >= 0) list[row[tx]++] = g;
+            const uint32_t* take = tile_skip + ty * tx_count;
+            for (int tx = r.x0; tx < r.x1; ++tx) {
+              const int64_t at = row[tx];
+              list[at] = g;
+              row[tx] = at + (take[tx] != 0);
+            }
           } else {
             for (int tx = r.x0; tx < r.x1; ++tx) list[row[tx]++] = g;
           }
