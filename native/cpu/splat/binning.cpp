@@ -1,8 +1,10 @@
 // Tile binning (spec §1 "Binning"), CPU form. The reference sorts
-// (tile << 32 | depth) keys on the GPU; here the visible Gaussians are sorted
-// once by depth (a stable LSD radix sort of the float bits, which order like
-// the floats because depth > near > 0; the projection writes them), then scattered tile by tile in that
-// order. A stable scatter keeps each tile's list in (depth, index) order, the
+// (tile << 32 | depth) keys on the GPU; here the visible Gaussians are
+// grouped into depth chunks (by the top bits of their depth key), and each
+// chunk's Gaussians that reach a tile still blending are sorted by depth (a
+// stable LSD radix sort of the float bits, which order like the floats
+// because depth > near > 0; the projection writes them), then scattered tile
+// by tile in that order. A stable scatter keeps each tile's list in (depth, index) order, the
 // same order as the reference's key sort with index tie-breaks. Every step
 // runs on fixed chunks with per-chunk histograms and cursors taken in
 // (bucket, chunk) order, so the result does not depend on the threads.
@@ -85,77 +87,6 @@ void* Arena::get(size_t bytes) {
   blocks_.push_back(nullptr);  // reserve first so a failed acquire leaks nothing
   blocks_.back() = host_acquire(bytes);
   return blocks_.back();
-}
-
-void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n, int64_t nv,
-                   Arena* arena, DepthOrder* out) {
-  ThreadPool& pool = ThreadPool::global();
-  out->num_visible = nv;
-  // Visible Gaussians in index order: item j = (depth bits << 32 | index).
-  uint64_t* items = arena->array<uint64_t>(nv);
-  uint64_t* tmp = arena->array<uint64_t>(nv);
-  const Chunks cg = chunks_for(n, 16384);
-  int64_t* first = arena->array<int64_t>(cg.count + 1);
-  uint32_t* kmin = arena->array<uint32_t>(cg.count);
-  uint32_t* kmax = arena->array<uint32_t>(cg.count);
-  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
-    for (int64_t c = c0; c < c1; ++c) {
-      int64_t cnt = 0;
-      uint32_t lo = ~0u, hi = 0;
-      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
-        const bool v = status[i] == kProjVisible;
-        cnt += v;
-        const uint32_t k = depth_key[i];
-        lo = v && k < lo ? k : lo;
-        hi = v && k > hi ? k : hi;
-      }
-      first[c + 1] = cnt;
-      kmin[c] = lo;
-      kmax[c] = hi;
-    }
-  });
-  first[0] = 0;
-  uint32_t key_lo = ~0u, key_hi = 0;
-  for (int64_t c = 0; c < cg.count; ++c) {
-    first[c + 1] += first[c];
-    key_lo = std::min(key_lo, kmin[c]);
-    key_hi = std::max(key_hi, kmax[c]);
-  }
-  // The keys are the bits of positive floats, ordered like them; sorting
-  // key − key_lo needs only the bits of the range.
-  const int key_bits = nv > 0 && key_hi > key_lo ? 32 - __builtin_clz(key_hi - key_lo) : 0;
-  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
-    for (int64_t c = c0; c < c1; ++c) {
-      int64_t j = first[c];
-      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
-        if (status[i] != kProjVisible) continue;
-        items[j++] = uint64_t(depth_key[i] - key_lo) << 32 | uint64_t(i);
-      }
-    }
-  });
-  const uint64_t* sorted = radix_sort(items, tmp, nv, key_bits, arena);
-
-  // Depth order: Gaussian indices and rectangles (reusing `items`' other buffer).
-  const Chunks cv = chunks_for(nv, 2048);
-  out->order = arena->array<int32_t>(nv);
-  out->rects = reinterpret_cast<TileRect*>(sorted == items ? tmp : items);
-  int64_t* area = arena->array<int64_t>(cv.count);
-  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
-    for (int64_t c = c0; c < c1; ++c) {
-      int64_t sum = 0;
-      for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
-        if (k + 16 < e) __builtin_prefetch(&rects[static_cast<uint32_t>(sorted[k + 16])]);  // random reads
-        const uint32_t i = static_cast<uint32_t>(sorted[k]);
-        const TileRect r = rects[i];
-        out->order[k] = static_cast<int32_t>(i);
-        out->rects[k] = r;
-        sum += int64_t(r.x1 - r.x0) * (r.y1 - r.y0);
-      }
-      area[c] = sum;
-    }
-  });
-  out->intersections = 0;
-  for (int64_t c = 0; c < cv.count; ++c) out->intersections += area[c];
 }
 
 void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n, int64_t nv,

@@ -421,21 +421,16 @@ int64_t blend_rows(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& live) {
   return live ? s.n : k;
 }
 
-int64_t blend_tile(TileSoA& s, const TileGeom& t, RowAcc* st) {
-  uint32_t live = init_rows(t, st);
-  return blend_rows(s, t, st, live);
-}
-
 static_assert(sizeof(RowAcc) * kSplatTile == kTileStateBytes, "tile state layout");
 
-void blend_chunk(const Projected* proj, const TileBins& bins, const CameraFrame& cam, int64_t tile, int tid,
-                 void* state, uint32_t* live) {
+int64_t blend_chunk(const Projected* proj, const TileBins& bins, const CameraFrame& cam, int64_t tile, int tid,
+                    void* state, uint32_t* live) {
   const TileGeom t = geom(cam, tile);
   RowAcc* st = static_cast<RowAcc*>(state);
   if (*live == kTileUnstarted) *live = init_rows(t, st);
-  if (*live == 0 || bins.offsets[tile + 1] == bins.offsets[tile]) return;
+  if (*live == 0 || bins.offsets[tile + 1] == bins.offsets[tile]) return 0;
   TileSoA s = tile_soa(proj, bins, tile, tid);
-  blend_rows(s, t, st, *live);
+  return blend_rows(s, t, st, *live);
 }
 
 void write_tile(const CameraFrame& cam, const float* bg, const TileGeom& t, const RowAcc* st, const TileOutputs& out) {
@@ -606,14 +601,21 @@ void backward_rows_avx512(const TileSoA& s, const TileGeom& t, RowState* st, int
 // of that prefix front to back into rows from sink->take(); entries past it
 // have zero gradient and are not stored.
 void backward_tile(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
-                   int64_t tile, int tid, const TileGrads& up, GradRows* sink) {
+                   int64_t tile, int tid, const TileGrads& up, const void* fw_state, uint32_t fw_live, int64_t used,
+                   GradRows* sink) {
   TileSoA s = tile_soa(proj, bins, tile, tid);
   const TileGeom t = geom(cam, tile);
   alignas(64) RowState st[kSplatTile];
-  int64_t used;
   {
-    alignas(64) RowAcc fw[kSplatTile];
-    used = blend_tile(s, t, fw);
+    // The forward's final state (blend_chunk's), or the initial one for a
+    // tile no Gaussian reached.
+    alignas(64) RowAcc init[kSplatTile];
+    const RowAcc* fw = static_cast<const RowAcc*>(fw_state);
+    if (fw_live == kTileUnstarted) {
+      init_rows(t, init);
+      fw = init;
+    }
+    fill_to(s, used);
     for (int r = 0; r < t.rows; ++r) {
       RowState& q = st[r];
       const RowAcc& o = fw[r];

@@ -1,7 +1,8 @@
 // CPU entry points of the 3DGS rasterizer (arguments already validated):
-// per camera project → bin → blend (the first camera's projection also
-// prepares the camera-independent values), and for the backward
-// blend-backward → fixed-order reduction → project-backward.
+// per camera project → bin and blend in depth chunks (the first camera's
+// projection also prepares the camera-independent values), and for the
+// backward the same forward (its final tile states and the tile lists up to
+// saturation) → blend-backward → fixed-order reduction → project-backward.
 // Every parallel loop writes disjoint memory, so the results do not depend on
 // the thread count or scheduling.
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <vector>
 
 #include "cpu/splat/splat_cpu.h"
 #include "tessera/cpu.h"
@@ -68,18 +70,16 @@ struct CameraPass {
   CameraFrame cam;
   Projected* proj;
   int32_t* status;
-  DepthOrder depth;       // all visible Gaussians in depth order (when not chunked)
-  TileBins bins;          // all tile lists (when not chunked)
-  DepthBuckets buckets;   // the visible Gaussians by depth bucket (when chunked)
+  TileBins bins;          // the backward's tile lists (blend_in_chunks)
+  DepthBuckets buckets;   // the visible Gaussians by depth chunk
   TileRect* rects = nullptr;  // [n] per Gaussian
 };
 
 // Camera c of a call: the first one also prepares the Gaussians (and counts
-// the invalid ones, once per call). Projects, then either groups the visible
-// Gaussians by depth bucket (`chunked`: the forward sorts and bins depth
-// chunks itself) or sorts them by depth and builds all tile lists.
+// the invalid ones, once per call). Projects, then groups the visible
+// Gaussians by depth chunk (blend_in_chunks sorts and bins each chunk).
 void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera, float near_plane, bool aa,
-                     bool chunked, Arena* arena, CameraPass* pass, SplatStats* stats, StageClock* clock) {
+                     Arena* arena, CameraPass* pass, SplatStats* stats, StageClock* clock) {
   SceneRef s = scene;
   if (c == 0) {
     s.first = true;
@@ -101,16 +101,9 @@ void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera
     outside += cnt[kProjOutside];
   });
   clock->lap(kSplatStageProject);
-  if (chunked) {
-    bucket_by_depth(pass->status, depth_key, rects, s.n, visible.load(), arena, &pass->buckets);
-    stats->visible += pass->buckets.num_visible;
-    stats->intersections += pass->buckets.intersections;
-  } else {
-    sort_by_depth(pass->status, depth_key, rects, s.n, visible.load(), arena, &pass->depth);
-    bin_range(pass->depth, 0, pass->depth.num_visible, pass->cam, nullptr, arena, &pass->bins);
-    stats->visible += pass->depth.num_visible;
-    stats->intersections += pass->depth.intersections;
-  }
+  bucket_by_depth(pass->status, depth_key, rects, s.n, visible.load(), arena, &pass->buckets);
+  stats->visible += pass->buckets.num_visible;
+  stats->intersections += pass->buckets.intersections;
   clock->lap(kSplatStageBin);
   if (c == 0) stats->invalid = invalid.load();
   stats->culled_near += near.load();
@@ -125,6 +118,73 @@ void grad_set(Projected& p, const float* src) {
   float* f[10] = {&p.mx, &p.my, &p.conic[0], &p.conic[1], &p.conic[2], &p.opacity, &p.rgb[0], &p.rgb[1], &p.rgb[2],
                   &p.depth};
   for (int k = 0; k < 10; ++k) *f[k] = src ? *f[k] + src[k] : 0.f;
+}
+
+// The forward blend of one camera in depth chunks of growing size (whole
+// depth buckets, front to back): each chunk's Gaussians that reach a tile
+// still blending are sorted, binned into those tiles and blended into their
+// state, so a tile stops costing work (list entries included) once it
+// saturates, most do within their first few hundred Gaussians, and the
+// Gaussians behind saturated tiles are never sorted. Per pixel the blend sees
+// the same Gaussians in the same order as over the whole depth-sorted list.
+// state: kTileStateBytes per tile, live: the tiles' row masks (kTileUnstarted
+// until a Gaussian reaches the tile). With `lists` (the backward), also
+// returns each tile's list up to the prefix its rows may have blended: the
+// same entries as that prefix of its full list (the entries after it get no
+// gradient).
+void blend_in_chunks(const CameraPass& pass, const RasterKernels& ker, char* state, uint32_t* live, Arena* arena,
+                     StageClock* clock, TileBins* lists) {
+  const int64_t tiles = num_tiles(pass.cam);
+  std::fill(live, live + tiles, kTileUnstarted);
+  ThreadPool& pool = ThreadPool::global();
+  const DepthBuckets& bk = pass.buckets;
+  TileBins bins;
+  std::vector<TileBins> kept;      // lists: each chunk's bins (own list arrays)
+  std::vector<int64_t*> prefix;    // lists: per chunk and tile, the entries the tile may have blended
+  for (int c = 0; c < bk.chunks; ++c) {
+    DepthOrder chunk;
+    depth_chunk(bk, c, pass.rects, pass.cam, live, arena, &chunk);
+    if (lists) bins = TileBins{};
+    bin_range(chunk, 0, chunk.num_visible, pass.cam, live, arena, &bins);
+    clock->lap(kSplatStageBin);
+    int64_t* used = lists ? arena->array<int64_t>(tiles) : nullptr;
+    pool.parallel_for(tiles, 1, [&](int64_t b, int64_t e, int tid) {
+      for (int64_t t = b; t < e; ++t) {
+        int64_t u = 0;
+        if (bins.offsets[t + 1] > bins.offsets[t])
+          u = ker.blend_chunk(pass.proj, bins, pass.cam, t, tid, state + kTileStateBytes * t, &live[t]);
+        if (used) used[t] = u;
+      }
+    });
+    clock->lap(kSplatStageBlend);
+    if (lists) {
+      kept.push_back(bins);
+      prefix.push_back(used);
+    }
+    if (std::all_of(live, live + tiles, [](uint32_t l) { return l == 0; })) break;
+  }
+  if (!lists) return;
+  // Each tile's prefixes of its chunk lists, in chunk order.
+  lists->offsets = arena->array<int64_t>(tiles + 1);
+  int64_t run = 0;
+  for (int64_t t = 0; t < tiles; ++t) {
+    lists->offsets[t] = run;
+    for (int64_t* u : prefix) run += u[t];
+  }
+  lists->offsets[tiles] = run;
+  lists->intersections = lists->capacity = run;
+  lists->num_visible = bk.num_visible;
+  lists->list = arena->array<int32_t>(run);
+  pool.parallel_for(tiles, 64, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) {
+      int32_t* dst = lists->list + lists->offsets[t];
+      for (size_t c = 0; c < kept.size(); ++c) {
+        const int32_t* src = kept[c].list + kept[c].offsets[t];
+        dst = std::copy(src, src + prefix[c][t], dst);
+      }
+    }
+  });
+  clock->lap(kSplatStageBin);
 }
 
 }  // namespace
@@ -144,37 +204,15 @@ void splat_render(const SplatRenderArgs& a) {
   for (int32_t c = 0; c < a.num_cameras; ++c) {
     Arena cam_arena;
     CameraPass pass;
-    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, true, &cam_arena, &pass, &stats, &clock);
+    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
     TileOutputs out{a.rgb.ptr<float>() + c * pixels * 3, a.alpha.empty() ? nullptr : a.alpha.ptr<float>() + c * pixels,
                     a.depth.empty() ? nullptr : a.depth.ptr<float>() + c * pixels,
                     a.contributors.empty() ? nullptr : a.contributors.ptr<int32_t>() + c * pixels};
-    // Front to back in depth chunks of growing size (whole depth buckets):
-    // each chunk's Gaussians that reach a tile still blending are sorted,
-    // binned into those tiles and blended into their state, so a tile stops
-    // costing work (list entries included) once it saturates, most do within
-    // their first few hundred Gaussians, and the Gaussians behind saturated
-    // tiles are never sorted. Per pixel the blend sees the same Gaussians in
-    // the same order as over the whole list.
     const int64_t tiles = num_tiles(pass.cam);
     char* state = static_cast<char*>(cam_arena.get(kTileStateBytes * static_cast<size_t>(tiles)));
     uint32_t* live = cam_arena.array<uint32_t>(tiles);
-    std::fill(live, live + tiles, kTileUnstarted);
+    blend_in_chunks(pass, ker, state, live, &cam_arena, &clock, nullptr);
     ThreadPool& pool = ThreadPool::global();
-    TileBins bins;
-    const DepthBuckets& bk = pass.buckets;
-    for (int c = 0; c < bk.chunks; ++c) {
-      DepthOrder chunk;
-      depth_chunk(bk, c, pass.rects, pass.cam, live, &cam_arena, &chunk);
-      bin_range(chunk, 0, chunk.num_visible, pass.cam, live, &cam_arena, &bins);
-      clock.lap(kSplatStageBin);
-      pool.parallel_for(tiles, 1, [&](int64_t b, int64_t e, int tid) {
-        for (int64_t t = b; t < e; ++t)
-          if (bins.offsets[t + 1] > bins.offsets[t])
-            ker.blend_chunk(pass.proj, bins, pass.cam, t, tid, state + kTileStateBytes * t, &live[t]);
-      });
-      clock.lap(kSplatStageBlend);
-      if (std::all_of(live, live + tiles, [](uint32_t l) { return l == 0; })) break;
-    }
     pool.parallel_for(tiles, 16, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) ker.finish_tile(pass.cam, a.background, t, state + kTileStateBytes * t, live[t], out);
     });
@@ -204,15 +242,23 @@ void splat_backward(const SplatBackwardArgs& a) {
   for (int32_t c = 0; c < a.num_cameras; ++c) {
     Arena cam_arena;
     CameraPass pass;
-    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, false, &cam_arena, &pass, &stats, &clock);
-    const TileBins& bins = pass.bins;
+    // The forward again, in depth chunks as splat_render: its final tile
+    // states and each tile's list up to the prefix its rows may have blended
+    // (no full depth sort, no list entries behind saturated tiles).
+    project_and_bin(s, c, a.cameras[c], a.near_plane, aa, &cam_arena, &pass, &stats, &clock);
     const int64_t tiles = num_tiles(pass.cam);
+    char* state = static_cast<char*>(cam_arena.get(kTileStateBytes * static_cast<size_t>(tiles)));
+    uint32_t* live = cam_arena.array<uint32_t>(tiles);
+    TileBins& bins = pass.bins;
+    blend_in_chunks(pass, ker, state, live, &cam_arena, &clock, &bins);
     const TileGrads up{a.grad_rgb.ptr<float>() + c * pixels * 3,
                        a.grad_alpha.empty() ? nullptr : a.grad_alpha.ptr<float>() + c * pixels,
                        a.grad_depth.empty() ? nullptr : a.grad_depth.ptr<float>() + c * pixels};
     GradRows rows(tiles, pool.num_threads(), &cam_arena);
     pool.parallel_for(tiles, 1, [&](int64_t b, int64_t e, int tid) {
-      for (int64_t t = b; t < e; ++t) ker.backward(pass.proj, bins, pass.cam, a.background, t, tid, up, &rows);
+      for (int64_t t = b; t < e; ++t)
+        ker.backward(pass.proj, bins, pass.cam, a.background, t, tid, up, state + kTileStateBytes * t, live[t],
+                     bins.offsets[t + 1] - bins.offsets[t], &rows);
     });
     clock.lap(kSplatStageBlendBackward);
     // Each Gaussian sums its rows in tile order (the same for any thread

@@ -110,10 +110,6 @@ class Arena {
   std::vector<void*> blocks_;
 };
 
-// Sorts the visible Gaussians (status[i] == kProjVisible marks them; there
-// are num_visible of them) by (depth, index).
-void sort_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
-                   int64_t num_visible, Arena* arena, DepthOrder* out);
 // The visible Gaussians grouped into the forward's depth chunks: ranges of
 // buckets (the top, at most 8, bits of the depth key), the first holding
 // about 1/16 of them, each next one about twice the previous (no full sort:
@@ -186,13 +182,19 @@ struct RasterKernels {
   // chunk of its Gaussians) into its state (kTileStateBytes, initialised when
   // *live == kTileUnstarted); *live = bit mask of the rows still blending,
   // 0 once the tile has saturated. Then finish_tile writes the outputs.
-  void (*blend_chunk)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, int64_t tile, int tid,
-                      void* state, uint32_t* live);
+  // Returns the length of the list prefix the tile's rows may have blended
+  // (the whole list while a row still blends).
+  int64_t (*blend_chunk)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, int64_t tile, int tid,
+                         void* state, uint32_t* live);
   void (*finish_tile)(const CameraFrame& cam, const float* bg, int64_t tile, void* state, uint32_t live,
                       const TileOutputs& out);
-  // Writes the tile's gradient rows (ProjectedGrad layout) into sink->take(tid, tile, used).
+  // Writes the tile's gradient rows (ProjectedGrad layout) for the first
+  // `used` entries of its list into sink->take(tid, tile, used), given the
+  // forward's final tile state and live mask (blend_chunk's; kTileUnstarted:
+  // no Gaussian reached the tile).
   void (*backward)(const Projected* proj, const TileBins& bins, const CameraFrame& cam, const float* bg,
-                   int64_t tile, int tid, const TileGrads& g, GradRows* sink);
+                   int64_t tile, int tid, const TileGrads& g, const void* fw_state, uint32_t fw_live, int64_t used,
+                   GradRows* sink);
 };
 const RasterKernels& raster_kernels_avx512();
 const RasterKernels& raster_kernels_avx2();
