@@ -89,38 +89,14 @@ void* Arena::get(size_t bytes) {
   return blocks_.back();
 }
 
-void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n, int64_t nv,
-                     Arena* arena, DepthBuckets* out) {
+void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
+                     const ProjectSums& sums, Arena* arena, DepthBuckets* out) {
   ThreadPool& pool = ThreadPool::global();
+  const int64_t nv = sums.count[kProjVisible];
   out->num_visible = nv;
+  out->intersections = sums.area;
   const Chunks cg = chunks_for(n, 16384);
-  uint32_t* kmin = arena->array<uint32_t>(cg.count);
-  uint32_t* kmax = arena->array<uint32_t>(cg.count);
-  int64_t* area = arena->array<int64_t>(cg.count);
-  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
-    for (int64_t c = c0; c < c1; ++c) {
-      int64_t sum = 0;
-      uint32_t lo = ~0u, hi = 0;
-      for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
-        if (status[i] != kProjVisible) continue;
-        const uint32_t k = depth_key[i];
-        lo = k < lo ? k : lo;
-        hi = k > hi ? k : hi;
-        const TileRect r = rects[i];
-        sum += int64_t(r.x1 - r.x0) * (r.y1 - r.y0);
-      }
-      kmin[c] = lo;
-      kmax[c] = hi;
-      area[c] = sum;
-    }
-  });
-  uint32_t key_lo = ~0u, key_hi = 0;
-  out->intersections = 0;
-  for (int64_t c = 0; c < cg.count; ++c) {
-    key_lo = std::min(key_lo, kmin[c]);
-    key_hi = std::max(key_hi, kmax[c]);
-    out->intersections += area[c];
-  }
+  const uint32_t key_lo = sums.key_min, key_hi = sums.key_max;
   const int key_bits = nv > 0 && key_hi > key_lo ? 32 - __builtin_clz(key_hi - key_lo) : 0;
   // 256 buckets: fine enough for the chunk sizes (1/16 of the Gaussians
   // and more).

@@ -114,7 +114,7 @@ SPLAT_INLINE vi tile_of(vf v, float lim, float add = 0.f) {
 
 // Projects Gaussians [i0, i0 + count), count <= 16, into the camera: status
 // per Gaussian (kProj*), and its Projected record, depth key and tile
-// rectangle when visible. cnt[code] += 1.
+// rectangle when visible; adds them up into *sums (ProjectSums).
 // kPrepare: also computes the camera-independent Prepared record from the
 // raw parameters (spec §1.2; the first camera of a call), reading every
 // input once; otherwise reads it from s.prep.
@@ -124,10 +124,19 @@ SPLAT_INLINE vi tile_of(vf v, float lim, float add = 0.f) {
 // at least 48 (degree 3), read as three vectors per row.
 enum : int { kPackedParams = 1, kPackedSh = 2 };
 
+// The AVX-512 path's running key range and area, per lane (reduced into
+// ProjectSums by project_range).
+struct LaneSums {
+  vi kmin = vi{} + 0x7fffffff, kmax = vi{};
+#if defined(__AVX512F__)
+  __m512i area_lo = _mm512_setzero_si512(), area_hi = _mm512_setzero_si512();  // 8 lanes of int64 each
+#endif
+};
+
 template <bool kPrepare>
 SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const CameraFrame& cam, bool aa,
                                 Projected* proj, int32_t* status, uint32_t* depth_key, TileRect* rects,
-                                int64_t* cnt, int packed) {
+                                ProjectSums* sums, LaneSums* lanes, int packed) {
   const SplatScene& sc = *s.scene;
   vi lane;
   for (int l = 0; l < kLanes; ++l) lane[l] = l < count ? l : 0;  // tail lanes read lane 0's (valid) memory
@@ -379,7 +388,19 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
     _mm512_mask_storeu_epi64(rects + i0, __mmask8(m), _mm512_maskz_permutex2var_epi32(kAll, xs, lo_idx, ys));
     _mm512_mask_storeu_epi64(rects + i0 + 8, __mmask8(m >> 8), _mm512_maskz_permutex2var_epi32(kAll, xs, hi_idx, ys));
     for (int c = 0; c < 4; ++c)
-      cnt[c] += __builtin_popcount(m & _mm512_cmpeq_epi32_mask(reinterpret_cast<__m512i>(code), _mm512_set1_epi32(c)));
+      sums->count[c] +=
+          __builtin_popcount(m & _mm512_cmpeq_epi32_mask(reinterpret_cast<__m512i>(code), _mm512_set1_epi32(c)));
+    // Visible keys are positive floats' bits (< 2^31): signed lane minima and maxima.
+    const __mmask16 vm = m & _mm512_cmpeq_epi32_mask(reinterpret_cast<__m512i>(code), _mm512_set1_epi32(kProjVisible));
+    const __m512i k = reinterpret_cast<__m512i>(key), lo = reinterpret_cast<__m512i>(lanes->kmin),
+                  hi = reinterpret_cast<__m512i>(lanes->kmax);
+    lanes->kmin = reinterpret_cast<vi>(_mm512_mask_min_epi32(lo, vm, lo, k));
+    lanes->kmax = reinterpret_cast<vi>(_mm512_mask_max_epi32(hi, vm, hi, k));
+    const __m512i area = _mm512_maskz_mullo_epi32(vm, reinterpret_cast<__m512i>(r1 - r0), reinterpret_cast<__m512i>(r3 - r2));
+    for (int h = 0; h < 2; ++h) {
+      __m512i& acc = h ? lanes->area_hi : lanes->area_lo;
+      acc = _mm512_add_epi64(acc, _mm512_maskz_cvtepi32_epi64(0xff, _mm512_maskz_extracti64x4_epi64(0xf, area, h)));
+    }
     return;
   }
 #endif
@@ -394,8 +415,11 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
       }
     }
     status[i] = code[l];
-    ++cnt[code[l]];
+    ++sums->count[code[l]];
     if (code[l] != kProjVisible) continue;
+    sums->key_min = std::min<uint32_t>(sums->key_min, static_cast<uint32_t>(key[l]));
+    sums->key_max = std::max<uint32_t>(sums->key_max, static_cast<uint32_t>(key[l]));
+    sums->area += int64_t(r1[l] - r0[l]) * (r3[l] - r2[l]);
     // The record as one 64-byte vector, stored past the caches (the array is
     // far larger than them and read back at random by the blend): no read
     // for ownership of the line. project_range fences after the last one.
@@ -410,10 +434,10 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   }
 }
 
-// Projects Gaussians [begin, end); cnt[code] counts the kProj* codes. With
+// Projects Gaussians [begin, end) and adds them up into *sums. With
 // s.prep_out set, also fills the Prepared records there.
 void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool aa, Projected* proj,
-                   int32_t* status, uint32_t* depth_key, TileRect* rects, int64_t* cnt) {
+                   int32_t* status, uint32_t* depth_key, TileRect* rects, ProjectSums* sums) {
   // The gathers address lane l's row at l·stride in int32; a view with rows
   // too far apart for that goes one Gaussian per step (every lane reads row 0).
   const SplatScene& sc = *s.scene;
@@ -443,6 +467,7 @@ void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFr
       else __builtin_prefetch(p + o);
     }
   };
+  LaneSums lanes;
   for (int64_t i = begin; i < end; i += step) {
     const int count = static_cast<int>(std::min<int64_t>(step, end - i));
     if (step == kLanes) {
@@ -458,9 +483,21 @@ void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFr
         for (int64_t o = 0; o < next * int64_t(sizeof(Prepared)); o += 64) __builtin_prefetch(pp + o);
       }
     }
-    if (s.first) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt, packed);
-    else project_lanes<false>(s, i, count, cam, aa, proj, status, depth_key, rects, cnt, packed);
+    if (s.first) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, sums, &lanes, packed);
+    else project_lanes<false>(s, i, count, cam, aa, proj, status, depth_key, rects, sums, &lanes, packed);
   }
+#if defined(__AVX512F__)
+  alignas(64) int64_t area[16];
+  _mm512_store_si512(area, lanes.area_lo);
+  _mm512_store_si512(area + 8, lanes.area_hi);
+  for (int l = 0; l < kLanes; ++l) {
+    if (lanes.kmin[l] <= lanes.kmax[l]) {  // some visible Gaussian went through lane l
+      sums->key_min = std::min(sums->key_min, static_cast<uint32_t>(lanes.kmin[l]));
+      sums->key_max = std::max(sums->key_max, static_cast<uint32_t>(lanes.kmax[l]));
+    }
+    sums->area += area[l];
+  }
+#endif
   __builtin_ia32_sfence();  // the non-temporal record stores are visible before the pool's join
 
 }

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <vector>
 
 #include "cpu/splat/splat_cpu.h"
@@ -90,24 +91,27 @@ void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera
   pass->status = arena->array<int32_t>(s.n);
   uint32_t* depth_key = arena->array<uint32_t>(s.n);
   TileRect* rects = pass->rects = arena->array<TileRect>(s.n);
-  std::atomic<int64_t> invalid{0}, near{0}, outside{0}, visible{0};  // integer counts: order does not matter
+  // Integer sums, minima and maxima: the order of the blocks does not matter.
+  ProjectSums sums;
+  std::mutex m;
   const RasterKernels& ker = kernels();
   ThreadPool::global().parallel_for(s.n, kGrainGaussians, [&](int64_t b, int64_t e, int) {
-    int64_t cnt[4] = {0, 0, 0, 0};
-    ker.project(s, b, e, pass->cam, aa, pass->proj, pass->status, depth_key, rects, cnt);
-    invalid += cnt[kProjInvalid];
-    visible += cnt[kProjVisible];
-    near += cnt[kProjNear];
-    outside += cnt[kProjOutside];
+    ProjectSums part;
+    ker.project(s, b, e, pass->cam, aa, pass->proj, pass->status, depth_key, rects, &part);
+    std::lock_guard<std::mutex> lk(m);
+    for (int k = 0; k < 4; ++k) sums.count[k] += part.count[k];
+    sums.key_min = std::min(sums.key_min, part.key_min);
+    sums.key_max = std::max(sums.key_max, part.key_max);
+    sums.area += part.area;
   });
   clock->lap(kSplatStageProject);
-  bucket_by_depth(pass->status, depth_key, rects, s.n, visible.load(), arena, &pass->buckets);
+  bucket_by_depth(pass->status, depth_key, rects, s.n, sums, arena, &pass->buckets);
   stats->visible += pass->buckets.num_visible;
   stats->intersections += pass->buckets.intersections;
   clock->lap(kSplatStageBin);
-  if (c == 0) stats->invalid = invalid.load();
-  stats->culled_near += near.load();
-  stats->culled_outside += outside.load();
+  if (c == 0) stats->invalid = sums.count[kProjInvalid];
+  stats->culled_near += sums.count[kProjNear];
+  stats->culled_outside += sums.count[kProjOutside];
 }
 
 int64_t num_tiles(const CameraFrame& c) { return int64_t(c.tiles_x) * c.tiles_y; }

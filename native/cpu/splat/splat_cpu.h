@@ -110,6 +110,14 @@ class Arena {
   std::vector<void*> blocks_;
 };
 
+// What a projection adds up over its Gaussians: the count of each kProj*
+// code and, over the visible ones, the range of their depth keys and the
+// total area of their tile rectangles.
+struct ProjectSums {
+  int64_t count[4] = {0, 0, 0, 0};
+  uint32_t key_min = ~0u, key_max = 0;
+  int64_t area = 0;
+};
 // The visible Gaussians grouped into the forward's depth chunks: ranges of
 // buckets (the top, at most 8, bits of the depth key), the first holding
 // about 1/16 of them, each next one about twice the previous (no full sort:
@@ -124,8 +132,9 @@ struct DepthBuckets {
   int chunks = 0;
   int64_t* chunk_bucket = nullptr;  // [chunks + 1] chunk c = buckets [chunk_bucket[c], chunk_bucket[c + 1])
 };
+// sums: the projection's (the visible Gaussians' count, key range and area).
 void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
-                     int64_t num_visible, Arena* arena, DepthBuckets* out);
+                     const ProjectSums& sums, Arena* arena, DepthBuckets* out);
 // The Gaussians of depth chunk `chunk` whose rectangle holds a tile with
 // live[t] != 0, in (depth, index) order (out->intersections is not set).
 void depth_chunk(const DepthBuckets& b, int chunk, const TileRect* rects, const CameraFrame& cam,
@@ -175,9 +184,9 @@ constexpr uint32_t kTileUnstarted = ~0u;
 struct RasterKernels {
   // Projects Gaussians [begin, end) (project_simd.h): status[i] = kProj*
   // code; when visible proj[i], depth_key[i] (the depth's float bits) and
-  // rects[i] filled; cnt[code] += 1 per Gaussian.
+  // rects[i] filled; adds them up into *sums.
   void (*project)(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool antialiased,
-                  Projected* proj, int32_t* status, uint32_t* depth_key, TileRect* rects, int64_t* cnt);
+                  Projected* proj, int32_t* status, uint32_t* depth_key, TileRect* rects, ProjectSums* sums);
   // The forward in depth chunks: blends the tile's list in `bins` (the next
   // chunk of its Gaussians) into its state (kTileStateBytes, initialised when
   // *live == kTileUnstarted); *live = bit mask of the rows still blending,
