@@ -362,7 +362,7 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
   const vi code = valid ? (in_front ? (ok ? vis : out) : nr) : inv_code;
   const vi key = (vi)z;  // float bits, ordered like the floats (z > near > 0)
 #if defined(__AVX512F__)
-  if (!(kPrepare && s.prep_out)) {
+  {
     // Every lane's record, rectangle and key is written (the invisible
     // ones' are never read: their status says so). Records: the 16 field
     // vectors transposed into 16 rows, streamed past the caches (the array
@@ -371,6 +371,16 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
     static_assert(sizeof(Projected) == sizeof(vf) && offsetof(Projected, bda) == 12 * sizeof(float) &&
                       offsetof(Projected, clamped) == 13 * sizeof(float), "Projected layout");
     const __mmask16 m = count == kLanes ? __mmask16(0xffff) : __mmask16((1u << count) - 1);
+    if constexpr (kPrepare) {
+      if (s.prep_out) {  // Prepared records (8 floats): the first half of each transposed row
+        static_assert(sizeof(Prepared) == 8 * sizeof(float) && offsetof(Prepared, valid) == 7 * sizeof(float),
+                      "Prepared layout");
+        vf pr[16] = {cov[0], cov[1], cov[2], cov[3], cov[4], cov[5], opac, (vf)(valid & 1)};
+        transpose16(pr);
+        for (int l = 0; l < count; ++l)
+          _mm512_mask_storeu_ps(reinterpret_cast<float*>(&s.prep_out[i0 + l]), 0xff, reinterpret_cast<__m512>(pr[l]));
+      }
+    }
     vf rec[16] = {mx, my, cA, cB, cC, opacity, rgb[0], rgb[1], rgb[2], z, ky, row_thr, bda, (vf)clamped, vf{}, vf{}};
     transpose16(rec);
     if (count == kLanes)
