@@ -299,3 +299,39 @@ TEST(cuda_validation_codes_match_cpu_rules) {
   const int rc = api().attention(&bad, &err);
   CHECK(rc != 0 && err.msg[0] != 0) << "a refused call must say why";
 }
+
+TEST(cuda_linear_gate_epilogue) {
+  // out = gate[m / (M/G)] ⊙ act(x·Wᵀ + b) + residual, on the SIMT (f32, K = 13)
+  // and tensor-core (bf16, K = 64) kernels.
+  struct Case { DType dt; int64_t M, N, K, G; };
+  const Case cases[] = {{DType::kF32, 12, 33, 13, 3}, {DType::kBF16, 130, 72, 64, 2}, {DType::kBF16, 7, 9, 16, 7}};
+  uint64_t salt = 27000;
+  for (const auto& c : cases)
+    for (int act = 0; act <= 2; ++act) {
+      th::Rng rng(++salt);
+      HostData x = random_host(c.dt, c.M * c.K, rng), w = random_host(c.dt, c.N * c.K, rng);
+      HostData bias = random_host(DType::kF32, c.N, rng), res = random_host(DType::kF32, c.M * c.N, rng);
+      HostData gate = random_host(DType::kF32, c.G * c.N, rng);
+      std::vector<double> ref(c.M * c.N);
+      ref::linear(c.M, c.N, c.K, x.val.data(), w.val.data(), bias.val.data(), nullptr, act, ref.data());
+      for (int64_t m = 0; m < c.M; ++m)
+        for (int64_t n = 0; n < c.N; ++n)
+          ref[m * c.N + n] = ref[m * c.N + n] * gate.val[(m / (c.M / c.G)) * c.N + n] + res.val[m * c.N + n];
+      DevBuf dx = to_device(x), dw = to_device(w), db = to_device(bias), dr = to_device(res), dg = to_device(gate);
+      DevBuf dout(c.M * c.N * 4);
+      dout.poison();
+      LinearArgs a;
+      a.x = view(dx, c.dt, {c.M, c.K});
+      a.weight = view(dw, c.dt, {c.N, c.K});
+      a.bias = view(db, DType::kF32, {c.N});
+      a.residual = view(dr, DType::kF32, {c.M, c.N});
+      a.gate = view(dg, DType::kF32, {c.G, c.N});
+      a.out = view(dout, DType::kF32, {c.M, c.N});
+      a.act = static_cast<Activation>(act);
+      call(api().linear, &a);
+      const auto got = fetch(dout, DType::kF32);
+      const double e = th::rel_error(got.data(), ref.data(), got.size());
+      CHECK(e <= tol_for({c.dt})) << "gated linear " << dt_name(c.dt) << " M" << c.M << " G" << c.G << " act" << act
+                                  << ": rel error " << e;
+    }
+}
