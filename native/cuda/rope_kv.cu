@@ -18,6 +18,7 @@ struct RopeParams {
   int64_t c_sp, c_sh, c_sj;  // table strides (c_sh = 0 when shared by heads)
   const int* pos;
   int64_t pos_sb, pos_sl;    // pos_sb = 0 for a [L] table
+  int64_t P;                 // table rows: device positions are clamped to [0, P)
   int H, L, D, R;
   int interleaved, copy_rest;  // copy_rest: out != x, so dims past R are copied
 };
@@ -31,7 +32,10 @@ __global__ void rope_kernel(const RopeParams p, int64_t total) {
     const int64_t b = row / (int64_t(p.L) * p.H);
     const int64_t xb = b * p.x_sb + h * p.x_sh + l * p.x_sl, ob = b * p.o_sb + h * p.o_sh + l * p.o_sl;
     if (j < half) {
-      const int64_t pos = p.pos ? p.pos[b * p.pos_sb + l * p.pos_sl] : l;
+      // Device-resident positions cannot be range-checked on the host
+      // (validate_rope): clamp, so a bad id never reads past the table.
+      int64_t pos = p.pos ? p.pos[b * p.pos_sb + l * p.pos_sl] : l;
+      pos = pos < 0 ? 0 : (pos >= p.P ? p.P - 1 : pos);
       const int64_t ti = pos * p.c_sp + h * p.c_sh + j * p.c_sj;
       const float c = p.cos[ti], s = p.sin[ti];
       const int i0 = p.interleaved ? 2 * j : j, i1 = p.interleaved ? 2 * j + 1 : j + half;
@@ -101,6 +105,7 @@ void run_rope(const RopeArgs& a) {
   p.c_sp = a.cos.strides[0];
   p.c_sj = a.cos.strides[a.cos.rank - 1];
   p.c_sh = a.cos.rank == 3 ? a.cos.strides[1] : 0;
+  p.P = a.cos.shape[0];
   if (!a.positions.empty()) {
     p.pos = a.positions.ptr<int32_t>();
     p.pos_sb = a.positions.rank == 2 ? a.positions.strides[0] : 0;
@@ -110,6 +115,8 @@ void run_rope(const RopeArgs& a) {
   p.copy_rest = a.out.data != a.x.data;
   const int64_t total = int64_t(B) * p.H * p.L * (p.D - p.R / 2);
   if (total == 0) return;
+  if (p.pos && p.P == 0)  // no row to clamp to (host positions fail validation here)
+    throw Error(Code::kInvalidArgument, "rope: positions index a table with no rows");
   cudaStream_t s = stream_for(dev);
   rope_kernel<<<grid_for(total, 256), 256, 0, s>>>(p, total);
   TS_LAUNCHED("rope_kernel");

@@ -335,3 +335,28 @@ TEST(cuda_linear_gate_epilogue) {
                                   << ": rel error " << e;
     }
 }
+
+TEST(cuda_rope_device_positions_out_of_table_are_clamped) {
+  // Device positions cannot be checked on the host: ids below 0 or past the
+  // table read its first or last row, never memory outside it.
+  th::Rng rng(28000);
+  const int64_t B = 2, H = 2, L = 5, D = 8, P = 6;
+  HostData x = random_host(DType::kF32, B * H * L * D, rng);
+  HostData cs = random_host(DType::kF32, P * (D / 2), rng), sn = random_host(DType::kF32, P * (D / 2), rng);
+  const std::vector<int32_t> pos = {0, -1, 5, 6, 1 << 30, -(1 << 30), 3, 7, 2, 100};
+  std::vector<int32_t> clamped(pos);
+  for (auto& p : clamped) p = p < 0 ? 0 : (p >= P ? int32_t(P - 1) : p);
+  std::vector<double> ref(B * H * L * D);
+  ref::rope(B, H, L, D, D, x.val.data(), cs.val.data(), sn.val.data(), 1, clamped.data(), 0, ref.data());
+  DevBuf dx = to_device(x), dc = to_device(cs), ds = to_device(sn), dp = to_device(pos), dout(x.raw.size());
+  RopeArgs a;
+  a.x = view(dx, DType::kF32, {B, H, L, D});
+  a.out = view(dout, DType::kF32, {B, H, L, D});
+  a.cos = view(dc, DType::kF32, {P, D / 2});
+  a.sin = view(ds, DType::kF32, {P, D / 2});
+  a.positions = view(dp, DType::kI32, {B, L});
+  call(api().rope_apply, &a);
+  const auto got = fetch(dout, DType::kF32);
+  const double e = th::rel_error(got.data(), ref.data(), got.size());
+  CHECK(e <= 1e-6) << "rope with out-of-table device positions: rel error " << e;
+}
