@@ -9,6 +9,11 @@ namespace tessera::cuda {
 
 void throw_on_error(cudaError_t e, const char* what) {
   if (e == cudaSuccess) return;
+  // A failed runtime call also sets the thread's last error; a non-sticky one
+  // (e.g. cudaMallocAsync out of memory) would otherwise be returned by the
+  // next call's cudaGetLastError() in TS_LAUNCHED and fail a launch that
+  // worked. Sticky errors are not cleared by this and keep failing.
+  cudaGetLastError();
   std::string msg = std::string("CUDA error in ") + what + ": " + cudaGetErrorName(e) + " (" +
                     cudaGetErrorString(e) + ")";
   if (e == cudaErrorMemoryAllocation) throw Error(Code::kOutOfMemory, msg);

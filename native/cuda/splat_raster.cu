@@ -46,7 +46,8 @@ class DevArena {
  public:
   explicit DevArena(cudaStream_t s) : s_(s) {}
   ~DevArena() {
-    for (void* p : ptrs_) cudaFreeAsync(p, s_);
+    for (void* p : ptrs_)
+      if (p) cudaFreeAsync(p, s_);  // null: an allocation that failed
   }
   DevArena(const DevArena&) = delete;
   DevArena& operator=(const DevArena&) = delete;

@@ -360,3 +360,27 @@ TEST(cuda_rope_device_positions_out_of_table_are_clamped) {
   const double e = th::rel_error(got.data(), ref.data(), got.size());
   CHECK(e <= 1e-6) << "rope with out-of-table device positions: rel error " << e;
 }
+
+TEST(cuda_op_after_out_of_memory_runs) {
+  // An op whose device allocation fails reports kOutOfMemory; the failure
+  // must not stay behind as the thread's last CUDA error and fail the next
+  // call's launch check.
+  DevBuf w(64);
+  TensorView wv = view(w, DType::kBF16, {int64_t(1) << 24, int64_t(1) << 24});  // 512 TiB to pack: never read
+  PackedWeight* pw = nullptr;
+  CHECK(code_of(api().pack_weight, static_cast<const TensorView*>(&wv), int32_t(DType::kBF16), &pw) ==
+        int(Code::kOutOfMemory));
+  CHECK(pw == nullptr);
+  th::Rng rng(29000);
+  HostData x = random_host(DType::kF32, 4 * 8, rng), wt = random_host(DType::kF32, 3 * 8, rng);
+  std::vector<double> ref(4 * 3);
+  ref::linear(4, 3, 8, x.val.data(), wt.val.data(), nullptr, nullptr, 0, ref.data());
+  DevBuf dx = to_device(x), dw = to_device(wt), dout(4 * 3 * 4);
+  LinearArgs a;
+  a.x = view(dx, DType::kF32, {4, 8});
+  a.weight = view(dw, DType::kF32, {3, 8});
+  a.out = view(dout, DType::kF32, {4, 3});
+  CHECK(code_of(api().linear, &a) == 0) << "the call after an out-of-memory error failed";
+  const auto got = fetch(dout, DType::kF32);
+  CHECK(th::rel_error(got.data(), ref.data(), got.size()) <= 1e-6);
+}
