@@ -120,7 +120,11 @@ void run_attention(const AttentionArgs& a) {
   cudaStream_t s = stream_for(dev);
   Scratch scratch(s);
   if (a.head_multiplier) P.head_mult = scratch.upload(a.head_multiplier, P.Hq);
-  if (!a.kv_lengths.empty()) P.kv_len = scratch.upload(a.kv_lengths.ptr<int32_t>(), P.B);
+  if (!a.kv_lengths.empty()) {  // host [B] view, any stride (as the CPU reads it)
+    std::vector<int32_t> kvl(P.B);
+    for (int b = 0; b < P.B; ++b) kvl[b] = a.kv_lengths.ptr<const int32_t>()[b * a.kv_lengths.strides[0]];
+    P.kv_len = scratch.upload(kvl.data(), kvl.size());
+  }
   P.causal = (a.mask & kMaskCausal) ? 1 : 0;
   if ((a.mask & kMaskBlockCausal) && P.Lk > 0) {
     std::vector<int32_t> ends(P.Lk);

@@ -1,5 +1,6 @@
 #include "attention_case.h"
 
+#include <algorithm>
 #include <limits>
 #include <sstream>
 
@@ -136,8 +137,15 @@ double run_attention_case(const AttnCase& c, uint64_t salt) {
                      ? view(dadd, DType::kF32, {c.Lq, c.Lk})
                      : view(dadd, DType::kF32, {c.add_b, c.add_h, c.Lq, c.Lk});
   }
-  std::vector<int32_t> kvl = c.kv_len;
-  if (!kvl.empty()) a.kv_lengths = make_view(kvl.data(), DType::kI32, {c.B});  // host memory
+  // Host memory; every other case reads the lengths through a strided view
+  // (stride 2, a column of a [B, 2] array), as the CPU allows.
+  std::vector<int32_t> kvl(2 * c.kv_len.size(), -1);
+  for (size_t b = 0; b < c.kv_len.size(); ++b) kvl[2 * b] = c.kv_len[b];
+  if (!c.kv_len.empty()) {
+    a.kv_lengths = make_view(kvl.data(), DType::kI32, {c.B});
+    if (salt & 1) a.kv_lengths.strides[0] = 2;
+    else std::copy(c.kv_len.begin(), c.kv_len.end(), kvl.begin());
+  }
   a.l2norm_qk = c.l2norm;
   a.head_multiplier = c.head_mult ? hm.data() : nullptr;
   if (c.lse) a.lse = view(dlse, DType::kF32, {c.B, c.Hq, c.Lq});
