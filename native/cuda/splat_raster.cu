@@ -313,6 +313,12 @@ __global__ void __launch_bounds__(kThreads) project_backward_kernel(SceneDev s, 
   const int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (i >= s.n || status[i] != kProjVisible) return;
   const float* q = pgrad + 10 * i;
+  // As the CPU (splat_cpu.cpp): a Gaussian no pixel gave a gradient adds
+  // nothing. Its chain rule would still multiply zeros by its EWA terms,
+  // which overflow for huge screen-space covariances (0·inf = NaN).
+  bool zero = true;
+  for (int k = 0; k < 10; ++k) zero = zero && q[k] == 0.f;
+  if (zero) return;
   const ProjGrad g{q[0], q[1], {q[2], q[3], q[4]}, q[5], {q[6], q[7], q[8]}, q[9]};
   project_backward_one(s, prep[i], i, cam, aa != 0, proj[i], g, o.mean + 3 * i, o.log_scale + 3 * i, o.rot + 4 * i,
                        o.logit + i, o.sh + 3 * o.K * i);
