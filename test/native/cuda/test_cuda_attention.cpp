@@ -33,7 +33,7 @@ void mask_sweep(DType dt, std::initializer_list<int> dims, uint64_t salt) {
           c.layout = lay;
           c.mask = mask;
           c.add_b = (salt & 2) ? 2 : 1;
-          c.add_h = 2;
+          c.add_h = (salt & 4) ? 2 : 1;  // [1, 1, Lq, Lk] also goes in as a rank-2 [Lq, Lk] view
           ct::run_attention_case(c, ++salt);
         }
 }
