@@ -11,6 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BUILD=${BUILD_DIR:-$ROOT/build-device}
+JOBS=${JOBS:-$(nproc)}  # build parallelism (all cores on the GPU machine)
 LOGS=${OUT:-$BUILD/logs}
 mkdir -p "$BUILD" "$LOGS"
 : >"$LOGS/build.log"
@@ -19,6 +20,8 @@ FAILED=0
 add() { SUMMARY+=("$(printf '%-34s | %-7s | %s' "$1" "$2" "$3")"); [[ "$2" == FAIL ]] && FAILED=1; return 0; }
 elapsed() { echo "$(( $(date +%s) - $1 ))s"; }
 
+# CUDA's default prefix, when nvcc is not on PATH (CMake's compiler check then finds it too).
+command -v nvcc >/dev/null || { [[ -x /usr/local/cuda/bin/nvcc ]] && export PATH=/usr/local/cuda/bin:$PATH; }
 echo "== nvidia-smi -L"; nvidia-smi -L || echo "(nvidia-smi failed)"
 nvcc --version | tail -2; cmake --version | head -1
 
@@ -35,7 +38,7 @@ fi
 build() {  # target
   local t=$(date +%s)
   echo "== build $1" >>"$LOGS/build.log"
-  if cmake --build "$BUILD" -j16 --target "$1" >"$BUILD/build-$1.log" 2>&1; then
+  if cmake --build "$BUILD" -j"$JOBS" --target "$1" >"$BUILD/build-$1.log" 2>&1; then
     add "build $1" ok "$(elapsed $t), $(grep -c 'native/cuda.*warning' "$BUILD/build-$1.log") CUDA-backend warnings"
   else
     add "build $1" FAIL "see build.log"; grep -E "error" "$BUILD/build-$1.log" | head -20
