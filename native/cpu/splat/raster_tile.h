@@ -383,7 +383,8 @@ int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& l
 }
 #endif
 
-// blend_tile from a given state (rows in `live`) over the list in s.
+// Blends the list in s into the tile's state (rows in `live`), front to back
+// (see above); returns the length of the list prefix any row may have blended.
 int64_t blend_rows(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& live) {
 #if defined(__AVX512F__)
   return blend_rows_avx512(s, t, st, live);
