@@ -51,6 +51,23 @@ describe('LlamaGen head count', () => {
     expect(gptConfig(t, 'x.pt', { extras: args('GPT-L'), heads: 6 })).toMatchObject({ heads: 6, headDim: 128, headsSource: 'override' });
   });
 
+  it('grouped-query checkpoints: n_kv_head from wqkv\'s rows; rows that fit no n_kv_head, or layers that disagree, are named', () => {
+    const withQkv = (rows: number[], dim = 768): Map<string, StoredTensor> => {
+      const t = gpt(rows.length, dim, 2048);
+      rows.forEach((r, i) => { t.get(`layers.${i}.attention.wqkv.weight`)!.shape = [r, dim]; });
+      return t;
+    };
+    // 12 heads of 64: n_kv_head 4 -> (12 + 2·4)·64 = 1280 rows; 1 -> 896.
+    expect(gptConfig(withQkv([1280, 1280]), 'gqa.pt')).toMatchObject({ heads: 12, kvHeads: 4, headDim: 64 });
+    expect(gptConfig(withQkv([896, 896]), 'mqa.pt')).toMatchObject({ heads: 12, kvHeads: 1 });
+    expect(gptConfig(gpt(2, 768, 2048), 'b.pt')).toMatchObject({ heads: 12, kvHeads: 12 });
+    const code = (f: () => unknown): string | undefined => { try { f(); } catch (e) { return (e as { code?: string }).code; } return undefined; };
+    expect(() => gptConfig(withQkv([800, 800]), 'odd.pt')).toThrow(/odd\.pt: layers\.0\.attention\.wqkv\.weight has 800 rows/);
+    expect(code(() => gptConfig(withQkv([800, 800]), 'odd.pt'))).toBe('ERR_FORMAT');
+    expect(() => gptConfig(withQkv([1280, 1152]), 'mixed.pt')).toThrow(/mixed\.pt: layers\.1\.attention\.wqkv\.weight/);  // 4 then 3 kv heads
+    expect(() => gptConfig(withQkv([1408, 1408]), 'five.pt')).toThrow(/five\.pt: layers\.0\.attention\.wqkv\.weight has 1408 rows/);  // 5 kv heads do not divide 12
+  });
+
   it('a width the rule cannot split asks for the count; a missing or misshapen key is named', () => {
     expect(() => gptConfig(gpt(2, 96, 256), 'odd.pt')).toThrow(/odd\.pt: tok_embeddings\.weight has dim 96, not a multiple of head_dim 64: give the head count explicitly/);
     expect(gptConfig(gpt(2, 96, 256), 'odd.pt', { heads: 3 }).headDim).toBe(32);
