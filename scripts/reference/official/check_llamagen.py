@@ -121,15 +121,7 @@ def build_vq(cfg, vq_model, g):
     if ch is not None or nrb is not None:
         vq.encoder = vq_model.Encoder(ch=ch or 128, ch_mult=v['encoder_ch_mult'], num_res_blocks=nrb or 2, z_channels=v['z_channels'])
         vq.decoder = vq_model.Decoder(ch=ch or 128, ch_mult=v['decoder_ch_mult'], num_res_blocks=nrb or 2, z_channels=v['z_channels'])
-    for name, p in vq.named_parameters():
-        if name.endswith('.weight') and p.dim() == 4:
-            common.normal_(p, g, common.fan_in_std(p))
-        elif name == 'quantize.embedding.weight':
-            common.normal_(p, g, 1.0)
-        elif 'norm' in name and name.endswith('.weight'):
-            common.normal_(p, g, 0.1, 1.0)
-        else:
-            common.normal_(p, g, 0.1)
+    common.init_autoencoder(vq, g)
     if cfg.get('tie'):
         common.tie_same_shapes(vq)
     return vq.eval()

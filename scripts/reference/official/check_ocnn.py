@@ -76,6 +76,14 @@ BLOBS = []   # raw little-endian bytes of every array, in order
 BLOB_SIZE = [0]
 
 
+def coarse(t):
+    """Rounds float values to 4 mantissa bits (exact in float16)."""
+    if not t.is_floating_point():
+        return t
+    m, e = torch.frexp(t.float())
+    return torch.ldexp(torch.round(m * 32) / 32, e)
+
+
 def arr(a, dtype=None):
     """A typed array as {"dtype", "shape", "offset", "bytes"} into the binary
     section that follows the JSON manifest (see write_fixture)."""

@@ -55,11 +55,6 @@ def install_dwconv(ocnn):
     sys.modules['dwconv'] = m
 
 
-def coarse(t):
-    if not t.is_floating_point():
-        return t
-    m, e = torch.frexp(t.float())
-    return torch.ldexp(torch.round(m * 32) / 32, e)
 
 
 def main():
@@ -116,7 +111,7 @@ def main():
         for blk in stage.blocks:
             blk.cpe.bn.running_mean.copy_(0.3 * torch.randn(C, generator=g))
             blk.cpe.bn.running_var.copy_(0.5 + torch.rand(C, generator=g))
-    sd = {k: coarse(v.detach().clone()).half() if v.is_floating_point() else v for k, v in stage.state_dict().items()}
+    sd = {k: check_ocnn.coarse(v.detach().clone()).half() if v.is_floating_point() else v for k, v in stage.state_dict().items()}
     stage.load_state_dict(sd)
     stage.eval()
     buf = io.BytesIO()

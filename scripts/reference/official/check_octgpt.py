@@ -177,12 +177,6 @@ def randomise(model, g):
                 p.copy_(0.2 * torch.randn(p.shape, generator=g))
 
 
-def coarse(t):
-    """Rounds float values to 4 mantissa bits (exact in float16)."""
-    if not t.is_floating_point():
-        return t
-    m, e = torch.frexp(t.float())
-    return torch.ldexp(torch.round(m * 32) / 32, e)
 
 
 def main():
@@ -229,7 +223,7 @@ def main():
             # on exactly those values (load_state_dict casts them to float32).
             # Values keep 4 mantissa bits (a 1/32 grid: random weights need no
             # more), so the gzipped checkpoints stay small.
-            sd = {k: coarse(v.detach().clone()).half() for k, v in model.state_dict().items()}
+            sd = {k: check_ocnn.coarse(v.detach().clone()).half() for k, v in model.state_dict().items()}
             saved[cfg['name']] = sd
             ckpt_name = f'octgpt-{cfg["name"]}.pth.gz'
             buf = io.BytesIO()

@@ -115,7 +115,7 @@ def build(cfg, official, g, vae_state=None):
             vae.decoder = Decoder(**dd)
             vae.downsample = 2 ** (len(dd['ch_mult']) - 1)
         if vae_state is None:
-            init_vae(vae, g)
+            common.init_autoencoder(vae, g)
         else:
             # VQVAE.load_state_dict passes assign= (PyTorch >= 2.1); its only other step, replacing a
             # quantize.ema_vocab_hit_SV of another scale count (a training statistic), is done here.
@@ -130,20 +130,6 @@ def build(cfg, official, g, vae_state=None):
                 flash_if_available=False, fused_if_available=False)
     init_var(model, g)
     return vae.eval(), model.eval()
-
-
-def init_vae(vae, g):
-    """Random weights of a working scale: convs ~ N(0, 1/fan_in), GroupNorm affine near identity,
-    non-zero biases, codebook ~ N(0, 1)."""
-    for name, p in vae.named_parameters():
-        if name.endswith('.weight') and p.dim() == 4:
-            common.normal_(p, g, common.fan_in_std(p))
-        elif name == 'quantize.embedding.weight':
-            common.normal_(p, g, 1.0)
-        elif 'norm' in name and name.endswith('.weight'):
-            common.normal_(p, g, 0.1, 1.0)
-        else:
-            common.normal_(p, g, 0.1)
 
 
 def init_var(model, g):

@@ -158,3 +158,17 @@ def run_main(doc, family, load_official, configs, fixtures, run_config):
         entry = run_config(name, cfg, official, out, 'float16' if a.fixtures else 'float32', cache)
         entries = [e for e in entries if e['name'] != name] + [entry]
     write_manifest(out, entries)
+
+
+def init_autoencoder(module, g):
+    """Random weights of a working scale for the VQ tokenizers: convs ~
+    N(0, 1/fan_in), norm gains near 1, non-zero biases, codebook ~ N(0, 1)."""
+    for name, p in module.named_parameters():
+        if name.endswith('.weight') and p.dim() == 4:
+            normal_(p, g, fan_in_std(p))
+        elif name == 'quantize.embedding.weight':
+            normal_(p, g, 1.0)
+        elif 'norm' in name and name.endswith('.weight'):
+            normal_(p, g, 0.1, 1.0)
+        else:
+            normal_(p, g, 0.1)
