@@ -92,7 +92,8 @@ class LlamaBlocksWorker : public OpWorker {
 // llamaDecode({...the llamaBlocks stack without x, n and positions; finalNorm
 //   and head required, tokEmbeddings, logits [rows, V] (the prefill's,
 //   overwritten), images, cfgScale, temperature, topK, topP, seed, firstStep,
-//   bias?, tokens: int32 [images, steps], onStep?: (done) => void})
+//   bias?, tokens: int32 [images, steps], onStep?: (done) => void,
+//   stop?: Int32Array (non-zero ends the loop before the next step)})
 //   -> Promise<void>: plain AR decoding of `steps` tokens per image in one
 // call (tessera/decoder.h llama_decode). onStep runs on the main thread
 // after each step (a queued call: it may trail the decoding).
@@ -114,6 +115,15 @@ class LlamaDecodeWorker : public OpWorker {
     a_.first_step = get_u64(env, o, "firstStep");
     a_.bias = parse_optional_tensor(env, o.Get("bias"), "bias", &keep_);
     a_.tokens = parse_tensor(env, o.Get("tokens"), "tokens", &keep_);
+    Napi::Value stop = o.Get("stop");
+    if (!stop.IsUndefined() && !stop.IsNull()) {
+      if (!stop.IsTypedArray() || stop.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+          stop.As<Napi::Int32Array>().ElementLength() < 1)
+        throw_error(env, Code::kInvalidArgument, "stop must be an Int32Array of at least one element");
+      Napi::Int32Array sa = stop.As<Napi::Int32Array>();
+      keep_.add(sa);
+      a_.stop = sa.Data();
+    }
     Napi::Value cb = o.Get("onStep");
     if (!cb.IsUndefined() && !cb.IsNull()) {
       if (!cb.IsFunction()) throw_error(env, Code::kInvalidArgument, "onStep must be a function");

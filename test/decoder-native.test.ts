@@ -96,6 +96,8 @@ describe('llamaDecode boundary', () => {
       ['ERR_INVALID_ARGUMENT', { ...args, temperature: Number.NaN }],
       ['ERR_INVALID_ARGUMENT', { ...args, onStep: 5 }],
       ['ERR_INVALID_ARGUMENT', { ...args, seed: -1 }],
+      ['ERR_INVALID_ARGUMENT', { ...args, stop: new Float32Array(1) }],
+      ['ERR_INVALID_ARGUMENT', { ...args, stop: new Int32Array(0) }],
     ];
     for (const [code, a] of bad) {
       expect(await codeOf(() => native().llamaDecode(a))).toBe(code);

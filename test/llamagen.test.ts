@@ -163,6 +163,21 @@ describe('LlamaGen generation vs the reference', () => {
     model.dispose();
   });
 
+  it('an onProgress that throws rejects the generation with its error (the loop stops; the process lives)', async () => {
+    const model = await loadGpt();
+    const boom = new Error('progress sink failed');
+    let calls = 0;
+    await expect(generateAr(model, {
+      classes: [3], grid: GRID, cfg: 2, topK: 5, seed: 1,
+      onProgress: (done) => { calls++; if (done >= 3) throw boom; },
+    })).rejects.toBe(boom);
+    expect(calls).toBeGreaterThanOrEqual(3);
+    // The model still works afterwards.
+    const ok = await generateAr(model, { classes: [3], grid: GRID, cfg: 2, topK: 1 });
+    expect(ok.tokens[0]!.length).toBe(N);
+    model.dispose();
+  });
+
   it('the native loop refuses bad calls with a TesseraError and leaves the caches as they were', async () => {
     const model = await loadGpt();
     const V = model.config.vocabulary;

@@ -441,6 +441,7 @@ void llama_decode(const LlamaDecodeArgs& a) {
   step.logits = lg;
   step.n = 1;
   for (int64_t t = 0; t < steps; ++t) {
+    if (a.stop != nullptr && __atomic_load_n(a.stop, __ATOMIC_RELAXED) != 0) return;
     if (!a.bias.empty()) {
       const float* bias = a.bias.ptr<const float>();
       for (int64_t i = 0; i < B; ++i)

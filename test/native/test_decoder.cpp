@@ -388,6 +388,30 @@ TEST(llama_decode_equals_the_loop_of_public_ops) {
     CHECK(a.lengths_are(std::vector<int32_t>(R, 1)));
     CHECK(seen.empty());
 
+    // A stop flag raised by the step callback ends the loop before the next step.
+    {
+      th::Rng r3(90);
+      Model c(r3, 2, R, 2, 4, 13, 9, DType::kF32, std::vector<int32_t>(R, 1));
+      std::vector<float> lc = logits;
+      std::vector<int32_t> tc(B * steps, -1);
+      LlamaDecodeArgs e = d;
+      e.blocks.layers = c.layers.data();
+      e.logits = make_view(lc.data(), DType::kF32, {R, V});
+      e.tokens = make_view(tc.data(), DType::kI32, {B, steps});
+      struct Ctx { int32_t stop = 0; std::vector<int32_t> seen; } ctx;
+      e.on_step = [](void* p, int32_t done) {
+        auto* c = static_cast<Ctx*>(p);
+        c->seen.push_back(done);
+        if (done == 2) c->stop = 1;
+      };
+      e.on_step_ctx = &ctx;
+      e.stop = &ctx.stop;
+      llama_decode(e);
+      CHECK(ctx.seen == std::vector<int32_t>({1, 2}));
+      CHECK(c.lengths_are(std::vector<int32_t>(R, 3))) << "two steps appended two slots";
+      for (int64_t i = 0; i < B; ++i) CHECK(tc[i * steps + 2] == -1 && tc[i * steps + 1] >= 0);
+    }
+
     llama_decode(d);
     CHECK(a.lengths_are(std::vector<int32_t>(R, static_cast<int32_t>(steps))));
     CHECK(seen.size() == static_cast<size_t>(steps) && seen.back() == steps);

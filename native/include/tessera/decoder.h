@@ -80,6 +80,10 @@ struct LlamaDecodeArgs {
   // calling thread); may be empty.
   void (*on_step)(void* ctx, int32_t done) = nullptr;
   void* on_step_ctx = nullptr;
+  // Optional: read before each step; non-zero ends the loop there (no error;
+  // tokens of the steps not run stay unwritten). JavaScript sets it when its
+  // step callback throws.
+  const int32_t* stop = nullptr;
 };
 
 // Validates everything first, including that every cache and the RoPE
