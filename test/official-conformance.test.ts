@@ -36,7 +36,7 @@ afterAll(() => {
 
 interface Entry {
   name: string;
-  family: 'var' | 'llamagen';
+  family: 'var' | 'llamagen' | 'nar';  // 'nar': test/official-nar.test.ts
   dir: string;
   tokenizer: string;
   weights: string;
