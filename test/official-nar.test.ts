@@ -32,7 +32,9 @@ afterAll(() => {
   if (figures.length) console.log(`official NAR conformance (${dir}):\n${figures.join('\n')}`);
 });
 
-interface Entry { name: string; family: string; dir: string; weights: string; grid: number; heads: number; tokenizer?: string; imageSize?: number }
+interface Entry { name: string; family: string; dir: string; weights: string; grid: number; heads: number; tokenizer?: string; imageSize?: number;
+  /** Why the official generate() cannot run this configuration (GQA): teacher-forced logits only. */
+  logitsOnly?: string }
 const entries = (JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Entry[]).filter((e) => e.family === 'nar');
 const path = (e: Entry, f: string): string => join(dir, e.dir, f);
 
@@ -124,7 +126,7 @@ describe.each(entries.map((e) => [e.name, e] as const))('NAR %s vs the official 
     expect(gr).toBeLessThan(1e-4);
   });
 
-  it('greedy generateNar (top-k 1; CFG > 1 with a null-class image, and CFG 1) gives the official ids in 2G − 1 passes', async () => {
+  it.runIf(e.logitsOnly === undefined)('greedy generateNar (top-k 1; CFG > 1 with a null-class image, and CFG 1) gives the official ids in 2G − 1 passes', async () => {
     const { ref, meta } = expected(e);
     const model = await load(e);
     const G = e.grid, N = G * G;
