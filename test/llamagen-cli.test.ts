@@ -51,6 +51,21 @@ describe('tessera generate (LlamaGen)', () => {
     expect(worst).toBeLessThanOrEqual(1);
   });
 
+  it('--compute bf16 (weights rounded to bfloat16) writes a complete image and tokens; with --top-k 1 mostly the fp32 ones', () => {
+    const cls = String(ref('greedy_labels').data[0]);
+    const run = (compute: string): number[] => {
+      const png = join(work, `c-${compute}.png`), json = join(work, `c-${compute}.json`);
+      const r = tessera(...model, '--class', cls, '--cfg', meta().greedy_cfg!, '--top-k', '1', '--compute', compute, '--out', png, '--tokens', json);
+      expect(r.code, r.err).toBe(0);
+      return (JSON.parse(readFileSync(json, 'utf8')) as number[][])[0]!;
+    };
+    const f32 = run('fp32'), b16 = run('bf16');
+    expect(f32).toEqual(Array.from(ref('greedy_ids').data.subarray(0, N)));
+    expect(b16).toHaveLength(N);
+    // bf16 rounding may flip a near-tie, after which the sequences diverge; the start agrees.
+    expect(b16[0]).toBe(f32[0]);
+  });
+
   it('one seed gives one image', () => {
     const a = join(work, 'a.json'), b = join(work, 'b.json');
     expect(tessera(...model, '--class', '2', '--seed', '9', '--top-k', '10', '--out', join(work, 'a.png'), '--tokens', a).code).toBe(0);
@@ -74,6 +89,7 @@ describe('tessera generate (LlamaGen)', () => {
       [['--class', '1', '--cfg', '-2'], /cfg must be a finite number >= 0/],
       [['--class', '1', '--window', '4'], /--window is only used with speculative decoding/],
       [['--class', '1', '--heads', '3'], /3 heads do not split dim 128/],
+      [['--class', '1', '--compute', 'fp16'], /--compute must be fp32 or bf16, got fp16/],
     ];
     for (const [args, msg] of cases) {
       const r = tessera(...model, ...args, '--out', out);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { fixtureDir, fixtureMeta, ref, TOKENS } from './var-fixtures.js';
+import { fixtureDir, fixtureMeta, ref, SCHEDULE, TOKENS } from './var-fixtures.js';
 
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 const work = mkdtempSync(join(tmpdir(), 'tessera-var-'));
@@ -58,6 +58,17 @@ describe('tessera generate', () => {
     expect(readFileSync(join(dir, '0002.png'))).toEqual(readFileSync(join(work, 'one.png')));
   });
 
+  it('--compute bf16 runs the transformer on bf16-rounded weights: a complete image and tokens', () => {
+    const out = join(work, 'bf16.png'), tokens = join(work, 'bf16.json');
+    const r = tessera(...model, '--class', '1', '--top-k', '1', '--compute', 'bf16', '--out', out, '--tokens', tokens);
+    expect(r.code, r.err).toBe(0);
+    const t = JSON.parse(readFileSync(tokens, 'utf8')) as number[][];
+    expect(t.map((s) => s.length)).toEqual(SCHEDULE.map((p) => p * p));
+    const e = tessera('--class', '1', '--compute', 'bf16', '--out', out);  // the embedded model has no such option
+    expect(e.code).toBe(1);
+    expect(e.err).toMatch(/--compute applies to --tokenizer\/--weights models/);
+  });
+
   it('bad input is a TesseraError naming the problem, exit code 1; missing flags print the usage, exit 2', () => {
     const out = join(work, 'x.png');
     const cases: [string[], RegExp][] = [
@@ -65,6 +76,7 @@ describe('tessera generate', () => {
       [['--class', '1', '--top-p', '2'], /top-p must be in \[0, 1\]/],
       [['--class', '1', '--top-k', 'many'], /--top-k needs an integer/],
       [['--class', '1', '--cfg', '-2'], /cfg must be a finite number >= 0/],
+      [['--class', '1', '--compute', 'half'], /--compute must be fp32 or bf16, got half/],
     ];
     for (const [args, msg] of cases) {
       const r = tessera(...model, ...args, '--out', out);

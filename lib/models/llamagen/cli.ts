@@ -45,6 +45,8 @@ export interface LlamaGenFileOptions {
   watermarkGamma?: number;
   /** Head count when the rule does not fit the checkpoint (see gptConfig). */
   heads?: number;
+  /** Weight arithmetic: fp32 (default) or bf16 (weights rounded to bfloat16, fp32 accumulation). */
+  compute?: string;
   out: string;
   /** JSON file for the tokens: [[...G·G ids in raster order]]. */
   tokens?: string;
@@ -63,6 +65,7 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     throw new TesseraError('ERR_INVALID_ARGUMENT', '--lantern-k and --lantern-delta are only used with --decode lantern');
   if ((o.watermarkDelta !== undefined || o.watermarkGamma !== undefined) && o.watermarkKey === undefined)
     throw new TesseraError('ERR_INVALID_ARGUMENT', '--watermark-delta and --watermark-gamma need --watermark-key');
+  const compute = computeFlag(o.compute);
   const files: Checkpoint[] = [];
   let model: LlamaGenGpt | undefined, drafter: LlamaGenGpt | undefined;
   try {
@@ -74,13 +77,13 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
       throw new TesseraError('ERR_INVALID_ARGUMENT', `--image-size must be a positive multiple of the tokenizer's downsampling ${f} (256 or 384 for VQ-16), got ${size}`);
     const grid = size / f;
     files.push(openCheckpoint(o.weights));
-    model = await LlamaGenGpt.load(files[1]!.tensors, o.weights, { heads: o.heads, extras: files[1]!.extras });
+    model = await LlamaGenGpt.load(files[1]!.tensors, o.weights, { heads: o.heads, extras: files[1]!.extras, compute });
     checkPair(vq.config, model.config, { tokenizer: o.tokenizer, weights: o.weights });
     if (decode === 'nar' && !model.hasVerticalHead)
       throw new TesseraError('ERR_INVALID_ARGUMENT', `--decode nar needs a NAR checkpoint with the vertical head (layers.{n_layer}, medusa_norm, medusa_output): ${o.weights} has none`);
     if (o.draft !== undefined) {
       files.push(openCheckpoint(o.draft));
-      drafter = await LlamaGenGpt.load(files[2]!.tensors, o.draft, { extras: files[2]!.extras });
+      drafter = await LlamaGenGpt.load(files[2]!.tensors, o.draft, { extras: files[2]!.extras, compute });
       checkPair(vq.config, drafter.config, { tokenizer: o.tokenizer, weights: o.draft });
     }
     const watermark = o.watermarkKey === undefined ? undefined
@@ -110,7 +113,7 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
   }
 }
 
-const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'top-k', 'top-p', 'temperature', 'seed', 'decode', 'draft', 'window', 'heads', 'out', 'tokens',
+const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'top-k', 'top-p', 'temperature', 'seed', 'decode', 'draft', 'window', 'heads', 'compute', 'out', 'tokens',
   'lantern-k', 'lantern-delta', 'watermark-key', 'watermark-delta', 'watermark-gamma'];
 
 export const LLAMAGEN_USAGE = `Usage: tessera generate --tokenizer <vq file> --weights <gpt file> --class <int>
@@ -118,7 +121,7 @@ export const LLAMAGEN_USAGE = `Usage: tessera generate --tokenizer <vq file> --w
          [--decode ar|sjd|lantern|draft|nar] [--window 16] [--draft <gpt file>]
          [--lantern-k 1000] [--lantern-delta 0.1]
          [--watermark-key <key>] [--watermark-delta 2] [--watermark-gamma 0.25]
-         [--seed 0] [--heads H] --out <file.png> [--tokens <file.json>]
+         [--seed 0] [--heads H] [--compute fp32|bf16] --out <file.png> [--tokens <file.json>]
 
 LlamaGen class-conditional next-token generation (chosen when --weights is a
 LlamaGen GPT checkpoint). Prints the decoding counters on stdout.
@@ -140,6 +143,8 @@ LlamaGen GPT checkpoint). Prints the decoding counters on stdout.
   --watermark-delta   logit bias on green tokens (default 2)
   --watermark-gamma   green fraction of the vocabulary (default 0.25)
   --heads <H>         head count, when not head_dim 64 (100 for dim 3200)
+  --compute <c>       fp32 (default) or bf16: the GPT's weights rounded to
+                      bfloat16 (half the bytes per token; fp32 accumulation)
   --tokens <file>     JSON [[...]]: the G*G token ids in raster order`;
 
 function numberFlag(flags: Map<string, string | true>, name: string, integer = false): number | undefined {
@@ -149,6 +154,13 @@ function numberFlag(flags: Map<string, string | true>, name: string, integer = f
   if (v === true || v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n)))
     throw new TesseraError('ERR_INVALID_ARGUMENT', `--${name} needs ${integer ? 'an integer' : 'a number'}, got ${String(v)}`);
   return n;
+}
+
+/** `--compute fp32|bf16` (absent: fp32) as the packed-weight arithmetic. */
+export function computeFlag(v: string | undefined): 'float32' | 'bfloat16' {
+  if (v === undefined || v === 'fp32') return 'float32';
+  if (v === 'bf16') return 'bfloat16';
+  throw new TesseraError('ERR_INVALID_ARGUMENT', `--compute must be fp32 or bf16, got ${v === '' ? 'nothing' : v}`);
 }
 
 /** Whether `path` is a LlamaGen GPT checkpoint (by its keys; see lib/io/detect.ts). */
@@ -199,7 +211,7 @@ export async function runLlamaGenGenerate(argv: readonly string[]): Promise<numb
     tokenizer, weights, out, classId: numberFlag(f, 'class', true)!, imageSize: numberFlag(f, 'image-size', true),
     cfg: numberFlag(f, 'cfg'), topK: numberFlag(f, 'top-k', true), topP: numberFlag(f, 'top-p'),
     temperature: numberFlag(f, 'temperature'), seed: numberFlag(f, 'seed', true), window: numberFlag(f, 'window', true),
-    heads: numberFlag(f, 'heads', true), decode: typeof decode === 'string' ? decode as DecodeMode : undefined,
+    heads: numberFlag(f, 'heads', true), compute: typeof f.get('compute') === 'string' ? f.get('compute') as string : f.has('compute') ? '' : undefined, decode: typeof decode === 'string' ? decode as DecodeMode : undefined,
     lanternK: numberFlag(f, 'lantern-k', true), lanternDelta: numberFlag(f, 'lantern-delta'),
     watermarkKey: typeof f.get('watermark-key') === 'string' ? f.get('watermark-key') as string : undefined,
     watermarkDelta: numberFlag(f, 'watermark-delta'), watermarkGamma: numberFlag(f, 'watermark-gamma'),
