@@ -1,6 +1,9 @@
 // Composite decoder steps (tessera/decoder.h): a whole block stack per call
 // (LlamaGen: llamaBlocks; VAR: varBlocks).
+#include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -92,12 +95,22 @@ class LlamaBlocksWorker : public OpWorker {
 // llamaDecode({...the llamaBlocks stack without x, n and positions; finalNorm
 //   and head required, tokEmbeddings, logits [rows, V] (the prefill's,
 //   overwritten), images, cfgScale, temperature, topK, topP, seed, firstStep,
-//   bias?, tokens: int32 [images, steps], onStep?: (done) => void,
-//   stop?: Int32Array (non-zero ends the loop before the next step)})
+//   bias?, tokens: int32 [images, steps], onStep?: (done) => void})
 //   -> Promise<void>: plain AR decoding of `steps` tokens per image in one
-// call (tessera/decoder.h llama_decode). onStep runs on the main thread
-// after each step (a queued call: it may trail the decoding).
+// call (tessera/decoder.h llama_decode). onStep is called on the main thread
+// once per step, in order, and every call is made before the promise
+// settles. If it throws, the loop stops before its next step and the
+// promise rejects with what it threw (an exception left in a thread-safe
+// function's call would end the process).
 class LlamaDecodeWorker : public OpWorker {
+  // Shared by the worker and the queued step reports, which can outlive it.
+  struct Steps {
+    int32_t stop = 0;                    // set on the main thread, read by the decoding thread
+    bool failed = false;                 // onStep threw (main thread only)
+    Napi::ObjectReference error;         // [what it threw] (an array, so primitives can be held)
+    std::optional<Napi::Promise::Deferred> done;  // settled when the last report has run
+  };
+
  public:
   explicit LlamaDecodeWorker(const Napi::CallbackInfo& info) : OpWorker(info.Env()) {
     Napi::Env env = info.Env();
@@ -115,31 +128,43 @@ class LlamaDecodeWorker : public OpWorker {
     a_.first_step = get_u64(env, o, "firstStep");
     a_.bias = parse_optional_tensor(env, o.Get("bias"), "bias", &keep_);
     a_.tokens = parse_tensor(env, o.Get("tokens"), "tokens", &keep_);
-    Napi::Value stop = o.Get("stop");
-    if (!stop.IsUndefined() && !stop.IsNull()) {
-      if (!stop.IsTypedArray() || stop.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-          stop.As<Napi::Int32Array>().ElementLength() < 1)
-        throw_error(env, Code::kInvalidArgument, "stop must be an Int32Array of at least one element");
-      Napi::Int32Array sa = stop.As<Napi::Int32Array>();
-      keep_.add(sa);
-      a_.stop = sa.Data();
-    }
     Napi::Value cb = o.Get("onStep");
     if (!cb.IsUndefined() && !cb.IsNull()) {
       if (!cb.IsFunction()) throw_error(env, Code::kInvalidArgument, "onStep must be a function");
-      tsfn_ = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "tessera.llamaDecode.onStep", 0, 1);
+      // The finalizer runs after the last queued report: it settles the
+      // promise result() handed to OnOK.
+      auto* owner = new std::shared_ptr<Steps>(steps_);
+      tsfn_ = Napi::ThreadSafeFunction::New(env, cb.As<Napi::Function>(), "tessera.llamaDecode.onStep", 0, 1, owner,
+                                            [](Napi::Env env, std::shared_ptr<Steps>* st) {
+                                              std::shared_ptr<Steps> s = *st;
+                                              delete st;
+                                              if (!s->done || env == nullptr) return;
+                                              if (!s->failed) s->done->Resolve(env.Undefined());
+                                              else s->done->Reject(s->error.Value().Get(uint32_t{0}));
+                                            });
       has_tsfn_ = true;
       a_.on_step = [](void* ctx, int32_t done) {
         auto* self = static_cast<LlamaDecodeWorker*>(ctx);
-        int32_t* d = new int32_t(done);
-        const napi_status st = self->tsfn_.NonBlockingCall(d, [](Napi::Env env, Napi::Function fn, int32_t* v) {
-          const int32_t n = *v;
-          delete v;
-          if (env != nullptr && fn != nullptr) fn.Call({Napi::Number::New(env, n)});
+        auto* report = new std::pair<int32_t, std::shared_ptr<Steps>>(done, self->steps_);
+        const napi_status st = self->tsfn_.NonBlockingCall(report, [](Napi::Env env, Napi::Function fn, auto* r) {
+          const int32_t n = r->first;
+          std::shared_ptr<Steps> s = std::move(r->second);
+          delete r;
+          if (env == nullptr || fn == nullptr || s->failed) return;  // after a throw: no more reports
+          try {
+            fn.Call({Napi::Number::New(env, n)});
+          } catch (const Napi::Error& e) {
+            Napi::Array held = Napi::Array::New(env, 1);
+            held.Set(uint32_t{0}, e.Value());
+            s->error = Napi::Persistent(static_cast<Napi::Object>(held));
+            s->failed = true;
+            __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+          }
         });
-        if (st != napi_ok) delete d;  // closing (the environment is going away): drop the report
+        if (st != napi_ok) delete report;  // closing (the environment is going away): drop the report
       };
       a_.on_step_ctx = this;
+      a_.stop = &steps_->stop;
     }
   }
   ~LlamaDecodeWorker() override {
@@ -148,8 +173,19 @@ class LlamaDecodeWorker : public OpWorker {
 
  private:
   void run() override { llama_decode(a_); }
+  // With onStep: a promise settled by the thread-safe function's finalizer,
+  // once every queued report has run (the outer promise adopts it).
+  Napi::Value result(Napi::Env env) override {
+    if (!has_tsfn_) return env.Undefined();
+    steps_->done.emplace(Napi::Promise::Deferred::New(env));
+    Napi::Promise p = steps_->done->Promise();
+    tsfn_.Release();
+    has_tsfn_ = false;
+    return p;
+  }
   LlamaDecodeArgs a_;
   std::vector<LlamaLayer> layers_;
+  std::shared_ptr<Steps> steps_ = std::make_shared<Steps>();
   Napi::ThreadSafeFunction tsfn_;
   bool has_tsfn_ = false;
 };

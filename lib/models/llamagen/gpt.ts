@@ -208,14 +208,11 @@ export class LlamaGenGpt {
     const tokens = Tensor.empty([o.images, o.steps], 'int32');
     const bias = o.bias ? Tensor.from(o.bias, [o.images, vocabulary]) : undefined;
     const { cos, sin } = state.rope;
-    let done = 0, finished = false, failure: { error: unknown } | undefined;
-    // A throwing onStep must not reach the thread-safe function (an uncaught
-    // exception there ends the process): keep the first error, stop the loop
-    // before its next step, and throw it when the call returns.
-    const stop = new Int32Array(1);
     const held = [logits, tokens, bias, cos, sin, this.w.f32('norm.weight'), this.w.f32('tok_embeddings.weight'),
       ...this.layers.flatMap((l) => [l.attentionNorm, l.ffnNorm]), ...state.caches.flatMap((c) => [c.k, c.v])];
     try {
+      // onStep runs once per step, in order, before the call settles; if it
+      // throws, the loop stops and the call rejects with what it threw.
       await withTensors(held, () => native().llamaDecode({
         rows: state.rows, heads, headDim, kvHeads, cos: cos.native(), sin: sin.native(), mask: MASK_CAUSAL, eps: RMS_EPS,
         finalNorm: this.w.f32('norm.weight').native(), head: this.output.handle(),
@@ -226,26 +223,10 @@ export class LlamaGenGpt {
         })),
         tokEmbeddings: this.w.f32('tok_embeddings.weight').native(), logits: logits.native(),
         images: o.images, cfgScale: o.cfg, temperature: o.temperature, topK: o.topK, topP: o.topP,
-        seed: o.seed, firstStep: o.firstStep, bias: bias?.native(), tokens: tokens.native(),
-        // Queued calls may trail the decoding: report each count once, in order, and none after the end.
-        stop,
-        onStep: o.onStep && ((d: number) => {
-          if (finished || failure || d <= done) return;
-          done = d;
-          try {
-            o.onStep!(d);
-          } catch (error) {
-            failure = { error };
-            stop[0] = 1;
-          }
-        }),
+        seed: o.seed, firstStep: o.firstStep, bias: bias?.native(), tokens: tokens.native(), onStep: o.onStep,
       }));
-      finished = true;
-      if (failure) throw failure.error;
-      if (o.onStep && done < o.steps) { done = o.steps; o.onStep(done); }
       return tokens.data as Int32Array;
     } finally {
-      finished = true;
       bias?.dispose();
     }
   }

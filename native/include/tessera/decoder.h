@@ -81,8 +81,8 @@ struct LlamaDecodeArgs {
   void (*on_step)(void* ctx, int32_t done) = nullptr;
   void* on_step_ctx = nullptr;
   // Optional: read before each step; non-zero ends the loop there (no error;
-  // tokens of the steps not run stay unwritten). JavaScript sets it when its
-  // step callback throws.
+  // tokens of the steps not run stay unwritten). The binding raises it when
+  // the JavaScript step callback throws.
   const int32_t* stop = nullptr;
 };
 
