@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { openCheckpoint, type Checkpoint } from '../lib/io/checkpoint.js';
+import type { Checkpoint } from '../lib/io/checkpoint.js';
 import { generateAr, GuidedSampler, resolveSampling } from '../lib/models/llamagen/generate.js';
 import { LlamaGenGpt } from '../lib/models/llamagen/gpt.js';
 import { LlamaGenVq } from '../lib/models/llamagen/vq.js';
@@ -24,13 +24,13 @@ import { generate } from '../lib/models/var/generate.js';
 import { loadVar } from '../lib/models/var/load.js';
 import { disposeConditioning, VarCache } from '../lib/models/var/transformer.js';
 import { Tensor } from '../lib/tensor.js';
+import { maxRel, OfficialFixtures, type Ref } from './official-fixtures.js';
 
 const dir = resolve(process.env.TESSERA_OFFICIAL_DIR ?? join(import.meta.dirname, 'fixtures', 'official', 'var-llamagen'));
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 const work = mkdtempSync(join(tmpdir(), 'tessera-official-'));
-const opened: Checkpoint[] = [];
 afterAll(() => {
-  for (const c of opened.splice(0)) c.close();
+  fx.closeAll();
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -48,30 +48,10 @@ interface Entry {
   unsupported?: string;
 }
 
-const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Entry[];
-const path = (e: Entry, f: string): string => join(dir, e.dir, f);
-
-interface Ref { shape: readonly number[]; data: Float32Array | Int32Array }
-function expected(e: Entry): { ref: (k: string) => Ref; meta: Record<string, string> } {
-  const c = openCheckpoint(path(e, 'expected.safetensors'));
-  opened.push(c);
-  return {
-    ref: (k) => {
-      const t = c.tensors.get(k);
-      if (!t) throw new Error(`${e.name}: ${k} is missing from expected.safetensors`);
-      return { shape: t.shape, data: t.load().data as Float32Array | Int32Array };
-    },
-    meta: c.metadata,
-  };
-}
-
-/** max |a − b| / max |b|. */
-function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) { num = Math.max(num, Math.abs(a[i]! - b[i]!)); den = Math.max(den, Math.abs(b[i]!)); }
-  return num / den;
-}
+const fx = new OfficialFixtures<Entry>(dir);
+const manifest = fx.entries;
+const path = (e: Entry, f: string): string => fx.path(e, f);
+const expected = (e: Entry) => fx.expected(e);
 
 function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   expect(a.length).toBe(b.length);
@@ -209,8 +189,7 @@ describe.each(varEntries.map((e) => [e.name, e] as const))('VAR %s vs the offici
 describe.each(llamaEntries.map((e) => [e.name, e] as const))('LlamaGen %s vs the official code', (_, e) => {
   const exp = () => expected(e);
   const loadGpt = async (): Promise<{ model: LlamaGenGpt; file: Checkpoint }> => {
-    const file = openCheckpoint(path(e, e.weights));
-    opened.push(file);
+    const file = fx.open(e, e.weights);
     return { model: await LlamaGenGpt.load(file.tensors, e.weights, { heads: e.heads, extras: file.extras }), file };
   };
 
@@ -265,8 +244,7 @@ describe.each(llamaEntries.map((e) => [e.name, e] as const))('LlamaGen %s vs the
   it('greedy generate() (top-k 1) gives the official ids; the VQ decode of them within 1/255', async () => {
     const { ref, meta } = exp();
     const { model } = await loadGpt();
-    const tok = openCheckpoint(path(e, e.tokenizer));
-    opened.push(tok);
+    const tok = fx.open(e, e.tokenizer);
     const vq = LlamaGenVq.load(tok.tensors, e.tokenizer);
     try {
       const grid = e.grid!, N = grid * grid;

@@ -18,16 +18,15 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { generateNar } from '../lib/decoding/nar.js';
-import { openCheckpoint, type Checkpoint } from '../lib/io/checkpoint.js';
 import { LlamaGenGpt } from '../lib/models/llamagen/gpt.js';
+import { maxRel, OfficialFixtures } from './official-fixtures.js';
 
 const dir = resolve(process.env.TESSERA_OFFICIAL_NAR_DIR ?? join(import.meta.dirname, 'fixtures', 'official', 'var-llamagen'));
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 const work = mkdtempSync(join(tmpdir(), 'tessera-official-nar-'));
-const opened: Checkpoint[] = [];
 const figures: string[] = [];
 afterAll(() => {
-  for (const c of opened.splice(0)) c.close();
+  fx.closeAll();
   rmSync(work, { recursive: true, force: true });
   if (figures.length) console.log(`official NAR conformance (${dir}):\n${figures.join('\n')}`);
 });
@@ -35,36 +34,16 @@ afterAll(() => {
 interface Entry { name: string; family: string; dir: string; weights: string; grid: number; heads: number; tokenizer?: string; imageSize?: number;
   /** Why the official generate() cannot run this configuration (GQA): teacher-forced logits only. */
   logitsOnly?: string }
-const entries = (JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Entry[]).filter((e) => e.family === 'nar');
-const path = (e: Entry, f: string): string => join(dir, e.dir, f);
-
-interface Ref { shape: readonly number[]; data: Float32Array | Int32Array }
-function expected(e: Entry): { ref: (k: string) => Ref; meta: Record<string, string> } {
-  const c = openCheckpoint(path(e, 'expected.safetensors'));
-  opened.push(c);
-  return {
-    ref: (k) => {
-      const t = c.tensors.get(k);
-      if (!t) throw new Error(`${e.name}: ${k} is missing from expected.safetensors`);
-      return { shape: t.shape, data: t.load().data as Float32Array | Int32Array };
-    },
-    meta: c.metadata,
-  };
-}
+const fx = new OfficialFixtures<Entry>(dir);
+const entries = fx.entries.filter((e) => e.family === 'nar');
+const path = (e: Entry, f: string): string => fx.path(e, f);
+const expected = (e: Entry) => fx.expected(e);
 
 async function load(e: Entry): Promise<LlamaGenGpt> {
-  const file = openCheckpoint(path(e, e.weights));
-  opened.push(file);
+  const file = fx.open(e, e.weights);
   return LlamaGenGpt.load(file.tensors, e.weights, { heads: e.heads, extras: file.extras });
 }
 
-/** max |a − b| / max |b|. */
-function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let num = 0, den = 0;
-  for (let i = 0; i < b.length; i++) { num = Math.max(num, Math.abs(a[i]! - b[i]!)); den = Math.max(den, Math.abs(b[i]!)); }
-  return num / den;
-}
 
 const greedyRuns = (meta: Record<string, string>): string[] => (meta.greedy_runs ?? '').split(',').filter(Boolean);
 
