@@ -23,16 +23,11 @@ VQModel builds its Encoder/Decoder with ch = 128; the committed fixtures swap
 in the official Encoder/Decoder classes built with ch = 32 (their own
 argument) to stay small. Same key layout, same layers.
 """
-import argparse
-import contextlib
 import json
-import math
 import os
 import sys
-import types
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import var_llamagen_common as common  # noqa: E402
@@ -69,47 +64,13 @@ FIXTURES = {
 }
 
 
-def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False):
-    """SHIM: torch.nn.functional.scaled_dot_product_attention (PyTorch >= 2.0) for PyTorch 1.13:
-    the documented math, softmax(q·kᵀ/√d + mask)·v, a boolean mask keeping True; is_causal keeps
-    j <= i. Dropout is never used here (eval)."""
-    assert dropout_p == 0.0
-    L, S = query.size(-2), key.size(-2)
-    attn = query @ key.transpose(-2, -1) * (1.0 / math.sqrt(query.size(-1)))
-    if is_causal:
-        attn = attn.masked_fill(~torch.ones(L, S, dtype=torch.bool).tril(), float('-inf'))
-    if attn_mask is not None:
-        attn = attn.masked_fill(~attn_mask, float('-inf')) if attn_mask.dtype == torch.bool else attn + attn_mask
-    return attn.softmax(dim=-1) @ value
-
-
 def load_official(repo):
     common.add_repo(repo)
-    if not hasattr(F, 'scaled_dot_product_attention'):
-        F.scaled_dot_product_attention = sdpa
-    # SHIM: generate.py imports torch._dynamo.config / torch._inductor.config only to set compile
-    # options it leaves commented out; empty modules keep it importable on PyTorch 1.13.
-    common.shim_module('torch._dynamo.config')
-    common.shim_module('torch._inductor.config')
+    common.shim_llamagen_imports()
     import autoregressive.models.generate as gen
     from autoregressive.models.gpt import ModelArgs, Transformer
     from tokenizer.tokenizer_image import vq_model
-    # SHIM: generate() enters `with torch.device(device):` (a PyTorch 2 default-device context) and
-    # `with torch.backends.cuda.sdp_kernel(enable_flash=..., enable_mem_efficient=..., enable_math=True)`
-    # (a PyTorch 2 kernel choice; 1.13 names its arguments differently). On 1.13 both become no-op
-    # contexts for that one module: everything is on the CPU and the SDPA shim above is the math
-    # kernel. No other torch name is touched.
-    proxy = types.ModuleType('torch_proxy_for_generate')
-    proxy.__getattr__ = lambda name: getattr(torch, name)
-    proxy.device = lambda *a, **k: contextlib.nullcontext()
-    backends = types.ModuleType('torch_backends_proxy')
-    backends.__getattr__ = lambda name: getattr(torch.backends, name)
-    backends.cuda = types.SimpleNamespace(sdp_kernel=lambda **k: contextlib.nullcontext())
-    proxy.backends = backends
-    # SHIM: generate() makes input_pos as torch.tensor([T], dtype=torch.int) and indexes with it;
-    # PyTorch 1.13 indexes only with int64, so that one tensor is made int64 (same values).
-    proxy.tensor = lambda data, **k: torch.tensor(data, **({**k, 'dtype': torch.long} if k.get('dtype') is torch.int else k))
-    gen.torch = proxy
+    gen.torch = common.torch_for_generate()
     return gen, ModelArgs, Transformer, vq_model
 
 

@@ -42,7 +42,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import var_llamagen_common as common  # noqa: E402
-from check_llamagen import sdpa  # noqa: E402  (the SHIM for F.scaled_dot_product_attention)
 
 CONFIGS = {
     # The released grid (16x16 = 256 tokens, 31 passes), 3 trunk layers + the vertical block,
@@ -71,30 +70,16 @@ FIXTURES = {
 
 def load_official(repo):
     common.add_repo(repo)
-    import torch.nn.functional as F
-    if not hasattr(F, 'scaled_dot_product_attention'):
-        F.scaled_dot_product_attention = sdpa
-    # SHIM: generate.py imports torch._dynamo.config / torch._inductor.config only to set compile
-    # options it leaves commented out; empty modules keep it importable on PyTorch 1.13.
-    common.shim_module('torch._dynamo.config')
-    common.shim_module('torch._inductor.config')
+    common.shim_llamagen_imports()
     # SHIM: torch.nn.attention (PyTorch >= 2.3) only chooses the SDPA kernel (`with
-    # sdpa_kernel(SDPBackend.MATH)`); on 1.13 the SDPA shim above is the math kernel, so a no-op context.
+    # sdpa_kernel(SDPBackend.MATH)`); on 1.13 the SDPA shim is the math kernel, so a no-op context.
     common.shim_module('torch.nn.attention', SDPBackend=types.SimpleNamespace(MATH='MATH'),
                        sdpa_kernel=lambda *a, **k: contextlib.nullcontext())
     # SHIM: tqdm (a progress bar around the pass loop) is not installed; the bare iterable.
     common.shim_module('tqdm', tqdm=lambda it, *a, **k: it)
     import autoregressive.models.generate as gen
     from autoregressive.models.gpt import ModelArgs, Transformer
-    # SHIM: generate() enters `with torch.device(device):` (a PyTorch 2 default-device context): a
-    # no-op for that one module (everything is on the CPU). It also makes input_pos as
-    # torch.tensor([T], dtype=torch.int) and indexes with it; PyTorch 1.13 indexes only with int64,
-    # so that one tensor is made int64 (same values). No other torch name is touched.
-    proxy = types.ModuleType('torch_proxy_for_generate')
-    proxy.__getattr__ = lambda name: getattr(torch, name)
-    proxy.device = lambda *a, **k: contextlib.nullcontext()
-    proxy.tensor = lambda data, **k: torch.tensor(data, **({**k, 'dtype': torch.long} if k.get('dtype') is torch.int else k))
-    gen.torch = proxy
+    gen.torch = common.torch_for_generate()
     return gen, ModelArgs, Transformer
 
 

@@ -172,3 +172,54 @@ def init_autoencoder(module, g):
             normal_(p, g, 0.1, 1.0)
         else:
             normal_(p, g, 0.1)
+
+
+def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False):
+    """SHIM: torch.nn.functional.scaled_dot_product_attention (PyTorch >= 2.0) for PyTorch 1.13:
+    the documented math, softmax(q·kᵀ/√d + mask)·v, a boolean mask keeping True; is_causal keeps
+    j <= i. Dropout is never used here (eval)."""
+    import math
+
+    import torch
+    assert dropout_p == 0.0
+    L, S = query.size(-2), key.size(-2)
+    attn = query @ key.transpose(-2, -1) * (1.0 / math.sqrt(query.size(-1)))
+    if is_causal:
+        attn = attn.masked_fill(~torch.ones(L, S, dtype=torch.bool).tril(), float('-inf'))
+    if attn_mask is not None:
+        attn = attn.masked_fill(~attn_mask, float('-inf')) if attn_mask.dtype == torch.bool else attn + attn_mask
+    return attn.softmax(dim=-1) @ value
+
+
+def shim_llamagen_imports():
+    """The PyTorch 2 names LlamaGen-derived code (LlamaGen, NAR) needs at import time, on 1.13."""
+    import torch.nn.functional as F
+    if not hasattr(F, 'scaled_dot_product_attention'):
+        F.scaled_dot_product_attention = sdpa
+    # SHIM: generate.py imports torch._dynamo.config / torch._inductor.config only to set compile
+    # options it leaves commented out; empty modules keep it importable on PyTorch 1.13.
+    shim_module('torch._dynamo.config')
+    shim_module('torch._inductor.config')
+
+
+def torch_for_generate():
+    """SHIM: the `torch` a LlamaGen-style generate.py module sees. generate() enters `with
+    torch.device(device):` (a PyTorch 2 default-device context) and `with
+    torch.backends.cuda.sdp_kernel(...)` (a PyTorch 2 kernel choice; 1.13 names its arguments
+    differently): on 1.13 both become no-op contexts for that one module (everything is on the CPU
+    and the SDPA shim is the math kernel). It also makes input_pos as torch.tensor([T],
+    dtype=torch.int) and indexes with it; PyTorch 1.13 indexes only with int64, so that one tensor
+    is made int64 (same values). No other torch name is touched."""
+    import contextlib
+    import types
+
+    import torch
+    proxy = types.ModuleType('torch_proxy_for_generate')
+    proxy.__getattr__ = lambda name: getattr(torch, name)
+    proxy.device = lambda *a, **k: contextlib.nullcontext()
+    backends = types.ModuleType('torch_backends_proxy')
+    backends.__getattr__ = lambda name: getattr(torch.backends, name)
+    backends.cuda = types.SimpleNamespace(sdp_kernel=lambda **k: contextlib.nullcontext())
+    proxy.backends = backends
+    proxy.tensor = lambda data, **k: torch.tensor(data, **({**k, 'dtype': torch.long} if k.get('dtype') is torch.int else k))
+    return proxy
