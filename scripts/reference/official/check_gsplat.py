@@ -39,8 +39,6 @@ Output (gzip): u32 LE manifest length | JSON manifest | pad 8 | binary section;
 arrays are {"dtype", "shape", "offset", "bytes"} into the binary section.
 """
 import argparse
-import gzip
-import json
 import math
 import os
 import sys
@@ -48,6 +46,9 @@ import types
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check_ocnn  # noqa: E402  (arr, write_fixture)
 
 torch.set_num_threads(1)
 
@@ -173,32 +174,8 @@ def load_gsplat(repo):
 
 
 # ---------------------------------------------------------------- fixture
-BLOBS, SIZE = [], [0]
-
-
-def arr(a, dtype=None):
-    a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-    if dtype is not None:
-        a = a.astype(dtype)
-    dt = {np.dtype('float32'): 'float32', np.dtype('int32'): 'int32', np.dtype('int64'): 'int64'}[a.dtype]
-    raw = np.ascontiguousarray(a.astype(a.dtype.newbyteorder('<'))).tobytes()
-    pad = (-SIZE[0]) % 8
-    BLOBS.append(b'\0' * pad)
-    off = SIZE[0] + pad
-    BLOBS.append(raw)
-    SIZE[0] = off + len(raw)
-    return {'dtype': dt, 'shape': list(a.shape), 'offset': off, 'bytes': len(raw)}
-
-
-def write_fixture(path, manifest):
-    js = json.dumps(manifest, separators=(',', ':')).encode()
-    head = len(js).to_bytes(4, 'little') + js
-    head += b'\0' * ((-len(head)) % 8)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with gzip.open(path, 'wb', compresslevel=9) as fh:
-        fh.write(head)
-        for b in BLOBS:
-            fh.write(b)
+# The container of check_ocnn.py (arr, write_fixture), read by the same test helper.
+arr, write_fixture = check_ocnn.arr, check_ocnn.write_fixture
 
 
 # ---------------------------------------------------------------- scenes

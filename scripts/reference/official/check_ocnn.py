@@ -105,6 +105,7 @@ def write_fixture(path, manifest):
     js = json.dumps(manifest, separators=(',', ':')).encode()
     head = len(js).to_bytes(4, 'little') + js
     head += b'\0' * ((-len(head)) % 8)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with gzip.open(path, 'wb', compresslevel=9) as fh:
         fh.write(head)
         for b in BLOBS:
