@@ -9,7 +9,6 @@ lacks (each is marked SHIM with the reason).
 import json
 import math
 import os
-import struct
 import sys
 import types
 
@@ -43,23 +42,15 @@ def shim_module(name, **attrs):
 
 
 def save_safetensors(tensors, metadata, path):
-    """A minimal safetensors writer (8-byte header size, JSON header, data)."""
-    names = {torch.float32: 'F32', torch.int32: 'I32'}
-    header, blobs, at = {'__metadata__': {k: str(v) for k, v in metadata.items()}}, [], 0
-    for k, t in tensors.items():
-        t = t.detach().contiguous()
-        if t.is_floating_point():
-            t = t.float()
-        elif t.dtype != torch.int32:
-            t = t.to(torch.int32)
-        b = t.numpy().tobytes()
-        header[k] = {'dtype': names[t.dtype], 'shape': list(t.shape), 'data_offsets': [at, at + len(b)]}
-        blobs.append(b)
-        at += len(b)
-    h = json.dumps(header, separators=(',', ':')).encode()
-    h += b' ' * (-len(h) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)) + h + b''.join(blobs))
+    """make_var_fixtures.py's safetensors writer, with floats as float32, other tensors as
+    int32 and metadata values as strings."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+    from make_var_fixtures import save_safetensors as write
+
+    def cast(t):
+        t = t.detach()
+        return t.float() if t.is_floating_point() else t.to(torch.int32)
+    write({k: cast(t) for k, t in tensors.items()}, {k: str(v) for k, v in metadata.items()}, path)
 
 
 def round_params(module, dtype):
