@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cpu/gemm/gemm_driver.h"
@@ -25,16 +26,25 @@ inline float cfg_mix(float c, float u, float s) { return u + s * (c - u); }
 
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-// Order-preserving 64-bit key of a double (no NaN): a < b iff key(a) < key(b),
-// except that −0 sorts just below +0 (they compare equal as doubles).
-inline uint64_t order_key(double v) {
-  uint64_t u;
+// Order-preserving key of a float or double (no NaN), an unsigned integer of
+// its width: a < b iff key(a) < key(b), except that −0 sorts just below +0
+// (they compare equal as floats).
+template <class F>
+using KeyOf = std::conditional_t<sizeof(F) == 8, uint64_t, uint32_t>;
+template <class F>
+inline KeyOf<F> order_key(F v) {
+  using K = KeyOf<F>;
+  constexpr K sign = K{1} << (8 * sizeof(K) - 1);
+  K u;
   std::memcpy(&u, &v, sizeof u);
-  return (u >> 63) ? ~u : (u | (uint64_t{1} << 63));
+  return (u & sign) ? ~u : (u | sign);
 }
-inline double from_order_key(uint64_t k) {
-  const uint64_t u = (k >> 63) ? (k & ~(uint64_t{1} << 63)) : ~k;
-  double v;
+template <class F>
+inline F from_order_key(KeyOf<F> k) {
+  using K = KeyOf<F>;
+  constexpr K sign = K{1} << (8 * sizeof(K) - 1);
+  const K u = (k & sign) ? (k & ~sign) : ~k;
+  F v;
   std::memcpy(&v, &u, sizeof v);
   return v;
 }
@@ -71,19 +81,6 @@ Key kth_key(Key* keys, int64_t n, int64_t k) {
   return keys[0];  // every remaining candidate has this key
 }
 
-// Order-preserving 32-bit key of a float (no NaN), as order_key.
-inline uint32_t order_key32(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  return (u >> 31) ? ~u : (u | (uint32_t{1} << 31));
-}
-inline float from_order_key32(uint32_t k) {
-  const uint32_t u = (k >> 31) ? (k & ~(uint32_t{1} << 31)) : ~k;
-  float v;
-  std::memcpy(&v, &u, sizeof v);
-  return v;
-}
-
 // The first index of row r whose (CFG-mixed) logit is NaN or +Inf, for the
 // error message; -1 if none.
 int64_t first_bad(const float* lc, const float* lu, int64_t V, float s) {
@@ -109,7 +106,7 @@ int64_t top_p_cut(const double* x, const double* e, int32_t* order, int64_t kept
     int64_t front = kept;
     if (m < kept) {
       for (int64_t j = 0; j < kept; ++j) keys[j] = order_key(x[order[j]]);
-      const double thr = from_order_key(kth_key(keys.data(), kept, m));
+      const double thr = from_order_key<double>(kth_key(keys.data(), kept, m));
       front = std::partition(order, order + kept, [&](int32_t i) { return x[i] >= thr; }) - order;
     }
     std::sort(order, order + front, before);
@@ -140,7 +137,7 @@ double process_row(const SampleArgs& a, int64_t r, double* x, double* e, int32_t
     bad |= std::isnan(l) || l == std::numeric_limits<float>::infinity();
     x[i] = static_cast<double>(l) * inv_t;
     mx = std::max(mx, x[i]);
-    if (top_k) keys[i] = order_key32(l);
+    if (top_k) keys[i] = order_key(l);
   }
   if (bad) {
     const int64_t i = first_bad(lc, lu, V, s);
@@ -154,7 +151,7 @@ double process_row(const SampleArgs& a, int64_t r, double* x, double* e, int32_t
   // x = double(l)·(1/T) is strictly increasing in the float l (distinct
   // floats stay distinct in double), so the k-th largest l gives it.
   double thr = kNegInf;
-  if (top_k) thr = static_cast<double>(from_order_key32(kth_key(keys, V, a.top_k))) * inv_t;
+  if (top_k) thr = static_cast<double>(from_order_key<float>(kth_key(keys, V, a.top_k))) * inv_t;
   // Kept indices in index order; exp only for them (the dropped weigh 0).
   int64_t kept = 0;
   for (int64_t i = 0; i < V; ++i) {
