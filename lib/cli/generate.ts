@@ -92,7 +92,7 @@ Options:
       topP: numberFlag(f, 'top-p', 0.96), temperature: numberFlag(f, 'temperature', 1), seed: numberFlag(f, 'seed', 0, true),
       moreSmooth: f.has('more-smooth'), onScale: progress,
     };
-    const compute = computeFlag(typeof f.get('compute') === 'string' ? f.get('compute') as string : f.has('compute') ? '' : undefined);
+    const compute = computeFlag(f.get('compute'));
     const pipe = await loadVar(tokenizer, weights, { compute });
     try {
       const result = await generate(pipe.vae, pipe.model, options);

@@ -45,8 +45,8 @@ export interface LlamaGenFileOptions {
   watermarkGamma?: number;
   /** Head count when the rule does not fit the checkpoint (see gptConfig). */
   heads?: number;
-  /** Weight arithmetic: fp32 (default) or bf16 (weights rounded to bfloat16, fp32 accumulation). */
-  compute?: string;
+  /** Weight arithmetic, the --compute flag: fp32 (default) or bf16 (weights rounded to bfloat16, fp32 accumulation). */
+  compute?: string | true;
   out: string;
   /** JSON file for the tokens: [[...G·G ids in raster order]]. */
   tokens?: string;
@@ -157,10 +157,10 @@ function numberFlag(flags: Map<string, string | true>, name: string, integer = f
 }
 
 /** `--compute fp32|bf16` (absent: fp32) as the packed-weight arithmetic. */
-export function computeFlag(v: string | undefined): 'float32' | 'bfloat16' {
+export function computeFlag(v: string | true | undefined): 'float32' | 'bfloat16' {
   if (v === undefined || v === 'fp32') return 'float32';
   if (v === 'bf16') return 'bfloat16';
-  throw new TesseraError('ERR_INVALID_ARGUMENT', `--compute must be fp32 or bf16, got ${v === '' ? 'nothing' : v}`);
+  throw new TesseraError('ERR_INVALID_ARGUMENT', `--compute must be fp32 or bf16, got ${v === true ? 'nothing' : v}`);
 }
 
 /** Whether `path` is a LlamaGen GPT checkpoint (by its keys; see lib/io/detect.ts). */
@@ -211,7 +211,7 @@ export async function runLlamaGenGenerate(argv: readonly string[]): Promise<numb
     tokenizer, weights, out, classId: numberFlag(f, 'class', true)!, imageSize: numberFlag(f, 'image-size', true),
     cfg: numberFlag(f, 'cfg'), topK: numberFlag(f, 'top-k', true), topP: numberFlag(f, 'top-p'),
     temperature: numberFlag(f, 'temperature'), seed: numberFlag(f, 'seed', true), window: numberFlag(f, 'window', true),
-    heads: numberFlag(f, 'heads', true), compute: typeof f.get('compute') === 'string' ? f.get('compute') as string : f.has('compute') ? '' : undefined, decode: typeof decode === 'string' ? decode as DecodeMode : undefined,
+    heads: numberFlag(f, 'heads', true), compute: f.get('compute'), decode: typeof decode === 'string' ? decode as DecodeMode : undefined,
     lanternK: numberFlag(f, 'lantern-k', true), lanternDelta: numberFlag(f, 'lantern-delta'),
     watermarkKey: typeof f.get('watermark-key') === 'string' ? f.get('watermark-key') as string : undefined,
     watermarkDelta: numberFlag(f, 'watermark-delta'), watermarkGamma: numberFlag(f, 'watermark-gamma'),
