@@ -83,24 +83,6 @@ def load_official(repo):
     return gen, ModelArgs, Transformer
 
 
-def build_gpt(cfg, ModelArgs, Transformer, g):
-    args = dict(dim=cfg['dim'], n_layer=cfg['n_layer'], n_head=cfg['n_head'], n_kv_head=cfg.get('n_kv_head'), vocab_size=cfg['vocab'],
-                num_classes=cfg['classes'], block_size=cfg['grid'] ** 2, cls_token_num=1, model_type='c2i',
-                token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
-    for k in ('multiple_of', 'ffn_dim_multiplier'):
-        if k in cfg:
-            args[k] = cfg[k]
-    model = Transformer(ModelArgs(**args))
-    for name, p in model.named_parameters():
-        if name.endswith('norm.weight'):  # attention_norm, ffn_norm, norm, medusa_norm
-            common.normal_(p, g, 0.2, 1.0)
-        elif 'embedding' in name:
-            common.normal_(p, g, 1.0)
-        else:
-            common.normal_(p, g, common.fan_in_std(p))
-    return model.eval()
-
-
 def proximity_mask(model, rows):
     """The training script's mask (train_c2i.py): causal over the class slot, the official
     setup_proximity_mask over the image block (distance ≤ d)."""
@@ -113,7 +95,7 @@ def proximity_mask(model, rows):
 def run_config(name, cfg, official, out, store, _cache):
     gen, ModelArgs, Transformer = official
     g = torch.Generator().manual_seed(sum(map(ord, name)))
-    model = build_gpt(cfg, ModelArgs, Transformer, g)
+    model = common.build_gpt(cfg, ModelArgs, Transformer, g)
     dtype = {'float32': torch.float32, 'float16': torch.float16}[store]
     common.round_params(model, dtype)
     d = os.path.join(out, name)

@@ -214,3 +214,24 @@ def torch_for_generate():
     proxy.backends = backends
     proxy.tensor = lambda data, **k: torch.tensor(data, **({**k, 'dtype': torch.long} if k.get('dtype') is torch.int else k))
     return proxy
+
+
+def build_gpt(cfg, ModelArgs, Transformer, g):
+    """A class-conditional LlamaGen-layout GPT (LlamaGen's or NAR's Transformer) of config cfg,
+    with seeded non-trivial weights: norm gains near 1 (attention_norm, ffn_norm, norm,
+    medusa_norm), embeddings ~ N(0, 1), the rest ~ N(0, 1/fan_in) (zero-initialised heads too)."""
+    args = dict(dim=cfg['dim'], n_layer=cfg['n_layer'], n_head=cfg['n_head'], n_kv_head=cfg.get('n_kv_head'),
+                vocab_size=cfg['vocab'], num_classes=cfg['classes'], block_size=cfg['grid'] ** 2, cls_token_num=1,
+                model_type='c2i', token_dropout_p=0.0, resid_dropout_p=0.0, ffn_dropout_p=0.0)
+    for k in ('multiple_of', 'ffn_dim_multiplier'):
+        if k in cfg:
+            args[k] = cfg[k]
+    model = Transformer(ModelArgs(**args))
+    for name, p in model.named_parameters():
+        if name.endswith('norm.weight'):
+            normal_(p, g, 0.2, 1.0)
+        elif 'embedding' in name:
+            normal_(p, g, 1.0)
+        else:
+            normal_(p, g, fan_in_std(p))
+    return model.eval()
