@@ -40,6 +40,13 @@ describe('VAR configuration from checkpoint shapes', () => {
     expect(readSchedule(fake(2240, 10), 64)).toEqual({ schedule: [1, 2, 3, 4, 6, 9, 13, 18, 24, 32], source: 'official' });
     expect(readSchedule(fake(30, 4), 64)).toEqual({ schedule: [1, 2, 3, 4], source: 'solved' });
     expect(() => readSchedule(fake(31, 4), 64)).toThrow(/pos_1LC has 31 tokens: no increasing schedule/);
+    // A first scale larger than 1×1: pos_start holds pn0² start positions, and the schedule starts there.
+    const withStart = (L: number, SN: number, starts: number): ShapeReader => {
+      const t = (shape: number[]): StoredTensor => ({ name: '', dtype: 'float32', shape, numel: 0, load: () => { throw new Error('unused'); } });
+      return new ShapeReader(new Map([['pos_1LC', t([1, L, 64])], ['lvl_embed.weight', t([SN, 64])], ['pos_start', t([1, starts, 64])]]), 'f.pth');
+    };
+    expect(readSchedule(withStart(4 + 9 + 16, 3, 4), 64)).toEqual({ schedule: [2, 3, 4], source: 'solved' });
+    expect(() => readSchedule(withStart(29, 3, 3), 64)).toThrow(/pos_start has 3 start positions, not the square/);
     expect(solveSchedules(680, 10).length).toBeGreaterThan(1);  // why the official table comes first
   });
 
@@ -47,6 +54,23 @@ describe('VAR configuration from checkpoint shapes', () => {
     expect(Array.from({ length: 10 }, (_, si) => phiIndex(si, 10, 4)).join(',')).toBe(meta.phi_index_10);
     expect(Array.from({ length: 5 }, (_, si) => phiIndex(si, 5, 4)).join(',')).toBe(meta.phi_index);
     expect(meta.phi_index_10).toBe('0,0,1,1,1,2,2,3,3,3');
+  });
+
+  it('Phi conv choice for K != 4: the official ticks linspace(1/2K, 1 - 1/2K) (K = 4 keeps 1/3K)', () => {
+    expect(Array.from({ length: 4 }, (_, si) => phiIndex(si, 4, 3)).join(',')).toBe('0,0,1,2');
+    expect(Array.from({ length: 6 }, (_, si) => phiIndex(si, 6, 5)).join(',')).toBe('0,0,1,2,3,4');  // numpy argmin over float64 linspace
+    expect(phiIndex(3, 7, 1)).toBe(0);
+  });
+
+  it('quant_conv kernels: any odd k read from the file; an even one is refused by name', () => {
+    const t = open('vae.pth').tensors;
+    const k = (n: number): Map<string, StoredTensor> => {
+      const m = new Map(t);
+      for (const name of ['quant_conv.weight', 'post_quant_conv.weight']) m.set(name, { ...t.get(name)!, shape: [8, 8, n, n] });
+      return m;
+    };
+    expect(vqvaeConfig(k(1), 'k1.pth').latentChannels).toBe(8);
+    expect(() => vqvaeConfig(k(2), 'k2.pth')).toThrow(/k2\.pth: quant_conv\.weight has an even kernel 2/);
   });
 
   it('names the key and the reason when a file does not fit', () => {
