@@ -3,7 +3,13 @@
 // path (lib/models/llamagen/gpt.ts) without the per-op thread hops.
 #include "tessera/decoder.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdlib>
+#include <thread>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -11,11 +17,14 @@
 #include <vector>
 
 #include "core/packed_weight.h"
+#include "cpu/cpu_ops.h"
 #include "cpu/gemm/gemm_driver.h"
+#include "cpu/gemm/gemm_stream.h"
 #include "tessera/attention.h"
 #include "tessera/norm.h"
 #include "tessera/sampling.h"
 #include "tessera/status.h"
+#include "tessera/threadpool.h"
 
 namespace tessera {
 namespace {
@@ -197,6 +206,293 @@ VarSizes validate_var(const VarBlocksArgs& a) {
   return z;
 }
 
+
+// ---------------------------------------------------------------------------
+constexpr int kMaxTeamRows = cpu::gemm::kSmallMaxM;          // rows the small-M path streams
+constexpr int64_t kTeamPrefetchBytes = int64_t{512} << 10;  // per wait, into L2 (2 MiB here)
+
+int64_t round_up_floats(int64_t n) { return (n + 15) / 16 * 16; }
+
+// A 4-d f32 view with explicit strides (elements).
+TensorView make_view_strided(float* data, DType dt, std::array<int64_t, 4> shape, std::array<int64_t, 4> strides) {
+  TensorView v;
+  v.data = data;
+  v.dtype = dt;
+  v.rank = 4;
+  for (int i = 0; i < 4; ++i) v.shape[i] = shape[i], v.strides[i] = strides[i];
+  return v;
+}
+
+// Kv head hk of a [rows, Hkv, Lmax, hd] cache as a [rows, 1, Lmax, hd] view.
+TensorView head_slice(const TensorView& c, int64_t hk) {
+  TensorView v = c;
+  v.data = static_cast<char*>(c.data) + hk * c.strides[1] * static_cast<int64_t>(dtype_size(c.dtype));
+  v.shape[1] = 1;
+  return v;
+}
+// ---------------------------------------------------------------------------
+// The decode team (n = 1, few rows: one token per sequence per call).
+//
+// A decode step streams every weight once for a handful of rows, so it is
+// bound by how long the memory system is kept busy. Op by op, each of the
+// ~5 GEMMs per layer is a pool job: both threads join at its end, the faster
+// one idles, and the next matrix's first reads start cold. Here the pool's
+// threads ("members") run the whole stack as one job, in phases per layer:
+//   A  per kv head: its q/k/v columns of the qkv GEMM, RoPE, the cache
+//      append and attention (no join between the GEMM and attention);
+//   B  wo + residual;  C  w1 (SiLU) and w3 (gate) column by column;
+//   D  w2 + residual;  and the head after the last layer.
+// Each member owns a contiguous share of every phase's units (it knows them
+// in advance), takes its own from the front and steals others' from the
+// back, and while it waits for a phase to finish it prefetches the weights
+// of its first units in the next one, so the memory system never idles at a
+// join. A member that never arrives (a busy machine) is covered by stealing;
+// one that arrives late finds finished phases and skips them, so the team
+// cannot deadlock whatever the pool does. Every unit calls the same kernels
+// as the op-by-op path on a slice of the same data (the small-M GEMM on a
+// panel range, RoPE, kv_append and attention on one kv head without key
+// splitting), so the results are bit-identical to it.
+
+// Claims of one phase: owner o's units are [o·U/T, (o+1)·U/T); its live
+// range [front, back) is packed into one word so owner and thieves agree.
+class TeamClaims {
+ public:
+  TeamClaims(int phases, int members) : T_(members), units_(phases, 0), done_(phases), ranges_(size_t(phases) * members) {}
+  void set_units(int p, int64_t units) {
+    units_[p] = units;
+    done_[p].store(0, std::memory_order_relaxed);
+    for (int o = 0; o < T_; ++o) ranges_[size_t(p) * T_ + o].store(pack(first(p, o), first(p, o + 1)));
+  }
+  int64_t units(int p) const { return units_[p]; }
+  int64_t first(int p, int owner) const { return units_[p] * owner / T_; }
+  // The next unit for member m (its own front, then others' backs), or −1.
+  int64_t claim(int p, int m) {
+    for (int k = 0; k < T_; ++k) {
+      const int o = (m + k) % T_;
+      std::atomic<uint64_t>& r = ranges_[size_t(p) * T_ + o];
+      uint64_t cur = r.load(std::memory_order_relaxed);
+      for (;;) {
+        const int64_t f = static_cast<int64_t>(cur & 0xffffffffu), b = static_cast<int64_t>(cur >> 32);
+        if (f >= b) break;
+        const uint64_t next = k == 0 ? pack(f + 1, b) : pack(f, b - 1);
+        if (r.compare_exchange_weak(cur, next, std::memory_order_acq_rel, std::memory_order_relaxed))
+          return k == 0 ? f : b - 1;
+      }
+    }
+    return -1;
+  }
+  void finish(int p) { done_[p].fetch_add(1, std::memory_order_release); }
+  bool complete(int p) const { return done_[p].load(std::memory_order_acquire) == units_[p]; }
+
+ private:
+  static uint64_t pack(int64_t f, int64_t b) { return static_cast<uint64_t>(f) | (static_cast<uint64_t>(b) << 32); }
+  int T_;
+  std::vector<int64_t> units_;
+  std::vector<std::atomic<int64_t>> done_;
+  std::vector<std::atomic<uint64_t>> ranges_;
+};
+
+bool team_disabled() {
+  static const bool off = [] {
+    const char* e = std::getenv("TESSERA_DECODE_TEAM");
+    return e != nullptr && std::string(e) == "0";
+  }();
+  return off;
+}
+
+int64_t panel_bytes(const PackedWeight* w) {
+  return static_cast<int64_t>(sizeof(uint32_t)) * (w->compute == DType::kBF16 ? (w->K + 1) / 2 : w->K) * 32;
+}
+
+}  // namespace
+
+bool llama_blocks_uses_team(const LlamaBlocksArgs& a) {
+  if (team_disabled() || a.n != 1 || a.num_layers < 1) return false;
+  const int T = ThreadPool::global().num_threads();
+  if (T < 2 || a.head_dim % 32 != 0) return false;
+  const int64_t R = a.rows, Hkv = a.kv_heads == 0 ? a.heads : a.kv_heads;
+  auto streams = [&](const PackedWeight* w) { return w != nullptr && cpu::stream_linear_supported(w, R); };
+  for (int i = 0; i < a.num_layers; ++i) {
+    const LlamaLayer& l = a.layers[i];
+    if (!streams(l.qkv) || !streams(l.wo) || !streams(l.w1) || !streams(l.w3) || !streams(l.w2)) return false;
+    // Op by op, attention would split the keys of too few (row, kv head)
+    // pairs; the team runs one pair per task, so it only takes calls where
+    // that split does not happen (the same summation order).
+    if (cpu::attention_splits_keys(R * Hkv, 1, l.cache_k.shape[2])) return false;
+  }
+  return a.head == nullptr || streams(a.head);
+}
+
+namespace {
+
+void llama_blocks_team(const LlamaBlocksArgs& a, int64_t ffn_max) {
+  const int64_t R = a.rows, M = R, H = a.heads, hd = a.head_dim, d = H * hd;
+  const int64_t Hkv = a.kv_heads == 0 ? H : a.kv_heads, group = H / Hkv, kvd = Hkv * hd, qkvw = d + 2 * kvd;
+  const DType f32 = DType::kF32;
+  const int nl = a.num_layers, phases = 4 * nl + (a.head ? 1 : 0);
+  const int T = ThreadPool::global().num_threads();
+  float* x = a.x.ptr<float>();
+  PooledBuffer qkvb(sizeof(float) * M * qkvw), ob(sizeof(float) * M * d), gb(sizeof(float) * M * ffn_max),
+      ub(sizeof(float) * M * ffn_max);
+  float *qkv = static_cast<float*>(qkvb.p), *o = static_cast<float*>(ob.p), *g = static_cast<float*>(gb.p),
+        *u = static_cast<float*>(ub.p);
+  // Per member: the normalised rows and the converted GEMM input.
+  const int64_t kmax = std::max(d, ffn_max);
+  const int64_t per_member = round_up_floats(M * d) + round_up_floats(M * kmax);
+  PooledBuffer mb(sizeof(float) * per_member * T);
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+
+  TeamClaims claims(phases, T);
+  for (int i = 0; i < nl; ++i) {
+    const LlamaLayer& l = a.layers[i];
+    claims.set_units(4 * i + 0, Hkv);
+    claims.set_units(4 * i + 1, (d + 31) / 32);
+    claims.set_units(4 * i + 2, (l.w1->N + 31) / 32);
+    claims.set_units(4 * i + 3, (d + 31) / 32);
+  }
+  if (a.head) claims.set_units(4 * nl, (a.head->N + 31) / 32);
+  std::atomic<bool> failed{false};
+
+  // The contiguous weight bytes of owner m's share of phase p (for prefetch).
+  auto share_bytes = [&](int p, int m) -> std::pair<const char*, int64_t> {
+    const int64_t u0 = claims.first(p, m), u1 = claims.first(p, m + 1);
+    if (u0 >= u1) return {nullptr, 0};
+    const PackedWeight* w;
+    int64_t j0, j1;
+    if (p == 4 * nl) {
+      w = a.head, j0 = u0, j1 = u1;
+    } else {
+      const LlamaLayer& l = a.layers[p / 4];
+      switch (p % 4) {
+        case 0: w = l.qkv, j0 = u0 * group * hd / 32, j1 = u1 * group * hd / 32; break;  // the q columns
+        case 1: w = l.wo, j0 = u0, j1 = u1; break;
+        case 2: w = l.w1, j0 = u0, j1 = u1; break;
+        default: w = l.w2, j0 = u0, j1 = u1; break;
+      }
+    }
+    const int64_t pb = panel_bytes(w);
+    return {static_cast<const char*>(w->data) + j0 * pb, (j1 - j0) * pb};
+  };
+
+  auto member = [&](int m, int tid) {
+    float* hm = static_cast<float*>(mb.p) + per_member * m;
+    float* xm = hm + round_up_floats(M * d);
+    const TensorView xv = make_view(x, f32, {M, d}), hv = make_view(hm, f32, {M, d});
+    cpu::StreamLinear plan, plan3;
+    int32_t len[kMaxTeamRows], len1[kMaxTeamRows];
+    for (int p = 0; p < phases && !failed.load(std::memory_order_relaxed); ++p) {
+      if (claims.complete(p)) continue;
+      const int i = p / 4, kind = p == 4 * nl ? 4 : p % 4;
+      const LlamaLayer* l = i < nl ? &a.layers[i] : nullptr;
+      // Private set-up, after this member holds a unit of the phase: the
+      // phase cannot finish before that unit, so its inputs stay unchanged.
+      auto setup = [&] {
+      LinearArgs la;
+      switch (kind) {
+        case 0:
+          rms_norm({.x = xv, .weight = l->attention_norm, .out = hv, .eps = a.eps});
+          la.x = hv, la.packed = l->qkv, la.out = make_view(qkv, f32, {M, qkvw});
+          cpu::stream_linear_plan(la, plan, xm);
+          for (int64_t r = 0; r < R; ++r) len[r] = l->lengths[r], len1[r] = l->lengths[r] + 1;
+          break;
+        case 1:
+          la.x = make_view(o, f32, {M, d}), la.packed = l->wo, la.residual = xv, la.out = xv;
+          cpu::stream_linear_plan(la, plan, xm);
+          break;
+        case 2: {
+          rms_norm({.x = xv, .weight = l->ffn_norm, .out = hv, .eps = a.eps});
+          const int64_t ffn = l->w1->N;
+          const TensorView gv = make_view(g, f32, {M, ffn});
+          la.x = hv, la.packed = l->w1, la.out = gv, la.act = Activation::kSilu;
+          cpu::stream_linear_plan(la, plan, xm);
+          LinearArgs l3;
+          l3.x = hv, l3.packed = l->w3, l3.gate = gv, l3.out = make_view(u, f32, {M, ffn});
+          cpu::stream_linear_plan(l3, plan3, xm);  // the same rounded rows as w1's
+          break;
+        }
+        case 3:
+          la.x = make_view(u, f32, {M, l->w2->K}), la.packed = l->w2, la.residual = xv, la.out = xv;
+          cpu::stream_linear_plan(la, plan, xm);
+          break;
+        default:
+          rms_norm({.x = xv, .weight = a.final_norm, .out = hv, .eps = a.eps});
+          la.x = hv, la.packed = a.head, la.out = a.logits;
+          cpu::stream_linear_plan(la, plan, xm);
+          break;
+      }
+      };
+      bool ready = false;
+      for (int64_t unit; (unit = claims.claim(p, m)) >= 0;) {
+        if (!ready) setup(), ready = true;
+        if (kind == 0) {
+          const int64_t hk = unit, qp = group * hd / 32, kp = hd / 32;
+          cpu::stream_linear_run(plan, hk * qp, (hk + 1) * qp);
+          cpu::stream_linear_run(plan, (d + hk * hd) / 32, (d + hk * hd) / 32 + kp);
+          cpu::stream_linear_run(plan, (d + kvd + hk * hd) / 32, (d + kvd + hk * hd) / 32 + kp);
+          float* qh = qkv + hk * group * hd;
+          float* kh = qkv + d + hk * hd;
+          float* vh = qkv + d + kvd + hk * hd;
+          // [R, 1, heads, hd] slices of the qkv rows (BLHD).
+          const TensorView q_blhd = make_view_strided(qh, f32, {R, 1, group, hd}, {qkvw, qkvw, hd, 1});
+          const TensorView k_blhd = make_view_strided(kh, f32, {R, 1, 1, hd}, {qkvw, qkvw, hd, 1});
+          const TensorView v_blhd = make_view_strided(vh, f32, {R, 1, 1, hd}, {qkvw, qkvw, hd, 1});
+          for (const TensorView* t : {&q_blhd, &k_blhd}) {
+            RopeArgs ra;
+            ra.x = *t; ra.out = *t; ra.layout = QkvLayout::kBLHD; ra.cos = a.cos; ra.sin = a.sin;
+            ra.positions = a.positions; ra.style = RopeStyle::kInterleaved;
+            cpu::rope_apply(ra);
+          }
+          const TensorView ck = head_slice(l->cache_k, hk), cv = head_slice(l->cache_v, hk);
+          int32_t lens[kMaxTeamRows];
+          std::copy(len, len + R, lens);
+          KvAppendArgs ka;
+          ka.cache_k = ck; ka.cache_v = cv; ka.k_new = k_blhd; ka.v_new = v_blhd;
+          ka.layout = QkvLayout::kBLHD; ka.lengths = lens;
+          cpu::kv_append(ka);
+          AttentionArgs aa;
+          aa.q = make_view_strided(qh, f32, {R, group, 1, hd}, {qkvw, hd, hd, 1});
+          aa.k = ck; aa.v = cv;
+          aa.out = make_view_strided(o + hk * group * hd, f32, {R, group, 1, hd}, {d, hd, hd, 1});
+          aa.layout = QkvLayout::kBHLD; aa.scale = scale; aa.mask = a.mask;
+          aa.kv_lengths = make_view(len1, DType::kI32, {R});
+          cpu::attention(aa, /*split_keys=*/false);
+        } else if (kind == 2) {
+          cpu::stream_linear_run(plan, unit, unit + 1);
+          cpu::stream_linear_run(plan3, unit, unit + 1);
+        } else {
+          cpu::stream_linear_run(plan, unit, unit + 1);
+        }
+        claims.finish(p);
+      }
+      // Wait for the phase; meanwhile pull this member's next weights into L2.
+      const auto [pf, pf_bytes] = p + 1 < phases ? share_bytes(p + 1, m) : std::pair<const char*, int64_t>{nullptr, 0};
+      const int64_t pf_end = std::min<int64_t>(pf_bytes, kTeamPrefetchBytes);
+      int64_t at = 0;
+      for (uint32_t spins = 0; !claims.complete(p) && !failed.load(std::memory_order_relaxed); ++spins) {
+        if (at < pf_end) {
+          for (int64_t e = std::min<int64_t>(at + 1024, pf_end); at < e; at += 64) _mm_prefetch(pf + at, _MM_HINT_T1);
+        } else if (spins < 64) {
+          _mm_pause();
+        } else {
+          std::this_thread::yield();
+        }
+      }
+    }
+  };
+  ThreadPool::global().parallel_for(T, 1, [&](int64_t m0, int64_t m1, int tid) {
+    for (int64_t m = m0; m < m1; ++m) {
+      try {
+        member(static_cast<int>(m), tid);
+      } catch (...) {
+        failed.store(true);
+        throw;
+      }
+    }
+  });
+  for (int i = 0; i < nl; ++i)
+    for (int64_t r = 0; r < R; ++r) a.layers[i].lengths[r] += 1;
+}
+
 }  // namespace
 
 void var_blocks(const VarBlocksArgs& a) {
@@ -273,6 +569,7 @@ void var_blocks(const VarBlocksArgs& a) {
 void llama_blocks(const LlamaBlocksArgs& a) {
   const int64_t ffn_max = std::max<int64_t>(validate(a), 1);
   if (a.num_layers == 0 && a.head == nullptr) return;
+  if (llama_blocks_uses_team(a)) return llama_blocks_team(a, ffn_max);
   const int64_t R = a.rows, n = a.n, M = R * n, H = a.heads, hd = a.head_dim, d = H * hd;
   const int64_t Hkv = a.kv_heads == 0 ? H : a.kv_heads, kvd = Hkv * hd, qkvw = d + 2 * kvd;
   const DType f32 = DType::kF32;

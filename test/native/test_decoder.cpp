@@ -14,6 +14,7 @@
 #include "tessera/dtype_convert.h"
 #include "tessera/gemm.h"
 #include "tessera/sampling.h"
+#include "tessera/threadpool.h"
 
 using namespace tessera;
 
@@ -323,6 +324,94 @@ TEST(llama_blocks_validates_every_layer_before_writing) {
   // And the valid call still runs.
   llama_blocks(m.args(x, 1, pos, kMaskCausal));
   CHECK(m.lengths_are({2, 2}));
+}
+
+// The decode team (n = 1 with head_dim a multiple of 32: one pool job for the
+// whole stack, units owned per thread and stolen) gives exactly what the op
+// by op path gives: x, logits, every cache slot and the lengths, bit for
+// bit, over several steps; fp32 and bf16 weights, grouped-query attention,
+// rows at different lengths, an odd ffn width and vocabulary, and 2 or 3
+// pool threads (uneven shares). The op-by-op side runs on a one-thread pool,
+// where the team is never taken and the kernels give the same values (the
+// small-M GEMM per panel, attention per (row, kv head) without key splits).
+TEST(llama_blocks_decode_team_equals_op_by_op) {
+  ThreadPool& pool = ThreadPool::global();
+  const int saved = pool.num_threads();
+  struct Case {
+    int64_t R, H, Hkv, hd, ffn, V;
+    DType compute;
+    int threads;
+  };
+  for (const Case c : {Case{2, 4, 4, 32, 75, 37, DType::kF32, 2}, Case{3, 4, 2, 64, 40, 70, DType::kF32, 3},
+                       Case{2, 6, 1, 32, 33, 5, DType::kF32, 2}, Case{2, 2, 2, 32, 50, 33, DType::kBF16, 2},
+                       Case{5, 3, 3, 32, 64, 40, DType::kBF16, 3}}) {
+    const int64_t Lmax = 9, steps = 3, d = c.H * c.hd;
+    std::vector<int32_t> start(c.R);
+    for (int64_t r = 0; r < c.R; ++r) start[r] = static_cast<int32_t>(r % 3);
+    th::Rng r1(300 + c.R * 7 + c.H), r2(300 + c.R * 7 + c.H), rx(400);
+    Model team(r1, 2, c.R, c.H, c.hd, c.ffn, Lmax, c.compute, start, c.Hkv);
+    Model ops(r2, 2, c.R, c.H, c.hd, c.ffn, Lmax, c.compute, start, c.Hkv);
+    std::vector<float> head(c.V * d), fnorm(d);
+    rx.fill(head.data(), head.size());
+    rx.fill(fnorm.data(), fnorm.size());
+    PackedWeight* hp = pack_weight(make_view(head.data(), DType::kF32, {c.V, d}), c.compute);
+    for (int64_t t = 0; t < steps; ++t) {
+      std::vector<float> x(c.R * d), lt(c.R * c.V, NAN), lo(c.R * c.V, NAN);
+      rx.fill(x.data(), x.size());
+      std::vector<float> xt = x, xo = x;
+      std::vector<int32_t> pos{static_cast<int32_t>(3 + t)};
+      LlamaBlocksArgs at = team.args(xt, 1, pos, kMaskCausal), ao = ops.args(xo, 1, pos, kMaskCausal);
+      for (auto [a, l] : {std::pair{&at, &lt}, std::pair{&ao, &lo}}) {
+        a->final_norm = make_view(fnorm.data(), DType::kF32, {d});
+        a->head = hp;
+        a->logits = make_view(l->data(), DType::kF32, {c.R, c.V});
+      }
+      pool.resize(c.threads);
+      CHECK(llama_blocks_uses_team(at)) << "case R " << c.R << " H " << c.H << " hd " << c.hd;
+      llama_blocks(at);
+      pool.resize(1);
+      CHECK(!llama_blocks_uses_team(ao));
+      llama_blocks(ao);
+      CHECK(std::memcmp(xt.data(), xo.data(), sizeof(float) * xt.size()) == 0) << "x differs, step " << t;
+      CHECK(std::memcmp(lt.data(), lo.data(), sizeof(float) * lt.size()) == 0) << "logits differ, step " << t;
+    }
+    for (size_t i = 0; i < team.layers.size(); ++i) {
+      CHECK(team.lengths[i] == ops.lengths[i]);
+      CHECK(std::memcmp(team.ck[i].data(), ops.ck[i].data(), sizeof(float) * team.ck[i].size()) == 0);
+      CHECK(std::memcmp(team.cv[i].data(), ops.cv[i].data(), sizeof(float) * team.cv[i].size()) == 0);
+    }
+    CHECK(team.lengths[0][0] == start[0] + steps);
+    free_packed_weight(hp);
+  }
+  pool.resize(saved);
+}
+
+// The team path against the float64 blocks (head_dim 32: decode steps take
+// the team on a pool of two or more threads).
+TEST(llama_blocks_decode_team_matches_float64_blocks) {
+  ThreadPool& pool = ThreadPool::global();
+  const int saved = pool.num_threads();
+  pool.resize(std::max(saved, 2));
+  for (DType compute : {DType::kF32, DType::kBF16}) {
+    th::Rng rng(compute == DType::kF32 ? 77 : 78);
+    Model m(rng, 2, 2, 3, 32, 45, 10, compute, {0, 2}, 3);
+    const double tol = compute == DType::kF32 ? 2e-5 : 3e-2;
+    double e = m.step(rng, 2, 0, kMaskCausal);  // a two-slot prefill (op by op)
+    CHECK(e <= tol) << "prefill rel error " << e;
+    for (int t = 0; t < 4; ++t) {
+      std::vector<float> x(m.R * m.d);
+      std::vector<int32_t> pos{2 + t};
+      CHECK(llama_blocks_uses_team(m.args(x, 1, pos, kMaskCausal)));
+      e = m.step(rng, 1, 2 + t, kMaskCausal);
+      CHECK(e <= tol) << "decode step " << t << " rel error " << e;
+    }
+    CHECK(m.lengths_are({6, 8}));
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      CHECK_REL(m.ck[i].data(), m.ref[i].ck.data(), m.ck[i].size(), tol);
+      CHECK_REL(m.cv[i].data(), m.ref[i].cv.data(), m.cv[i].size(), tol);
+    }
+  }
+  pool.resize(saved);
 }
 
 // llama_decode: the loop in one call draws what the same loop of public ops

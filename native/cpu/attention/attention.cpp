@@ -93,7 +93,12 @@ void merge_splits(const Problem& p) {
 }  // namespace
 }  // namespace attn
 
-void attention(const AttentionArgs& a) {
+bool attention_splits_keys(int64_t pairs, int64_t Lq, int64_t Lk) {
+  const int64_t threads = ThreadPool::global().num_threads();
+  return Lq <= 2 && pairs < 2 * threads && Lk >= 4 * attn::kKeyTile;
+}
+
+void attention(const AttentionArgs& a, bool split_keys) {
   using namespace attn;
   Problem p;
   const bool bhld = a.layout == QkvLayout::kBHLD;
@@ -162,7 +167,7 @@ void attention(const AttentionArgs& a) {
   // too few to occupy every thread.
   if (p.Lq <= 2) {
     const int64_t pairs = p.B * p.Hkv;
-    if (pairs < 2 * threads && p.Lk >= 4 * kKeyTile) {
+    if (split_keys && attention_splits_keys(pairs, p.Lq, p.Lk)) {
       p.splits = std::min<int64_t>((4 * threads + pairs - 1) / pairs, p.Lk / (2 * kKeyTile));
     }
     p.split_keys = (p.Lk + p.splits - 1) / p.splits;

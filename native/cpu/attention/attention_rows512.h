@@ -76,6 +76,16 @@ void row_task512_nv(const Problem& p, int64_t task, int tid) {
   const char* vb = p.v.data + (b * p.v.sb + hk * p.v.sh) * es_v;
   const bool k_in_place = p.k.dtype == DType::kF32 && p.D == Dp && !p.l2norm;
   const bool v_in_place = p.v.dtype == DType::kF32 && p.D == Dp;
+  // The loop below prefetches kPrefetchAhead keys ahead; the first ones are
+  // requested here, all at once, so a short task (a decode step early in the
+  // sequence: a few KiB per kv head, cold in memory) does not wait for them
+  // one stream at a time.
+  for (int64_t j = ks, je = std::min<int64_t>(ks + kPrefetchAhead, ke); j < je; ++j) {
+    const char* kp = kb + j * p.k.sl * es_k;
+    const char* vp = vb + j * p.v.sl * es_v;
+    for (int64_t c = 0; c < p.D * es_k; c += 64) _mm_prefetch(kp + c, _MM_HINT_T0);
+    for (int64_t c = 0; c < p.D * es_v; c += 64) _mm_prefetch(vp + c, _MM_HINT_T0);
+  }
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   constexpr float kLog2e = 1.4426950408889634f;
 

@@ -52,6 +52,13 @@ struct LlamaBlocksArgs {
 // caches and lengths unchanged), then runs the blocks in order. CPU only.
 void llama_blocks(const LlamaBlocksArgs& args);
 
+// Whether llama_blocks runs this (valid) call as one decode-team job (n = 1,
+// head_dim a multiple of 32, every weight on the small-M streaming path, a
+// pool of at least two threads; TESSERA_DECODE_TEAM=0 turns it off) rather
+// than op by op. Both give bit-identical results; the team keeps the memory
+// system busy across the joins between ops (core/decoder.cpp).
+bool llama_blocks_uses_team(const LlamaBlocksArgs& args);
+
 // Plain autoregressive decoding (LlamaGen's generate loop after the
 // prefill) in one call: per step, sample one token per image from the
 // current logits (CFG over the [conditional; null-class] row halves, the
