@@ -3,8 +3,6 @@
 // path (lib/models/llamagen/gpt.ts) without the per-op thread hops.
 #include "tessera/decoder.h"
 
-#include <immintrin.h>
-
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -470,9 +468,11 @@ void llama_blocks_team(const LlamaBlocksArgs& a, int64_t ffn_max) {
       int64_t at = 0;
       for (uint32_t spins = 0; !claims.complete(p) && !failed.load(std::memory_order_relaxed); ++spins) {
         if (at < pf_end) {
-          for (int64_t e = std::min<int64_t>(at + 1024, pf_end); at < e; at += 64) _mm_prefetch(pf + at, _MM_HINT_T1);
+          for (int64_t e = std::min<int64_t>(at + 1024, pf_end); at < e; at += 64) __builtin_prefetch(pf + at, 0, 2);  // prefetcht1 on x86
         } else if (spins < 64) {
-          _mm_pause();
+#if defined(__x86_64__) || defined(__i386__)
+          __builtin_ia32_pause();
+#endif
         } else {
           std::this_thread::yield();
         }
