@@ -105,7 +105,7 @@ function list(v: string | true | undefined, fallback: string): string[] {
   return (typeof v === 'string' ? v : fallback).split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-const mb = (b: number): string => `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 2 : 0)} MB`;
+const mb = (b: number): string => `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 2 : 0)} MiB`;
 
 export const benchLlamaGenCommand: Command = {
   name: 'llamagen',
