@@ -342,6 +342,23 @@ Napi::Value rows_js(const Napi::CallbackInfo& info) {
   return guard.start();
 }
 
+// octreeRpeBias({table, xyz, perm, window, w0, n, out}) -> Promise<void>
+Napi::Value rpe_bias_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = opts(info);
+  auto a = std::make_shared<OctreeRpeBiasArgs>();
+  auto* w = new FnWorker(env, [a] { octree_rpe_bias(*a); }, nullptr);
+  Guard guard(w);
+  a->table = parse_tensor(env, o.Get("table"), "table", &w->keep());
+  a->xyz = parse_tensor(env, o.Get("xyz"), "xyz", &w->keep());
+  a->perm = parse_tensor(env, o.Get("perm"), "perm", &w->keep());
+  a->out = parse_tensor(env, o.Get("out"), "out", &w->keep());
+  a->window = get_i32(env, o, "window", 0);
+  a->w0 = get_int(env, o, "w0", 0);
+  a->n = get_int(env, o, "n", 0);
+  return guard.start();
+}
+
 // octreeDwconv({x, neighbors, weight, bias?, residual?, out}) -> Promise<void>
 Napi::Value dwconv_js(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -403,6 +420,7 @@ void init_octree(Napi::Env env, Napi::Object exports) {
   exports.Set("octreeWindowPlan", Napi::Function::New(env, window_js));
   exports.Set("octreeRows", Napi::Function::New(env, rows_js));
   exports.Set("octreeDwconv", Napi::Function::New(env, dwconv_js));
+  exports.Set("octreeRpeBias", Napi::Function::New(env, rpe_bias_js));
   exports.Set("octreeMarchingCubes", Napi::Function::New(env, marching_cubes_js));
 }
 

@@ -105,4 +105,9 @@ void octree_dwconv(const OctreeDwConvArgs& a) {
   cpu::octree::dwconv(a);
 }
 
+void octree_rpe_bias(const OctreeRpeBiasArgs& a) {
+  validate_octree_rpe_bias(a);
+  cpu::octree::rpe_bias(a);
+}
+
 }  // namespace tessera

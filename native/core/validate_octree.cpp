@@ -145,6 +145,45 @@ void validate_octree_rows(const RowGatherArgs& a) {
                   std::string(op) + ": index[" + S(i) + "] = " + S(idx[i]) + " is not -1 or below " + S(limit));
 }
 
+void validate_octree_rpe_bias(const OctreeRpeBiasArgs& a) {
+  const char* op = "octree rpeBias";
+  TESSERA_CHECK(a.window >= 1, kInvalidArgument, "octree rpeBias: window (K) must be >= 1, got " + S(a.window));
+  cpu_f32_2d(a.table, -1, -1, op, "table");
+  contiguous(a.table, op, "table");
+  const int64_t rows = a.table.shape[0], H = a.table.shape[1];
+  TESSERA_CHECK(H >= 1 && rows >= 3 && rows % 3 == 0 && (rows / 3) % 2 == 1, kShape,
+                "octree rpeBias: table must be [3·(2·bound+1), heads], got " + shape_str(a.table));
+  TESSERA_CHECK(a.xyz.device.kind == DeviceKind::kCPU, kDevice,
+                "octree rpeBias runs on the CPU for now; copy xyz to the CPU first");
+  TESSERA_CHECK(a.xyz.dtype == DType::kI32, kDtype, std::string("octree rpeBias: xyz must be int32, got ") + dtype_name(a.xyz.dtype));
+  TESSERA_CHECK(a.xyz.rank == 2 && a.xyz.shape[1] == 3, kShape, "octree rpeBias: xyz must be [N, 3], got " + shape_str(a.xyz));
+  contiguous(a.xyz, op, "xyz");
+  cpu_i32_vec(a.perm, -1, op, "perm");
+  contiguous(a.perm, op, "perm");
+  const int64_t K = a.window, N = a.xyz.shape[0];
+  TESSERA_CHECK(a.perm.shape[0] % K == 0, kShape,
+                "octree rpeBias: perm holds " + S(a.perm.shape[0]) + " slots, not whole windows of K = " + S(K));
+  const int64_t W = a.perm.shape[0] / K;
+  TESSERA_CHECK(a.w0 >= 0 && a.n >= 0 && a.w0 <= W && a.n <= W - a.w0, kInvalidArgument,
+                "octree rpeBias: windows " + S(a.w0) + " .. " + S(a.w0) + "+" + S(a.n) + " are outside the plan's " + S(W));
+  int64_t per = 0, total = 0;
+  TESSERA_CHECK(!__builtin_mul_overflow(H, K * K, &per) && !__builtin_mul_overflow(per, a.n, &total) &&
+                    total <= (int64_t(1) << 53), kInvalidArgument,
+                "octree rpeBias: n·H·K·K = " + S(a.n) + "·" + S(H) + "·" + S(K) + "² values overflow; take fewer windows at a time");
+  TESSERA_CHECK(a.out.device.kind == DeviceKind::kCPU, kDevice, "octree rpeBias runs on the CPU for now; out must be a CPU tensor");
+  TESSERA_CHECK(a.out.dtype == DType::kF32, kDtype, std::string("octree rpeBias: out must be float32, got ") + dtype_name(a.out.dtype));
+  TESSERA_CHECK(a.out.rank == 4 && a.out.shape[0] == a.n && a.out.shape[1] == H && a.out.shape[2] == K && a.out.shape[3] == K,
+                kShape, "octree rpeBias: out must be [" + S(a.n) + ", " + S(H) + ", " + S(K) + ", " + S(K) + "], got " +
+                    shape_str(a.out));
+  contiguous(a.out, op, "out");
+  for (const TensorView* t : {&a.table, &a.xyz, &a.perm})
+    TESSERA_CHECK(!overlaps(a.out, *t), kAlias, "octree rpeBias: out overlaps an input; write to a separate buffer");
+  const int32_t* p = a.perm.ptr<int32_t>();
+  for (int64_t s = a.w0 * K, e = (a.w0 + a.n) * K; s < e; ++s)
+    TESSERA_CHECK(p[s] >= -1 && p[s] < N, kInvalidArgument,
+                  "octree rpeBias: perm[" + S(s) + "] = " + S(p[s]) + " is not -1 or a row of xyz (< " + S(N) + ")");
+}
+
 void validate_octree_dwconv(const OctreeDwConvArgs& a) {
   const char* op = "octree dwconv";
   cpu_f32_2d(a.x, -1, -1, op, "x");

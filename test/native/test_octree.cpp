@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 #include <tuple>
@@ -667,4 +668,138 @@ TEST(octree_validation_codes) {
   CHECK_THROWS_CODE(octree_build(a, nullptr), kInvalidArgument);
   a.batch_ids.dtype = DType::kI64;
   CHECK_THROWS_CODE(octree_build(a, nullptr), kDtype);
+}
+
+// OctFormer's RPE bias against a direct loop over (window, head, i, j):
+// random tables, random integer coordinates (some differences past the
+// bound, some extreme), padding slots from a multi-sample plan, odd K,
+// several heads, bounds 1 and 3, a window range inside the plan. The kernel
+// adds in the same order in float32, so it must match bit for bit; the
+// float64 sum checks the reference itself (1e-6).
+TEST(octree_rpe_bias_matches_direct_loop) {
+  th::Rng rng(91);
+  int64_t pads = 0;
+  for (const auto& [K, H, B, dil, samples] : std::vector<std::array<int32_t, 5>>{
+           {13, 5, 1, 1, 3}, {7, 3, 3, 2, 2}, {32, 8, 3, 1, 1}, {1, 2, 1, 1, 2}, {9, 1, 3, 3, 4}}) {
+    const int64_t N = 100 + rng.randint(0, 200), R = 2 * B + 1;
+    std::vector<int32_t> bid(N);
+    for (int64_t i = 0, b = 0; i < N; ++i) {
+      if (b < samples - 1 && rng.randint(0, N / samples) == 0) ++b;
+      bid[i] = static_cast<int32_t>(b);
+    }
+    OctreeWindowArgs wa;
+    wa.batch_ids = bid.data();
+    wa.n = N;
+    wa.batch_size = samples;
+    wa.window = K;
+    wa.dilation = dil;
+    OctreeWindowPlan plan = octree_window_plan(wa);
+    const int64_t W = plan.num_windows;
+    pads += std::count(plan.perm.begin(), plan.perm.end(), -1);
+    std::vector<float> table(3 * R * H);
+    for (float& t : table) t = rng.uniform() * std::pow(10.f, rng.uniform(-3.f, 3.f));
+    std::vector<int32_t> xyz(3 * N);
+    for (int32_t& c : xyz) c = static_cast<int32_t>(rng.randint(0, 11));
+    xyz[0] = INT32_MAX;
+    xyz[4] = INT32_MIN;
+    for (const auto& [w0, n] : std::vector<std::pair<int64_t, int64_t>>{{0, W}, {1, W - 2}, {W - 1, 1}}) {
+      if (n <= 0) continue;
+      std::vector<float> out(n * H * K * K, NAN);
+      OctreeRpeBiasArgs a;
+      a.table = make_view(table.data(), DType::kF32, {3 * R, H});
+      a.xyz = make_view(xyz.data(), DType::kI32, {N, 3});
+      a.perm = make_view(plan.perm.data(), DType::kI32, {W * K});
+      a.window = K;
+      a.w0 = w0;
+      a.n = n;
+      a.out = make_view(out.data(), DType::kF32, {n, H, K, K});
+      octree_rpe_bias(a);
+      std::vector<float> ref(out.size());
+      std::vector<double> ref64(out.size());
+      int64_t bad = 0;
+      for (int64_t w = 0; w < n; ++w)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t i = 0; i < K; ++i)
+            for (int64_t j = 0; j < K; ++j) {
+              const int64_t at = ((w * H + h) * K + i) * K + j;
+              const int32_t ti = plan.perm[(w0 + w) * K + i], tj = plan.perm[(w0 + w) * K + j];
+              float v = 0.f;
+              double v64 = 0;
+              if (ti >= 0 && tj >= 0) {
+                float s[3];
+                for (int ax = 0; ax < 3; ++ax) {
+                  const int64_t d = std::clamp<int64_t>(int64_t(xyz[3 * ti + ax]) - xyz[3 * tj + ax], -B, B);
+                  s[ax] = table[(ax * R + d + B) * H + h];
+                  v64 += s[ax];
+                }
+                volatile float xy = s[0] + s[1];  // round the first sum to float32
+                v = xy + s[2];
+              }
+              ref[at] = v;
+              ref64[at] = v64;
+              if (std::memcmp(&v, &out[at], sizeof(float)) != 0) ++bad;
+            }
+      CHECK(bad == 0) << bad << " of " << out.size() << " values differ (K " << K << ", H " << H << ", B " << B << ")";
+      CHECK_REL(out.data(), ref64.data(), ref64.size(), 1e-6);
+    }
+  }
+  CHECK(pads > 0);  // padding slots were exercised
+}
+
+TEST(octree_rpe_bias_validation_codes) {
+  const int64_t N = 20, K = 4, H = 2, W = 5;
+  std::vector<float> table(9 * H, 0.5f), out(2 * H * K * K);
+  std::vector<int32_t> xyz(3 * N, 1), perm(W * K);
+  for (int64_t s = 0; s < W * K; ++s) perm[s] = s < N ? static_cast<int32_t>(s) : -1;
+  OctreeRpeBiasArgs a;
+  auto reset = [&] {
+    a.table = make_view(table.data(), DType::kF32, {9, H});
+    a.xyz = make_view(xyz.data(), DType::kI32, {N, 3});
+    a.perm = make_view(perm.data(), DType::kI32, {W * K});
+    a.out = make_view(out.data(), DType::kF32, {2, H, K, K});
+    a.window = K;
+    a.w0 = 3;
+    a.n = 2;
+  };
+  reset();
+  octree_rpe_bias(a);
+  CHECK(out[0] == 1.5f);
+  a.table.dtype = DType::kI32;
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kDtype);
+  reset();
+  a.xyz.dtype = DType::kF32;
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kDtype);
+  reset();
+  a.table = make_view(table.data(), DType::kF32, {6, H});  // 2B+1 = 2
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kShape);
+  reset();
+  a.xyz = make_view(xyz.data(), DType::kI32, {30, 2});
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kShape);
+  reset();
+  a.perm = make_view(perm.data(), DType::kI32, {W * K - 1});
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kShape);
+  reset();
+  a.out = make_view(out.data(), DType::kF32, {2, H, K, K - 1});
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kShape);
+  reset();
+  a.w0 = 4;
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kInvalidArgument);
+  reset();
+  a.window = 0;
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kInvalidArgument);
+  reset();
+  a.n = int64_t(1) << 40;  // past the plan's windows
+  a.w0 = 0;
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kInvalidArgument);
+  reset();
+  perm[13] = static_cast<int32_t>(N);
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kInvalidArgument);
+  perm[13] = -2;
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kInvalidArgument);
+  perm[13] = 13;
+  a.n = 1;
+  a.window = 1;
+  a.perm = make_view(perm.data(), DType::kI32, {W * K});
+  a.out = make_view(table.data(), DType::kF32, {1, H, 1, 1});
+  CHECK_THROWS_CODE(octree_rpe_bias(a), kAlias);
 }

@@ -13,6 +13,7 @@ import type { Octree } from '../../octree/octree.js';
 interface PlanNative {
   octreeWindowPlan(a: Record<string, unknown>): Promise<{ numWindows: number; perm: Int32Array; segments: Int32Array }>;
   octreeRows(a: Record<string, unknown>): Promise<void>;
+  octreeRpeBias(a: Record<string, unknown>): Promise<void>;
 }
 const nat = (): PlanNative => native() as unknown as PlanNative;
 
@@ -87,28 +88,32 @@ export function rpeBound(table: Float32Array, heads: number): number {
   return b;
 }
 
-/** Logit bias [n, H, K, K] of windows w0 .. w0+n-1 of the plan (0 where a slot is padding). */
-function rpeBias(rpe: RelativePositionBias, heads: number, perm: Int32Array, K: number, w0: number, n: number): Tensor {
-  const { table, bound: B, xyz } = rpe, R = 2 * B + 1, H = heads;
-  const out = new Float32Array(n * H * K * K);
-  const clampIdx = (d: number): number => (d < -B ? 0 : d > B ? 2 * B : d + B);
-  for (let w = 0; w < n; w++) {
-    const base = (w0 + w) * K;
-    for (let i = 0; i < K; i++) {
-      const ti = perm[base + i]!;
-      if (ti < 0) continue;
-      for (let j = 0; j < K; j++) {
-        const tj = perm[base + j]!;
-        if (tj < 0) continue;
-        const rx = clampIdx(xyz[3 * ti]! - xyz[3 * tj]!) * H;
-        const ry = (R + clampIdx(xyz[3 * ti + 1]! - xyz[3 * tj + 1]!)) * H;
-        const rz = (2 * R + clampIdx(xyz[3 * ti + 2]! - xyz[3 * tj + 2]!)) * H;
-        for (let h = 0; h < H; h++)
-          out[((w * H + h) * K + i) * K + j] = Math.fround(Math.fround(table[rx + h]! + table[ry + h]!) + table[rz + h]!);
-      }
-    }
+/**
+ * Logit bias [n, H, K, K] of windows w0 .. w0+n-1 of the plan (0 where a slot
+ * is padding): (table[x-row] + table[y-row]) + table[z-row] in float32, per
+ * pair of slots and head, computed natively off the event loop (the
+ * octree_rpe_bias kernel; ERR_* codes for bad shapes, positions or windows).
+ */
+export async function rpeBias(rpe: RelativePositionBias, heads: number, perm: Tensor, window: number, w0: number, n: number): Promise<Tensor> {
+  const rows = rpe.table.length / heads;
+  if (!Number.isInteger(rows)) fail('ERR_SHAPE', `an RPE table must be [3·(2·bound+1), ${heads}], got ${rpe.table.length} values`);
+  if (rpe.xyz.length % 3 !== 0) fail('ERR_SHAPE', `RPE positions must be [N, 3], got ${rpe.xyz.length} values`);
+  if (!Number.isSafeInteger(n) || n < 0) fail('ERR_INVALID_ARGUMENT', `the window count must be a non-negative integer, got ${n}`);
+  const total = n * heads * window * window;
+  if (!Number.isSafeInteger(total) || total > 2 ** 31 - 1)
+    fail('ERR_INVALID_ARGUMENT', `an RPE bias of ${n}·${heads}·${window}² values is too large for one array; take fewer windows at a time`);
+  const table = Tensor.from(rpe.table, [rows, heads]);
+  const xyz = Tensor.from(rpe.xyz, [rpe.xyz.length / 3, 3]);
+  const out = Tensor.empty([n, heads, window, window]);
+  try {
+    await withTensors([table, xyz, perm, out], () => nat().octreeRpeBias({
+      table: table.native(), xyz: xyz.native(), perm: perm.native(), out: out.native(), window, w0, n,
+    }));
+  } catch (e) {
+    out.dispose();
+    throw e;
   }
-  return Tensor.from(out, [n, H, K, K]);
+  return out;
 }
 
 /**
@@ -146,11 +151,16 @@ export async function windowAttention(q: Tensor, k: Tensor, v: Tensor, heads: nu
     const index = Tensor.from(perm.slice(w0 * K, (w0 + n) * K), [n * K]);
     const segments = Tensor.from(seg.slice(w0 * K, (w0 + n) * K), [n, K]);
     const shape = [n, K, heads, d];
-    const [qw, kw, vw] = await Promise.all([q, k, v].map((t) => gatherRows(t, index)));
-    const ow = await attention({
-      q: qw!.reshape(shape), k: kw!.reshape(shape), v: vw!.reshape(shape), layout: 'blhd',
-      mask: [{ segments: { q: segments, k: segments } }, { additive: rpeBias(rpe, heads, perm, K, w0, n) }],
-    });
+    const [bias, qw, kw, vw] = await Promise.all([rpeBias(rpe, heads, plan.perm, K, w0, n), ...[q, k, v].map((t) => gatherRows(t, index))]);
+    let ow: Tensor;
+    try {
+      ow = await attention({
+        q: qw!.reshape(shape), k: kw!.reshape(shape), v: vw!.reshape(shape), layout: 'blhd',
+        mask: [{ segments: { q: segments, k: segments } }, { additive: bias! }],
+      });
+    } finally {
+      bias!.dispose();
+    }
     const flat = ow.reshape([n * K, C]);
     await withTensors([flat, index, out], () => nat().octreeRows({ x: flat.native(), index: index.native(), out: out.native(), scatter: true }));
   }

@@ -16,6 +16,7 @@ void validate_octree_view(const OctreeView& o, const char* op);
 void validate_octree_window(const OctreeWindowArgs& a);
 void validate_octree_rows(const RowGatherArgs& a);
 void validate_octree_dwconv(const OctreeDwConvArgs& a);
+void validate_octree_rpe_bias(const OctreeRpeBiasArgs& a);
 }  // namespace tessera
 
 namespace tessera::cpu::octree {
@@ -97,5 +98,6 @@ void serialize(const int64_t* keys, int64_t n, int32_t depth, SerialOrder order,
 OctreeWindowPlan window_plan(const OctreeWindowArgs& a);
 void rows(const RowGatherArgs& a);
 void dwconv(const OctreeDwConvArgs& a);
+void rpe_bias(const OctreeRpeBiasArgs& a);
 
 }  // namespace tessera::cpu::octree

@@ -226,6 +226,22 @@ struct RowGatherArgs {
 };
 void octree_rows(const RowGatherArgs& a);
 
+// OctFormer's relative position bias (RPE) of windows w0 .. w0+n-1 of a plan:
+//   out[w][h][i][j] = (table[x-row][h] + table[y-row][h]) + table[z-row][h]
+// (float32, added in that order), row a·(2B+1) + clamp(xyz[ti][a] - xyz[tj][a],
+// -B, B) + B for ti = perm[(w0+w)·K + i], tj likewise; 0 where either slot is
+// -1 (filler or padding). B is read from the table's rows, 3·(2B+1).
+struct OctreeRpeBiasArgs {
+  TensorView table;  // [3·(2B+1), H] float32, contiguous
+  TensorView xyz;    // [N, 3] int32 cell coordinates, contiguous
+  TensorView perm;   // [W·K] int32, -1 or in [0, N)
+  int32_t window = 0;  // K
+  int64_t w0 = 0;      // first window
+  int64_t n = 0;       // windows; w0 + n <= W
+  TensorView out;    // [n, H, K, K] float32, contiguous; must not overlap the inputs
+};
+void octree_rpe_bias(const OctreeRpeBiasArgs& a);
+
 // Depthwise octree convolution (OctFormer's CPE, octree-nn/dwconv):
 //   out[i][c] = bias[c] + residual[i][c] + Σ_k weight[k][c] · x[neigh[i][k]][c] over neigh >= 0.
 struct OctreeDwConvArgs {
