@@ -61,7 +61,7 @@ export const benchOctreeCommand: Command = {
   name: 'octree',
   summary: 'octree build (1M points, depth 10) and windowed attention throughput vs a PyTorch peer',
   usage: `Usage: tessera bench octree [--points N] [--depth D] [--runs N] [--tokens 100000,1000000] [--windows 32,1024]
-         [--channels C] [--heads H] [--no-peer] [--skip-build] [--skip-attention] [--json]
+         [--channels C] [--heads H] [--rpe] [--no-peer] [--skip-build] [--skip-attention] [--json]
 
 Build: N points (default 1,000,000) on a sphere of radius 0.8 with normals, in
 random order, depth D (10), full depth 2: the first (cold) build, then the
@@ -71,7 +71,9 @@ Attention: OctFormer windows (one sample, segment mask) over random q, k, v
 [N, C] (default C 96, 6 heads: OctFormer's first stage), median of --runs
 (default 3); GFLOP/s count 4·N·K·C (q·kᵀ and p·v). Peer: PyTorch's
 same-recipe build and windowed attention (scripts/reference/octree_bench_peer.py,
-TESSERA_PYTHON or /usr/bin/python3) at the same thread count.`,
+TESSERA_PYTHON or /usr/bin/python3) at the same thread count. --rpe: also
+with OctFormer's relative position bias (bound int(0.8·K), random table,
+tokens on a 64³ raster), as a ratio to the same attention without it.`,
   async run(argv) {
     const args = parseArgs(argv, ['points', 'depth', 'runs', 'tokens', 'windows', 'channels', 'heads']);
     const f = args.flags;
@@ -162,6 +164,19 @@ TESSERA_PYTHON or /usr/bin/python3) at the same thread count.`,
             const p = peer(['attention', String(n), String(K), String(C), String(H), String(runs), String(threads)], 600_000);
             if (typeof p === 'string') line += `; peer: ${p}`;
             else { row.peer = { ...p, ratio: p.ms / ms }; line += `; PyTorch ${p.ms.toFixed(1)} ms → ${(p.ms / ms).toFixed(2)}×`; }
+          }
+          if (f.has('rpe')) {
+            const bound = Math.floor(0.8 * K);
+            let t = 7;
+            const table = Float32Array.from({ length: 3 * (2 * bound + 1) * H }, () => { t = (Math.imul(t, 1664525) + 1013904223) >>> 0; return t / 2 ** 37 - 2 ** -6; });
+            const xyz = Int32Array.from({ length: 3 * n }, (_, i) => Math.floor(Math.floor(i / 3) / 64 ** (i % 3)) % 64);
+            const rpe = { table, bound, xyz };
+            await windowAttention(q, k, v, H, plan, undefined, rpe);
+            const tr: number[] = [];
+            for (let r = 0; r < runs; r++) { const t0 = performance.now(); await windowAttention(q, k, v, H, plan, undefined, rpe); tr.push(performance.now() - t0); }
+            const rms = median(tr);
+            row.rpe = { bound, ms: rms, ratioToNoRpe: rms / ms };
+            line += `; with RPE (bound ${bound}): ${rms.toFixed(1)} ms = ${(rms / ms).toFixed(2)}× the time without`;
           }
           console.log(line);
           rows.push(row);

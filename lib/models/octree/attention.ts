@@ -93,8 +93,9 @@ export function rpeBound(table: Float32Array, heads: number): number {
  * is padding): (table[x-row] + table[y-row]) + table[z-row] in float32, per
  * pair of slots and head, computed natively off the event loop (the
  * octree_rpe_bias kernel; ERR_* codes for bad shapes, positions or windows).
+ * `out` [n, H, K, K] float32 is written in place when given (every value).
  */
-export async function rpeBias(rpe: RelativePositionBias, heads: number, perm: Tensor, window: number, w0: number, n: number): Promise<Tensor> {
+export async function rpeBias(rpe: RelativePositionBias, heads: number, perm: Tensor, window: number, w0: number, n: number, out?: Tensor): Promise<Tensor> {
   const rows = rpe.table.length / heads;
   if (!Number.isInteger(rows)) fail('ERR_SHAPE', `an RPE table must be [3·(2·bound+1), ${heads}], got ${rpe.table.length} values`);
   if (rpe.xyz.length % 3 !== 0) fail('ERR_SHAPE', `RPE positions must be [N, 3], got ${rpe.xyz.length} values`);
@@ -104,16 +105,16 @@ export async function rpeBias(rpe: RelativePositionBias, heads: number, perm: Te
     fail('ERR_INVALID_ARGUMENT', `an RPE bias of ${n}·${heads}·${window}² values is too large for one array; take fewer windows at a time`);
   const table = Tensor.from(rpe.table, [rows, heads]);
   const xyz = Tensor.from(rpe.xyz, [rpe.xyz.length / 3, 3]);
-  const out = Tensor.empty([n, heads, window, window]);
+  const dst = out ?? Tensor.empty([n, heads, window, window]);
   try {
-    await withTensors([table, xyz, perm, out], () => nat().octreeRpeBias({
-      table: table.native(), xyz: xyz.native(), perm: perm.native(), out: out.native(), window, w0, n,
+    await withTensors([table, xyz, perm, dst], () => nat().octreeRpeBias({
+      table: table.native(), xyz: xyz.native(), perm: perm.native(), out: dst.native(), window, w0, n,
     }));
   } catch (e) {
-    out.dispose();
+    if (!out) dst.dispose();
     throw e;
   }
-  return out;
+  return dst;
 }
 
 /**
@@ -142,27 +143,31 @@ export async function windowAttention(q: Tensor, k: Tensor, v: Tensor, heads: nu
   }
   if (rpe.xyz.length !== 3 * N) fail('ERR_SHAPE', `RPE positions must be [${N}, 3], got ${rpe.xyz.length} values`);
   if (rpe.table.length !== 3 * (2 * rpe.bound + 1) * heads) fail('ERR_SHAPE', `RPE table must be [${3 * (2 * rpe.bound + 1)}, ${heads}] for bound ${rpe.bound}`);
-  // The bias is [windows, H, K, K]: windows go in chunks of at most 2^23 bias values (32 MB).
+  // The bias is [windows, H, K, K]: windows go in chunks of at most 2^23 bias
+  // values (32 MB), all written into one buffer (fresh pages per chunk would
+  // cost about as much as computing the bias).
   const perm = plan.perm.data as Int32Array, seg = plan.segments.data as Int32Array;
   const chunk = Math.max(1, Math.floor((1 << 23) / (heads * K * K)));
   const out = Tensor.zeros([N, C]);
-  for (let w0 = 0; w0 < W; w0 += chunk) {
-    const n = Math.min(chunk, W - w0);
-    const index = Tensor.from(perm.slice(w0 * K, (w0 + n) * K), [n * K]);
-    const segments = Tensor.from(seg.slice(w0 * K, (w0 + n) * K), [n, K]);
-    const shape = [n, K, heads, d];
-    const [bias, qw, kw, vw] = await Promise.all([rpeBias(rpe, heads, plan.perm, K, w0, n), ...[q, k, v].map((t) => gatherRows(t, index))]);
-    let ow: Tensor;
-    try {
-      ow = await attention({
+  if (W === 0) return out;
+  const biasBuf = Tensor.empty([Math.min(chunk, W), heads, K, K]);
+  try {
+    for (let w0 = 0; w0 < W; w0 += chunk) {
+      const n = Math.min(chunk, W - w0);
+      const index = Tensor.from(perm.slice(w0 * K, (w0 + n) * K), [n * K]);
+      const segments = Tensor.from(seg.slice(w0 * K, (w0 + n) * K), [n, K]);
+      const shape = [n, K, heads, d];
+      const bias = n === biasBuf.shape[0] ? biasBuf : Tensor.from((biasBuf.data as Float32Array).subarray(0, n * heads * K * K), [n, heads, K, K]);
+      const [, qw, kw, vw] = await Promise.all([rpeBias(rpe, heads, plan.perm, K, w0, n, bias), ...[q, k, v].map((t) => gatherRows(t, index))]);
+      const ow = await attention({
         q: qw!.reshape(shape), k: kw!.reshape(shape), v: vw!.reshape(shape), layout: 'blhd',
-        mask: [{ segments: { q: segments, k: segments } }, { additive: bias! }],
+        mask: [{ segments: { q: segments, k: segments } }, { additive: bias }],
       });
-    } finally {
-      bias!.dispose();
+      const flat = ow.reshape([n * K, C]);
+      await withTensors([flat, index, out], () => nat().octreeRows({ x: flat.native(), index: index.native(), out: out.native(), scatter: true }));
     }
-    const flat = ow.reshape([n * K, C]);
-    await withTensors([flat, index, out], () => nat().octreeRows({ x: flat.native(), index: index.native(), out: out.native(), scatter: true }));
+  } finally {
+    biasBuf.dispose();
   }
   return out;
 }
