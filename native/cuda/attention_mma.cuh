@@ -171,10 +171,9 @@ __global__ void __launch_bounds__(kThreads) attention_mma_kernel(const AttnParam
   T* sK = sQ + Smem<kD>::kQ;       // two buffers
   T* sV = sK + 2 * Smem<kD>::kKV;  // two buffers
 
-  // Longest causal tiles first: they finish last otherwise (tail effect).
-  const int qtile = gridDim.x - 1 - blockIdx.x;
-  const int h = blockIdx.y, b = blockIdx.z, hk = h / P.group;
-  const int i0 = qtile * kBr;
+  const AttnBlock blk = attn_block(P, kBr);  // longest causal tiles first (tail effect)
+  const int h = blk.h, b = blk.b, hk = h / P.group;
+  const int i0 = blk.qtile * kBr;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int r0 = i0 + warp * 16 + lane / 4;
 
@@ -238,8 +237,7 @@ void launch_kernel(const AttnParams& P, int device, cudaStream_t s) {
   if (static_cast<size_t>(max_smem_optin(device)) < smem)
     throw Error(Code::kDevice, "device has too little shared memory for the attention kernel");
   TS_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  const dim3 grid(ceil_div(P.Lq, kBr), P.Hq, P.B);
-  kernel<<<grid, kThreads, smem, s>>>(P);
+  kernel<<<attn_grid(P, kBr), kThreads, smem, s>>>(P);
   TS_LAUNCHED("attention_mma_kernel");
 }
 

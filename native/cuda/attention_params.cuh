@@ -10,6 +10,9 @@
 //   Segment ids and the additive mask are per-element ("extra") terms.
 #pragma once
 #include <cstdint>
+#include <string>
+
+#include "cuda/common.cuh"
 
 namespace tessera::cuda {
 
@@ -56,6 +59,28 @@ __device__ __forceinline__ float extra_logit(const AttnParams& P, int b, int h, 
   if (P.qseg && P.qseg[b * P.qseg_sb + i * P.qseg_sl] != P.kseg[b * P.kseg_sb + j * P.kseg_sl]) return -INFINITY;
   if (P.add) x += P.add[b * P.add_sb + h * P.add_sh + i * P.add_sq + j * P.add_sk] * kLog2e;
   return x;
+}
+
+// Launch grid: one-dimensional, blockIdx.x = (b·Hq + h)·tiles + (tiles − 1 −
+// qtile), the order the former (tiles, Hq, B) grid ran in: a (b, h)'s query
+// tiles run next to each other (its K/V stay in L2), its last tile first (the
+// longest under a causal mask: tail effect). Grid y and z stop at 65535,
+// which refused large decode batches or head counts; x allows 2^31 − 1.
+struct AttnBlock {
+  int qtile, h, b;
+};
+__device__ __forceinline__ AttnBlock attn_block(const AttnParams& P, int rows_per_block) {
+  const unsigned tiles = (unsigned(P.Lq) + rows_per_block - 1) / rows_per_block;
+  const unsigned bh = blockIdx.x / tiles;
+  return {int(tiles - 1 - blockIdx.x % tiles), int(bh % unsigned(P.Hq)), int(bh / unsigned(P.Hq))};
+}
+inline dim3 attn_grid(const AttnParams& P, int rows_per_block) {
+  const int64_t blocks = (int64_t(P.Lq) + rows_per_block - 1) / rows_per_block * P.B * P.Hq;
+  if (blocks > 0x7fffffff)
+    throw Error(Code::kShape, "attention: B·Hq·ceil(Lq/" + std::to_string(rows_per_block) + ") = " +
+                                  std::to_string(blocks) +
+                                  " thread blocks exceed one CUDA launch (2^31 - 1); split the batch");
+  return dim3(static_cast<unsigned>(blocks));
 }
 
 // Launchers (one per kernel family). The tensor-core one returns false when

@@ -32,9 +32,9 @@ __global__ void __launch_bounds__(128) attention_simt_kernel(const AttnParams P)
   float* sK = sQ + kRows * D;        // [32][D+1]: padded so lanes reading different keys avoid one bank
   float* sV = sK + kKeys * (D + 1);  // [32][D]
 
-  const int qtile = gridDim.x - 1 - blockIdx.x;
-  const int h = blockIdx.y, b = blockIdx.z, hk = h / P.group;
-  const int i0 = qtile * kRows;
+  const AttnBlock blk = attn_block(P, kRows);  // longest causal tiles first
+  const int h = blk.h, b = blk.b, hk = h / P.group;
+  const int i0 = blk.qtile * kRows;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const float sc = P.scale_log2 * (P.head_mult ? P.head_mult[h] : 1.f);
   const bool extra = P.qseg || P.add;
@@ -123,8 +123,7 @@ void launch_attention_simt(const AttnParams& P, int device, cudaStream_t s) {
     throw Error(Code::kDevice, "device has too little shared memory for head dim " + std::to_string(P.D));
   TS_CUDA(cudaFuncSetAttribute(attention_simt_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(simt_smem(kMaxD))));
-  const dim3 grid(ceil_div(P.Lq, kRows), P.Hq, P.B);
-  attention_simt_kernel<<<grid, 128, smem, s>>>(P);
+  attention_simt_kernel<<<attn_grid(P, kRows), 128, smem, s>>>(P);
   TS_LAUNCHED("attention_simt_kernel");
 }
 

@@ -184,3 +184,33 @@ TEST(cuda_attention_head_dims_generic) {
       ct::run_attention_case(c, ++salt);
     }
 }
+
+TEST(cuda_attention_batch_and_heads_beyond_grid_yz_limit) {
+  // Grid y and z stop at 65535: a decode batch of 70001 rows (tensor-core
+  // kernel, per-row kv lengths incl. 0) and 66000 query heads on 2 kv heads
+  // (SIMT kernel, BLHD) must run and match the reference, not fail to launch.
+  {
+    AttnCase c;
+    c.B = 70001;
+    c.Hq = c.Hkv = 1;
+    c.Lq = 1;
+    c.Lk = 9;
+    c.D = 64;
+    c.qdt = c.kvdt = c.odt = DType::kBF16;
+    c.mask = kMaskCausal;
+    for (int b = 0; b < c.B; ++b) c.kv_len.push_back(b % 10);
+    ct::run_attention_case(c, 14001);
+  }
+  {
+    AttnCase c;
+    c.B = 1;
+    c.Hq = 66000;
+    c.Hkv = 2;
+    c.Lq = 3;
+    c.Lk = 5;
+    c.D = 8;
+    c.layout = QkvLayout::kBLHD;
+    c.mask = kMaskCausal;
+    ct::run_attention_case(c, 14002);
+  }
+}
