@@ -324,7 +324,9 @@ CudaOctree* run_octree_build(const CudaOctreeBuildArgs& a) {
                 "octree build: fullDepth must be 0..depth (" + S(a.depth) + "), got " + S(a.full_depth));
   TESSERA_CHECK(a.batch_size >= 1 && a.batch_size <= kOctreeMaxBatch, kInvalidArgument,
                 "octree build: batchSize must be 1..32768 (batch id in key bits 48-62), got " + S(a.batch_size));
-  TESSERA_CHECK((int64_t(1) << (3 * a.full_depth)) * a.batch_size < (int64_t(1) << 31), kInvalidArgument,
+  // 3F <= 30 first: 8^16 · 32768 = 2^63 would overflow the product.
+  TESSERA_CHECK(3 * a.full_depth <= 30 && (int64_t(1) << (3 * a.full_depth)) * a.batch_size < (int64_t(1) << 31),
+                kInvalidArgument,
                 "octree build: 8^fullDepth · batchSize nodes do not fit int32 indices; lower fullDepth");
   TESSERA_CHECK(a.outside == 0 || a.outside == 1, kInvalidArgument, "octree build: outside must be 'drop' or 'error'");
   TESSERA_CHECK(a.points != nullptr, kInvalidArgument, "octree build: points is missing");

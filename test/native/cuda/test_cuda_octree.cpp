@@ -196,6 +196,11 @@ TEST(cuda_octree_build_rejects_bad_input) {
   b.n = 0;
   CHECK(code(b) == int(Code::kInvalidArgument));
   b = g;
+  b.depth = b.full_depth = 16;  // 8^16 · 32768 dense nodes = 2^63: must be refused, not overflow int64
+  b.batch_size = 32768;
+  b.batch_ids = static_cast<const int32_t*>(db.p);
+  CHECK(code(b) == int(Code::kInvalidArgument));
+  b = g;
   b.points = pts.data();  // host memory
   CHECK(code(b) == int(Code::kDevice));
   b = g;
