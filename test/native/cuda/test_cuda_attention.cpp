@@ -103,6 +103,31 @@ TEST(cuda_attention_kv_lengths_and_offsets) {
       }
 }
 
+TEST(cuda_attention_lq_differs_from_lk_without_kv_lengths) {
+  // No kv_lengths: queries sit at positions Lk - Lq + i (bottom-right). Lq > Lk
+  // leaves the first causal / block-causal rows with nothing visible; a key
+  // count just past one tile (65 vs 64) and Lk = 1031 test the tile edges.
+  uint64_t salt = 15000;
+  const std::pair<int, int> lens[] = {{7, 100}, {100, 7}, {1, 1031}, {65, 64}, {64, 65}};
+  for (DType dt : {DType::kBF16, DType::kF32})
+    for (uint32_t mask : {uint32_t(kMaskNone), uint32_t(kMaskCausal), uint32_t(kMaskBlockCausal),
+                          uint32_t(kMaskCausal | kMaskSegment | kMaskAdditive)})
+      for (auto [lq, lk] : lens) {
+        AttnCase c;
+        c.B = 2;
+        c.Hq = 4;
+        c.Hkv = 2;
+        c.Lq = lq;
+        c.Lk = lk;
+        c.D = dt == DType::kBF16 ? 96 : 80;
+        c.qdt = c.kvdt = c.odt = dt;
+        c.mask = mask;
+        c.layout = (salt & 1) ? QkvLayout::kBLHD : QkvLayout::kBHLD;
+        c.add_b = 2;
+        ct::run_attention_case(c, ++salt);
+      }
+}
+
 TEST(cuda_attention_decode) {
   uint64_t salt = 9000;
   for (DType dt : {DType::kBF16, DType::kF16, DType::kF32}) {
