@@ -50,6 +50,22 @@ struct SimtGemm {
 };
 void launch_gemm_simt(const SimtGemm& g, const Epilogue& e, cudaStream_t s);
 
+// Output tiles on a one-dimensional grid, N tiles fastest (the order of the
+// former (N tiles, M tiles) grid): grid y stops at 65535, which refused
+// linear layers over more than 65535 row tiles (8.4M rows) that the CPU runs.
+inline dim3 gemm_grid(int64_t M, int64_t N, int tile_m, int tile_n) {
+  const int64_t blocks = ((M + tile_m - 1) / tile_m) * ((N + tile_n - 1) / tile_n);
+  if (blocks > 0x7fffffff)
+    throw Error(Code::kShape, "GEMM: " + std::to_string(blocks) + " output tiles exceed one CUDA launch (2^31 - 1)");
+  return dim3(static_cast<unsigned>(blocks));
+}
+// (m0, n0) of this block's output tile.
+__device__ __forceinline__ void gemm_tile(int64_t N, int tile_m, int tile_n, int64_t* m0, int64_t* n0) {
+  const unsigned n_tiles = static_cast<unsigned>((N + tile_n - 1) / tile_n);
+  *m0 = int64_t(blockIdx.x / n_tiles) * tile_m;
+  *n0 = int64_t(blockIdx.x % n_tiles) * tile_n;
+}
+
 // Tensor-core path: x [M,K] (row stride lda) times W [N,K] (row stride ldw),
 // both bf16 or both f16, K-contiguous, 16-byte aligned, K % 8 == 0.
 struct MmaGemm {

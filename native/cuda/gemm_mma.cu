@@ -35,7 +35,8 @@ __global__ void __launch_bounds__(kThreads) gemm_mma_kernel(const MmaGemm g, con
   T* smem = reinterpret_cast<T*>(smem_raw);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int wm = warp / 4, wn = warp % 4;
-  const int64_t m0 = int64_t(blockIdx.y) * kBM, n0 = int64_t(blockIdx.x) * kBN;
+  int64_t m0, n0;
+  gemm_tile(g.N, kBM, kBN, &m0, &n0);
   const int k_tiles = static_cast<int>((g.K + kBK - 1) / kBK);
 
   float acc[4][4][4];
@@ -105,9 +106,7 @@ template <class T> void launch_typed(const MmaGemm& g, const Epilogue& e, int de
   if (static_cast<size_t>(max_smem_optin(device)) < kSmemBytes)
     throw Error(Code::kDevice, "device has too little shared memory for the GEMM kernel");
   TS_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmemBytes)));
-  if ((g.M + kBM - 1) / kBM > 65535) throw Error(Code::kShape, "GEMM: M is too large for one CUDA launch");
-  const dim3 grid(ceil_div(g.N, kBN), ceil_div(g.M, kBM));
-  kernel<<<grid, kThreads, kSmemBytes, s>>>(g, e);
+  kernel<<<gemm_grid(g.M, g.N, kBM, kBN), kThreads, kSmemBytes, s>>>(g, e);
   TS_LAUNCHED("gemm_mma_kernel");
 }
 

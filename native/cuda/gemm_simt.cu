@@ -13,7 +13,8 @@ __global__ void __launch_bounds__(kThreads) gemm_simt_kernel(const SimtGemm g, c
   __shared__ float sA[kK][kTile];
   __shared__ float sB[kK][kTile];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t m0 = int64_t(blockIdx.y) * kTile, n0 = int64_t(blockIdx.x) * kTile;
+  int64_t m0, n0;
+  gemm_tile(g.N, kTile, kTile, &m0, &n0);
   // Coalescing: walk the operand's contiguous dimension with consecutive threads.
   const bool a_k_fast = g.a_sk == 1, b_k_fast = g.b_sk == 1;
   float acc[8][8] = {};
@@ -56,9 +57,7 @@ __global__ void __launch_bounds__(kThreads) gemm_simt_kernel(const SimtGemm g, c
 
 void launch_gemm_simt(const SimtGemm& g, const Epilogue& e, cudaStream_t s) {
   if (g.M == 0 || g.N == 0) return;
-  if ((g.M + kTile - 1) / kTile > 65535) throw Error(Code::kShape, "GEMM: M is too large for one CUDA launch");
-  const dim3 grid(ceil_div(g.N, kTile), ceil_div(g.M, kTile));
-  gemm_simt_kernel<<<grid, kThreads, 0, s>>>(g, e);
+  gemm_simt_kernel<<<gemm_grid(g.M, g.N, kTile, kTile), kThreads, 0, s>>>(g, e);
   TS_LAUNCHED("gemm_simt_kernel");
 }
 

@@ -384,3 +384,29 @@ TEST(cuda_op_after_out_of_memory_runs) {
   const auto got = fetch(dout, DType::kF32);
   CHECK(th::rel_error(got.data(), ref.data(), got.size()) <= 1e-6);
 }
+
+TEST(cuda_linear_rows_beyond_grid_y_limit) {
+  // 65535 tiles of 128 rows was the most a grid's y dimension held: one row
+  // more must run (the CPU takes any M), on the tensor-core kernel (bf16,
+  // K % 8 == 0) and the SIMT one (f32).
+  const int64_t M = 65535LL * 128 + 1, N = 3;
+  uint64_t salt = 30000;
+  for (auto [dt, K] : {std::pair{DType::kBF16, int64_t(8)}, std::pair{DType::kF32, int64_t(5)}}) {
+    th::Rng rng(++salt);
+    HostData x = random_host(dt, M * K, rng), w = random_host(dt, N * K, rng), bias = random_host(DType::kF32, N, rng);
+    std::vector<double> ref(M * N);
+    ref::linear(M, N, K, x.val.data(), w.val.data(), bias.val.data(), nullptr, 2, ref.data());
+    DevBuf dx = to_device(x), dw = to_device(w), db = to_device(bias), dout(M * N * 4);
+    dout.poison();
+    LinearArgs a;
+    a.x = view(dx, dt, {M, K});
+    a.weight = view(dw, dt, {N, K});
+    a.bias = view(db, DType::kF32, {N});
+    a.out = view(dout, DType::kF32, {M, N});
+    a.act = Activation::kSilu;
+    call(api().linear, &a);
+    const auto got = fetch(dout, DType::kF32);
+    const double e = th::rel_error(got.data(), ref.data(), got.size());
+    CHECK(e <= tol_for({dt})) << "linear M " << M << " " << dt_name(dt) << ": rel error " << e;
+  }
+}
