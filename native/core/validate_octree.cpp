@@ -54,7 +54,8 @@ void validate_octree_build(const OctreeBuildArgs& a) {
                 "octree build: fullDepth must be 0..depth (" + S(a.depth) + "), got " + S(a.full_depth));
   TESSERA_CHECK(a.batch_size >= 1 && a.batch_size <= kOctreeMaxBatch, kInvalidArgument,
                 "octree build: batchSize must be 1..32768 (batch id in key bits 48-62), got " + S(a.batch_size));
-  TESSERA_CHECK((int64_t(1) << (3 * a.full_depth)) * a.batch_size < (int64_t(1) << 31), kInvalidArgument,
+  TESSERA_CHECK(3 * a.full_depth <= 30 && (int64_t(1) << (3 * a.full_depth)) * a.batch_size < (int64_t(1) << 31),
+                kInvalidArgument,
                 "octree build: 8^fullDepth · batchSize nodes do not fit int32 indices; lower fullDepth");
   TESSERA_CHECK(a.outside == OctreeOutside::kDrop || a.outside == OctreeOutside::kError, kInvalidArgument,
                 "octree build: outside must be 'drop' or 'error'");

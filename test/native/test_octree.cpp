@@ -668,6 +668,16 @@ TEST(octree_validation_codes) {
   CHECK_THROWS_CODE(octree_build(a, nullptr), kInvalidArgument);
   a.batch_ids.dtype = DType::kI64;
   CHECK_THROWS_CODE(octree_build(a, nullptr), kDtype);
+  // 8^16 · 32768 = 2^63 full-depth nodes: refused, not wrapped to a negative
+  // count that passes the int32 check (then writes out of bounds).
+  a = args_of(c, 16, 16);
+  a.batch_size = 32768;
+  std::vector<int32_t> zeros(c.n, 0);
+  a.batch_ids = make_view(zeros.data(), DType::kI32, {c.n});
+  CHECK_THROWS_CODE(octree_build(a, nullptr), kInvalidArgument);
+  a.batch_size = 1;
+  a.batch_ids = TensorView{};
+  CHECK_THROWS_CODE(octree_build(a, nullptr), kInvalidArgument);  // 8^16 nodes alone exceed int32
 }
 
 // OctFormer's RPE bias against a direct loop over (window, head, i, j):
