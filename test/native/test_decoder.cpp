@@ -5,11 +5,15 @@
 // and the all-or-nothing validation (a bad layer leaves every cache as it was).
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.h"
 #include "reference.h"
 #include "tessera/attention.h"
+#include "tessera/cpu.h"
 #include "tessera/decoder.h"
 #include "tessera/dtype_convert.h"
 #include "tessera/gemm.h"
@@ -742,4 +746,229 @@ TEST(var_blocks_validate_everything_before_writing) {
   CHECK(std::memcmp(x0.data(), x.data(), x0.size() * sizeof(float)) == 0);
   var_blocks(m.args(x, 2, logits));  // the valid call runs
   CHECK(std::memcmp(k0.data(), m.ck[0].data(), k0.size() * sizeof(float)) != 0);
+}
+
+// ---------------------------------------------------------------------------
+// Decode-team stress: the team against the op-by-op path under the shapes
+// and schedules where a concurrency bug would show (review of the team in
+// core/decoder.cpp). Each case decodes the same steps on two copies of one
+// model: the team side on a pool of 2, 3 or 8 threads, the op side on a pool
+// of one (TESSERA_DECODE_TEAM is read once per process), and every x, logits,
+// cache byte and length must be equal. An ISA is pinned per case (capped by
+// the CPU): where the CPU has a bf16 dot product, bf16 weights leave the
+// small-M path and the team is not taken, so bf16 cases run on the AVX-512
+// (or AVX2) kernels to reach it.
+namespace {
+
+struct TeamCase {
+  int64_t R, H, Hkv, hd, ffn, V;
+  DType compute;  // packed weights
+  DType cache;    // KV caches: f32, bf16 or f16
+  Isa isa;
+};
+
+// Every layer's caches of m held as bf16 or f16 (the float caches rounded).
+struct HalfCaches {
+  std::vector<std::vector<uint16_t>> k, v;
+  HalfCaches(Model& m, DType dt) {
+    auto cvt = [dt](const std::vector<float>& src) {
+      std::vector<uint16_t> r(src.size());
+      for (size_t j = 0; j < src.size(); ++j) r[j] = dt == DType::kBF16 ? f32_to_bf16(src[j]) : f32_to_f16(src[j]);
+      return r;
+    };
+    for (size_t i = 0; i < m.layers.size(); ++i) k.push_back(cvt(m.ck[i])), v.push_back(cvt(m.cv[i]));
+    for (size_t i = 0; i < m.layers.size(); ++i) {
+      m.layers[i].cache_k = make_view(k[i].data(), dt, {m.R, m.Hkv, m.Lmax, m.hd});
+      m.layers[i].cache_v = make_view(v[i].data(), dt, {m.R, m.Hkv, m.Lmax, m.hd});
+    }
+  }
+};
+
+// One model twice (same weights, caches, head and per-step inputs): `team`
+// decodes with the team, `ops` op by op; compare() checks them bit for bit.
+struct Twin {
+  TeamCase c;
+  int steps;
+  int64_t d, Lmax;
+  std::vector<int32_t> start;
+  th::Rng r1, r2;
+  Model team, ops;
+  std::unique_ptr<HalfCaches> ht, ho;
+  std::vector<float> head, fnorm;
+  PackedWeight* hp = nullptr;
+  std::vector<std::vector<float>> xt, xo, lt, lo;
+  std::vector<std::vector<int32_t>> pos;
+
+  static std::vector<int32_t> starts(int64_t R) {
+    std::vector<int32_t> s(R);
+    for (int64_t r = 0; r < R; ++r) s[r] = static_cast<int32_t>((r * 5) % 4);  // rows at lengths 0..3
+    return s;
+  }
+  Twin(const TeamCase& c_, int steps_, uint64_t salt)
+      : c(c_), steps(steps_), d(c_.H * c_.hd), Lmax(steps_ + 4), start(starts(c_.R)), r1(salt), r2(salt),
+        team(r1, 2, c.R, c.H, c.hd, c.ffn, Lmax, c.compute, start, c.Hkv),
+        ops(r2, 2, c.R, c.H, c.hd, c.ffn, Lmax, c.compute, start, c.Hkv) {
+    if (c.cache != DType::kF32) {
+      ht = std::make_unique<HalfCaches>(team, c.cache);
+      ho = std::make_unique<HalfCaches>(ops, c.cache);
+    }
+    th::Rng rx(salt + 1);
+    head.resize(c.V * d);
+    fnorm.resize(d);
+    rx.fill(head.data(), head.size());
+    rx.fill(fnorm.data(), fnorm.size());
+    hp = pack_weight(make_view(head.data(), DType::kF32, {c.V, d}), c.compute);
+    for (int t = 0; t < steps; ++t) {
+      std::vector<float> x(c.R * d);
+      rx.fill(x.data(), x.size());
+      xt.push_back(x), xo.push_back(x);
+      lt.emplace_back(c.R * c.V, NAN), lo.emplace_back(c.R * c.V, NAN);
+      pos.push_back({static_cast<int32_t>(3 + t)});
+    }
+  }
+  ~Twin() { free_packed_weight(hp); }
+  Twin(const Twin&) = delete;
+  Twin& operator=(const Twin&) = delete;
+
+  LlamaBlocksArgs args(bool team_side, int t) {
+    Model& m = team_side ? team : ops;
+    LlamaBlocksArgs a = m.args(team_side ? xt[t] : xo[t], 1, pos[t], kMaskCausal);
+    a.final_norm = make_view(fnorm.data(), DType::kF32, {d});
+    a.head = hp;
+    a.logits = make_view((team_side ? lt[t] : lo[t]).data(), DType::kF32, {c.R, c.V});
+    return a;
+  }
+  // Steps of the op side; the pool must have one thread.
+  void run_ops() {
+    for (int t = 0; t < steps; ++t) {
+      const LlamaBlocksArgs a = args(false, t);
+      CHECK(!llama_blocks_uses_team(a));
+      llama_blocks(a);
+    }
+  }
+  void compare(const char* what) {
+    for (int t = 0; t < steps; ++t) {
+      CHECK(std::memcmp(xt[t].data(), xo[t].data(), sizeof(float) * xt[t].size()) == 0)
+          << what << ": x differs at step " << t << ", R " << c.R << " H " << c.H << " Hkv " << c.Hkv;
+      CHECK(std::memcmp(lt[t].data(), lo[t].data(), sizeof(float) * lt[t].size()) == 0)
+          << what << ": logits differ at step " << t << ", R " << c.R << " H " << c.H << " Hkv " << c.Hkv;
+    }
+    for (size_t i = 0; i < team.layers.size(); ++i) {
+      CHECK(team.lengths[i] == ops.lengths[i]) << what << ": lengths of layer " << i;
+      CHECK(team.lengths[i][0] == start[0] + steps) << what << ": layer " << i << " row 0 holds " << team.lengths[i][0];
+      for (const auto& [p, q] : {std::pair{&team.layers[i].cache_k, &ops.layers[i].cache_k},
+                                 std::pair{&team.layers[i].cache_v, &ops.layers[i].cache_v}})
+        CHECK(std::memcmp(p->data, q->data, static_cast<size_t>(p->numel()) * dtype_size(p->dtype)) == 0)
+            << what << ": cache bytes of layer " << i << " differ";
+    }
+  }
+};
+
+// Restores the pool size and the ISA when a test ends (also on a throw).
+struct PoolAndIsa {
+  int saved = ThreadPool::global().num_threads();
+  ~PoolAndIsa() {
+    ThreadPool::global().resize(saved);
+    clear_isa_override();
+  }
+};
+
+}  // namespace
+
+// Many steps at 2, 3 and 8 threads over the shapes where members outnumber
+// units: one kv head for five rows (phase A has one unit), a model of one
+// head of 32 (every phase is a single unit: seven of eight members find
+// nothing of their own and must steal or wait), 14 rows (the f32 small-M
+// limit on AVX-512, every row's length array full), 32 rows on AVX2 (its f32
+// limit, the team's row bound), bf16 and f16 KV caches (conversion on append
+// and attention on narrow keys), bf16 weights, odd ffn and vocabulary widths.
+TEST(llama_blocks_decode_team_stress_equals_op_by_op) {
+  PoolAndIsa restore;
+  ThreadPool& pool = ThreadPool::global();
+  const TeamCase cases[] = {
+      {5, 4, 1, 32, 75, 37, DType::kF32, DType::kF32, Isa::kAvx512},     // phase A: 1 unit
+      {3, 1, 1, 32, 20, 9, DType::kF32, DType::kF32, Isa::kAvx512},      // every phase: 1 unit
+      {14, 2, 2, 32, 45, 33, DType::kF32, DType::kBF16, Isa::kAvx512},   // f32 row limit, bf16 caches
+      {4, 4, 2, 64, 50, 70, DType::kBF16, DType::kF16, Isa::kAvx512},    // bf16 weights, f16 caches
+      {7, 6, 3, 32, 33, 5, DType::kBF16, DType::kBF16, Isa::kAvx512},    // all bf16, GQA
+      {32, 2, 1, 32, 40, 20, DType::kF32, DType::kF32, Isa::kAvx2},      // 32 rows (AVX2 streams f32 to 32)
+  };
+  uint64_t salt = 900;
+  for (const TeamCase& c : cases) {
+    set_isa_override(c.isa);
+    if (active_isa() != c.isa && c.R > 14) continue;  // 32 f32 rows stream on AVX2 only
+    for (int threads : {2, 3, 8}) {
+      Twin w(c, 12, salt++);
+      pool.resize(threads);
+      for (int t = 0; t < w.steps; ++t) {
+        const LlamaBlocksArgs a = w.args(true, t);
+        CHECK(llama_blocks_uses_team(a)) << "R " << c.R << " H " << c.H << " threads " << threads;
+        llama_blocks(a);
+      }
+      pool.resize(1);
+      w.run_ops();
+      w.compare(("threads " + std::to_string(threads)).c_str());
+    }
+  }
+  // Where the CPU has a bf16 dot product, bf16 weights leave the small-M
+  // path: the team declines and the call goes op by op.
+  set_isa_override(Isa::kAvx512Bf16);
+  if (active_isa() == Isa::kAvx512Bf16) {
+    pool.resize(2);
+    Twin w({2, 2, 2, 32, 40, 9, DType::kBF16, DType::kF32, Isa::kAvx512Bf16}, 1, salt++);
+    CHECK(!llama_blocks_uses_team(w.args(true, 0)));
+  }
+}
+
+// A team issued from inside a pool job runs inline on that thread (the pool
+// does not nest): two models decoded from two chunks of one outer job, so
+// two inline teams may run at once on different threads (and tids), or one
+// after the other on one; and two callers at once from their own threads
+// (the pool serialises their jobs). Both give the op-by-op bits.
+TEST(llama_blocks_decode_team_nested_and_concurrent_callers) {
+  PoolAndIsa restore;
+  ThreadPool& pool = ThreadPool::global();
+  set_isa_override(Isa::kAvx512);
+  const TeamCase a{3, 4, 2, 32, 50, 21, DType::kF32, DType::kF32, Isa::kAvx512};
+  const TeamCase b{2, 2, 1, 64, 37, 40, DType::kF32, DType::kBF16, Isa::kAvx512};
+  const int steps = 8;
+  uint64_t salt = 950;
+  for (int threads : {2, 8}) {
+    // Nested: one outer job, chunk i decodes model i.
+    Twin w0(a, steps, salt++), w1(b, steps, salt++);
+    Twin* twins[2] = {&w0, &w1};
+    pool.resize(threads);
+    pool.stats(true);
+    for (int t = 0; t < steps; ++t) {
+      for (Twin* w : twins) CHECK(llama_blocks_uses_team(w->args(true, t)));
+      pool.parallel_for(2, 1, [&](int64_t i0, int64_t i1, int) {
+        for (int64_t i = i0; i < i1; ++i) llama_blocks(twins[i]->args(true, t));
+      });
+    }
+    // Only the outer jobs reached the workers: the teams ran inline.
+    CHECK(pool.stats(true).jobs == steps) << "threads " << threads;
+    // Two callers at once, each a thread of its own.
+    Twin c0(a, steps, salt++), c1(b, steps, salt++);
+    {
+      std::exception_ptr err[2];
+      auto caller = [](Twin& w, std::exception_ptr& e) {
+        try {
+          for (int t = 0; t < w.steps; ++t) llama_blocks(w.args(true, t));
+        } catch (...) {
+          e = std::current_exception();
+        }
+      };
+      std::thread t0(caller, std::ref(c0), std::ref(err[0])), t1(caller, std::ref(c1), std::ref(err[1]));
+      t0.join();
+      t1.join();
+      for (auto& e : err)
+        if (e) std::rethrow_exception(e);
+    }
+    pool.resize(1);
+    for (Twin* w : {&w0, &w1, &c0, &c1}) w->run_ops();
+    w0.compare("nested, model 0");
+    w1.compare("nested, model 1");
+    c0.compare("concurrent caller 0");
+    c1.compare("concurrent caller 1");
+  }
 }
