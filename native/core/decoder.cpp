@@ -309,6 +309,7 @@ bool llama_blocks_uses_team(const LlamaBlocksArgs& a) {
   const int T = ThreadPool::global().num_threads();
   if (T < 2 || a.head_dim % 32 != 0) return false;
   const int64_t R = a.rows, Hkv = a.kv_heads == 0 ? a.heads : a.kv_heads;
+  if (R > kMaxTeamRows) return false;  // the per-member length arrays
   auto streams = [&](const PackedWeight* w) { return w != nullptr && cpu::stream_linear_supported(w, R); };
   for (int i = 0; i < a.num_layers; ++i) {
     const LlamaLayer& l = a.layers[i];
@@ -466,10 +467,10 @@ void llama_blocks_team(const LlamaBlocksArgs& a, int64_t ffn_max) {
       const auto [pf, pf_bytes] = p + 1 < phases ? share_bytes(p + 1, m) : std::pair<const char*, int64_t>{nullptr, 0};
       const int64_t pf_end = std::min<int64_t>(pf_bytes, kTeamPrefetchBytes);
       int64_t at = 0;
-      for (uint32_t spins = 0; !claims.complete(p) && !failed.load(std::memory_order_relaxed); ++spins) {
+      for (uint32_t spins = 0; !claims.complete(p) && !failed.load(std::memory_order_relaxed);) {
         if (at < pf_end) {
           for (int64_t e = std::min<int64_t>(at + 1024, pf_end); at < e; at += 64) __builtin_prefetch(pf + at, 0, 2);  // prefetcht1 on x86
-        } else if (spins < 64) {
+        } else if (spins++ < 64) {
 #if defined(__x86_64__) || defined(__i386__)
           __builtin_ia32_pause();
 #endif

@@ -341,6 +341,9 @@ TEST(llama_blocks_validates_every_layer_before_writing) {
 TEST(llama_blocks_decode_team_equals_op_by_op) {
   ThreadPool& pool = ThreadPool::global();
   const int saved = pool.num_threads();
+  // bf16 weights stream (and take the team) only without a bf16 dot product:
+  // pin AVX-512 (capped by the CPU) so they do on an AVX512-BF16 CPU too.
+  set_isa_override(Isa::kAvx512);
   struct Case {
     int64_t R, H, Hkv, hd, ffn, V;
     DType compute;
@@ -387,6 +390,7 @@ TEST(llama_blocks_decode_team_equals_op_by_op) {
     CHECK(team.lengths[0][0] == start[0] + steps);
     free_packed_weight(hp);
   }
+  clear_isa_override();
   pool.resize(saved);
 }
 
@@ -396,6 +400,7 @@ TEST(llama_blocks_decode_team_matches_float64_blocks) {
   ThreadPool& pool = ThreadPool::global();
   const int saved = pool.num_threads();
   pool.resize(std::max(saved, 2));
+  set_isa_override(Isa::kAvx512);  // bf16 weights take the team only without a bf16 dot product
   for (DType compute : {DType::kF32, DType::kBF16}) {
     th::Rng rng(compute == DType::kF32 ? 77 : 78);
     Model m(rng, 2, 2, 3, 32, 45, 10, compute, {0, 2}, 3);
@@ -415,6 +420,7 @@ TEST(llama_blocks_decode_team_matches_float64_blocks) {
       CHECK_REL(m.cv[i].data(), m.ref[i].cv.data(), m.cv[i].size(), tol);
     }
   }
+  clear_isa_override();
   pool.resize(saved);
 }
 
