@@ -44,11 +44,14 @@ uint64_t* radix_sort(uint64_t* items, uint64_t* tmp, int64_t n, int key_bits, Ar
   ThreadPool& pool = ThreadPool::global();
   for (int shift = 32; shift < 32 + key_bits; shift += digit_bits) {
     auto digit = [shift, kBuckets](uint64_t v) { return static_cast<int>((v >> shift) & (kBuckets - 1)); };
-    pool.parallel_for(ch.count, 1, [&](int64_t c0, int64_t c1, int) {
+    // The loops read what they use from locals: through the closure's
+    // references GCC reloads them after every store.
+    pool.parallel_for(ch.count, 1, [&, items, hist, digit, ch](int64_t c0, int64_t c1, int) {
+      const uint64_t* __restrict in = items;
       for (int64_t c = c0; c < c1; ++c) {
-        int64_t* h = hist + c * kBuckets;
+        int64_t* __restrict h = hist + c * kBuckets;
         std::fill(h, h + kBuckets, 0);
-        for (int64_t i = ch.begin(c), e = ch.end(c); i < e; ++i) ++h[digit(items[i])];
+        for (int64_t i = ch.begin(c), e = ch.end(c); i < e; ++i) ++h[digit(in[i])];
       }
     });
     // Cursors in (digit, chunk) order; skip the pass when one digit holds every item.
@@ -65,10 +68,12 @@ uint64_t* radix_sort(uint64_t* items, uint64_t* tmp, int64_t n, int key_bits, Ar
       }
     }
     if (trivial) continue;
-    pool.parallel_for(ch.count, 1, [&](int64_t c0, int64_t c1, int) {
+    pool.parallel_for(ch.count, 1, [&, items, tmp, hist, digit, ch](int64_t c0, int64_t c1, int) {
+      const uint64_t* __restrict in = items;
+      uint64_t* __restrict out = tmp;
       for (int64_t c = c0; c < c1; ++c) {
-        int64_t* cur = hist + c * kBuckets;
-        for (int64_t i = ch.begin(c), e = ch.end(c); i < e; ++i) tmp[cur[digit(items[i])]++] = items[i];
+        int64_t* __restrict cur = hist + c * kBuckets;
+        for (int64_t i = ch.begin(c), e = ch.end(c); i < e; ++i) out[cur[digit(in[i])]++] = in[i];
       }
     });
     std::swap(items, tmp);
@@ -106,12 +111,14 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
   const int nb = out->buckets, low = out->low_bits;
   // Counts per chunk and bucket (the key's top digit).
   int64_t* hist = arena->array<int64_t>(cg.count * nb);
-  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cg.count, 1, [&, status, depth_key, hist, cg, key_lo, nb, low](int64_t c0, int64_t c1, int) {
+    const int32_t* __restrict st = status;
+    const uint32_t* __restrict key = depth_key;
     for (int64_t c = c0; c < c1; ++c) {
-      int64_t* h = hist + c * nb;
+      int64_t* __restrict h = hist + c * nb;
       std::fill(h, h + nb, 0);
       for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i)
-        if (status[i] == kProjVisible) ++h[(depth_key[i] - key_lo) >> low];
+        if (st[i] == kProjVisible) ++h[(key[i] - key_lo) >> low];
     }
   });
   out->offsets = arena->array<int64_t>(nb + 1);
@@ -153,18 +160,22 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
     }
   out->items = arena->array<uint64_t>(nv);
   out->rects = arena->array<TileRect>(nv);
-  uint64_t* __restrict dst = out->items;
-  TileRect* __restrict dst_rects = out->rects;
-  pool.parallel_for(cg.count, 1, [&](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cg.count, 1, [&, status, depth_key, rects, chunk_of, cur, cg, key_lo, nc, low](int64_t c0, int64_t c1, int) {
+    uint64_t* __restrict dst = out->items;
+    TileRect* __restrict dst_rects = out->rects;
+    const int32_t* __restrict st = status;
+    const uint32_t* __restrict keys = depth_key;
+    const TileRect* __restrict rc = rects;
+    const int32_t* __restrict cof = chunk_of;
     int64_t cc[257];  // this chunk's cursors, local: the chunks' rows share cache lines
     for (int64_t c = c0; c < c1; ++c) {
       std::copy(cur + c * nc, cur + (c + 1) * nc, cc);
       for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
-        if (status[i] != kProjVisible) continue;
-        const uint32_t key = depth_key[i] - key_lo;
-        const int64_t j = cc[chunk_of[key >> low]]++;
+        if (st[i] != kProjVisible) continue;
+        const uint32_t key = keys[i] - key_lo;
+        const int64_t j = cc[cof[key >> low]]++;
         dst[j] = uint64_t(key) << 32 | uint64_t(i);
-        dst_rects[j] = rects[i];
+        dst_rects[j] = rc[i];
       }
     }
   });
@@ -204,13 +215,15 @@ void depth_chunk(const DepthBuckets& bk, int chunk, const TileRect* rects, const
   const Chunks cv = chunks_for(m, 2048);
   uint8_t* keep = arena->array<uint8_t>(m);
   int64_t* cnt = arena->array<int64_t>(cv.count + 1);
-  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, 1, [&, src_rects, sat, keep, cnt, cv, sw](int64_t c0, int64_t c1, int) {
+    const TileRect* __restrict sr = src_rects;
+    uint8_t* __restrict kp = keep;
     for (int64_t c = c0; c < c1; ++c) {
       int64_t kept = 0;
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
-        const TileRect r = src_rects[k];
+        const TileRect r = sr[k];
         const int32_t in = sat[r.y1 * sw + r.x1] - sat[r.y0 * sw + r.x1] - sat[r.y1 * sw + r.x0] + sat[r.y0 * sw + r.x0];
-        keep[k] = in != 0;
+        kp[k] = in != 0;
         kept += in != 0;
       }
       cnt[c + 1] = kept;
@@ -222,11 +235,14 @@ void depth_chunk(const DepthBuckets& bk, int chunk, const TileRect* rects, const
   uint64_t* items = arena->array<uint64_t>(nk);
   uint64_t* tmp = arena->array<uint64_t>(nk);
   const uint64_t base = uint64_t(b0) << (32 + bk.low_bits);
-  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, 1, [&, src, keep, cnt, cv, items, base](int64_t c0, int64_t c1, int) {
+    const uint64_t* __restrict sp = src;
+    const uint8_t* __restrict kp = keep;
+    uint64_t* __restrict dst = items;
     for (int64_t c = c0; c < c1; ++c) {
       int64_t j = cnt[c];
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k)
-        if (keep[k]) items[j++] = src[k] - base;
+        if (kp[k]) dst[j++] = sp[k] - base;
     }
   });
   const uint64_t span = uint64_t(b1 - b0) << bk.low_bits;  // keys in [0, span)
@@ -238,12 +254,16 @@ void depth_chunk(const DepthBuckets& bk, int chunk, const TileRect* rects, const
   out->rects = reinterpret_cast<TileRect*>(sorted == items ? tmp : items);
   out->intersections = 0;
   const Chunks co = chunks_for(nk, 2048);
-  pool.parallel_for(co.count, 1, [&](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(co.count, 1, [&, sorted, rects, co](int64_t c0, int64_t c1, int) {
+    const uint64_t* __restrict so = sorted;
+    const TileRect* __restrict rc = rects;
+    int32_t* __restrict ord = out->order;
+    TileRect* __restrict dr = out->rects;
     for (int64_t c = c0; c < c1; ++c)
       for (int64_t k = co.begin(c), e = co.end(c); k < e; ++k) {
-        const uint32_t i = static_cast<uint32_t>(sorted[k]);
-        out->order[k] = static_cast<int32_t>(i);
-        out->rects[k] = rects[i];
+        const uint32_t i = static_cast<uint32_t>(so[k]);
+        ord[k] = static_cast<int32_t>(i);
+        dr[k] = rc[i];
       }
   });
 }
@@ -277,7 +297,8 @@ void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& c
   // rectangle is counted; tiles that take no entries (skip) ignore theirs.
   const int64_t dw = tiles_x + 1, dsize = dw * (cam.tiles_y + 1);
   int64_t* diff = arena->array<int64_t>(cv.count * dsize);
-  pool.parallel_for(cv.count, 1, [&](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, 1, [&, diff, cursor, rc, cv, dsize, dw, tiles_x, tiles, coverage](int64_t c0, int64_t c1, int) {
+    const int64_t tiles_y = cam.tiles_y;
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* __restrict d = diff + c * dsize;
       std::fill(d, d + dsize, 0);
@@ -290,7 +311,7 @@ void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& c
         ++d[r.y1 * dw + r.x1];
       }
       int64_t* __restrict h = cursor + c * tiles;
-      for (int64_t ty = 0; ty < cam.tiles_y; ++ty) {
+      for (int64_t ty = 0; ty < tiles_y; ++ty) {
         int64_t run_row = 0;
         for (int64_t tx = 0; tx < tiles_x; ++tx) {
           run_row += d[ty * dw + tx];
