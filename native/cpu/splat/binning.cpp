@@ -212,21 +212,24 @@ void depth_chunk(const DepthBuckets& bk, int chunk, const TileRect* rects, const
   const int32_t* sat = tile_sat(live, tiles_x, cam.tiles_y, arena);
   // Keep the Gaussians with a live tile in their rectangle, in index order,
   // their keys less the chunk's first key (a range of (b1 − b0) << low_bits).
+  // The filter lists each range's kept positions from the range's start
+  // without a branch (a rejected one is overwritten by the next), so the
+  // compaction reads only the kept items (most of a late chunk's are not).
   const Chunks cv = chunks_for(m, 2048);
-  uint8_t* keep = arena->array<uint8_t>(m);
+  int32_t* kept_at = arena->array<int32_t>(m);
   int64_t* cnt = arena->array<int64_t>(cv.count + 1);
-  pool.parallel_for(cv.count, 1, [&, src_rects, sat, keep, cnt, cv, sw](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, 1, [&, src_rects, sat, kept_at, cnt, cv, sw](int64_t c0, int64_t c1, int) {
     const TileRect* __restrict sr = src_rects;
-    uint8_t* __restrict kp = keep;
+    int32_t* __restrict at = kept_at;
     for (int64_t c = c0; c < c1; ++c) {
-      int64_t kept = 0;
+      int64_t j = cv.begin(c);
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
         const TileRect r = sr[k];
         const int32_t in = sat[r.y1 * sw + r.x1] - sat[r.y0 * sw + r.x1] - sat[r.y1 * sw + r.x0] + sat[r.y0 * sw + r.x0];
-        kp[k] = in != 0;
-        kept += in != 0;
+        at[j] = static_cast<int32_t>(k);
+        j += in != 0;
       }
-      cnt[c + 1] = kept;
+      cnt[c + 1] = j - cv.begin(c);
     }
   });
   cnt[0] = 0;
@@ -235,14 +238,13 @@ void depth_chunk(const DepthBuckets& bk, int chunk, const TileRect* rects, const
   uint64_t* items = arena->array<uint64_t>(nk);
   uint64_t* tmp = arena->array<uint64_t>(nk);
   const uint64_t base = uint64_t(b0) << (32 + bk.low_bits);
-  pool.parallel_for(cv.count, 1, [&, src, keep, cnt, cv, items, base](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, 1, [&, src, kept_at, cnt, cv, items, base](int64_t c0, int64_t c1, int) {
     const uint64_t* __restrict sp = src;
-    const uint8_t* __restrict kp = keep;
     uint64_t* __restrict dst = items;
     for (int64_t c = c0; c < c1; ++c) {
-      int64_t j = cnt[c];
-      for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k)
-        if (kp[k]) dst[j++] = sp[k] - base;
+      const int32_t* __restrict at = kept_at + cv.begin(c);
+      uint64_t* __restrict d = dst + cnt[c];
+      for (int64_t t = 0, e = cnt[c + 1] - cnt[c]; t < e; ++t) d[t] = sp[at[t]] - base;
     }
   });
   const uint64_t span = uint64_t(b1 - b0) << bk.low_bits;  // keys in [0, span)
