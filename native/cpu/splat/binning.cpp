@@ -346,30 +346,34 @@ void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& c
     for (int64_t c = 0; c < cv.count; ++c)
       for (int64_t t = 0; t < tiles; ++t)
         if (cursor[c * tiles + t] < 0) cursor[c * tiles + t] = run + c;
-  pool.parallel_for(cv.count, 1, [&, run](int64_t c0, int64_t c1, int) {
-    // Locals: through the closure's references GCC reloads them after every store.
+  pool.parallel_for(cv.count, 1, [&, run, rc, cursor, cv, tiles, tiles_x, coverage](int64_t c0, int64_t c1, int) {
+    // Locals: through the closure's references GCC reloads them after every
+    // store; the coverage case chosen once per Gaussian, not per tile row.
     const int32_t* __restrict ord = d.order + k0;
     int32_t* __restrict list = bins->list;
     const int64_t tx_count = tiles_x;
-    const uint32_t* tile_skip = skip;
+    const uint32_t* __restrict tile_skip = skip;
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* __restrict cur = cursor + c * tiles;
       for (int64_t k = cv.begin(c), e = cv.end(c); k < e; ++k) {
         const TileRect r = rc[k];
         const int32_t g = ord[k];
         const int cov = tile_skip ? coverage(r) : 1;
-        if (cov == 0) continue;
-        for (int ty = r.y0; ty < r.y1; ++ty) {
-          int64_t* __restrict row = cur + ty * tx_count;
-          if (cov == 2) {
-            const uint32_t* take = tile_skip + ty * tx_count;
-            for (int tx = r.x0; tx < r.x1; ++tx) {
+        const int64_t x0 = r.x0, x1 = r.x1, y0 = r.y0, y1 = r.y1;
+        if (cov == 1) {
+          for (int64_t ty = y0; ty < y1; ++ty) {
+            int64_t* __restrict row = cur + ty * tx_count;
+            for (int64_t tx = x0; tx < x1; ++tx) list[row[tx]++] = g;
+          }
+        } else if (cov == 2) {
+          for (int64_t ty = y0; ty < y1; ++ty) {
+            int64_t* __restrict row = cur + ty * tx_count;
+            const uint32_t* __restrict take = tile_skip + ty * tx_count;
+            for (int64_t tx = x0; tx < x1; ++tx) {
               const int64_t at = row[tx];
               list[at] = g;
               row[tx] = at + (take[tx] != 0);
             }
-          } else {
-            for (int tx = r.x0; tx < r.x1; ++tx) list[row[tx]++] = g;
           }
         }
       }
