@@ -6,20 +6,11 @@
 // fixtures (llamagen.test.ts, var.test.ts).
 import { describe, expect, it } from 'vitest';
 
-import { TesseraError } from '../lib/errors.js';
 import { packWeight } from '../lib/ops/gemm.js';
 import { native } from '../lib/native.js';
 import { Tensor } from '../lib/tensor.js';
+import { codeOf } from './error-code.js';
 
-async function codeOf(f: () => Promise<unknown> | unknown): Promise<string | undefined> {
-  try {
-    await f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(TesseraError);
-    return (e as TesseraError).code;
-  }
-  return undefined;
-}
 
 const rand = (n: number, seed: number): Float32Array => {
   let s = seed >>> 0;

@@ -12,6 +12,7 @@ import { countBoundaryEdges, hasNativeMarchingCubes, marchingCubes, marchingCube
 import { Octree } from '../lib/octree/octree.js';
 import { octreePoints, octreePointsToPly, voxelMesh } from '../lib/octree/voxels.js';
 import { encodeMesh, meshFormatOf, meshToPly } from '../lib/octree/writers.js';
+import { codeOf } from './error-code.js';
 
 export function sphereCloud(n: number, r: number): { points: Float32Array; normals: Float32Array } {
   const points = new Float32Array(n * 3), normals = new Float32Array(n * 3);
@@ -74,10 +75,6 @@ function signedVolume(m: Mesh): number {
   return v;
 }
 
-async function codeOf(f: () => unknown): Promise<string> {
-  try { await f(); } catch (e) { expect(e).toBeInstanceOf(TesseraError); return (e as TesseraError).code; }
-  return 'no error';
-}
 
 describe('marching cubes case table', () => {
   it('covers every crossing edge exactly once per case, complements reverse the loops', () => {

@@ -20,6 +20,7 @@ import { denseOctree, generateOctGpt, maskSchedule, type StepInfo } from '../lib
 import { randomOctGptTensors } from '../lib/models/octree/octgpt_random.js';
 import { parseObj } from '../lib/io/obj.js';
 import { relError } from './reference.js';
+import { codeOf } from './error-code.js';
 
 const dir = join(import.meta.dirname, 'fixtures', 'octree');
 const expected = openCheckpoint(join(dir, 'octgpt_expected.safetensors'));
@@ -35,10 +36,6 @@ function ref<T extends Float32Array | Int32Array>(name: string): T {
 }
 function load(which: 'a' | 'b'): OctGpt { return OctGpt.load(ckpt[which].tensors, `octgpt_${which}.pth`, opts); }
 
-async function codeOf(f: () => unknown): Promise<string> {
-  try { await f(); } catch (e) { expect(e).toBeInstanceOf(TesseraError); return (e as TesseraError).code; }
-  return 'no error';
-}
 
 describe('OctGPT forward', () => {
   for (const [which, kind] of [['a', 'split'], ['a', 'code'], ['b', 'code']] as const) {

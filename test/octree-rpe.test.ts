@@ -7,11 +7,11 @@
 // RPE is covered by test/official-octgpt.test.ts (committed fixtures).
 import { describe, expect, it } from 'vitest';
 
-import { TesseraError } from '../lib/errors.js';
 import { native } from '../lib/native.js';
 import { gatherRows, rpeBias, windowAttention, windowPlan, type RelativePositionBias } from '../lib/models/octree/attention.js';
 import { attention } from '../lib/ops/attention.js';
 import { Tensor } from '../lib/tensor.js';
+import { codeOf } from './error-code.js';
 
 /** Seeded uniform [0, 1) (xorshift-multiply; a fresh seed per run unless TESSERA_TEST_SEED). */
 const seed0 = Number(process.env.TESSERA_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -89,15 +89,6 @@ function relError(out: ArrayLike<number>, ref: ArrayLike<number>): number {
   return Math.sqrt(num / den);
 }
 
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    expect(e).toBeInstanceOf(TesseraError);
-    return (e as TesseraError).code;
-  }
-  return 'no error';
-}
 
 describe('octree RPE bias (native)', () => {
   it('equals the JS loop bit for bit (odd K, several heads, bounds 1 and 3, dilation, padding)', async () => {

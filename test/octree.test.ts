@@ -8,8 +8,9 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { octree, TesseraError, Tensor } from '../lib/index.js';
+import { octree, Tensor } from '../lib/index.js';
 import { openCheckpoint } from '../lib/io/checkpoint.js';
+import { codeOf } from './error-code.js';
 
 const fixture = openCheckpoint(join(import.meta.dirname, 'fixtures', 'octree', 'block.safetensors'));
 afterAll(() => fixture.close());
@@ -22,15 +23,6 @@ function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0, den = 0;
   for (let i = 0; i < b.length; i++) { num = Math.max(num, Math.abs(a[i]! - b[i]!)); den = Math.max(den, Math.abs(b[i]!)); }
   return num / den;
-}
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    expect(e).toBeInstanceOf(TesseraError);
-    return (e as TesseraError).code;
-  }
-  return 'no error';
 }
 
 function grid(n: number, seed: number): Float32Array {

@@ -17,7 +17,7 @@ import { gunzipSync } from 'node:zlib';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Tensor, TesseraError } from '../lib/index.js';
+import { Tensor } from '../lib/index.js';
 import { openCheckpoint } from '../lib/io/checkpoint.js';
 import { Octree } from '../lib/octree/octree.js';
 import { OctGpt } from '../lib/models/octree/octgpt.js';
@@ -25,6 +25,7 @@ import { windowPlan } from '../lib/models/octree/attention.js';
 import { OctFormerBlock, octformerBlockWeights } from '../lib/models/octree/block.js';
 import { denseOctree } from '../lib/models/octree/octgpt_generate.js';
 import { relError } from './reference.js';
+import { codeOf } from './error-code.js';
 
 // ---- fixture reader: gzip(u32 LE manifest length | JSON | pad 8 | binary) ----
 interface Arr { dtype: 'float32' | 'int32'; shape: number[]; offset: number; bytes: number }
@@ -53,10 +54,6 @@ function checkpointPath(name: string): string {
   return out;
 }
 
-async function codeOf(f: () => unknown): Promise<string> {
-  try { await f(); } catch (e) { expect(e).toBeInstanceOf(TesseraError); return (e as TesseraError).code; }
-  return 'no error';
-}
 
 describe('OctGPT vs the official code', () => {
   for (const c of manifest.cases) {
