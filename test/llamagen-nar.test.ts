@@ -9,8 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { generateNar } from '../lib/decoding/nar.js';
 import { gptConfig } from '../lib/models/llamagen/config.js';
 import { LlamaGenGpt } from '../lib/models/llamagen/gpt.js';
-import { Tensor } from '../lib/tensor.js';
 import { GRID, loadGpt, maxRelError, N, openFixture } from './llamagen-fixtures.js';
+import { narTeacherForced } from './nar-teacher-forcing.js';
 
 const LABELS = [3, 7];
 const ROWS = [...LABELS, -1, -1];
@@ -38,28 +38,9 @@ describe('NAR checkpoints', () => {
 describe('NAR diagonal decoding vs the reference', () => {
   it('both heads match the reference on every slot, fed one anti-diagonal per pass (logits within 1e-4)', async () => {
     const model = await loadNar();
-    const ids = nar('nar_tf_ids').data, V = model.config.vocabulary, R = ROWS.length;
-    const right = new Float32Array(R * (1 + N) * V), down = new Float32Array(R * (1 + N) * V);
-    const state = model.newState(R, GRID);
-    const put = (slots: number[], out: { right: Tensor; down: Tensor }): void => {
-      const a = out.right.data as Float32Array, z = out.down.data as Float32Array, n = slots.length;
-      for (let r = 0; r < R; r++)
-        slots.forEach((slot, j) => {
-          right.set(a.subarray((r * n + j) * V, (r * n + j + 1) * V), (r * (1 + N) + slot) * V);
-          down.set(z.subarray((r * n + j) * V, (r * n + j + 1) * V), (r * (1 + N) + slot) * V);
-        });
-      out.right.dispose(); out.down.dispose();
-    };
-    put([0], await model.forwardNar(state, await model.classEmbeddings(ROWS), Int32Array.of(0)));
-    for (let d = 0; d <= 2 * GRID - 2; d++) {
-      const slots: number[] = [];
-      for (let r = 0; r < GRID; r++) if (d - r >= 0 && d - r < GRID) slots.push(1 + r * GRID + d - r);
-      const feed = new Int32Array(R * slots.length);
-      for (let r = 0; r < R; r++) slots.forEach((s, j) => { feed[r * slots.length + j] = ids[(r % 2) * N + s - 1]!; });
-      put(slots, await model.forwardNar(state, await model.tokenEmbeddings(feed), Int32Array.from(slots)));
-    }
-    expect(state.length).toBe(1 + N);
-    state.dispose();
+    const ids = nar('nar_tf_ids').data;
+    const { right, down, length } = await narTeacherForced(model, ROWS, ids, 2, GRID);
+    expect(length).toBe(1 + N);
     expect(maxRelError(right, nar('nar_right').data)).toBeLessThan(1e-4);
     expect(maxRelError(down, nar('nar_down').data)).toBeLessThan(1e-4);
     model.dispose();

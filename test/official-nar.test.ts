@@ -19,6 +19,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { generateNar } from '../lib/decoding/nar.js';
 import { LlamaGenGpt } from '../lib/models/llamagen/gpt.js';
+import { narTeacherForced } from './nar-teacher-forcing.js';
 import { maxRel, OfficialFixtures } from './official-fixtures.js';
 
 const dir = resolve(process.env.TESSERA_OFFICIAL_NAR_DIR ?? join(import.meta.dirname, 'fixtures', 'official', 'var-llamagen'));
@@ -59,32 +60,14 @@ describe.each(entries.map((e) => [e.name, e] as const))('NAR %s vs the official 
     const labels = Array.from(ref('tf_labels').data), B = labels.length, rows = 2 * B;
     const ids = ref('tf_ids').data;  // [B, N] raster
     const cfg = Number(meta.tf_cfg);
-    // Both heads of every slot, fed as the official generate() feeds them: the class, then
-    // anti-diagonal d = r + c in row order (KV slot / RoPE = 1 + raster index).
-    const right = new Float32Array(rows * (1 + N) * V), down = new Float32Array(rows * (1 + N) * V);
-    const state = model.newState(rows, G);
+    // Both heads of every slot, fed as the official generate() feeds them.
+    let heads;
     try {
-      const put = (slots: number[], out: { right: { data: unknown; dispose(): void }; down: { data: unknown; dispose(): void } }): void => {
-        const a = out.right.data as Float32Array, z = out.down.data as Float32Array, n = slots.length;
-        for (let r = 0; r < rows; r++)
-          slots.forEach((slot, j) => {
-            right.set(a.subarray((r * n + j) * V, (r * n + j + 1) * V), (r * (1 + N) + slot) * V);
-            down.set(z.subarray((r * n + j) * V, (r * n + j + 1) * V), (r * (1 + N) + slot) * V);
-          });
-        out.right.dispose(); out.down.dispose();
-      };
-      put([0], await model.forwardNar(state, await model.classEmbeddings([...labels, ...labels.map(() => -1)]), Int32Array.of(0)));
-      for (let d = 0; d <= 2 * G - 2; d++) {
-        const slots: number[] = [];
-        for (let r = 0; r < G; r++) if (d - r >= 0 && d - r < G) slots.push(1 + r * G + d - r);
-        const feed = new Int32Array(rows * slots.length);
-        for (let r = 0; r < rows; r++) slots.forEach((s, j) => { feed[r * slots.length + j] = ids[(r % B) * N + s - 1]!; });
-        put(slots, await model.forwardNar(state, await model.tokenEmbeddings(feed), Int32Array.from(slots)));
-      }
+      heads = await narTeacherForced(model, [...labels, ...labels.map(() => -1)], ids, B, G);
     } finally {
-      state.dispose();
       model.dispose();
     }
+    const { right, down } = heads;
     // The prediction of raster cell (r, c), as the official forward() assembles it.
     const got = new Float32Array(rows * N * V);
     const at = (row: number, slot: number): number => (row * (1 + N) + slot) * V;
