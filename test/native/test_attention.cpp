@@ -268,6 +268,34 @@ TEST(attention_bf16_f16_and_mixed_dtypes) {
   check_case(mixed, kTolF32, ++salt);
 }
 
+// Decode rows (Lq 1 and 2) over a bf16 or f16 KV cache: with D a multiple
+// of 16 the AVX-512 row path widens K and V in registers, otherwise (D 80 is
+// one, D 100 and l2norm are not) it converts rows into scratch first. fp32
+// queries keep the fp32 tolerance: the widened keys and values are exact.
+TEST(attention_decode_rows_over_bf16_and_f16_kv) {
+  uint64_t salt = 350;
+  for (DType kvt : {DType::kBF16, DType::kF16})
+    for (int64_t D : {64, 128, 80, 96, 100})
+      for (int64_t Lq : {1, 2}) {
+        Case c;
+        c.B = 2, c.Hq = 4, c.Hkv = 2, c.Lq = Lq, c.Lk = 173, c.D = D, c.kvt = kvt, c.lse = true;
+        c.mask = Lq == 2 ? 1u * kMaskCausal : 0u;
+        c.kv_len = {173, 41};
+        check_case(c, kTolF32, ++salt);
+        c.qt = c.ot = kvt;
+        check_case(c, kTol16, ++salt);
+      }
+  Case c;  // one pair, many keys: the keys are split across threads; masks on the in-register path
+  c.B = 1, c.Hq = 2, c.Hkv = 1, c.Lq = 1, c.Lk = 1031, c.D = 64, c.kvt = DType::kBF16, c.kv_len = {1019};
+  check_case(c, kTolF32, ++salt);
+  c.mask = kMaskAdditive, c.add_rank = 4, c.kvt = DType::kF16;
+  check_case(c, kTolF32, ++salt);
+  c.mask = kMaskSegment, c.segments = 3, c.seg_random = true, c.kvt = DType::kBF16, c.layout = QkvLayout::kBLHD;
+  check_case(c, kTolF32, ++salt);
+  c.l2norm = true, c.multipliers = true, c.mask = kMaskNone;
+  check_case(c, kTolF32, ++salt);
+}
+
 TEST(attention_gqa_and_mqa) {
   uint64_t salt = 400;
   for (int64_t Hkv : {2, 1})

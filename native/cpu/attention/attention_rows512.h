@@ -33,9 +33,30 @@ inline __m512 reduce16(const __m512* a) {
 // Software prefetch in the key loop: rows [j + kPrefetchAhead, + kPrefetchRows).
 constexpr int64_t kPrefetchAhead = 32, kPrefetchRows = 4;
 
+// How the key loop reads a K or V row: fp32 in place (or a row already
+// converted into scratch), or bf16 / f16 in place, widened in registers.
+enum class RowKind { kF32, kBF16, kF16 };
+
+// Vector c (16 values) of a row of kind RK, as fp32.
+template <RowKind RK>
+inline __m512 row_vec(const void* row, int64_t c) {
+  if constexpr (RK == RowKind::kF32) {
+    return _mm512_loadu_ps(static_cast<const float*>(row) + 16 * c);
+  } else {
+    const __m256i h = _mm256_loadu_si256(static_cast<const __m256i*>(row) + c);
+    if constexpr (RK == RowKind::kBF16)
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    else
+      return _mm512_cvtph_ps(h);
+  }
+}
+
 // NV: vectors per row (Dp / 16) when fixed at compile time (fully unrolled
-// dot products and updates), 0 for any.
-template <int NV>
+// dot products and updates), 0 for any. RK: how K and V rows are read; a
+// bf16 / f16 kind is only chosen when both K and V have that dtype, D is a
+// multiple of 16 and k is not L2-normalised (row_task512 below), so no row
+// is converted into scratch first.
+template <int NV, RowKind RK>
 void row_task512_nv(const Problem& p, int64_t task, int tid) {
   const int64_t split = task % p.splits, bk = task / p.splits;
   const int64_t b = bk / p.Hkv, hk = bk % p.Hkv;
@@ -74,8 +95,8 @@ void row_task512_nv(const Problem& p, int64_t task, int tid) {
   const int64_t es_k = static_cast<int64_t>(dtype_size(p.k.dtype)), es_v = static_cast<int64_t>(dtype_size(p.v.dtype));
   const char* kb = p.k.data + (b * p.k.sb + hk * p.k.sh) * es_k;
   const char* vb = p.v.data + (b * p.v.sb + hk * p.v.sh) * es_v;
-  const bool k_in_place = p.k.dtype == DType::kF32 && p.D == Dp && !p.l2norm;
-  const bool v_in_place = p.v.dtype == DType::kF32 && p.D == Dp;
+  const bool k_in_place = RK != RowKind::kF32 || (p.k.dtype == DType::kF32 && p.D == Dp && !p.l2norm);
+  const bool v_in_place = RK != RowKind::kF32 || (p.v.dtype == DType::kF32 && p.D == Dp);
   // The loop below prefetches kPrefetchAhead keys ahead; the first ones are
   // requested here, all at once, so a short task (a decode step early in the
   // sequence: a few KiB per kv head, cold in memory) does not wait for them
@@ -100,8 +121,8 @@ void row_task512_nv(const Problem& p, int64_t task, int tid) {
       for (int64_t c = 0; c < p.D * es_k; c += 64) _mm_prefetch(kp + c, _MM_HINT_T0);
       for (int64_t c = 0; c < p.D * es_v; c += 64) _mm_prefetch(vp + c, _MM_HINT_T0);
     }
-    const float* kr[16];
-    const float* vr[16];
+    const void* kr[16];
+    const void* vr[16];
     for (int jj = 0; jj < 16; ++jj) {
       const int64_t j = j0 + jj;
       if (jj >= nk) {
@@ -111,7 +132,7 @@ void row_task512_nv(const Problem& p, int64_t task, int tid) {
       const char* ksrc = kb + j * p.k.sl * es_k;
       const char* vsrc = vb + j * p.v.sl * es_v;
       if (k_in_place) {
-        kr[jj] = reinterpret_cast<const float*>(ksrc);
+        kr[jj] = ksrc;
       } else {
         float* w = kbuf + jj * Dp;
         load_row(ksrc, p.k.dtype, p.D, w);
@@ -120,7 +141,7 @@ void row_task512_nv(const Problem& p, int64_t task, int tid) {
         kr[jj] = w;
       }
       if (v_in_place) {
-        vr[jj] = reinterpret_cast<const float*>(vsrc);
+        vr[jj] = vsrc;
       } else {
         float* w = vbuf + jj * Dp;
         load_row(vsrc, p.v.dtype, p.D, w);
@@ -136,8 +157,8 @@ void row_task512_nv(const Problem& p, int64_t task, int tid) {
       const float* q = Q + r * Dp;
       __m512 a[16];
       for (int jj = 0; jj < 16; ++jj) {
-        __m512 acc = _mm512_mul_ps(_mm512_load_ps(q), _mm512_loadu_ps(kr[jj]));
-        for (int64_t c = 1; c < nv; ++c) acc = _mm512_fmadd_ps(_mm512_load_ps(q + 16 * c), _mm512_loadu_ps(kr[jj] + 16 * c), acc);
+        __m512 acc = _mm512_mul_ps(_mm512_load_ps(q), row_vec<RK>(kr[jj], 0));
+        for (int64_t c = 1; c < nv; ++c) acc = _mm512_fmadd_ps(_mm512_load_ps(q + 16 * c), row_vec<RK>(kr[jj], c), acc);
         a[jj] = acc;
       }
       __m512 s = reduce16(a);
@@ -178,7 +199,7 @@ void row_task512_nv(const Problem& p, int64_t task, int tid) {
         for (int64_t c = 0; c < cn; ++c) acc[c] = _mm512_mul_ps(_mm512_load_ps(O + r * Dp + 16 * (c0 + c)), al);
         for (int jj = 0; jj < (nk == 16 ? 16 : nk); ++jj) {
           const __m512 pj = _mm512_set1_ps(pr[jj]);
-          for (int64_t c = 0; c < cn; ++c) acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(vr[jj] + 16 * (c0 + c)), acc[c]);
+          for (int64_t c = 0; c < cn; ++c) acc[c] = _mm512_fmadd_ps(pj, row_vec<RK>(vr[jj], c0 + c), acc[c]);
         }
         for (int64_t c = 0; c < cn; ++c) _mm512_store_ps(O + r * Dp + 16 * (c0 + c), acc[c]);
       }
@@ -197,12 +218,20 @@ void row_task512_nv(const Problem& p, int64_t task, int tid) {
   }
 }
 
-inline void row_task512(const Problem& p, int64_t task, int tid) {
+template <RowKind RK>
+void row_task512_kind(const Problem& p, int64_t task, int tid) {
   switch (round_up(p.D, 16) / 16) {
-    case 4: row_task512_nv<4>(p, task, tid); break;
-    case 8: row_task512_nv<8>(p, task, tid); break;
-    default: row_task512_nv<0>(p, task, tid); break;
+    case 4: row_task512_nv<4, RK>(p, task, tid); break;
+    case 8: row_task512_nv<8, RK>(p, task, tid); break;
+    default: row_task512_nv<0, RK>(p, task, tid); break;
   }
+}
+
+inline void row_task512(const Problem& p, int64_t task, int tid) {
+  const bool direct = p.k.dtype == p.v.dtype && p.D % 16 == 0 && !p.l2norm;
+  if (direct && p.k.dtype == DType::kBF16) return row_task512_kind<RowKind::kBF16>(p, task, tid);
+  if (direct && p.k.dtype == DType::kF16) return row_task512_kind<RowKind::kF16>(p, task, tid);
+  row_task512_kind<RowKind::kF32>(p, task, tid);
 }
 
 }  // namespace tessera::cpu::attn::avx512
