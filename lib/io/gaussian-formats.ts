@@ -1,11 +1,14 @@
 // Gaussian-splatting scene files: the INRIA .ply, antimatter15 .splat and
-// Niantic .spz (legacy gzip versions 1-3 read, 2-3 written). Facts and
-// constants: shared/spec/gaussian-splatting.md §2.
+// Niantic .spz (legacy gzip versions 1-3 and ZSTD-stream version 4 read, 2-3
+// written). Facts and constants: shared/spec/gaussian-splatting.md §2;
+// checked against the official reader by test/official-spz.test.ts.
 import { gunzipSync, gzipSync } from 'node:zlib';
+
+import { decompress as zstdDecompress } from 'fzstd';
 
 import { float16ToFloat } from '../dtype.js';
 import { TesseraError } from '../errors.js';
-import { emptyScene, flipYZ, SH_C0, shCoefficients, type GaussianScene } from './gaussian-scene.js';
+import { emptyScene, flipAxes, flipYZ, SH_C0, shCoefficients, type GaussianScene } from './gaussian-scene.js';
 import { findElement, parsePly, writePly, type PlyFile } from './ply.js';
 
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
@@ -131,7 +134,7 @@ export function gaussiansToSplat(s: GaussianScene): Uint8Array {
   return out;
 }
 
-// ---- Niantic .spz (gzip, versions 1-3) --------------------------------------
+// ---- Niantic .spz (gzip versions 1-3, ZSTD version 4) ----------------------
 
 const SPZ_MAGIC = 0x5053474e;
 const SPZ_COLOR_SCALE = 0.15;
@@ -142,9 +145,7 @@ export function isSpz(bytes: Uint8Array): boolean {
 
 export function gaussiansFromSpz(file: Uint8Array, what: string, maxBytes = Math.min(2 ** 31, file.byteLength * 1032 + 1024)): GaussianScene {
   if (file[0] !== 0x1f || file[1] !== 0x8b) {
-    if (file.byteLength >= 8 && new DataView(file.buffer, file.byteOffset).getUint32(0, true) === SPZ_MAGIC) {
-      bad(what, `.spz version ${new DataView(file.buffer, file.byteOffset).getUint32(4, true)} (zstd streams) is not supported yet; versions 1-3 are`);
-    }
+    if (file.byteLength >= 4 && new DataView(file.buffer, file.byteOffset).getUint32(0, true) === SPZ_MAGIC) return spzV4(file, what, maxBytes);
     bad(what, 'not a .spz file (no gzip or NGSP signature)');
   }
   let b: Uint8Array;
@@ -161,48 +162,125 @@ export function gaussiansFromSpz(file: Uint8Array, what: string, maxBytes = Math
   const deg = b[12]!;
   const fracBits = b[13]!;
   const flags = b[14]!;
-  if (version < 1 || version > 3) bad(what, `.spz version ${version} is not supported (1-3)`);
+  if (version < 1 || version > 3) bad(what, `.spz version ${version} in a gzip file is not supported (1-3; version 4 is a plain NGSP header with ZSTD streams)`);
   if (deg > 4) bad(what, `.spz SH degree ${deg} > 4`);
-  // Flag 0x2: extension records follow the header (e.g. Adobe's SH min/max
-  // quantisation, which changes how SH bytes decode). Refuse rather than misread.
-  if (flags & 0x2) bad(what, '.spz extensions (header flag 0x2) are not supported yet');
   const K = shCoefficients(deg);
   const posBytes = version === 1 ? 6 : 9;
   const rotBytes = version >= 3 ? 4 : 3;
   const need = 16 + N * (posBytes + 1 + 3 + 3 + rotBytes + (K - 1) * 3);
   if (b.byteLength < need) bad(what, `.spz holds ${b.byteLength} bytes, ${N} Gaussians of degree ${deg} need ${need}`);
-  const s = emptyScene(N, deg, (flags & 1) !== 0);
-  let o = 16;
-  const scale = 1 / (1 << fracBits);
-  for (let i = 0; i < N; ++i) {
-    for (let a = 0; a < 3; ++a) {
-      if (version === 1) {
-        s.means[3 * i + a] = float16ToFloat(v.getUint16(o, true));
-        o += 2;
-      } else {
-        let x = b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16);
-        if (x & 0x800000) x -= 1 << 24;
-        s.means[3 * i + a] = x * scale;
-        o += 3;
-      }
+  // Flag 0x2: extension records follow the attribute data.
+  const frame = flags & 0x2 ? spzExtensionFrame(b.subarray(need), what) : SPZ_RUB;
+  const streams: SpzStreams = { positions: b.subarray(16), alphas: b.subarray(16 + N * posBytes) } as SpzStreams;
+  let o = 16 + N * (posBytes + 1);
+  streams.colors = b.subarray(o); o += 3 * N;
+  streams.scales = b.subarray(o); o += 3 * N;
+  streams.rotations = b.subarray(o); o += rotBytes * N;
+  streams.sh = b.subarray(o);
+  return unpackSpz(streams, { version, N, deg, fracBits, antialiased: (flags & 1) !== 0, frame });
+}
+
+interface SpzStreams { positions: Uint8Array; alphas: Uint8Array; colors: Uint8Array; scales: Uint8Array; rotations: Uint8Array; sh: Uint8Array }
+
+// Version 4: a plaintext 32-byte header (magic, version, numPoints, shDegree,
+// fractionalBits, flags, numStreams, tocByteOffset u32, 12 reserved bytes),
+// extension records in [32, tocByteOffset) when flag 0x2 is set, a table of
+// (compressed u64, uncompressed u64) per stream, then the ZSTD streams in the
+// legacy order (positions, alphas, colours, scales, rotations, SH), empty
+// streams (SH of degree 0) left out.
+function spzV4(file: Uint8Array, what: string, maxBytes: number): GaussianScene {
+  if (file.byteLength < 32) bad(what, '.spz header is truncated (32 bytes needed)');
+  const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  const version = v.getUint32(4, true);
+  const N = v.getUint32(8, true);
+  const deg = file[12]!, fracBits = file[13]!, flags = file[14]!, numStreams = file[15]!;
+  const toc = v.getUint32(16, true);
+  if (version !== 4) bad(what, `.spz version ${version} with a plain NGSP header is not supported (4; versions 1-3 are gzip files)`);
+  if (deg > 4) bad(what, `.spz SH degree ${deg} > 4`);
+  if (N === 0 || N > 0x7fffffff) bad(what, `.spz claims ${N} Gaussians`);
+  if (toc < 32 || toc + 16 * numStreams > file.byteLength) bad(what, `.spz table of contents at ${toc} (${numStreams} streams) lies outside the ${file.byteLength}-byte file`);
+  const K = shCoefficients(deg);
+  const sizes = [9 * N, N, 3 * N, 3 * N, 4 * N, (K - 1) * 3 * N].filter((n) => n > 0);
+  if (numStreams !== sizes.length) bad(what, `.spz has ${numStreams} streams, ${sizes.length} expected for SH degree ${deg}`);
+  if (sizes.reduce((a, n) => a + n, 0) > maxBytes) bad(what, `.spz claims ${N} Gaussians, more than the file size can hold`);
+  const frame = flags & 0x2 ? spzExtensionFrame(file.subarray(32, toc), what) : SPZ_RUB;
+  const out: Uint8Array[] = [];
+  let at = toc + 16 * numStreams;
+  for (let i = 0; i < numStreams; i++) {
+    const cs = v.getBigUint64(toc + 16 * i, true), us = v.getBigUint64(toc + 16 * i + 8, true);
+    if (us !== BigInt(sizes[i]!)) bad(what, `.spz stream ${i} holds ${us} bytes, ${sizes[i]} expected`);
+    if (cs > BigInt(file.byteLength - at)) bad(what, `.spz stream ${i} runs past the end of the file`);
+    let raw: Uint8Array;
+    try {
+      raw = zstdDecompress(file.subarray(at, at + Number(cs)), new Uint8Array(sizes[i]!));
+    } catch (err) {
+      bad(what, `.spz stream ${i} does not decompress (ZSTD): ${(err as Error).message}`);
+    }
+    if (raw.byteLength !== sizes[i]) bad(what, `.spz stream ${i} decompresses to ${raw.byteLength} bytes, ${sizes[i]} expected`);
+    out.push(raw);
+    at += Number(cs);
+  }
+  if (at !== file.byteLength) bad(what, `.spz has ${file.byteLength - at} bytes after its last stream`);
+  const [positions, alphas, colors, scales, rotations, sh = new Uint8Array(0)] = out as [Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array?];
+  return unpackSpz({ positions, alphas, colors, scales, rotations, sh }, { version, N, deg, fracBits, antialiased: (flags & 1) !== 0, frame });
+}
+
+/** Axis signs (x, y, z) of an spz storage frame relative to RDF (the scene's frame). */
+type Frame = readonly [number, number, number];
+const SPZ_RUB: Frame = [1, -1, -1];
+
+// Extension records: u32 type, u32 byte length, payload. Only the Adobe
+// coordinate-system record (0xADBE0003, payload u32) changes how the data
+// decode; others (e.g. the safe-orbit camera) are skipped, as the official
+// reader does. Its values 1-8 are the axis-flip frames LDB RDB LUB RUB LDF RDF
+// LUF RUF; 0 means RUB; 9-16 (a 90° turn about x) are refused.
+function spzExtensionFrame(records: Uint8Array, what: string): Frame {
+  const v = new DataView(records.buffer, records.byteOffset, records.byteLength);
+  let frame = SPZ_RUB;
+  for (let o = 0; o + 8 <= records.byteLength;) {
+    const type = v.getUint32(o, true), len = v.getUint32(o + 4, true);
+    if (len > records.byteLength - o - 8) bad(what, `.spz extension 0x${type.toString(16)} runs past its block`);
+    if (type === 0xadbe0003 && len >= 4) {
+      const cs = v.getUint32(o + 8, true);
+      if (cs > 8) bad(what, `.spz coordinate-system extension names system ${cs}; only 0-8 (axis flips of RUB) are supported`);
+      if (cs > 0) frame = [cs % 2 === 0 ? 1 : -1, [1, 2, 5, 6].includes(cs) ? 1 : -1, cs >= 5 ? 1 : -1];
+    }
+    o += 8 + len;
+  }
+  return frame;
+}
+
+function unpackSpz(s: SpzStreams, h: { version: number; N: number; deg: number; fracBits: number; antialiased: boolean; frame: Frame }): GaussianScene {
+  const { version, N, deg } = h;
+  const K = shCoefficients(deg);
+  const out = emptyScene(N, deg, h.antialiased);
+  const p = s.positions, pv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+  const scale = 1 / (1 << h.fracBits);
+  for (let i = 0; i < 3 * N; ++i) {
+    if (version === 1) {
+      out.means[i] = float16ToFloat(pv.getUint16(2 * i, true));
+    } else {
+      let x = p[3 * i]! | (p[3 * i + 1]! << 8) | (p[3 * i + 2]! << 16);
+      if (x & 0x800000) x -= 1 << 24;
+      out.means[i] = x * scale;
     }
   }
-  for (let i = 0; i < N; ++i) s.opacityLogits[i] = logit(b[o++]! / 255);
-  for (let i = 0; i < N; ++i) for (let c = 0; c < 3; ++c) s.sh[i * K * 3 + c] = (b[o++]! / 255 - 0.5) / SPZ_COLOR_SCALE;
-  for (let i = 0; i < N; ++i) for (let a = 0; a < 3; ++a) s.logScales[3 * i + a] = b[o++]! / 16 - 10;
+  for (let i = 0; i < N; ++i) out.opacityLogits[i] = logit(s.alphas[i]! / 255);
+  for (let i = 0; i < N; ++i) for (let c = 0; c < 3; ++c) out.sh[i * K * 3 + c] = (s.colors[3 * i + c]! / 255 - 0.5) / SPZ_COLOR_SCALE;
+  for (let i = 0; i < 3 * N; ++i) out.logScales[i] = s.scales[i]! / 16 - 10;
+  const r = s.rotations, rv = new DataView(r.buffer, r.byteOffset, r.byteLength);
   for (let i = 0; i < N; ++i) {
-    const q = version >= 3 ? unpackSmallestThree(v.getUint32(o, true)) : unpackXyz(b[o]!, b[o + 1]!, b[o + 2]!);
-    o += rotBytes;
+    const q = version >= 3 ? unpackSmallestThree(rv.getUint32(4 * i, true)) : unpackXyz(r[3 * i]!, r[3 * i + 1]!, r[3 * i + 2]!);
     // spz keeps (x, y, z, w); the scene keeps (w, x, y, z).
-    s.rotations[4 * i] = q[3]!;
-    s.rotations[4 * i + 1] = q[0]!;
-    s.rotations[4 * i + 2] = q[1]!;
-    s.rotations[4 * i + 3] = q[2]!;
+    out.rotations[4 * i] = q[3]!;
+    out.rotations[4 * i + 1] = q[0]!;
+    out.rotations[4 * i + 2] = q[1]!;
+    out.rotations[4 * i + 3] = q[2]!;
   }
   // SH: coefficient-major with RGB innermost.
-  for (let i = 0; i < N; ++i) for (let k = 1; k < K; ++k) for (let c = 0; c < 3; ++c) s.sh[(i * K + k) * 3 + c] = (b[o++]! - 128) / 128;
-  flipYZ(s); // spz's frame is RUB; the scene's is RDF
-  return s;
+  for (let i = 0, o = 0; i < N; ++i) for (let k = 1; k < K; ++k) for (let c = 0; c < 3; ++c) out.sh[(i * K + k) * 3 + c] = (s.sh[o++]! - 128) / 128;
+  flipAxes(out, h.frame); // the storage frame (RUB unless an extension says otherwise) → RDF
+  return out;
 }
 
 export function gaussiansToSpz(input: GaussianScene, version: 2 | 3 = 3, fractionalBits = 12): Uint8Array {

@@ -31,32 +31,49 @@ export function emptyScene(count: number, shDegree: number, antialiased = false)
   };
 }
 
+// Per SH coefficient (3DGS order, bands 0..4), which of x, y, z the basis
+// function is odd in: [x, y, z] parity bits. An axis flip changes its sign by
+// the product of the flipped axes it is odd in.
+const SH_PARITY: readonly (readonly [number, number, number])[] = [
+  [0, 0, 0],
+  [0, 1, 0], [0, 0, 1], [1, 0, 0], // y, z, x
+  [1, 1, 0], [0, 1, 1], [0, 0, 0], [1, 0, 1], [0, 0, 0], // xy, yz, 3z²−1, xz, x²−y²
+  // y(3x²−y²), xyz, y(5z²−1), z(5z²−3), x(5z²−1), z(x²−y²), x(x²−3y²)
+  [0, 1, 0], [1, 1, 1], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 0, 1], [1, 0, 0],
+  // band 4: xy(x²−y²), yz(3x²−y²), xy(7z²−1), yz(7z²−3), 35z⁴−30z²+3, xz(7z²−3), (x²−y²)(7z²−1), xz(x²−3y²), x⁴−6x²y²+y⁴
+  [1, 1, 0], [0, 1, 1], [1, 1, 0], [0, 1, 1], [0, 0, 0], [1, 0, 1], [0, 0, 0], [1, 0, 1], [0, 0, 0],
+];
+
+function shSigns(f: readonly [number, number, number]): number[] {
+  return SH_PARITY.map((p) => (p[0] ? f[0] : 1) * (p[1] ? f[1] : 1) * (p[2] ? f[2] : 1));
+}
+
 /** SH coefficient signs under (x, y, z) → (x, −y, −z) (180° about x): the RDF ↔ RUB change of frame. */
-export const SH_FLIP_YZ: readonly number[] = (() => {
-  // Real SH basis in the 3DGS order; a basis function changes sign iff its
-  // total degree in y and z is odd.
-  const parityYZ = [
-    0,
-    1, 1, 0, // y, z, x
-    1, 0, 0, 1, 0, // xy, yz, 3z²−1, xz, x²−y²
-    1, 0, 1, 1, 0, 1, 0, // y(3x²−y²), xyz, y(5z²−1), z(5z²−3), x(5z²−1), z(x²−y²), x(x²−3y²)
-    // band 4: xy(x²−y²), yz(3x²−y²), xy(7z²−1), yz(7z²−3), 35z⁴−30z²+3, xz(7z²−3), (x²−y²)(7z²−1), xz(x²−3y²), x⁴−6x²y²+y⁴
-    1, 0, 1, 0, 0, 1, 0, 1, 0,
-  ];
-  return parityYZ.map((p) => (p ? -1 : 1));
-})();
+export const SH_FLIP_YZ: readonly number[] = shSigns([1, -1, -1]);
+
+/**
+ * Changes the frame by axis sign flips f = (±1, ±1, ±1) in place: means
+ * x_a → f_a·x_a; quaternion (w, x, y, z) → (w, f_y f_z x, f_x f_z y, f_x f_y z)
+ * (the rotation M R M with M = diag(f), also for a mirror); each SH
+ * coefficient times the flips of the axes its basis function is odd in.
+ */
+export function flipAxes(s: GaussianScene, f: readonly [number, number, number]): void {
+  if (f[0] === 1 && f[1] === 1 && f[2] === 1) return;
+  const K = shCoefficients(s.shDegree);
+  const q = [f[1] * f[2], f[0] * f[2], f[0] * f[1]];
+  const sh = shSigns(f);
+  for (let i = 0; i < s.count; ++i) {
+    for (let a = 0; a < 3; ++a) {
+      s.means[3 * i + a] = f[a]! * s.means[3 * i + a]!;
+      s.rotations[4 * i + 1 + a] = q[a]! * s.rotations[4 * i + 1 + a]!;
+    }
+    for (let k = 1; k < K; ++k) {
+      if (sh[k] === -1) for (let c = 0; c < 3; ++c) s.sh[(i * K + k) * 3 + c] = -s.sh[(i * K + k) * 3 + c]!;
+    }
+  }
+}
 
 /** Changes the frame (x, y, z) → (x, −y, −z) in place (its own inverse). */
 export function flipYZ(s: GaussianScene): void {
-  const K = shCoefficients(s.shDegree);
-  for (let i = 0; i < s.count; ++i) {
-    s.means[3 * i + 1] = -s.means[3 * i + 1]!;
-    s.means[3 * i + 2] = -s.means[3 * i + 2]!;
-    // q' = r q r⁻¹ with r the 180° rotation about x: (w, x, −y, −z).
-    s.rotations[4 * i + 2] = -s.rotations[4 * i + 2]!;
-    s.rotations[4 * i + 3] = -s.rotations[4 * i + 3]!;
-    for (let k = 1; k < K; ++k) {
-      if (SH_FLIP_YZ[k] === -1) for (let c = 0; c < 3; ++c) s.sh[(i * K + k) * 3 + c] = -s.sh[(i * K + k) * 3 + c]!;
-    }
-  }
+  flipAxes(s, [1, -1, -1]);
 }
