@@ -3,7 +3,6 @@
 // image into per-scale tokens, build a keep-mask on the last scale's grid from
 // a box, and generate with the kept tokens teacher-forced at every scale.
 import { TesseraError } from '../../errors.js';
-import { resize } from '../../ops/resize.js';
 import { Tensor } from '../../tensor.js';
 import { checkGenerateOptions, generate, type GenerateOptions, type Generated } from './generate.js';
 import type { VarTransformer } from './transformer.js';
@@ -55,18 +54,55 @@ export function editMask(box: Box, width: number, height: number, side: number, 
  * The demo's replace_embedding masks: the side×side mask resized bilinearly
  * (align_corners=False) to each pn×pn, kept where > 0.5, and all ones where
  * pn² ≤ 3 (the 1×1 scale: the first token always comes from the source).
+ *
+ * The threshold makes the resize's rounding matter: a cell that lies half on
+ * kept and half on regenerated tokens is at 0.5 in exact arithmetic, and is
+ * kept or not according to how PyTorch rounds. So the weights here follow
+ * PyTorch's CPU kernel (1.13, the reference environment) to the bit
+ * (pytorchLinearTaps), not lib/ops/resize: e.g. 16 → 6 puts output column 4
+ * at source 11.5 + 3.6e-7 (kept beside a box edge at 12), where exact
+ * arithmetic gives 11.5 (not kept).
  */
 export async function scaleMasks(mask: Uint8Array, side: number, schedule: readonly number[]): Promise<Uint8Array[]> {
-  const src = Tensor.from(Float32Array.from(mask), [1, 1, side, side]);
+  if (mask.length !== side * side) bad('ERR_SHAPE', `mask must hold ${side}x${side} values, got ${mask.length}`);
   const out: Uint8Array[] = [];
   for (const pn of schedule) {
     if (pn * pn <= 3) { out.push(new Uint8Array(pn * pn).fill(1)); continue; }
-    const r = await resize({ x: src, size: [pn, pn], mode: 'bilinear' });
-    out.push(Uint8Array.from(r.data as Float32Array, (v) => (v > 0.5 ? 1 : 0)));
-    r.dispose();
+    const t = pytorchLinearTaps(side, pn);
+    const m = new Uint8Array(pn * pn);
+    const f = Math.fround;
+    const row = (y: number, x: number): number => f(f(t.w0[x]! * mask[y * side + t.i0[x]!]!) + f(t.w1[x]! * mask[y * side + t.i1[x]!]!));
+    for (let y = 0; y < pn; y++)
+      for (let x = 0; x < pn; x++) {
+        const v = f(f(row(t.i0[y]!, x) * t.w0[y]!) + f(row(t.i1[y]!, x) * t.w1[y]!));
+        m[y * pn + x] = v > 0.5 ? 1 : 0;
+      }
+    out.push(m);
   }
-  src.dispose();
   return out;
+}
+
+/**
+ * Linear interpolation taps of PyTorch's CPU upsample (align_corners=False),
+ * as PyTorch 1.13 computes them: the scale in/out rounded to float32, the
+ * source index scale·(i + 0.5) − 0.5 in double (clamped at 0), the weight
+ * λ1 of the right tap stored as float32 and λ0 = 1 − λ1; equal sizes copy.
+ * (Checked against F.interpolate on every one-hot input for in, out < 40:
+ * float32 index arithmetic, or an exact scale, differ in over half of them.)
+ */
+export function pytorchLinearTaps(inSize: number, outSize: number): { i0: Int32Array; i1: Int32Array; w0: Float32Array; w1: Float32Array } {
+  const i0 = new Int32Array(outSize), i1 = new Int32Array(outSize), w0 = new Float32Array(outSize), w1 = new Float32Array(outSize);
+  const scale = Math.fround(inSize / outSize);
+  for (let i = 0; i < outSize; i++) {
+    if (inSize === outSize) { i0[i] = i1[i] = i; w0[i] = 1; w1[i] = 0; continue; }
+    const src = Math.max(scale * (i + 0.5) - 0.5, 0);
+    const a = Math.floor(src);
+    i0[i] = a;
+    i1[i] = a < inSize - 1 ? a + 1 : a;
+    w1[i] = src - a;  // stored as float32
+    w0[i] = 1 - w1[i]!;
+  }
+  return { i0, i1, w0, w1 };
 }
 
 /** The image side the pair works at (last scale × downsampling). */
