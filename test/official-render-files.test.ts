@@ -10,6 +10,7 @@
 // holds. Opacities stay below 0.343 there, so Tessera's 3σ tile rectangles
 // and gsplat's 3.33σ boxes list the same contributors and every 8-bit pixel
 // must equal round(255·official) up to one level of rounding; alpha likewise;
+// gsplat's compressed-PLY export (PlayCanvas layout, two chunks) too;
 // the 16-bit depth (× 1000) within 2 units where the alpha is at least 1/255.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFileSync } from 'node:fs';
@@ -21,6 +22,8 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { renderCommand } from '../lib/cli/render.js';
+import { decodeScene } from '../lib/io/scene-file.js';
+import { codeOf } from './error-code.js';
 
 interface Arr { dtype: 'float32'; shape: number[]; offset: number; bytes: number }
 interface Case { name: string; fileName: string; file: string; flags: string[]; width: number; height: number; image: Record<'rgb' | 'alpha' | 'depth', Arr> }
@@ -89,4 +92,22 @@ describe('tessera render on official-written files vs gsplat reference images', 
       expect(maxZ).toBeLessThanOrEqual(2);
     });
   }
+});
+
+describe('scene-file details', () => {
+  const compressed = manifest.cases.find((c) => c.fileName === 'compressed.ply')!;
+  it('the antialiased tags of Brush (SplatRenderMode: mip) and Postshot (antialiased 1) set the mode', () => {
+    const plain = Buffer.from(manifest.cases.find((c) => c.fileName === 'inria.ply')!.file, 'base64');
+    const tagged = (tag: string) => Buffer.concat([Buffer.from(`ply\ncomment ${tag}`), plain.subarray(3)]);
+    const aa = (b: Buffer) => { const d = decodeScene(b, 'x.ply'); return d.kind === 'gaussians' && d.scene.antialiased; };
+    expect([aa(plain), aa(tagged('SplatRenderMode: mip')), aa(tagged('antialiased 1')), aa(tagged('SplatRenderMode: default'))])
+      .toEqual([false, true, true, false]);
+  });
+  it('a compressed PLY lacking chunk bounds, or with too few chunks, is refused with ERR_FORMAT', async () => {
+    const b = Buffer.from(compressed.file, 'base64');
+    const renamed = Buffer.from(b.toString('latin1').replace('property float max_scale_z', 'property float max_scale_w'), 'latin1');
+    expect(await codeOf(() => decodeScene(renamed, 'c.ply'))).toBe('ERR_FORMAT');
+    const fewer = Buffer.from(b.toString('latin1').replace('element chunk 2', 'element chunk 1'), 'latin1');
+    expect(await codeOf(() => decodeScene(fewer, 'c.ply'))).toBe('ERR_FORMAT');
+  });
 });

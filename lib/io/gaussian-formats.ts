@@ -1,4 +1,5 @@
-// Gaussian-splatting scene files: the INRIA .ply, antimatter15 .splat and
+// Gaussian-splatting scene files: the INRIA .ply (and the PlayCanvas compressed
+// .ply, read), antimatter15 .splat and
 // Niantic .spz (legacy gzip versions 1-3 and ZSTD-stream version 4 read, 2-3
 // written). Facts and constants: shared/spec/gaussian-splatting.md §2;
 // checked against the official reader by test/official-spz.test.ts.
@@ -26,10 +27,20 @@ function bad(what: string, why: string): never {
 
 export function isGaussianPly(ply: PlyFile): boolean {
   const v = findElement(ply, 'vertex');
-  return !!v && v.columns.has('f_dc_0') && v.columns.has('opacity') && v.columns.has('rot_0');
+  return !!v && ((v.columns.has('f_dc_0') && v.columns.has('opacity') && v.columns.has('rot_0')) || isCompressedPly(ply));
 }
 
+/** PlayCanvas/SuperSplat compressed PLY (gsplat's `ply_compressed` export): a chunk element and packed vertex words. */
+function isCompressedPly(ply: PlyFile): boolean {
+  const v = findElement(ply, 'vertex'), c = findElement(ply, 'chunk');
+  return !!v && !!c && ['packed_position', 'packed_rotation', 'packed_scale', 'packed_color'].every((n) => v.columns.has(n));
+}
+
+/** Brush's `SplatRenderMode: mip` and Postshot's `antialiased 1` mark antialiased scenes. */
+const antialiasedTag = (ply: PlyFile): boolean => ply.comments.some((c) => /^antialiased\s+1\b/.test(c) || /^SplatRenderMode:\s*mip\b/i.test(c));
+
 export function gaussiansFromPly(ply: PlyFile, what: string): GaussianScene {
+  if (isCompressedPly(ply)) return gaussiansFromCompressedPly(ply, what);
   const v = findElement(ply, 'vertex');
   if (!v || !isGaussianPly(ply)) bad(what, 'not a 3DGS scene (needs vertex properties f_dc_*, opacity, scale_*, rot_*)');
   const col = (name: string): ArrayLike<number> => {
@@ -44,7 +55,7 @@ export function gaussiansFromPly(ply: PlyFile, what: string): GaussianScene {
   while (3 * (shCoefficients(degree) - 1) < rest) ++degree;
   if (3 * (shCoefficients(degree) - 1) !== rest || degree > 4) bad(what, `${rest} f_rest properties is not 3·((d+1)²−1) for any SH degree d ≤ 4`);
   const twoD = !v.columns.has('scale_2');
-  const s = emptyScene(v.count, degree, ply.comments.some((c) => /^antialiased\s+1/.test(c)));
+  const s = emptyScene(v.count, degree, antialiasedTag(ply));
   const K = shCoefficients(degree);
   const xyz = ['x', 'y', 'z'].map(col);
   const dc = [0, 1, 2].map((c) => col(`f_dc_${c}`));
@@ -64,6 +75,66 @@ export function gaussiansFromPly(ply: PlyFile, what: string): GaussianScene {
       s.sh[(i * K) * 3 + c] = dc[c]![i]!;
       // Channel-major in the file: f_rest[c·(K−1) + (k−1)] → sh[i][k][c].
       for (let k = 1; k < K; ++k) s.sh[(i * K + k) * 3 + c] = fr[c * (K - 1) + (k - 1)]![i]!;
+    }
+  }
+  return s;
+}
+
+// Compressed PLY (PlayCanvas; spec §2): Gaussian i belongs to chunk ⌊i/256⌋,
+// whose 12 or 18 floats give min/max of position, log-scale and (18) colour.
+// Vertex words: position and log-scale 11/10/11-bit unorms lerped in the
+// chunk box; rotation = 2-bit index of the largest |component| of (w, x, y,
+// z) (made positive) + the other three in ascending index as 10-bit unorms
+// of q·√½ + ½; colour 8888 = r, g, b (lerped when the chunk has colour
+// bounds) and the opacity, high byte first. Optional sh element: uchar
+// f_rest_* (channel-major as in the plain layout), ((b + 0.5)/256 − 0.5)·8.
+function gaussiansFromCompressedPly(ply: PlyFile, what: string): GaussianScene {
+  const v = findElement(ply, 'vertex')!, ch = findElement(ply, 'chunk')!;
+  const box = ['min_x', 'min_y', 'min_z', 'max_x', 'max_y', 'max_z', 'min_scale_x', 'min_scale_y', 'min_scale_z', 'max_scale_x', 'max_scale_y', 'max_scale_z'];
+  const rgbBox = ['min_r', 'min_g', 'min_b', 'max_r', 'max_g', 'max_b'];
+  for (const n of box) if (!ch.columns.has(n)) bad(what, `compressed PLY chunk element lacks ${n}`);
+  const hasRgb = rgbBox.every((n) => ch.columns.has(n));
+  if (ch.count * 256 < v.count) bad(what, `compressed PLY has ${ch.count} chunks for ${v.count} Gaussians (256 a chunk)`);
+  const sh = findElement(ply, 'sh');
+  let rest = 0;
+  while (sh && sh.columns.has(`f_rest_${rest}`)) ++rest;
+  if (sh && sh.count !== v.count) bad(what, `compressed PLY sh element has ${sh.count} rows for ${v.count} Gaussians`);
+  let degree = 0;
+  while (3 * (shCoefficients(degree) - 1) < rest) ++degree;
+  if (3 * (shCoefficients(degree) - 1) !== rest || degree > 4) bad(what, `${rest} f_rest properties is not 3·((d+1)²−1) for any SH degree d ≤ 4`);
+  const K = shCoefficients(degree);
+  const s = emptyScene(v.count, degree, antialiasedTag(ply));
+  const col = (e: typeof v, n: string) => e.columns.get(n)!;
+  const [pp, pr, ps, pc] = ['packed_position', 'packed_rotation', 'packed_scale', 'packed_color'].map((n) => col(v, n));
+  const bx = box.map((n) => col(ch, n)), bc = hasRgb ? rgbBox.map((n) => col(ch, n)) : [];
+  const fr = Array.from({ length: rest }, (_, i) => col(sh!, `f_rest_${i}`));
+  const lerp = (a: number, b: number, t: number) => a * (1 - t) + b * t;
+  const unpack111011 = (u: number): number[] => [(u >>> 21) / 2047, ((u >>> 11) & 0x3ff) / 1023, (u & 0x7ff) / 2047];
+  for (let i = 0; i < v.count; ++i) {
+    const c = i >> 8;
+    const p = unpack111011(pp[i]! >>> 0), sc = unpack111011(ps[i]! >>> 0);
+    for (let a = 0; a < 3; ++a) {
+      s.means[3 * i + a] = lerp(bx[a]![c]!, bx[3 + a]![c]!, p[a]!);
+      s.logScales[3 * i + a] = lerp(bx[6 + a]![c]!, bx[9 + a]![c]!, sc[a]!);
+    }
+    const r = pr[i]! >>> 0, largest = r >>> 30;
+    let sumSq = 0, shift = 20;
+    for (let a = 0; a < 4; ++a) {
+      if (a === largest) continue;
+      const q = (((r >>> shift) & 0x3ff) / 1023 - 0.5) * Math.SQRT2;
+      shift -= 10;
+      s.rotations[4 * i + a] = q;
+      sumSq += q * q;
+    }
+    s.rotations[4 * i + largest] = Math.sqrt(Math.max(0, 1 - sumSq));
+    const u = pc[i]! >>> 0;
+    for (let k = 0; k < 3; ++k) {
+      const t = ((u >>> (24 - 8 * k)) & 0xff) / 255;
+      s.sh[i * K * 3 + k] = ((hasRgb ? lerp(bc[k]![c]!, bc[3 + k]![c]!, t) : t) - 0.5) / SH_C0;
+    }
+    s.opacityLogits[i] = logit((u & 0xff) / 255);
+    for (let k = 1; k < K; ++k) for (let cc = 0; cc < 3; ++cc) {
+      s.sh[(i * K + k) * 3 + cc] = ((fr[cc * (K - 1) + (k - 1)]![i]! + 0.5) / 256 - 0.5) * 8;
     }
   }
   return s;

@@ -1,5 +1,6 @@
 // Reads and writes scene files by content (reading) or extension (writing):
-// 3DGS .ply, ordinary .ply point clouds, .splat and .spz.
+// 3DGS .ply (the INRIA layout or the PlayCanvas compressed one), ordinary
+// .ply point clouds, .splat and .spz (versions 1-4).
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { extname } from 'node:path';
 

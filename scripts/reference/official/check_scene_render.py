@@ -18,7 +18,8 @@ as the format defines it):
   * an ascii PLY of SH degree 1; a big-endian PLY of float64 properties in a
     shuffled order with unknown extra properties, SH degree 2;
   * gsplat's exporter .splat (antimatter15: 8-bit colour, opacity and
-    quaternion; the expected render uses the values that layout decodes to).
+    quaternion) and compressed PLY (PlayCanvas/SuperSplat layout, two chunks);
+    the expected renders use the values those layouts decode to.
 Cameras: the cameras.json the INRIA training code writes (camera_to_JSON in
 utils/camera_utils.py: "position" = camera centre, "rotation" = rows of the
 camera-to-world rotation, fx/fy = fov2focal, centred principal point; its
@@ -145,6 +146,36 @@ def splat_decoded(raw, n):
             'sh': torch.tensor((rgba[:, :3] - 0.5) / c0).float()[:, None, :]}
 
 
+def compressed_decoded(raw, n, rest):
+    """The values a PlayCanvas compressed PLY (as gsplat writes it: 18-float chunks of 256, four packed
+    uint32 words, uchar f_rest) decodes to, by the format's rules (spec section 2)."""
+    body = raw[raw.index(b'end_header\n') + len(b'end_header\n'):]
+    nc = (n + 255) // 256
+    chunk = np.frombuffer(body, '<f4', nc * 18).reshape(nc, 18).astype(np.float64)
+    words = np.frombuffer(body, '<u4', n * 4, nc * 72).reshape(n, 4).astype(np.int64)
+    shb = np.frombuffer(body, 'u1', n * rest, nc * 72 + n * 16).reshape(n, rest).astype(np.float64)
+    c = chunk[np.arange(n) // 256]
+    unorm = lambda w: np.stack([(w >> 21) / 2047, ((w >> 11) & 1023) / 1023, (w & 2047) / 2047], 1)  # noqa: E731
+    means = c[:, 0:3] + (c[:, 3:6] - c[:, 0:3]) * unorm(words[:, 0])
+    logs = c[:, 6:9] + (c[:, 9:12] - c[:, 6:9]) * unorm(words[:, 2])
+    q = np.zeros((n, 4))
+    largest = words[:, 1] >> 30
+    for i in range(n):
+        others = [a for a in range(4) if a != largest[i]]
+        for j, a in enumerate(others):
+            q[i, a] = (((words[i, 1] >> (20 - 10 * j)) & 1023) / 1023 - 0.5) * math.sqrt(2)
+        q[i, largest[i]] = math.sqrt(max(0.0, 1 - (q[i] ** 2).sum()))
+    col = np.stack([(words[:, 3] >> s) & 255 for s in (24, 16, 8, 0)], 1) / 255
+    rgb = c[:, 12:15] + (c[:, 15:18] - c[:, 12:15]) * col[:, :3]
+    op = np.clip(col[:, 3], 1e-6, 1 - 1e-6)
+    K = rest // 3 + 1
+    sh = np.zeros((n, K, 3))
+    sh[:, 0] = (rgb - 0.5) / 0.28209479177387814
+    sh[:, 1:] = (((shb + 0.5) / 256 - 0.5) * 8).reshape(n, 3, K - 1).transpose(0, 2, 1)
+    f = lambda a: torch.tensor(a).float()  # noqa: E731
+    return {'means': f(means), 'logScales': f(logs), 'rotations': f(q), 'opacityLogits': f(np.log(op / (1 - op))), 'sh': f(sh)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--repo', required=True, help='extracted gsplat (holds gsplat/cuda/_torch_impl.py and gsplat/exporter.py)')
@@ -199,6 +230,21 @@ def main():
                   'viewMatrix': V.reshape(-1).tolist(), 'background': [0.2, 0.5, 0.9]}, V, fx, fy * 1.1, W * 0.43, H * 0.56)
     add('gsplat-exporter-splat-issue-camera-bg', 'scene.splat', raw, splat_decoded(raw, 80), 0, cam_issue,
         bg=[0.2, 0.5, 0.9], flags=['--camera', 'view.json'])
+    s1c = make_scene(g, 300, 1)   # two chunks of the compressed layout
+    shN = s1c['sh'][:, 1:].permute(0, 2, 1).reshape(300, -1)
+    craw = exporter.splat2ply_bytes_compressed(s1c['means'], s1c['logScales'], s1c['rotations'], s1c['opacityLogits'],
+                                               s1c['sh'][:, 0], shN)
+    # The decoding above must give back what gsplat encoded (in its Morton order), to the quantisation.
+    dec, order = compressed_decoded(craw, 300, 9), exporter.sort_centers(s1c['means'], torch.arange(300))
+    qn = s1c['rotations'][order] / s1c['rotations'][order].norm(dim=1, keepdim=True)
+    assert (dec['means'] - s1c['means'][order]).abs().max() < 2e-3
+    assert (dec['logScales'] - s1c['logScales'][order]).abs().max() < 2e-3
+    assert ((dec['rotations'] * qn).sum(1).abs() > 0.999).all()
+    assert (torch.sigmoid(dec['opacityLogits']) - torch.sigmoid(s1c['opacityLogits'][order])).abs().max() < 2.5e-3
+    assert (dec['sh'][:, 0] - s1c['sh'][order, 0]).abs().max() < 0.05
+    assert (dec['sh'][:, 1:] - s1c['sh'][order, 1:]).abs().max() < 0.04
+    add('gsplat-exporter-compressed-ply-sh1', 'compressed.ply', craw, compressed_decoded(craw, 300, 9), 1, cams[2],
+        flags=['--camera', 'cameras.json', '--camera-index', '2'])
     write_fixture(args.out, {'source': 'nerfstudio-project/gsplat 90d7b4b (gsplat/exporter.py, gsplat/cuda/_torch_impl.py)',
                              'seed': args.seed, 'files': {'cameras.json': cameras_json, 'view.json': json.dumps(cam_issue[0])},
                              'cases': cases})
