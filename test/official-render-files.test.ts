@@ -111,3 +111,12 @@ describe('scene-file details', () => {
     expect(await codeOf(() => decodeScene(fewer, 'c.ply'))).toBe('ERR_FORMAT');
   });
 });
+
+describe('ascii PLY number spellings', () => {
+  it('reads inf, -inf, nan (C printf / numpy) and refuses other words', async () => {
+    const head = 'ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty double z\nend_header\n';
+    const d = decodeScene(Buffer.from(`${head}inf -INF nan\n1e-3 -Infinity 2\n`), 'p.ply');
+    expect(d.kind === 'points' && Array.from(d.cloud.positions)).toEqual([Infinity, -Infinity, NaN, 0.0010000000474974513, -Infinity, 2]);
+    expect(await codeOf(() => decodeScene(Buffer.from(`${head}1 2 three\n4 5 6\n`), 'p.ply'))).toBe('ERR_FORMAT');
+  });
+});

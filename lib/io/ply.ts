@@ -190,9 +190,13 @@ function readAscii(body: Uint8Array, elements: PlyElement[], what: string): void
   let at = 0;
   const next = (): number => {
     if (at >= tokens.length) bad(what, 'ascii body ends early');
-    const x = Number(tokens[at++]);
-    if (Number.isNaN(x) && !/nan/i.test(tokens[at - 1]!)) bad(what, `"${tokens[at - 1]}" is not a number`);
-    return x;
+    const t = tokens[at++]!;
+    const x = Number(t);
+    if (!Number.isNaN(x)) return x;
+    // C printf / numpy spellings of the non-finite values (Number() knows only "Infinity").
+    if (/^[+-]?nan$/i.test(t)) return NaN;
+    if (/^[+-]?inf(inity)?$/i.test(t)) return t.startsWith('-') ? -Infinity : Infinity;
+    bad(what, `"${t}" is not a number`);
   };
   for (const el of elements) {
     if (el.count * el.properties.length > tokens.length - at) bad(what, `element ${el.name} claims ${el.count} entries but only ${tokens.length - at} values remain`);
