@@ -19,6 +19,8 @@ import { gunzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
+import { openCheckpoint } from '../lib/io/checkpoint.js';
+import { writeTorchCheckpoint } from '../lib/io/torch-writer.js';
 import { editMask, encodeTokens, scaleMasks, type Box, type EditMode } from '../lib/models/var/edit.js';
 import { generate } from '../lib/models/var/generate.js';
 import { loadVar } from '../lib/models/var/load.js';
@@ -93,6 +95,27 @@ async function pngLevels(file: string, img: Float32Array): Promise<number> {
     for (let p = 0; p < n; p++) worst = Math.max(worst, Math.abs(data[p * 3 + c]! - Math.floor(img[c * n + p]! * 255 + 0.5)));
   return worst;
 }
+
+describe('the 512 (d36) layout loads', () => {
+  it("reads a contiguous [1, 1, 2240, 2240] attn_bias_for_masking (strides 5017600, 5017600, 2240, 1) from a torch zip", () => {
+    // The loader once checked the product of the strides like a shape (5.6e16 > 2^53 / 8) and
+    // refused every L = 2240 VAR file: the official var_d36.pth, or any schedule past L ≈ 1040.
+    const L = 2240, file = join(work, 'attn-bias.pth');
+    const data = new Uint8Array(L * L);
+    for (let i = 0; i < L; i++) data[i * L + (i * 7) % L] = 1;
+    writeTorchCheckpoint(file, [{ name: 'attn_bias_for_masking', dtype: 'uint8', shape: [1, 1, L, L], data }]);
+    const c = openCheckpoint(file);
+    try {
+      const t = c.tensors.get('attn_bias_for_masking')!;
+      expect(t.shape).toEqual([1, 1, L, L]);
+      const back = t.load().data as Uint8Array;
+      expect(back[5 * L + 35]).toBe(1);
+      expect(back[5 * L + 36]).toBe(0);
+    } finally {
+      c.close();
+    }
+  });
+});
 
 interface MaskCase { schedule: number[]; width: number; box: Box; mode: EditMode; masks: string[] }
 
