@@ -83,6 +83,12 @@ LARGE = {
                         edits=dict(inpaint=dict(box=(40, 24, 200, 232), mode='inpaint', label=-1, cfg=3.0),
                                    edit_class=dict(box=(56, 56, 184, 200), mode='inpaint', label=3, cfg=3.0),
                                    outpaint=dict(box=(8, 40, 248, 216), mode='outpaint', label=-1, cfg=1.5))),
+    # The 512 schedule with shared AdaLN (the d36 layout) at width 64: 2240 tokens, 512x512 images.
+    'var_cli_512_shared': dict(depth=2, width=64, heads=1, shared_aln=True, patch_nums=(1, 2, 3, 4, 6, 9, 13, 18, 24, 32),
+                               classes=4, V=48, Cvae=8, vae=dict(ch=32, share_quant_resi=4),
+                               gen=dict(labels=(3, -1), cfg=3.0, top_p=0.95),
+                               edits=dict(inpaint=dict(box=(72, 40, 456, 472), mode='inpaint', label=-1, cfg=3.0),
+                                          edit_class=dict(box=(104, 136, 360, 408), mode='inpaint', label=2, cfg=4.0))),
 }
 
 
