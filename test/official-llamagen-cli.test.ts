@@ -5,7 +5,8 @@
 // checkpoints in the official layout: dim 96 with 3 heads (--heads 3), an
 // ffn_dim_multiplier, an odd 5x5 grid; a 24x24 grid on a VQ-16-deep tokenizer
 // (--image-size 384); cfg > 1 with a temperature and top_p (no effect at
-// top-k 1), cfg 1 and cfg 0.5 (the official code guides only above 1).
+// top-k 1), cfg 1 and cfg 0.5 (the official code guides only above 1), and
+// the official cfg_interval (--cfg-interval 7, -0.5 and 100).
 // TESSERA_OFFICIAL_LLAMAGEN_CLI_DIR=<dir> runs the checks on --out output.
 //
 // Criteria (issue 6's): greedy token ids identical, `--tokens` is [[G·G ids]],
@@ -94,11 +95,11 @@ describe.each(fx.entries.map((e) => [e.name, e] as const))('LlamaGen %s: generat
         const labels = Array.from(ref(`${run}_labels`).data);
         const out = await generateAr(model, {
           classes: labels, grid: e.grid, cfg: Number(meta[`${run}_cfg`]), topK: 1, topP: Number(meta[`${run}_top_p`]),
-          temperature: Number(meta[`${run}_temperature`]),
+          temperature: Number(meta[`${run}_temperature`]), cfgInterval: Number(meta[`${run}_cfg_interval`] ?? -1),
         });
         const want = ref(`${run}_ids`);
         labels.forEach((_, b) => expect(out.tokens[b], `${run} image ${b}`).toEqual(Array.from(want.data.subarray(b * N, (b + 1) * N))));
-        figures.push(`${e.name} ${run} (classes ${labels.join(',')}, cfg ${meta[`${run}_cfg`]}): ids identical (min margin ${Number(meta[`${run}_min_margin`]).toExponential(1)})`);
+        figures.push(`${e.name} ${run} (classes ${labels.join(',')}, cfg ${meta[`${run}_cfg`]}, cfg_interval ${meta[`${run}_cfg_interval`]}): ids identical (min margin ${Number(meta[`${run}_min_margin`]).toExponential(1)})`);
       }
     } finally {
       model.dispose();
@@ -117,6 +118,7 @@ describe.each(fx.entries.map((e) => [e.name, e] as const))('LlamaGen %s: generat
           '--cfg', meta[`${run}_cfg`]!, '--top-k', '1', '--top-p', meta[`${run}_top_p`]!, '--temperature', meta[`${run}_temperature`]!,
           '--image-size', String(e.imageSize), '--out', png, '--tokens', json];
         if (e.heads !== undefined) args.push('--heads', String(e.heads));
+        if (Number(meta[`${run}_cfg_interval`] ?? -1) !== -1) args.push('--cfg-interval', meta[`${run}_cfg_interval`]!);
         const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
         expect(r.status, r.stderr).toBe(0);
         expect(JSON.parse(readFileSync(json, 'utf8')), `${run} image ${b}`).toEqual([Array.from(ref(`${run}_ids`).data.subarray(b * N, (b + 1) * N))]);
@@ -127,6 +129,17 @@ describe.each(fx.entries.map((e) => [e.name, e] as const))('LlamaGen %s: generat
         figures.push(`${e.name} ${run} CLI --class ${label}: tokens identical, PNG ${e.imageSize}px${partial ? ` (${ref(`${run}_png_rows`).data.length} rows)` : ''} max ${levels} level(s) off`);
         expect(levels).toBeLessThanOrEqual(1);
       }
+    }
+  });
+
+  it.runIf(e === fx.entries[0])('--cfg-interval is refused with other decode modes and when not a number', () => {
+    const base = ['generate', '--tokenizer', fx.path(e, e.tokenizer), '--weights', fx.path(e, e.weights), '--class', '0',
+      '--image-size', String(e.imageSize), '--out', join(work, 'bad.png'), ...(e.heads !== undefined ? ['--heads', String(e.heads)] : [])];
+    for (const [extra, msg] of [[['--cfg-interval', '3', '--decode', 'sjd'], /--cfg-interval is only used with --decode ar/],
+      [['--cfg-interval', 'x'], /--cfg-interval needs a number/]] as const) {
+      const r = spawnSync(process.execPath, [cli, ...base, ...extra], { encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(msg);
     }
   });
 });

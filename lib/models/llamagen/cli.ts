@@ -27,6 +27,8 @@ export interface LlamaGenFileOptions {
   /** Pixels per side; the token grid is imageSize / the tokenizer's downsampling (256 → 16, 384 → 24 for VQ-16). */
   imageSize?: number;
   cfg?: number;
+  /** The official --cfg-interval (plain decoding): guided only while decode step i <= it; -1 = always. */
+  cfgInterval?: number;
   topK?: number;
   topP?: number;
   temperature?: number;
@@ -60,6 +62,7 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
   if (decode === 'draft' && o.draft === undefined) throw new TesseraError('ERR_INVALID_ARGUMENT', '--decode draft needs --draft <gpt file>');
   if (o.draft !== undefined && decode !== 'draft' && decode !== 'lantern')
     throw new TesseraError('ERR_INVALID_ARGUMENT', '--draft is only used with --decode draft or lantern');
+  if (o.cfgInterval !== undefined && decode !== 'ar') throw new TesseraError('ERR_INVALID_ARGUMENT', '--cfg-interval is only used with --decode ar');
   if (o.window !== undefined && (decode === 'ar' || decode === 'nar')) throw new TesseraError('ERR_INVALID_ARGUMENT', '--window is only used with speculative decoding');
   if ((o.lanternK !== undefined || o.lanternDelta !== undefined) && decode !== 'lantern')
     throw new TesseraError('ERR_INVALID_ARGUMENT', '--lantern-k and --lantern-delta are only used with --decode lantern');
@@ -100,7 +103,7 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     else if (decode === 'lantern') {
       const table = await vqNeighbourTable(files[0]!.tensors, o.tokenizer, o.lanternK ?? LANTERN_K);
       result = await generateLantern(model, { ...options, table, k: o.lanternK, delta: o.lanternDelta ?? LANTERN_DELTA, drafter });
-    } else result = await generateAr(model, options);
+    } else result = await generateAr(model, { ...options, cfgInterval: o.cfgInterval });
     const img = toUnitRange(await vq.decodeCodes(Int32Array.from(result.tokens[0]!), 1, grid));
     await writeImage(o.out, img, 0);
     img.dispose();
@@ -113,11 +116,11 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
   }
 }
 
-const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'top-k', 'top-p', 'temperature', 'seed', 'decode', 'draft', 'window', 'heads', 'compute', 'out', 'tokens',
+const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'cfg-interval', 'top-k', 'top-p', 'temperature', 'seed', 'decode', 'draft', 'window', 'heads', 'compute', 'out', 'tokens',
   'lantern-k', 'lantern-delta', 'watermark-key', 'watermark-delta', 'watermark-gamma'];
 
 export const LLAMAGEN_USAGE = `Usage: tessera generate --tokenizer <vq file> --weights <gpt file> --class <int>
-         [--image-size 256] [--cfg 2.0] [--top-k 2000] [--top-p 1] [--temperature 1]
+         [--image-size 256] [--cfg 2.0] [--cfg-interval -1] [--top-k 2000] [--top-p 1] [--temperature 1]
          [--decode ar|sjd|lantern|draft|nar] [--window 16] [--draft <gpt file>]
          [--lantern-k 1000] [--lantern-delta 0.1]
          [--watermark-key <key>] [--watermark-delta 2] [--watermark-gamma 0.25]
@@ -128,6 +131,9 @@ LlamaGen GPT checkpoint). Prints the decoding counters on stdout.
 
   --image-size <px>   256 (16x16 tokens) or 384 (24x24) with VQ-16 (default 256)
   --cfg <s>           guidance l_u + s(l_c - l_u), applied when s > 1 (default 2.0)
+  --cfg-interval <i>  the official cfg_interval (--decode ar): decode step i
+                      (token i+1) is guided only while i <= this; -1 = every
+                      token (default)
   --top-k <k>         keep the k largest logits; 1 greedy, 0 off (default 2000)
   --decode <mode>     ar (plain); sjd (speculative Jacobi, lossless); draft
                       (speculative sampling with --draft, lossless); lantern
@@ -209,7 +215,7 @@ export async function runLlamaGenGenerate(argv: readonly string[]): Promise<numb
   };
   const stats = await generateLlamaGenToFile({
     tokenizer, weights, out, classId: numberFlag(f, 'class', true)!, imageSize: numberFlag(f, 'image-size', true),
-    cfg: numberFlag(f, 'cfg'), topK: numberFlag(f, 'top-k', true), topP: numberFlag(f, 'top-p'),
+    cfg: numberFlag(f, 'cfg'), cfgInterval: numberFlag(f, 'cfg-interval'), topK: numberFlag(f, 'top-k', true), topP: numberFlag(f, 'top-p'),
     temperature: numberFlag(f, 'temperature'), seed: numberFlag(f, 'seed', true), window: numberFlag(f, 'window', true),
     heads: numberFlag(f, 'heads', true), compute: f.get('compute'), decode: typeof decode === 'string' ? decode as DecodeMode : undefined,
     lanternK: numberFlag(f, 'lantern-k', true), lanternDelta: numberFlag(f, 'lantern-delta'),

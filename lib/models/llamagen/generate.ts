@@ -32,6 +32,21 @@ export interface GenerateOptions extends SamplingOptions {
   onProgress?: (done: number, total: number) => void;
   /** Per image, [V] added to the logits before sampling (the watermark's green-list bias; lib/watermark). */
   logitBias?: readonly (Float32Array | undefined)[];
+  /**
+   * The official cfg_interval (sample_c2i.py --cfg-interval; plain decoding
+   * only): with cfg > 1, decode step i (token i + 1) is guided only while
+   * i <= cfgInterval, later tokens take the conditional logits (both halves
+   * still run). -1 (default) or below: every token is guided. The class-slot
+   * token (prefill) is always guided.
+   */
+  cfgInterval?: number;
+}
+
+/** Tokens 0..n−1 are guided under cfgInterval (the official decode_n_tokens' cfg_flag), of N. */
+export function guidedTokenCount(cfgInterval: number | undefined, N: number): number {
+  const c = cfgInterval ?? -1;
+  if (!Number.isFinite(c)) throw new TesseraError('ERR_INVALID_ARGUMENT', `cfg interval must be a finite number (-1 = off), got ${c}`);
+  return c > -1 ? Math.min(N, Math.floor(c) + 2) : N;
 }
 
 /** Counters of one generation, named as vLLM's spec-decode metrics. */
@@ -190,17 +205,33 @@ export async function generateAr(model: LlamaGenGpt, options: GenerateOptions): 
       bias!.set(b, i * V);
     });
   }
-  let tokens: Int32Array;
+  // With a cfg interval, the guided tokens run first; the rest continue from
+  // the same caches with scale 1 (u + 1·(c − u): the conditional logits).
+  const guidedN = sampler.guided ? guidedTokenCount(options.cfgInterval, N) : N;
+  const tokens = new Int32Array(B * N);
   try {
-    const logits = await prefill(model, state, sampler, classes);
-    try {
-      tokens = await model.decode(state, logits, {
-        images: B, steps: N, cfg: s.cfg, temperature: s.temperature, topK: s.topK, topP: s.topP, seed: s.seed,
-        firstStep: 0, bias, onStep: options.onProgress && ((done) => options.onProgress!(done, N)),
-      });
-    } finally {
-      logits.dispose();
+    let logits = await prefill(model, state, sampler, classes);
+    for (const [first, steps, cfg] of [[0, guidedN, s.cfg], [guidedN, N - guidedN, 1]] as const) {
+      if (steps === 0) continue;
+      try {
+        if (first > 0) {  // feed the last guided token: its logits start the unguided part
+          const last = Int32Array.from(classes, (_, b) => tokens[b * N + first - 1]!);
+          const x = await model.tokenEmbeddings(sampler.feed(last));
+          logits.dispose();
+          logits = await model.forward(state, x, 1);
+          x.dispose();
+        }
+        const part = await model.decode(state, logits, {
+          images: B, steps, cfg, temperature: s.temperature, topK: s.topK, topP: s.topP, seed: s.seed,
+          firstStep: first, bias, onStep: options.onProgress && ((done) => options.onProgress!(first + done, N)),
+        });
+        for (let b = 0; b < B; b++) tokens.set(part.subarray(b * steps, (b + 1) * steps), b * N + first);
+      } catch (e) {
+        logits.dispose();
+        throw e;
+      }
     }
+    logits.dispose();
     stats.forwardPasses = N;
   } finally {
     state.dispose();

@@ -9,7 +9,9 @@ project), builds each configuration with seeded random weights
 official layout ({"model": state_dict}) and records, for each greedy run:
 
   <run>_labels [B]            class ids (the official cond; -1 never occurs here)
-  <run>_ids    [B, G*G]       generate(..., top_k=1, cfg_interval=-1) token ids
+  <run>_ids    [B, G*G]       generate(..., top_k=1, cfg_interval) token ids (cfg_interval -1,
+                              or 7, -0.5 and 100 in the 'interval' runs: decode step i is
+                              guided only while i <= cfg_interval)
   <run>_image  [B, 3, H, W]   clamp(decode_code(ids), -1, 1)/2 + 1/2, sample_c2i's
                               save_image(normalize=True, value_range=(-1, 1)) before
                               its round(255 x)
@@ -19,7 +21,8 @@ official layout ({"model": state_dict}) and records, for each greedy run:
 
 Runs: guided (cfg > 1, a temperature and top_p < 1, both ineffective at
 top_k = 1 in the official sample()), cfg 1 and cfg 0.5 (the official code
-guides only when cfg > 1: both are the conditional rows alone).
+guides only when cfg > 1: both are the conditional rows alone), and the
+official cfg_interval (sample_c2i.py --cfg-interval).
 
   /usr/bin/python3 scripts/reference/official/check_llamagen_cli.py --repo /tmp/official-llamagen --fixtures
   /usr/bin/python3 scripts/reference/official/check_llamagen_cli.py --repo /tmp/official-llamagen --out /tmp/llamagen-cli-out
@@ -43,7 +46,7 @@ import var_llamagen_common as common  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE_DIR = os.path.join(HERE, '..', '..', '..', 'test', 'fixtures', 'official', 'llamagen-cli')
 
-# build_gpt / build_vq settings plus runs: (name, labels, cfg, temperature, top_p); heads_flag:
+# build_gpt / build_vq settings plus runs: (name, labels, cfg, temperature, top_p[, cfg_interval]); heads_flag:
 # the --heads the CLI needs (dims that are not multiples of 64).
 CONFIGS = {
     # dim 96 = 3 heads of 32 (--heads 3), ffn_dim_multiplier 0.7 with multiple_of 16 (FFN 192),
@@ -53,13 +56,14 @@ CONFIGS = {
                                    vq=dict(encoder_ch_mult=[1, 1], decoder_ch_mult=[1, 1], z_channels=32, codebook_embed_dim=4,
                                            codebook_show_usage=False, ch=32, num_res_blocks=1), tie=True,
                                    runs=(('guided', (3, 5), 4.0, 0.5, 0.5), ('cfg1', (0,), 1.0, 1.0, 1.0),
-                                         ('cfg05', (2,), 0.5, 1.0, 1.0))),
+                                         ('cfg05', (2,), 0.5, 1.0, 1.0), ('interval', (4, 1), 3.0, 1.0, 1.0, 7.0),
+                                         ('interval_half', (5,), 6.0, 1.0, 1.0, -0.5))),
     # The 384-px case: a 24x24 grid on a VQ-16-deep tokenizer (5 levels, ch_mult 1,1,1,1,1 at
     # ch 32: 16x downsampling, 384 px), one head of 64 (no --heads needed), 8-dim codes.
     'llamagen_cli_g24_vq16': dict(dim=64, n_layer=1, n_head=1, vocab=32, classes=3, grid=24, multiple_of=32,
                                   vq=dict(encoder_ch_mult=[1, 1, 1, 1, 1], decoder_ch_mult=[1, 1, 1, 1, 1], z_channels=32,
                                           codebook_embed_dim=8, codebook_show_usage=False, ch=32, num_res_blocks=1), tie=True,
-                                  runs=(('guided', (1,), 2.0, 1.0, 1.0),), png_rows=((0, 16), (184, 200), (368, 384))),
+                                  runs=(('guided', (1,), 2.0, 1.0, 1.0), ('interval', (2,), 2.5, 1.0, 1.0, 100.0)), png_rows=((0, 16), (184, 200), (368, 384))),
 }
 
 
@@ -89,11 +93,13 @@ def run_config(name, cfg, official, out, store):
     gen.sample = recording
     try:
         with torch.no_grad():
-            for run, labels, scale, temperature, top_p in cfg['runs']:
+            for run, labels, scale, temperature, top_p, *interval in cfg['runs']:
                 margins.clear()
                 cond = torch.tensor(labels)
-                ids = gen.generate(model, cond, N, cfg_scale=scale, cfg_interval=-1, temperature=temperature, top_k=1,
+                cfg_interval = interval[0] if interval else -1
+                ids = gen.generate(model, cond, N, cfg_scale=scale, cfg_interval=cfg_interval, temperature=temperature, top_k=1,
                                    top_p=top_p, sample_logits=True)
+                meta[f'{run}_cfg_interval'] = cfg_interval
                 img = vq.decode_code(ids.long(), [len(labels), code_dim, G, G])  # int32 ids index only on PyTorch 2
                 res[f'{run}_labels'] = cond
                 res[f'{run}_ids'] = ids
