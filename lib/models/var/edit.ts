@@ -61,7 +61,10 @@ export function editMask(box: Box, width: number, height: number, side: number, 
  * PyTorch's CPU kernel (1.13, the reference environment) to the bit
  * (pytorchLinearTaps), not lib/ops/resize: e.g. 16 → 6 puts output column 4
  * at source 11.5 + 3.6e-7 (kept beside a box edge at 12), where exact
- * arithmetic gives 11.5 (not kept).
+ * arithmetic gives 11.5 (not kept). Version note: kernels that compute the
+ * source index in float32 (PyTorch 2's CPU opmath path, CUDA) land on 11.5
+ * too, so the demo's masks on those differ from 1.13's at such cells (135
+ * of the 600 boxes of test/official-cli.test.ts); Tessera follows 1.13.
  */
 export async function scaleMasks(mask: Uint8Array, side: number, schedule: readonly number[]): Promise<Uint8Array[]> {
   if (mask.length !== side * side) bad('ERR_SHAPE', `mask must hold ${side}x${side} values, got ${mask.length}`);
