@@ -62,7 +62,8 @@ export function editMask(box: Box, width: number, height: number, side: number, 
  * (pytorchLinearTaps), not lib/ops/resize: e.g. 16 → 6 puts output column 4
  * at source 11.5 + 3.6e-7 (kept beside a box edge at 12), where exact
  * arithmetic gives 11.5 (not kept). Version note: kernels that compute the
- * source index in float32 (PyTorch 2's CPU opmath path, CUDA) land on 11.5
+ * source index in float32 (CUDA's float accscalar; by other ports' reading,
+ * PyTorch 2's CPU opmath path; not run here) land on 11.5
  * too, so the demo's masks on those differ from 1.13's at such cells (135
  * of the 600 boxes of test/official-cli.test.ts); Tessera follows 1.13.
  */
