@@ -66,6 +66,20 @@ CONFIGS = {
                                   runs=(('guided', (1,), 2.0, 1.0, 1.0), ('interval', (2,), 2.5, 1.0, 1.0, 100.0)), png_rows=((0, 16), (184, 200), (368, 384))),
 }
 
+# Written only with --out (float32, not committed): dim 160 = 5 heads of 32 (--heads 5), two layers,
+# ffn_dim_multiplier 1.5 with multiple_of 64 (FFN 320), an 8x8 grid on a 4x VQ whose decoder
+# widths differ from the encoder's; and dim 128 with ONE head of 128 (--heads 1; the head-dim
+# rule would say 2).
+LARGE = {
+    'llamagen_cli_d160_h5': dict(dim=160, n_layer=2, n_head=5, heads_flag=5, vocab=64, classes=7, grid=8,
+                                 ffn_dim_multiplier=1.5, multiple_of=64,
+                                 vq=dict(encoder_ch_mult=[1, 1, 2], decoder_ch_mult=[1, 2, 2], z_channels=64, codebook_embed_dim=8),
+                                 runs=(('guided', (6, 0), 3.0, 1.0, 1.0), ('interval', (3,), 2.0, 0.8, 0.9, 20.0))),
+    'llamagen_cli_d128_h1': dict(dim=128, n_layer=2, n_head=1, heads_flag=1, vocab=48, classes=3, grid=6,
+                                 vq=dict(encoder_ch_mult=[1, 1], decoder_ch_mult=[1, 1], z_channels=32, codebook_embed_dim=4),
+                                 runs=(('guided', (2,), 1.5, 1.0, 1.0),)),
+}
+
 
 def run_config(name, cfg, official, out, store):
     gen, ModelArgs, Transformer, vq_model = official
@@ -141,7 +155,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     mpath = os.path.join(out, 'manifest.json')
     entries = json.load(open(mpath)) if os.path.exists(mpath) else []
-    for name, cfg in CONFIGS.items():
+    for name, cfg in (CONFIGS if a.fixtures else {**CONFIGS, **LARGE}).items():
         if a.only and name not in a.only.split(','):
             continue
         entry = run_config(name, cfg, official, out, 'float16' if a.fixtures else 'float32')
