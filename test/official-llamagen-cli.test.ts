@@ -6,7 +6,8 @@
 // ffn_dim_multiplier, an odd 5x5 grid; a 24x24 grid on a VQ-16-deep tokenizer
 // (--image-size 384); cfg > 1 with a temperature and top_p (no effect at
 // top-k 1), cfg 1 and cfg 0.5 (the official code guides only above 1), and
-// the official cfg_interval (--cfg-interval 7, -0.5 and 100).
+// the official cfg_interval (--cfg-interval 7, -0.5 and 100), and greedy
+// through --top-k 0 --top-p 0 (the official filter keeps one token at 0).
 // TESSERA_OFFICIAL_LLAMAGEN_CLI_DIR=<dir> runs the checks on --out output.
 //
 // Criteria (issue 6's): greedy token ids identical, `--tokens` is [[G·G ids]],
@@ -94,7 +95,7 @@ describe.each(fx.entries.map((e) => [e.name, e] as const))('LlamaGen %s: generat
       for (const run of runs()) {
         const labels = Array.from(ref(`${run}_labels`).data);
         const out = await generateAr(model, {
-          classes: labels, grid: e.grid, cfg: Number(meta[`${run}_cfg`]), topK: 1, topP: Number(meta[`${run}_top_p`]),
+          classes: labels, grid: e.grid, cfg: Number(meta[`${run}_cfg`]), topK: Number(meta[`${run}_top_k`] ?? 1), topP: Number(meta[`${run}_top_p`]),
           temperature: Number(meta[`${run}_temperature`]), cfgInterval: Number(meta[`${run}_cfg_interval`] ?? -1),
         });
         const want = ref(`${run}_ids`);
@@ -106,7 +107,7 @@ describe.each(fx.entries.map((e) => [e.name, e] as const))('LlamaGen %s: generat
     }
   });
 
-  it('the CLI (--top-k 1 --tokens) writes [[the official ids]] and the official image', async () => {
+  it('the CLI (greedy, --tokens) writes [[the official ids]] and the official image', async () => {
     expect(existsSync(cli), 'dist/ is missing: run npx tsc -p tsconfig.json').toBe(true);
     const { ref, meta } = exp();
     const N = e.grid ** 2;
@@ -115,7 +116,7 @@ describe.each(fx.entries.map((e) => [e.name, e] as const))('LlamaGen %s: generat
       for (const [b, label] of labels.entries()) {
         const png = join(work, `${e.name}-${run}-${b}.png`), json = join(work, `${e.name}-${run}-${b}.json`);
         const args = ['generate', '--tokenizer', fx.path(e, e.tokenizer), '--weights', fx.path(e, e.weights), '--class', String(label),
-          '--cfg', meta[`${run}_cfg`]!, '--top-k', '1', '--top-p', meta[`${run}_top_p`]!, '--temperature', meta[`${run}_temperature`]!,
+          '--cfg', meta[`${run}_cfg`]!, '--top-k', meta[`${run}_top_k`] ?? '1', '--top-p', meta[`${run}_top_p`]!, '--temperature', meta[`${run}_temperature`]!,
           '--image-size', String(e.imageSize), '--out', png, '--tokens', json];
         if (e.heads !== undefined) args.push('--heads', String(e.heads));
         if (Number(meta[`${run}_cfg_interval`] ?? -1) !== -1) args.push('--cfg-interval', meta[`${run}_cfg_interval`]!);

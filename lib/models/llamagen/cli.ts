@@ -135,6 +135,8 @@ LlamaGen GPT checkpoint). Prints the decoding counters on stdout.
                       (token i+1) is guided only while i <= this; -1 = every
                       token (default)
   --top-k <k>         keep the k largest logits; 1 greedy, 0 off (default 2000)
+  --top-p <p>         nucleus mass, 1 off (default); 0 keeps only the most
+                      likely token (greedy), as the official filter
   --decode <mode>     ar (plain); sjd (speculative Jacobi, lossless); draft
                       (speculative sampling with --draft, lossless); lantern
                       (relaxed acceptance over codebook neighbours, lossy; Jacobi

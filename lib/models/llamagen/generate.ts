@@ -15,7 +15,11 @@ export interface SamplingOptions {
   cfg?: number;
   /** Keep the k largest logits (0 = off; 1 = greedy). Default 2000 (the official sample script). */
   topK?: number;
-  /** Nucleus mass (1 or 0 = off). Default 1. */
+  /**
+   * Nucleus mass; 1 = off. Default 1. 0 keeps only the most likely token, as
+   * the official filter does (it runs for any top_p < 1: at 0 only the first
+   * entry of the descending sort survives), unlike VAR's sampler where 0 is off.
+   */
   topP?: number;
   /** Logit divisor. Default 1. */
   temperature?: number;
@@ -80,10 +84,13 @@ export function resolveSampling(o: SamplingOptions, vocabulary: number): Resolve
   const bad = (m: string): never => { throw new TesseraError('ERR_INVALID_ARGUMENT', m); };
   if (!Number.isFinite(r.cfg) || r.cfg < 0) bad(`cfg must be a finite number >= 0, got ${r.cfg}`);
   if (!Number.isInteger(r.topK) || r.topK < 0) bad(`top-k must be an integer >= 0 (0 = off), got ${r.topK}`);
-  if (!Number.isFinite(r.topP) || r.topP < 0 || r.topP > 1) bad(`top-p must be in [0, 1] (0 or 1 = off), got ${r.topP}`);
+  if (!Number.isFinite(r.topP) || r.topP < 0 || r.topP > 1) bad(`top-p must be in [0, 1] (1 = off; 0 keeps only the most likely token), got ${r.topP}`);
   if (!Number.isFinite(r.temperature) || r.temperature <= 0) bad(`temperature must be > 0, got ${r.temperature}`);
   if (!Number.isSafeInteger(r.seed) || r.seed < 0) bad(`seed must be a non-negative integer, got ${r.seed}`);
   if (r.topK >= vocabulary) r.topK = 0;  // keeping every token is no filter
+  // The official top_k_top_p_filtering at top_p = 0 keeps the first entry of the descending
+  // sort alone (the shift keeps one token): greedy. Tessera's sampler treats 0 as off.
+  if (r.topP === 0) { r.topK = 1; r.topP = 1; }
   return r;
 }
 

@@ -22,7 +22,8 @@ official layout ({"model": state_dict}) and records, for each greedy run:
 Runs: guided (cfg > 1, a temperature and top_p < 1, both ineffective at
 top_k = 1 in the official sample()), cfg 1 and cfg 0.5 (the official code
 guides only when cfg > 1: both are the conditional rows alone), and the
-official cfg_interval (sample_c2i.py --cfg-interval).
+official cfg_interval (sample_c2i.py --cfg-interval), and top_k = 0 with
+top_p = 0 (the official filter then keeps the most likely token alone).
 
   /usr/bin/python3 scripts/reference/official/check_llamagen_cli.py --repo /tmp/official-llamagen --fixtures
   /usr/bin/python3 scripts/reference/official/check_llamagen_cli.py --repo /tmp/official-llamagen --out /tmp/llamagen-cli-out
@@ -46,7 +47,8 @@ import var_llamagen_common as common  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE_DIR = os.path.join(HERE, '..', '..', '..', 'test', 'fixtures', 'official', 'llamagen-cli')
 
-# build_gpt / build_vq settings plus runs: (name, labels, cfg, temperature, top_p[, cfg_interval]); heads_flag:
+# build_gpt / build_vq settings plus runs: (name, labels, cfg, temperature, top_p[, cfg_interval[, top_k]])
+# (cfg_interval -1 and top_k 1 when absent; 'topp0' is greedy through top_p = 0 with top_k = 0); heads_flag:
 # the --heads the CLI needs (dims that are not multiples of 64).
 CONFIGS = {
     # dim 96 = 3 heads of 32 (--heads 3), ffn_dim_multiplier 0.7 with multiple_of 16 (FFN 192),
@@ -57,7 +59,7 @@ CONFIGS = {
                                            codebook_show_usage=False, ch=32, num_res_blocks=1), tie=True,
                                    runs=(('guided', (3, 5), 4.0, 0.5, 0.5), ('cfg1', (0,), 1.0, 1.0, 1.0),
                                          ('cfg05', (2,), 0.5, 1.0, 1.0), ('interval', (4, 1), 3.0, 1.0, 1.0, 7.0),
-                                         ('interval_half', (5,), 6.0, 1.0, 1.0, -0.5))),
+                                         ('interval_half', (5,), 6.0, 1.0, 1.0, -0.5), ('topp0', (1,), 2.0, 1.0, 0.0, -1, 0))),
     # The 384-px case: a 24x24 grid on a VQ-16-deep tokenizer (5 levels, ch_mult 1,1,1,1,1 at
     # ch 32: 16x downsampling, 384 px), one head of 64 (no --heads needed), 8-dim codes.
     'llamagen_cli_g24_vq16': dict(dim=64, n_layer=1, n_head=1, vocab=32, classes=3, grid=24, multiple_of=32,
@@ -107,13 +109,13 @@ def run_config(name, cfg, official, out, store):
     gen.sample = recording
     try:
         with torch.no_grad():
-            for run, labels, scale, temperature, top_p, *interval in cfg['runs']:
+            for run, labels, scale, temperature, top_p, *rest in cfg['runs']:
                 margins.clear()
                 cond = torch.tensor(labels)
-                cfg_interval = interval[0] if interval else -1
-                ids = gen.generate(model, cond, N, cfg_scale=scale, cfg_interval=cfg_interval, temperature=temperature, top_k=1,
+                cfg_interval, top_k = (list(rest) + [-1, 1][len(rest):])[:2]
+                ids = gen.generate(model, cond, N, cfg_scale=scale, cfg_interval=cfg_interval, temperature=temperature, top_k=top_k,
                                    top_p=top_p, sample_logits=True)
-                meta[f'{run}_cfg_interval'] = cfg_interval
+                meta[f'{run}_cfg_interval'], meta[f'{run}_top_k'] = cfg_interval, top_k
                 img = vq.decode_code(ids.long(), [len(labels), code_dim, G, G])  # int32 ids index only on PyTorch 2
                 res[f'{run}_labels'] = cond
                 res[f'{run}_ids'] = ids
