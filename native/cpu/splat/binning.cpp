@@ -19,10 +19,18 @@ namespace tessera::cpu::splat {
 namespace {
 
 // Chunking of n items into `chunks` contiguous ranges.
+// grain: chunks per claim, so each thread takes one run of adjacent chunks
+// (the chunks' outputs meet in shared cache lines: at bucket and tile
+// boundaries, a cursor of one chunk ends where the next chunk's starts, and
+// two threads storing into the same line at once pass it back and forth).
 struct Chunks {
   int64_t n, count;
   int64_t begin(int64_t c) const { return n * c / count; }
   int64_t end(int64_t c) const { return n * (c + 1) / count; }
+  int64_t grain() const {
+    const int64_t threads = ThreadPool::global().num_threads();
+    return (count + threads - 1) / threads;
+  }
 };
 Chunks chunks_for(int64_t n, int64_t min_items) {
   const int64_t threads = ThreadPool::global().num_threads();
@@ -46,7 +54,7 @@ uint64_t* radix_sort(uint64_t* items, uint64_t* tmp, int64_t n, int key_bits, Ar
     auto digit = [shift, kBuckets](uint64_t v) { return static_cast<int>((v >> shift) & (kBuckets - 1)); };
     // The loops read what they use from locals: through the closure's
     // references GCC reloads them after every store.
-    pool.parallel_for(ch.count, 1, [&, items, hist, digit, ch](int64_t c0, int64_t c1, int) {
+    pool.parallel_for(ch.count, ch.grain(), [&, items, hist, digit, ch](int64_t c0, int64_t c1, int) {
       const uint64_t* __restrict in = items;
       for (int64_t c = c0; c < c1; ++c) {
         int64_t* __restrict h = hist + c * kBuckets;
@@ -68,7 +76,7 @@ uint64_t* radix_sort(uint64_t* items, uint64_t* tmp, int64_t n, int key_bits, Ar
       }
     }
     if (trivial) continue;
-    pool.parallel_for(ch.count, 1, [&, items, tmp, hist, digit, ch](int64_t c0, int64_t c1, int) {
+    pool.parallel_for(ch.count, ch.grain(), [&, items, tmp, hist, digit, ch](int64_t c0, int64_t c1, int) {
       const uint64_t* __restrict in = items;
       uint64_t* __restrict out = tmp;
       for (int64_t c = c0; c < c1; ++c) {
@@ -111,7 +119,7 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
   const int nb = out->buckets, low = out->low_bits;
   // Counts per chunk and bucket (the key's top digit).
   int64_t* hist = arena->array<int64_t>(cg.count * nb);
-  pool.parallel_for(cg.count, 1, [&, status, depth_key, hist, cg, key_lo, nb, low](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cg.count, cg.grain(), [&, status, depth_key, hist, cg, key_lo, nb, low](int64_t c0, int64_t c1, int) {
     const int32_t* __restrict st = status;
     const uint32_t* __restrict key = depth_key;
     for (int64_t c = c0; c < c1; ++c) {
@@ -160,7 +168,7 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
     }
   out->items = arena->array<uint64_t>(nv);
   out->rects = arena->array<TileRect>(nv);
-  pool.parallel_for(cg.count, 1, [&, status, depth_key, rects, chunk_of, cur, cg, key_lo, nc, low](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cg.count, cg.grain(), [&, status, depth_key, rects, chunk_of, cur, cg, key_lo, nc, low](int64_t c0, int64_t c1, int) {
     uint64_t* __restrict dst = out->items;
     TileRect* __restrict dst_rects = out->rects;
     const int32_t* __restrict st = status;
@@ -218,7 +226,7 @@ void depth_chunk(const DepthBuckets& bk, int chunk, const TileRect* rects, const
   const Chunks cv = chunks_for(m, 2048);
   int32_t* kept_at = arena->array<int32_t>(m);
   int64_t* cnt = arena->array<int64_t>(cv.count + 1);
-  pool.parallel_for(cv.count, 1, [&, src_rects, sat, kept_at, cnt, cv, sw](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, cv.grain(), [&, src_rects, sat, kept_at, cnt, cv, sw](int64_t c0, int64_t c1, int) {
     const TileRect* __restrict sr = src_rects;
     int32_t* __restrict at = kept_at;
     for (int64_t c = c0; c < c1; ++c) {
@@ -238,7 +246,7 @@ void depth_chunk(const DepthBuckets& bk, int chunk, const TileRect* rects, const
   uint64_t* items = arena->array<uint64_t>(nk);
   uint64_t* tmp = arena->array<uint64_t>(nk);
   const uint64_t base = uint64_t(b0) << (32 + bk.low_bits);
-  pool.parallel_for(cv.count, 1, [&, src, kept_at, cnt, cv, items, base](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, cv.grain(), [&, src, kept_at, cnt, cv, items, base](int64_t c0, int64_t c1, int) {
     const uint64_t* __restrict sp = src;
     uint64_t* __restrict dst = items;
     for (int64_t c = c0; c < c1; ++c) {
@@ -256,7 +264,7 @@ void depth_chunk(const DepthBuckets& bk, int chunk, const TileRect* rects, const
   out->rects = reinterpret_cast<TileRect*>(sorted == items ? tmp : items);
   out->intersections = 0;
   const Chunks co = chunks_for(nk, 2048);
-  pool.parallel_for(co.count, 1, [&, sorted, rects, co](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(co.count, co.grain(), [&, sorted, rects, co](int64_t c0, int64_t c1, int) {
     const uint64_t* __restrict so = sorted;
     const TileRect* __restrict rc = rects;
     int32_t* __restrict ord = out->order;
@@ -299,7 +307,7 @@ void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& c
   // rectangle is counted; tiles that take no entries (skip) ignore theirs.
   const int64_t dw = tiles_x + 1, dsize = dw * (cam.tiles_y + 1);
   int64_t* diff = arena->array<int64_t>(cv.count * dsize);
-  pool.parallel_for(cv.count, 1, [&, diff, cursor, rc, cv, dsize, dw, tiles_x, tiles, coverage](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, cv.grain(), [&, diff, cursor, rc, cv, dsize, dw, tiles_x, tiles, coverage](int64_t c0, int64_t c1, int) {
     const int64_t tiles_y = cam.tiles_y;
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* __restrict d = diff + c * dsize;
@@ -346,7 +354,7 @@ void bin_range(const DepthOrder& d, int64_t k0, int64_t k1, const CameraFrame& c
     for (int64_t c = 0; c < cv.count; ++c)
       for (int64_t t = 0; t < tiles; ++t)
         if (cursor[c * tiles + t] < 0) cursor[c * tiles + t] = run + c;
-  pool.parallel_for(cv.count, 1, [&, run, rc, cursor, cv, tiles, tiles_x, coverage](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cv.count, cv.grain(), [&, run, rc, cursor, cv, tiles, tiles_x, coverage](int64_t c0, int64_t c1, int) {
     // Locals: through the closure's references GCC reloads them after every
     // store; the coverage case chosen once per Gaussian, not per tile row.
     const int32_t* __restrict ord = d.order + k0;
