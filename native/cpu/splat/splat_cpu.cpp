@@ -152,7 +152,7 @@ void blend_in_chunks(const CameraPass& pass, const RasterKernels& ker, char* sta
     bin_range(chunk, 0, chunk.num_visible, pass.cam, live, arena, &bins);
     clock->lap(kSplatStageBin);
     int64_t* used = lists ? arena->array<int64_t>(tiles) : nullptr;
-    pool.parallel_for(tiles, 1, [&](int64_t b, int64_t e, int tid) {
+    pool.parallel_for(tiles, 16, [&](int64_t b, int64_t e, int tid) {
       for (int64_t t = b; t < e; ++t) {
         int64_t u = 0;
         if (bins.offsets[t + 1] > bins.offsets[t])
