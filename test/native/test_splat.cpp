@@ -285,6 +285,56 @@ TEST(splat_invalid_gaussians_are_skipped_and_counted) {
   for (float v : r.rgb) CHECK(std::isfinite(v));
 }
 
+// Degree 3, packed rows: the AVX-512 projection finds NaN/Inf SH coefficients
+// through the channel sums and checks the rows only in a block with a
+// non-finite sum. Invalid rows in full blocks and in the tail block (70 = 4·16
+// + 6), +Inf and −Inf in one row (their sum is NaN), an Inf where the basis
+// value is 0; and a valid Gaussian whose finite coefficients overflow the sum
+// (counted valid, as before).
+TEST(splat_invalid_sh_coefficients_at_degree_3) {
+  th::Rng rng(62);
+  Scene s = random_scene(rng, 70, 3, -2.5, -1.5, 0.8);
+  const Scene clean = s;
+  auto sh = [&](int i, int k, int ch) -> double& { return s.sh[3 * (s.K * i + k) + ch]; };
+  sh(5, 7, 1) = NAN;
+  sh(17, 0, 0) = INFINITY;
+  sh(18, 3, 2) = INFINITY;
+  sh(18, 9, 2) = -INFINITY;
+  sh(40, 15, 2) = -INFINITY;
+  sh(66, 12, 1) = INFINITY;
+  // On the camera's axis (x = y = 0): basis values 1, 3, 4, 5, 7, 8, ... are 0 there.
+  s.means[3 * 50] = 0;
+  s.means[3 * 50 + 1] = 0;
+  sh(50, 1, 0) = INFINITY;
+  Scene expected = clean;
+  expected.means[3 * 50] = 0;
+  expected.means[3 * 50 + 1] = 0;
+  const int bad[] = {5, 17, 18, 40, 50, 66};
+  for (int i : bad) expected.logit[i] = -1e9;
+  const std::vector<Cam> cams = rounded({look_at(0.0, 0.0, -3.0, 40, 30, 36)});
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    set_isa_override(isa);
+    F32Scene fs, fe;
+    to_f32(s, &fs);
+    to_f32(expected, &fe);
+    const Rendered r = render(fs, to_f32(cams), SplatMode::kClassic, kBgF);
+    const Rendered e = render(fe, to_f32(cams), SplatMode::kClassic, kBgF);
+    CHECK(r.stats.invalid == 6) << r.stats.invalid << " isa " << isa_name(active_isa());
+    CHECK(r.rgb == e.rgb) << "skipped Gaussians changed the image, isa " << isa_name(active_isa());
+    // Finite coefficients whose sum overflows: Y_0, Y_2, Y_6 and Y_12 are all
+    // positive on the axis, so 3e38 in each makes the red sum +Inf.
+    Scene big = clean;
+    big.means[3 * 50] = 0;
+    big.means[3 * 50 + 1] = 0;
+    for (int k : {0, 2, 6, 12}) big.sh[3 * (big.K * 50 + k)] = 3e38;
+    F32Scene fb;
+    to_f32(big, &fb);
+    const Rendered b = render(fb, to_f32(cams), SplatMode::kClassic, kBgF);
+    CHECK(b.stats.invalid == 0) << b.stats.invalid << " isa " << isa_name(active_isa());
+  }
+  clear_isa_override();
+}
+
 TEST(splat_rejects_bad_arguments) {
   std::vector<float> m(6), ls(6), q(8), o(2), sh(6), out(3 * 4 * 4), al(16);
   SplatRenderArgs a;

@@ -325,21 +325,38 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
     // Three 16 × 16 blocks of the rows, transposed: coefficient e = 3k + ch
     // comes out in increasing e, so each channel still sums k = 0..15 in order.
     vf v[3] = {splat1(0.5f), splat1(0.5f), splat1(0.5f)};
-    vi expo{};  // the largest exponent field: 0x7f800000 when a coefficient is NaN/Inf
     for (int b = 0; b < 3; ++b) {
       vf r[16];
       for (int l = 0; l < 16; ++l) r[l] = reinterpret_cast<vf>(_mm512_maskz_loadu_ps(kAll, sb + (l < count ? l : 0) * ss + 16 * b));
       transpose16(r);
       for (int j = 0; j < 16; ++j) {
         const int e = 16 * b + j;
-        if constexpr (kPrepare) {
-          const vi x = (vi)r[j] & 0x7f800000;
-          expo = reinterpret_cast<vi>(_mm512_maskz_max_epu32(kAll, reinterpret_cast<__m512i>(expo), reinterpret_cast<__m512i>(x)));
-        }
         v[e % 3] += Y[e / 3] * r[j];
       }
     }
-    if constexpr (kPrepare) valid &= expo != 0x7f800000;
+    if constexpr (kPrepare) {
+      // A NaN/Inf coefficient makes its channel's sum NaN or ±Inf (Y_0 is
+      // never 0, a 0 basis value times Inf is NaN, and NaN or Inf never turns
+      // finite again in the sum), so lanes whose three sums are finite have
+      // finite rows; the rows themselves are checked only in a block with a
+      // non-finite sum (an invalid Gaussian, or finite coefficients whose sum
+      // overflows, which stay valid).
+      const __mmask16 sums_ok = _mm512_test_epi32_mask(reinterpret_cast<__m512i>(finite(v[0]) & finite(v[1]) & finite(v[2])),
+                                                       reinterpret_cast<__m512i>(finite(v[0]) & finite(v[1]) & finite(v[2])));
+      if (sums_ok != 0xffff) {
+        vi bad{};
+        for (int l = 0; l < count; ++l) {
+          __mmask16 m = 0;
+          for (int b = 0; b < 3; ++b) {
+            const __m512i x = _mm512_and_si512(_mm512_castps_si512(_mm512_maskz_loadu_ps(kAll, sb + l * ss + 16 * b)),
+                                               _mm512_set1_epi32(0x7f800000));
+            m |= _mm512_cmpeq_epi32_mask(x, _mm512_set1_epi32(0x7f800000));
+          }
+          bad[l] = m ? -1 : 0;
+        }
+        valid &= ~bad;
+      }
+    }
     for (int ch = 0; ch < 3; ++ch) {
       clamped |= (v[ch] < 0.f) & (1 << ch);
       rgb[ch] = vmax(v[ch], splat1(0.f));
