@@ -269,10 +269,20 @@ struct BatchRows {
   alignas(64) float bdy[kLanes][kBatch], cdy[kLanes][kBatch], dyt[kLanes][kBatch], ha[kBatch];
   alignas(64) float dx[kBatch][kLanes];  // mx − lane centres, per entry
 };
+// The row test spans the row's active lanes only (act[r]: bit l set when
+// lane l still blends; a live row has one): an entry that reaches only
+// lanes that have stopped blends nothing there, so skipping it changes
+// nothing.
 template <bool kDy>
 SPLAT_INLINE void batch_rows(const TileSoA& s, const TileGeom& t, const vf& rowy, int64_t b0, int64_t b1, uint32_t live,
-                             BatchRows& br) {
-  const __m512 xlo = _mm512_set1_ps(t.x0 + 0.5f - 0.01f), xhi = _mm512_set1_ps(t.x0 + kLanes - 0.5f + 0.01f);
+                             const uint16_t* act, BatchRows& br) {
+  alignas(64) float span_lo[kLanes], span_hi[kLanes];
+  for (uint32_t lm = live; lm; lm &= lm - 1) {
+    const int r = __builtin_ctz(lm);
+    const uint32_t a = act[r] ? act[r] : 1u;
+    span_lo[r] = t.x0 + __builtin_ctz(a) + 0.5f - 0.01f;
+    span_hi[r] = t.x0 + (31 - __builtin_clz(a)) + 0.5f + 0.01f;
+  }
   for (int r = 0; r < kLanes; ++r) br.rows[r] = 0;
   const __m512 px = reinterpret_cast<__m512>(t.px);
   for (int64_t k = b0; k < b1; ++k) _mm512_store_ps(br.dx[k - b0], _mm512_sub_ps(_mm512_set1_ps(s.mx[k]), px));
@@ -290,6 +300,7 @@ SPLAT_INLINE void batch_rows(const TileSoA& s, const TileGeom& t, const vf& rowy
       const int r = __builtin_ctz(lm);
       const __m512 dy = _mm512_sub_ps(my, _mm512_set1_ps(rowy[r]));
       const __m512 xs = _mm512_fmadd_ps(bda, dy, mx);
+      const __m512 xlo = _mm512_set1_ps(span_lo[r]), xhi = _mm512_set1_ps(span_hi[r]);
       const __m512 dist = _mm512_maskz_max_ps(0xffff, _mm512_maskz_max_ps(0xffff, _mm512_sub_ps(xlo, xs), _mm512_sub_ps(xs, xhi)),
                                               _mm512_setzero_ps());
       const __m512 e = _mm512_fmadd_ps(_mm512_mul_ps(hA, dist), dist, _mm512_mul_ps(_mm512_mul_ps(dy, dy), ky));
@@ -335,7 +346,12 @@ int64_t blend_rows_avx512(TileSoA& s, const TileGeom& t, RowAcc* st, uint32_t& l
   for (int64_t b0 = 0; b0 < s.n && live; b0 += kBatch) {
     const int64_t b1 = std::min(b0 + kBatch, s.n);
     fill_to(s, b1);
-    batch_rows<false>(s, t, rowy, b0, b1, live, br);
+    uint16_t act[kLanes];
+    for (uint32_t lm = live; lm; lm &= lm - 1) {
+      const int r = __builtin_ctz(lm);
+      act[r] = static_cast<uint16_t>(_mm512_test_epi32_mask(reinterpret_cast<__m512i>(st[r].active), reinterpret_cast<__m512i>(st[r].active)));
+    }
+    batch_rows<false>(s, t, rowy, b0, b1, live, act, br);
     const uint64_t* rows = br.rows;
     for (uint32_t lm = live; lm; lm &= lm - 1) {
       const int r = __builtin_ctz(lm);
@@ -531,7 +547,12 @@ void backward_rows_avx512(const TileSoA& s, const TileGeom& t, RowState* st, int
   for (; b0 < used && live; b0 += kBatch) {
     const int64_t b1 = std::min(b0 + kBatch, used);
     const int nb = static_cast<int>(b1 - b0);
-    batch_rows<true>(s, t, rowy, b0, b1, live, br);
+    uint16_t act[kLanes];
+    for (uint32_t lm = live; lm; lm &= lm - 1) {
+      const int r = __builtin_ctz(lm);
+      act[r] = static_cast<uint16_t>(_mm512_test_epi32_mask(reinterpret_cast<__m512i>(st[r].active), reinterpret_cast<__m512i>(st[r].active)));
+    }
+    batch_rows<true>(s, t, rowy, b0, b1, live, act, br);
     for (int j = 0; j < nb; ++j)
       for (int f = 0; f < 10; ++f) acc[j][f] = vf{};
     for (uint32_t lm = live; lm; lm &= lm - 1) {
