@@ -56,6 +56,15 @@ describe('PyTorch checkpoints', () => {
     checkAll(join(DIR, 'wrapped_zip.pt'));
   });
 
+  it("unwraps the official VAR trainer's {trainer: {var_wo_ddp: ...}} checkpoints", () => {
+    const ck = openCheckpoint(join(DIR, 'trainer_zip.pt'));
+    expect(ck.tensors.size).toBe(Object.keys(expected).length);
+    expect(ck.extras.get('epoch')).toBe(3);
+    expect(ck.extras.has('vae_local')).toBe(true);
+    ck.close();
+    checkAll(join(DIR, 'trainer_zip.pt'));
+  });
+
   it('reads the legacy (non-zip) format', () => {
     const ck = openCheckpoint(join(DIR, 'legacy.pt'));
     expect(ck.format).toBe('torch-legacy');

@@ -85,10 +85,20 @@ describe('LlamaGen bad inputs', () => {
     await expect(generateAr(model, { classes: [-2], grid: GRID })).rejects.toMatchObject(bad);
     await expect(generateAr(model, { classes: [], grid: GRID })).rejects.toMatchObject(bad);
     await expect(generateAr(model, { classes: [1], grid: GRID, topK: 1.5 })).rejects.toThrow(/top-k must be/);
-    await expect(generateAr(model, { classes: [1], grid: GRID, temperature: 0 })).rejects.toThrow(/temperature must be > 0/);
+    await expect(generateAr(model, { classes: [1], grid: GRID, temperature: -0.5 })).rejects.toThrow(/temperature must be a finite number >= 0/);
+    await expect(generateAr(model, { classes: [1], grid: GRID, temperature: Number.POSITIVE_INFINITY })).rejects.toThrow(/temperature must be/);
     await expect(generateAr(model, { classes: [1], grid: 0 })).rejects.toThrow(/grid must be a positive integer/);
     expect(() => model.tokenEmbeddings(Int32Array.of(64))).toThrow(/token id 64 is outside 0\.\.63/);
     await expect(vq.decodeCodes(Int32Array.of(1, 2, 3), 1, 2)).rejects.toMatchObject({ code: 'ERR_SHAPE' });
+    model.dispose();
+  });
+
+  it('temperature 0 divides by 1e-5 as the official sampler: the greedy ids here', async () => {
+    const model = await loadGpt();
+    const opts = { classes: [2, 5], grid: GRID, cfg: 2, topK: 0, seed: 4 };
+    const cold = await generateAr(model, { ...opts, temperature: 0 });
+    const greedy = await generateAr(model, { ...opts, topK: 1 });
+    expect(cold.tokens).toEqual(greedy.tokens);
     model.dispose();
   });
 

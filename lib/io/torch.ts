@@ -155,7 +155,8 @@ export interface TorchCheckpoint {
   extras: Map<string, unknown>;
 }
 
-const WRAPPER_KEYS = ['state_dict', 'model', 'module', 'model_state_dict', 'net', 'params', 'params_ema', 'ema', 'gpt', 'vae', 'var_wo_ddp'];
+// 'trainer' then 'var_wo_ddp': the official VAR trainer's checkpoints (ckpt['trainer']['var_wo_ddp']).
+const WRAPPER_KEYS = ['state_dict', 'model', 'module', 'model_state_dict', 'net', 'params', 'params_ema', 'ema', 'gpt', 'vae', 'var_wo_ddp', 'trainer'];
 
 function collectTensors(value: unknown, src: ByteSource): { tensors: Map<string, StoredTensor>; extras: Map<string, unknown> } {
   const tensors = new Map<string, StoredTensor>();

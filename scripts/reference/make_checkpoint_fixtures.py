@@ -67,6 +67,8 @@ with open(os.path.join(OUT, 'expected.json'), 'w') as f:
 ns = argparse.Namespace(lr=1e-4, depth=2, name='tiny')
 torch.save(sd, os.path.join(OUT, 'plain_zip.pt'))
 torch.save({'model': sd, 'steps': 1200, 'args': ns}, os.path.join(OUT, 'wrapped_zip.pt'))
+# The official VAR trainer's checkpoint: the weights two levels down, next to the VAE and optimizer state.
+torch.save({'epoch': 3, 'trainer': {'var_wo_ddp': sd, 'vae_local': {'w': torch.ones(2)}, 'var_opt': {'lr': 0.5}}, 'args': ns}, os.path.join(OUT, 'trainer_zip.pt'))
 torch.save({'state_dict': sd}, os.path.join(OUT, 'legacy.pt'), _use_new_zipfile_serialization=False)
 
 

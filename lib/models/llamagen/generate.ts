@@ -85,7 +85,9 @@ export function resolveSampling(o: SamplingOptions, vocabulary: number): Resolve
   if (!Number.isFinite(r.cfg) || r.cfg < 0) bad(`cfg must be a finite number >= 0, got ${r.cfg}`);
   if (!Number.isInteger(r.topK) || r.topK < 0) bad(`top-k must be an integer >= 0 (0 = off), got ${r.topK}`);
   if (!Number.isFinite(r.topP) || r.topP < 0 || r.topP > 1) bad(`top-p must be in [0, 1] (1 = off; 0 keeps only the most likely token), got ${r.topP}`);
-  if (!Number.isFinite(r.temperature) || r.temperature <= 0) bad(`temperature must be > 0, got ${r.temperature}`);
+  if (!Number.isFinite(r.temperature) || r.temperature < 0) bad(`temperature must be a finite number >= 0, got ${r.temperature}`);
+  // The official sampler divides the logits by max(temperature, 1e-5): 0 is (near-)greedy.
+  r.temperature = Math.max(r.temperature, 1e-5);
   if (!Number.isSafeInteger(r.seed) || r.seed < 0) bad(`seed must be a non-negative integer, got ${r.seed}`);
   if (r.topK >= vocabulary) r.topK = 0;  // keeping every token is no filter
   // The official top_k_top_p_filtering at top_p = 0 keeps the first entry of the descending
