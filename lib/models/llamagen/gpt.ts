@@ -42,11 +42,16 @@ export class GptState {
   /** Slots the cache can hold: roundup8(1 + G²) as the official setup_caches. */
   readonly maxLength: number;
 
-  constructor(config: GptConfig, readonly rows: number, readonly grid: number) {
+  /**
+   * cacheDtype: how K and V are stored (float32 by default; LlamaGenGpt uses
+   * bfloat16 with bfloat16 weights, as the official code keeps its caches in
+   * the model's dtype).
+   */
+  constructor(config: GptConfig, readonly rows: number, readonly grid: number, cacheDtype: 'float32' | 'bfloat16' = 'float32') {
     if (!Number.isInteger(grid) || grid < 1) fail('ERR_INVALID_ARGUMENT', `grid must be a positive integer, got ${grid}`);
     this.maxLength = Math.ceil((1 + grid * grid) / 8) * 8;
     // NAR's vertical head is one more block with its own cache.
-    this.caches = Array.from({ length: config.layers + (config.verticalHead ? 1 : 0) }, () => KVCache.create(rows, config.kvHeads, this.maxLength, config.headDim));
+    this.caches = Array.from({ length: config.layers + (config.verticalHead ? 1 : 0) }, () => KVCache.create(rows, config.kvHeads, this.maxLength, config.headDim, { dtype: cacheDtype }));
     this.rope = ropeTable2d(grid, 1, config.headDim);
   }
 
@@ -73,6 +78,8 @@ export class LlamaGenGpt {
     private readonly output: PackedWeight,
     /** NAR's vertical head: block layers.{n_layer} and medusa_output (absent on plain checkpoints). */
     private readonly vertical?: { layer: LayerWeights; output: PackedWeight },
+    /** Arithmetic of the packed weights; also the KV caches' storage (newState). */
+    readonly compute: 'float32' | 'bfloat16' = 'float32',
   ) {}
 
   static async load(tensors: Tensors, file: string, opts: GptOptions = {}): Promise<LlamaGenGpt> {
@@ -91,7 +98,7 @@ export class LlamaGenGpt {
       });
     }
     const vertical = config.verticalHead ? { layer: layers.pop()!, output: await pack(w.f32('medusa_output.weight')) } : undefined;
-    return new LlamaGenGpt(config, w, layers, await pack(w.f32('output.weight')), vertical);
+    return new LlamaGenGpt(config, w, layers, await pack(w.f32('output.weight')), vertical, opts.compute ?? 'float32');
   }
 
   /** Whether the checkpoint carries NAR's vertical head (layers.{n_layer}, medusa_norm, medusa_output). */
@@ -105,7 +112,7 @@ export class LlamaGenGpt {
   }
 
   newState(rows: number, grid: number): GptState {
-    return new GptState(this.config, rows, grid);
+    return new GptState(this.config, rows, grid, this.compute);
   }
 
   /** Slot-0 inputs [rows, dim]: class ids; an id < 0 (or = classes) is the null class. */
