@@ -152,6 +152,8 @@ void blend_in_chunks(const CameraPass& pass, const RasterKernels& ker, char* sta
     bin_range(chunk, 0, chunk.num_visible, pass.cam, live, arena, &bins);
     clock->lap(kSplatStageBin);
     int64_t* used = lists ? arena->array<int64_t>(tiles) : nullptr;
+    // 16 tiles per claim: their live masks fill one cache line, which the
+    // two threads would otherwise pass back and forth at every tile.
     pool.parallel_for(tiles, 16, [&](int64_t b, int64_t e, int tid) {
       for (int64_t t = b; t < e; ++t) {
         int64_t u = 0;
@@ -259,7 +261,9 @@ void splat_backward(const SplatBackwardArgs& a) {
                        a.grad_alpha.empty() ? nullptr : a.grad_alpha.ptr<float>() + c * pixels,
                        a.grad_depth.empty() ? nullptr : a.grad_depth.ptr<float>() + c * pixels};
     GradRows rows(tiles, pool.num_threads(), &cam_arena);
-    pool.parallel_for(tiles, 1, [&](int64_t b, int64_t e, int tid) {
+    // 8 tiles per claim: GradRows' row pointers and counts of the tiles of one
+    // claim share cache lines (as the live masks above).
+    pool.parallel_for(tiles, 8, [&](int64_t b, int64_t e, int tid) {
       for (int64_t t = b; t < e; ++t)
         ker.backward(pass.proj, bins, pass.cam, a.background, t, tid, up, state + kTileStateBytes * t, live[t],
                      bins.offsets[t + 1] - bins.offsets[t], &rows);
@@ -287,6 +291,8 @@ void splat_backward(const SplatBackwardArgs& a) {
           const int32_t* list = bins.list + bins.offsets[t];
           const float* src = rows.rows(t);
           for (int64_t j = 0, used = rows.used(t); j < used; ++j) {
+            // The records summed into lie at random: asked for 16 entries ahead.
+            if (j + 16 < used) __builtin_prefetch(&proj[list[j + 16]]);
             const int64_t g = list[j];
             if (g < lo || g >= hi) continue;
             if (!seen[g]) {
@@ -306,7 +312,25 @@ void splat_backward(const SplatBackwardArgs& a) {
         std::memset(dl + b, 0, sizeof(float) * (e - b));
         std::memset(dsh + 3 * K * b, 0, sizeof(float) * 3 * K * (e - b));
       }
+      // The rows a Gaussian kAhead places on reads (the Gaussians with
+      // gradients are scattered over the index range, so the hardware
+      // prefetchers do not see a stream): its SH row above all (192 bytes
+      // at degree 3), its Projected and Prepared records and parameter rows.
+      constexpr int64_t kAhead = 24;
+      const int64_t sh_bytes = int64_t(sizeof(float)) * std::min<int64_t>(scene.sh.strides[0], 256);
+      auto ask = [](const void* p, int64_t bytes) {
+        for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(static_cast<const char*>(p) + o);
+      };
       for (int64_t i = b; i < e; ++i) {
+        if (i + kAhead < e && seen[i + kAhead]) {
+          const int64_t j = i + kAhead;
+          ask(scene.sh.ptr<float>() + j * scene.sh.strides[0], sh_bytes);
+          __builtin_prefetch(&proj[j]);
+          __builtin_prefetch(&s.prep[j]);
+          __builtin_prefetch(scene.means.ptr<float>() + j * scene.means.strides[0]);
+          __builtin_prefetch(scene.rotations.ptr<float>() + j * scene.rotations.strides[0]);
+          __builtin_prefetch(scene.log_scales.ptr<float>() + j * scene.log_scales.strides[0]);
+        }
         if (!seen[i]) continue;  // no gradient row (or not visible): nothing to add
         const Projected& q = proj[i];
         const ProjectedGrad pg{q.mx, q.my, {q.conic[0], q.conic[1], q.conic[2]}, q.opacity,
