@@ -219,7 +219,11 @@ void splat_render(const SplatRenderArgs& a) {
     uint32_t* live = cam_arena.array<uint32_t>(tiles);
     blend_in_chunks(pass, ker, state, live, &cam_arena, &clock, nullptr);
     ThreadPool& pool = ThreadPool::global();
-    pool.parallel_for(tiles, 16, [&](int64_t b, int64_t e, int) {
+    // One row of tiles per claim: the output rows of neighbouring tiles meet
+    // in shared cache lines (16 pixels of alpha are one line, but the
+    // caller's images need not start on a line), so the two threads meet
+    // only where one tile row's pixels end and the next one's begin.
+    pool.parallel_for(tiles, pass.cam.tiles_x, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) ker.finish_tile(pass.cam, a.background, t, state + kTileStateBytes * t, live[t], out);
     });
     clock.lap(kSplatStageBlend);
