@@ -37,27 +37,45 @@ struct Row {
   int32_t draft(int64_t j) const { return a.drafts.ptr<int32_t>()[b * L + j]; }
 };
 
-// LANTERN step 1: the neighbours of x whose mass is moved onto x, and that mass.
+// LANTERN step 1: the number m of x's nearest neighbours (closest first) whose
+// running p-mass stays within the bound, and that mass. The bound is δ, or
+// for δ > 1 LANTERN++'s multiplicative form (δ − 1)·p(x) (δ acting as λ), as
+// the official evaluate_posterior{,_v1} read lantern_delta.
 int32_t relaxed_set(const VerifyDraftArgs& a, const float* p, int32_t x, double* mass) {
   *mass = 0;
   if (a.lantern_k <= 0 || !(a.lantern_delta > 0)) return 0;
+  const double delta = a.lantern_delta;
+  const double bound = delta > 1.0 ? (delta - 1.0) * static_cast<double>(p[x]) : delta;
   const int64_t K = a.neighbours.shape[1];
   const int32_t* nb = a.neighbours.ptr<int32_t>() + static_cast<int64_t>(x) * K;
   int32_t m = 0;
   for (; m < a.lantern_k && nb[m] >= 0; ++m) {
     const double next = *mass + p[nb[m]];
-    if (next > a.lantern_delta) break;
+    if (next > bound) break;
     *mass = next;
   }
   return m;
 }
 
-// w = p̃: p with the first m neighbours' mass moved onto x (px = p(x) + that mass).
-void fill_relaxed(const VerifyDraftArgs& a, const float* p, int64_t V, int32_t x, int32_t m, double px, double* w) {
+// The residual weights max(0, p − q'), q' = q except that, when the relaxed
+// set is not empty (m ≥ 1), q' is 0 on x's first min(k + 1, K) neighbours
+// (LANTERN's rejection rule: the official code zeroes
+// q[nearest[x, :k + 1]]); absent q is one-hot at x. With `plain`, w = p.
+void fill_residual(const VerifyDraftArgs& a, const float* p, const float* q, int64_t V, int32_t x, int32_t m, bool plain,
+                   double* w) {
   for (int64_t v = 0; v < V; ++v) w[v] = p[v];
-  const int32_t* nb = m > 0 ? a.neighbours.ptr<int32_t>() + static_cast<int64_t>(x) * a.neighbours.shape[1] : nullptr;
-  for (int32_t i = 0; i < m; ++i) w[nb[i]] = 0;
-  w[x] = px;
+  if (plain) return;
+  if (q) {
+    for (int64_t v = 0; v < V; ++v) w[v] = std::max(0.0, w[v] - static_cast<double>(q[v]));
+  } else {
+    w[x] = std::max(0.0, w[x] - 1.0);
+  }
+  if (m > 0 && q) {
+    const int64_t K = a.neighbours.shape[1];
+    const int32_t* nb = a.neighbours.ptr<int32_t>() + static_cast<int64_t>(x) * K;
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(a.lantern_k) + 1, K);
+    for (int64_t i = 0; i < n && nb[i] >= 0; ++i) w[nb[i]] = p[nb[i]];
+  }
 }
 
 void verify_row(const Row& row, double* w) {
@@ -77,17 +95,12 @@ void verify_row(const Row& row, double* w) {
     const double prob = qx > 0 ? std::min(1.0, px / qx) : (px > 0 ? 1.0 : 0.0);
     if (stats) { stats[2 * j] = static_cast<float>(prob); stats[2 * j + 1] = static_cast<float>(moved); }
     if (philox_uniform(key, a.rng_row, a.step + j) < prob) { ++accepted; continue; }
-    // First rejection: the replacement follows norm(max(0, p̃ − q)).
+    // First rejection: the replacement follows norm(max(0, p − q')).
     const double r = philox_uniform(key, a.rng_row + 1, a.step + j);
-    fill_relaxed(a, p, row.V, x, m, px, w);
-    if (q) {
-      for (int64_t v = 0; v < row.V; ++v) w[v] = std::max(0.0, w[v] - static_cast<double>(q[v]));
-    } else {
-      w[x] = std::max(0.0, w[x] - 1.0);
-    }
+    fill_residual(a, p, q, row.V, x, m, false, w);
     next = draw_index(w, row.V, r);
     if (next < 0) {
-      fill_relaxed(a, p, row.V, x, m, px, w);
+      fill_residual(a, p, q, row.V, x, m, true, w);
       next = draw_index(w, row.V, r);
     }
     break;
