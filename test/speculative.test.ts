@@ -66,13 +66,16 @@ describe('LANTERN', () => {
   it('the neighbour table is the brute-force L2 ranking of the raw codebook', async () => {
     const c = openFixture('vq.pt');
     const table = await vqNeighbourTable(c.tensors, 'vq.pt', 10);
+    expect(table.width).toBe(11);  // k walked + the (k+1)-th the rejection rule also zeroes
+    const W = table.width;
     const e = Float64Array.from(new WeightReader(c.tensors, 'vq.pt').values('quantize.embedding.weight'));
     const D = 8, V = e.length / D;
     for (let v = 0; v < V; v++) {
       const d = Array.from({ length: V }, (_, u) => [u, e.subarray(u * D, u * D + D).reduce((s, x, i) => s + (x - e[v * D + i]!) ** 2, 0)] as const)
         .filter(([u]) => u !== v).sort((x, y) => x[1] - y[1] || x[0] - y[0]);
-      expect(Array.from(table.ids.subarray(v * 10, v * 10 + 10))).toEqual(d.slice(0, 10).map(([u]) => u));
+      expect(Array.from(table.ids.subarray(v * W, v * W + W))).toEqual(d.slice(0, W).map(([u]) => u));
     }
+    expect((await vqNeighbourTable(c.tensors, 'vq.pt', V)).width).toBe(V - 1);
   });
 
   it('δ = 0 or k = 0 is standard acceptance (same tokens, same counters) with Jacobi and draft-model drafts', async () => {
@@ -98,7 +101,23 @@ describe('LANTERN', () => {
       relaxed += (await generateLantern(model, { ...opts, table, k: 16, delta: 0.3 })).stats.acceptanceRate;
     }
     expect(relaxed).toBeGreaterThan(plain);
-    await expect(generateLantern(model, { classes: [1], grid: GRID, table, k: 17 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(generateLantern(model, { classes: [1], grid: GRID, table, k: table.width + 1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    model.dispose();
+  });
+
+  it("LANTERN++'s multiplicative bound λ: accepts more than plain SJD; bad λ / δ refused", async () => {
+    const model = await loadGpt();
+    const table = await vqNeighbourTable(openFixture('vq.pt').tensors, 'vq.pt', 16);
+    let plain = 0, relaxed = 0;
+    for (let seed = 0; seed < 10; seed++) {
+      const opts = { classes: [seed % 10], grid: GRID, cfg: 1.5, topK: 32, seed, window: 8 };
+      plain += (await generateSjd(model, opts)).stats.acceptanceRate;
+      relaxed += (await generateLantern(model, { ...opts, table, k: 16, lambda: 3 })).stats.acceptanceRate;
+    }
+    expect(relaxed).toBeGreaterThan(plain);
+    const base = { classes: [1], grid: GRID, table };
+    for (const bad of [{ lambda: 1 }, { lambda: Number.NaN }, { delta: 1.5 }, { delta: -0.1 }, { delta: 0.1, lambda: 2 }])
+      await expect(generateLantern(model, { ...base, ...bad })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
     model.dispose();
   });
 });

@@ -1,7 +1,8 @@
 // Draft verification for every speculative mode, through the native
 // verify_draft (exact rule in native/include/tessera/speculative.h): accept
 // draft j while u < min(1, p̃(x)/q(x)), replace the first rejected one from
-// norm(max(0, p̃ − q)); p̃ = p unless LANTERN's relaxation is on. Also the
+// norm(max(0, p − q')); p̃(x) = p(x) and q' = q unless LANTERN's relaxation
+// is on (then p̃(x) adds the neighbours' mass and q' drops x's k + 1 nearest). Also the
 // codebook neighbour table LANTERN walks, and the batch bookkeeping shared by
 // the Jacobi and draft-model loops.
 import { fail } from '../errors.js';
@@ -26,7 +27,11 @@ export interface NeighbourTable {
   vocabulary: number;
 }
 
-/** LANTERN's relaxed acceptance (spec section 3): walk k neighbours while their p-mass stays ≤ delta. */
+/**
+ * LANTERN's relaxed acceptance (spec section 3): walk k neighbours while their
+ * p-mass stays ≤ delta (delta > 1: LANTERN++'s λ, mass ≤ (λ − 1)·p(x)); a
+ * rejection zeroes q on the first k + 1 neighbours (native verify_draft).
+ */
 export interface Relaxation {
   table: NeighbourTable;
   k: number;
