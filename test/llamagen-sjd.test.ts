@@ -3,7 +3,7 @@
 // any window; its counters must add up; one seed gives one result.
 import { describe, expect, it } from 'vitest';
 
-import { generateSjd } from '../lib/decoding/sjd.js';
+import { generateSjd, officialSjdWindow } from '../lib/decoding/sjd.js';
 import { generateAr } from '../lib/models/llamagen/generate.js';
 import { GRID, loadGpt, meta, N, ref } from './llamagen-fixtures.js';
 
@@ -37,9 +37,37 @@ describe('SJD', () => {
     model.dispose();
   });
 
-  it('refuses a bad window', async () => {
+  it('refuses a bad window, a bad schedule and a CFG interval (every token is guided)', async () => {
     const model = await loadGpt();
     await expect(generateSjd(model, { classes: [1], grid: GRID, window: 0 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(generateSjd(model, { classes: [1], grid: GRID, schedule: 'x' as 'full' })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    await expect(generateSjd(model, { classes: [1], grid: GRID, cfg: 2, cfgInterval: 3 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
+    expect((await generateSjd(model, { classes: [1], grid: GRID, cfg: 2, topK: 1, cfgInterval: -1 })).tokens[0]).toHaveLength(N);
+    model.dispose();
+  });
+
+  it("the official script's schedule: windows from a cur_len one pass old, plain decoding at both ends", async () => {
+    // test_llamagen.py at 512 px: 1024 tokens, window 16, jacobi_loop_interval_l = 1, _r = 1024 − 16 − 2.
+    expect([1, 2, 3, 1000, 1006, 1007, 1023].map((n) => officialSjdWindow(16, n, 1024))).toEqual([1, 16, 16, 7, 1, 1, 1]);
+    const model = await loadGpt();
+    const classes = Array.from(ref('greedy_labels').data);
+    const window = 4, seen: number[] = [];
+    const out = await generateSjd(model, {
+      classes, grid: GRID, cfg: Number(meta().greedy_cfg), topK: 1, window, schedule: 'official', onProgress: (n) => seen.push(n),
+    });
+    expect(out.tokens.flat()).toEqual(Array.from(ref('greedy_ids').data));
+    // seen[t]: tokens after pass t (seen[0] = 1, the prefill). Pass t fed w_t tokens and emitted 1..w_t.
+    expect(seen.slice(0, 3)).toEqual([1, 2, 3]);
+    let jacobi = 0;
+    for (let t = 1; t < seen.length; t++) {
+      const w = Math.min(N - seen[t - 1]! + 1, t === 1 ? 1 : officialSjdWindow(window, seen[t - 2]!, N));
+      const step = seen[t]! - seen[t - 1]!;
+      expect(step).toBeGreaterThanOrEqual(1);
+      expect(step).toBeLessThanOrEqual(w);
+      if (w > 1) jacobi++;
+    }
+    expect(jacobi).toBeGreaterThan(0);
+    expect(out.stats.forwardPasses).toBe(seen.length);  // the prefill + one per pass
     model.dispose();
   });
 

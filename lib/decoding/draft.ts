@@ -22,7 +22,7 @@ import {
   type GenerateOptions, type Generated,
 } from '../models/llamagen/generate.js';
 import { Tensor } from '../tensor.js';
-import { STEP_STRIDE } from './sjd.js';
+import { refuseCfgInterval, STEP_STRIDE } from './sjd.js';
 import { emitVerified, verifyDraft, type Relaxation } from './verify.js';
 
 export interface DraftModelOptions extends GenerateOptions {
@@ -41,6 +41,7 @@ export async function generateWithDraft(model: LlamaGenGpt, drafter: LlamaGenGpt
     throw new TesseraError('ERR_INVALID_ARGUMENT',
       `the draft model predicts ${drafter.config.vocabulary} tokens for ${drafter.config.classes} classes, the target ${V} for ${model.config.classes}`);
   const s = resolveSampling(options, V);
+  refuseCfgInterval(options.cfgInterval, 'draft-model');
   const window = options.window ?? 5;
   if (!Number.isInteger(window) || window < 1 || window > DRAFT_STEPS)
     throw new TesseraError('ERR_INVALID_ARGUMENT', `window must be an integer in 1..${DRAFT_STEPS}, got ${window}`);

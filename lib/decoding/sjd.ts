@@ -33,6 +33,33 @@ export interface SjdOptions extends GenerateOptions {
   window?: number;
   /** LANTERN's relaxed acceptance (lossy); absent: exact speculative sampling. */
   relax?: Relaxation;
+  /**
+   * Which tokens are decoded in Jacobi windows. 'full' (default): every pass
+   * after the prefill takes min(window, tokens left + 1). 'official': the
+   * official SJD LlamaGen script's schedule (test_llamagen.py:
+   * jacobi_loop_interval_l = 1, _r = G² − window − 2; the rule in
+   * jacobi_iteration_lumina_mgpt.py _sample): the window of pass t is
+   * officialSjdWindow of the token count before pass t − 1 (the official
+   * loop computes it from a cur_len one pass old), one token for pass 1.
+   * Tokens 1 and 2 and the last ~window + 1 tokens are then plain decoding.
+   * Same distribution, more passes.
+   */
+  schedule?: 'full' | 'official';
+}
+
+/**
+ * The official rule from cur_len n (tokens emitted, token 0 included) of N:
+ * min(window, N − window − 1 − n) while 2 ≤ n < N − window − 1, else 1.
+ */
+export function officialSjdWindow(window: number, n: number, N: number): number {
+  const end = N - window - 1;
+  return n >= 2 && n < end ? Math.min(window, end - n) : 1;
+}
+
+/** Refuses a CFG interval: the speculative loops guide every token (the official SJD ignores cfg_interval too). */
+export function refuseCfgInterval(cfgInterval: number | undefined, mode: string): void {
+  if (cfgInterval !== undefined && cfgInterval !== -1)
+    throw new TesseraError('ERR_INVALID_ARGUMENT', `cfgInterval ${cfgInterval} is not supported by ${mode} decoding (every token is guided); leave it unset or -1, or decode with generateAr`);
 }
 
 export const STEP_STRIDE = 4096;
@@ -48,6 +75,10 @@ export async function generateSjd(model: LlamaGenGpt, options: SjdOptions): Prom
   const window = options.window ?? 16;
   if (!Number.isInteger(window) || window < 1 || window >= STEP_STRIDE)
     throw new TesseraError('ERR_INVALID_ARGUMENT', `window must be an integer in 1..${STEP_STRIDE - 1}, got ${window}`);
+  const schedule = options.schedule ?? 'full';
+  if (schedule !== 'full' && schedule !== 'official')
+    throw new TesseraError('ERR_INVALID_ARGUMENT', `schedule must be 'full' or 'official', got ${String(schedule)}`);
+  refuseCfgInterval(options.cfgInterval, 'SJD');
   const V = model.config.vocabulary, B = classes.length, N = grid * grid;
   const sampler = new GuidedSampler(s, B, V, options.logitBias);
   const state = model.newState(sampler.rows, grid);
@@ -62,9 +93,11 @@ export async function generateSjd(model: LlamaGenGpt, options: SjdOptions): Prom
     for (let b = 0; b < B; b++) out[b]!.push(t0[b]!);
     options.onProgress?.(1, N);
 
+    const emitted = [1];  // tokens emitted after pass t (0: the prefill)
     for (let pass = 1; out[0]!.length < N; pass++) {
       const k = out[0]!.length - 1;  // x0 = token k, not yet cached
-      const w = Math.min(window, N - k), L = w - 1;
+      const w = Math.min(N - k, schedule === 'full' ? window : pass === 1 ? 1 : officialSjdWindow(window, emitted[pass - 2]!, N));
+      const L = w - 1;
       const step = pass * STEP_STRIDE;
       // Top up each image's drafts for tokens k+1..k+w−1 with uniform-random tokens.
       for (let b = 0; b < B; b++) {
@@ -103,6 +136,7 @@ export async function generateSjd(model: LlamaGenGpt, options: SjdOptions): Prom
           return { token: y[b * w + j]!, q: p.slice((b * w + j) * V, (b * w + j + 1) * V) };
         });
       probs.dispose();
+      emitted.push(out[0]!.length);
       options.onProgress?.(out[0]!.length, N);
     }
   } finally {
