@@ -258,7 +258,7 @@ def sjd_call(sjd, procs, tokens, y, p, q, u, r=None, record=None):
     return out
 
 
-def sjd_case(sjd, lp, g, name, B, W, V, top_k, top_p, onehot_from, likes=False):
+def sjd_case(sjd, lp, g, name, B, W, V, top_k, top_p, onehot_from, likes=False, accept_all=False):
     procs = sjd_processors(lp, top_k, top_p)
     p = processed(torch.randn(B, W, V, generator=g) * 2.0, top_k, top_p)
     # q: the previous iteration's p for recycled drafts (dense), one-hot for the random top-up. Draft i
@@ -298,7 +298,7 @@ def sjd_case(sjd, lp, g, name, B, W, V, top_k, top_p, onehot_from, likes=False):
                     lo = mid + 1
             thr[b][i - 1] = bits_f32(lo) if lo <= f32_bits(1.0) else 2.0
     # One batch pass with seeded uniforms, replacements by inverse CDF at r.
-    ub = torch.rand(B, W, generator=g).tolist()
+    ub = torch.rand(B, W, generator=g).mul(0.0 if accept_all else 1.0).tolist()  # accept_all: u = 0
     rb = torch.rand(B, generator=g).tolist()
     batch = sjd_call(sjd, procs, tokens, y, p, q, ub, r=rb, record=True)
     fm = [int(v) for v in batch['fm']]
@@ -392,6 +392,7 @@ def main():
         sjd_case(sjd, lp, g, 'topk20-onehot', 3, 6, V, 20, 1.0, onehot_from=1),
         sjd_case(sjd, lp, g, 'topk8-topp0.8', 2, 6, V, 8, 0.8, onehot_from=99, likes=True),
         sjd_case(sjd, lp, g, 'topk0-topp0.9-mixed', 2, 6, V, 0, 0.9, onehot_from=3, likes=True),
+        sjd_case(sjd, lp, g, 'topk12-all-accepted', 2, 5, V, 12, 1.0, onehot_from=99, likes=True, accept_all=True),
     ]
     # Neighbour tables: a random codebook, and one with exact ties (duplicate codes, grid points).
     cb_rand = torch.randn(V, 8, generator=g)
@@ -416,6 +417,13 @@ def main():
             q = processed(torch.randn(V, generator=g) * 1.5, 0, 1.0)
             x = int(torch.multinomial(q, 1, generator=g))
         lantern_cases.append(lantern_case(ea, g, f'lantern-{ci}', p, q, x, table, k, delta, onehot))
+    # δ = 0 with a top-k target: the official code still finds a "relaxed set" when x's nearest
+    # neighbour has p = 0 (cumsum 0 <= 0) and then zeroes q on the k + 1 neighbours.
+    for ci in range(4):
+        p = processed(torch.randn(V, generator=g) * 1.5, 6, 1.0)
+        q = processed(torch.randn(V, generator=g) * 0.5, 0, 1.0)
+        x = int(torch.multinomial(q, 1, generator=g))
+        lantern_cases.append(lantern_case(ea, g, f'lantern-delta0-{ci}', p, q, x, table, 8, 0.0, False))
     doc = dict(source=dict(sjd='tyshiwo1/Accelerating-T2I-AR-with-SJD@b389cfb', lantern='jadohu/LANTERN@3a56e45'),
                sjd=sjd_cases, lantern=lantern_cases, tables=tables)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
