@@ -24,6 +24,21 @@ export { loadVar, type VarPipeline } from './models/var/load.js';
 export { generate as generateVar, type GenerateOptions as VarGenerateOptions, type Generated as VarGenerated } from './models/var/generate.js';
 export { VarTransformer, type TransformerOptions as VarTransformerOptions } from './models/var/transformer.js';
 export { Vqvae } from './models/var/vqvae.js';
+export { loadLlamaGen, type LlamaGenPipeline, type LlamaGenLoadOptions } from './models/llamagen/load.js';
+export { LlamaGenGpt, GptState, type GptOptions as LlamaGenGptOptions } from './models/llamagen/gpt.js';
+export { LlamaGenVq } from './models/llamagen/vq.js';
+export {
+  generateAr as generateLlamaGen, type GenerateOptions as LlamaGenGenerateOptions, type Generated as LlamaGenGenerated,
+  type DecodeStats, type SamplingOptions as LlamaGenSamplingOptions,
+} from './models/llamagen/generate.js';
+export { generateSjd, type SjdOptions } from './decoding/sjd.js';
+export { generateLantern, LANTERN_K, LANTERN_DELTA, type LanternOptions } from './decoding/lantern.js';
+export { generateWithDraft, type DraftModelOptions } from './decoding/draft.js';
+export { generateNar } from './decoding/nar.js';
+export { type NeighbourTable } from './decoding/verify.js';
+export { resolveWatermark, watermarkBias, greenList, poolIndex, WATERMARK_DEFAULTS, type WatermarkOptions, type ResolvedWatermark } from './watermark/greenlist.js';
+export { detectTokens, type Detection } from './watermark/ztest.js';
+export { detectImage, type DetectImageOptions } from './watermark/detect.js';
 export { openCheckpoint, type Checkpoint, type OpenOptions } from './io/checkpoint.js';
 export { writeSafetensors, type TensorToWrite } from './io/safetensors.js';
 export { readScene, writeScene, decodeScene, encodeScene, type SceneData } from './io/scene-file.js';

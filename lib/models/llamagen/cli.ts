@@ -3,18 +3,16 @@
 import { writeFileSync } from 'node:fs';
 
 import { generateWithDraft } from '../../decoding/draft.js';
-import { generateLantern, LANTERN_DELTA, LANTERN_K, vqNeighbourTable } from '../../decoding/lantern.js';
+import { generateLantern, LANTERN_DELTA, LANTERN_K } from '../../decoding/lantern.js';
 import { generateNar } from '../../decoding/nar.js';
 import { generateSjd } from '../../decoding/sjd.js';
 import { TesseraError } from '../../errors.js';
 import { parseArgs } from '../../cli/args.js';
-import { openCheckpoint, type Checkpoint } from '../../io/checkpoint.js';
+import { openCheckpoint } from '../../io/checkpoint.js';
 import { detectFamily } from '../../io/detect.js';
 import { writeImage } from '../../io/image.js';
-import { checkPair } from './config.js';
 import { generateAr, type DecodeStats, type Generated } from './generate.js';
-import { LlamaGenGpt } from './gpt.js';
-import { LlamaGenVq, toUnitRange } from './vq.js';
+import { loadLlamaGen } from './load.js';
 import { resolveWatermark, watermarkBias } from '../../watermark/greenlist.js';
 
 export type DecodeMode = 'ar' | 'sjd' | 'lantern' | 'draft' | 'nar';
@@ -69,26 +67,15 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
   if ((o.watermarkDelta !== undefined || o.watermarkGamma !== undefined) && o.watermarkKey === undefined)
     throw new TesseraError('ERR_INVALID_ARGUMENT', '--watermark-delta and --watermark-gamma need --watermark-key');
   const compute = computeFlag(o.compute);
-  const files: Checkpoint[] = [];
-  let model: LlamaGenGpt | undefined, drafter: LlamaGenGpt | undefined;
+  const p = await loadLlamaGen(o.tokenizer, o.weights, { heads: o.heads, compute, draft: o.draft });
   try {
-    files.push(openCheckpoint(o.tokenizer));
-    const vq = LlamaGenVq.load(files[0]!.tensors, o.tokenizer);
-    const size = o.imageSize ?? 256;
-    const f = vq.config.downsample;
+    const { model, drafter } = p;
+    const size = o.imageSize ?? 256, f = p.vq.config.downsample;
     if (!Number.isInteger(size) || size < f || size % f !== 0)
       throw new TesseraError('ERR_INVALID_ARGUMENT', `--image-size must be a positive multiple of the tokenizer's downsampling ${f} (256 or 384 for VQ-16), got ${size}`);
-    const grid = size / f;
-    files.push(openCheckpoint(o.weights));
-    model = await LlamaGenGpt.load(files[1]!.tensors, o.weights, { heads: o.heads, extras: files[1]!.extras, compute });
-    checkPair(vq.config, model.config, { tokenizer: o.tokenizer, weights: o.weights });
+    const grid = p.grid(size);
     if (decode === 'nar' && !model.hasVerticalHead)
       throw new TesseraError('ERR_INVALID_ARGUMENT', `--decode nar needs a NAR checkpoint with the vertical head (layers.{n_layer}, medusa_norm, medusa_output): ${o.weights} has none`);
-    if (o.draft !== undefined) {
-      files.push(openCheckpoint(o.draft));
-      drafter = await LlamaGenGpt.load(files[2]!.tensors, o.draft, { extras: files[2]!.extras, compute });
-      checkPair(vq.config, drafter.config, { tokenizer: o.tokenizer, weights: o.draft });
-    }
     const watermark = o.watermarkKey === undefined ? undefined
       : resolveWatermark({ key: o.watermarkKey, delta: o.watermarkDelta, gamma: o.watermarkGamma });
     const options = {
@@ -101,18 +88,16 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     else if (decode === 'draft') result = await generateWithDraft(model, drafter!, options);
     else if (decode === 'nar') result = await generateNar(model, options);
     else if (decode === 'lantern') {
-      const table = await vqNeighbourTable(files[0]!.tensors, o.tokenizer, o.lanternK ?? LANTERN_K);
+      const table = await p.neighbourTable(o.lanternK ?? LANTERN_K);
       result = await generateLantern(model, { ...options, table, k: o.lanternK, delta: o.lanternDelta ?? LANTERN_DELTA, drafter });
     } else result = await generateAr(model, { ...options, cfgInterval: o.cfgInterval });
-    const img = toUnitRange(await vq.decodeCodes(Int32Array.from(result.tokens[0]!), 1, grid));
+    const img = await p.decodeImages(result.tokens, grid);
     await writeImage(o.out, img, 0);
     img.dispose();
     if (o.tokens !== undefined) writeFileSync(o.tokens, `${JSON.stringify(result.tokens)}\n`);
     return result.stats;
   } finally {
-    model?.dispose();
-    drafter?.dispose();
-    for (const c of files) c.close();
+    p.close();
   }
 }
 
