@@ -27,8 +27,9 @@ describe('tessera generate (LlamaGen)', () => {
   });
 
   // LANTERN is lossy, but with top-k 1 no neighbour carries mass ≤ δ < 1 except zero-mass ones: greedy too.
-  const drafter = ['--draft', join(fixtureDir, 'gpt_draft.pt')];
-  it.each([['ar', '', []], ['sjd', '', []], ['draft', ' --draft', drafter], ['lantern', '', []], ['lantern', ' --draft', drafter]] as const)(
+  const drafter = ['--draft', join(fixtureDir, 'gpt_draft.pt')], plusPlus = ['--lantern-lambda', '2'];
+  it.each([['ar', '', []], ['sjd', '', []], ['draft', ' --draft', drafter], ['lantern', '', []], ['lantern', ' --draft', drafter],
+    ['lantern', ' --lantern-lambda 2', plusPlus]] as const)(
     '--decode %s%s --top-k 1 writes the reference greedy image and [[tokens]]; prints the counters', async (decode, _label, extra) => {
     const png = join(work, `${decode}.png`), json = join(work, `${decode}.json`);
     const cls = String(ref('greedy_labels').data[0]);
@@ -80,7 +81,9 @@ describe('tessera generate (LlamaGen)', () => {
       [['--class', '1', '--decode', 'draft'], /ERR_INVALID_ARGUMENT: --decode draft needs --draft <gpt file>/],
       [['--class', '1', '--decode', 'sjd', '--draft', join(fixtureDir, 'gpt_draft.pt')], /--draft is only used with --decode draft or lantern/],
       [['--class', '1', '--decode', 'lantern', '--lantern-k', '64'], /LANTERN k must be an integer in 0\.\.63/],
-      [['--class', '1', '--lantern-delta', '0.2'], /--lantern-k and --lantern-delta are only used with --decode lantern/],
+      [['--class', '1', '--lantern-delta', '0.2'], /--lantern-k, --lantern-delta and --lantern-lambda are only used with --decode lantern/],
+      [['--class', '1', '--decode', 'lantern', '--lantern-delta', '0.2', '--lantern-lambda', '2'], /--lantern-delta and --lantern-lambda are alternatives/],
+      [['--class', '1', '--decode', 'lantern', '--lantern-lambda', '0.5'], /lambda/],
       [['--class', '1', '--watermark-delta', '3'], /--watermark-delta and --watermark-gamma need --watermark-key/],
       [['--class', '1', '--watermark-key', 'k', '--watermark-gamma', '1'], /watermark gamma must be in \(0, 1\)/],
       [['--class', '1', '--decode', 'beam'], /--decode must be one of ar, sjd, lantern, draft/],

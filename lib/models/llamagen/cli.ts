@@ -39,6 +39,8 @@ export interface LlamaGenFileOptions {
   /** LANTERN neighbours per draft (default 1000) and total-variation budget (default 0.1). */
   lanternK?: number;
   lanternDelta?: number;
+  /** LANTERN++'s multiplicative bound λ > 1 (moved mass ≤ (λ − 1)·p(x)), instead of δ. */
+  lanternLambda?: number;
   /** Green-list watermark: key (enables it), bias δ and green fraction γ (lib/watermark/greenlist.ts). */
   watermarkKey?: string;
   watermarkDelta?: number;
@@ -62,8 +64,10 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     throw new TesseraError('ERR_INVALID_ARGUMENT', '--draft is only used with --decode draft or lantern');
   if (o.cfgInterval !== undefined && decode !== 'ar') throw new TesseraError('ERR_INVALID_ARGUMENT', '--cfg-interval is only used with --decode ar');
   if (o.window !== undefined && (decode === 'ar' || decode === 'nar')) throw new TesseraError('ERR_INVALID_ARGUMENT', '--window is only used with speculative decoding');
-  if ((o.lanternK !== undefined || o.lanternDelta !== undefined) && decode !== 'lantern')
-    throw new TesseraError('ERR_INVALID_ARGUMENT', '--lantern-k and --lantern-delta are only used with --decode lantern');
+  if ((o.lanternK !== undefined || o.lanternDelta !== undefined || o.lanternLambda !== undefined) && decode !== 'lantern')
+    throw new TesseraError('ERR_INVALID_ARGUMENT', '--lantern-k, --lantern-delta and --lantern-lambda are only used with --decode lantern');
+  if (o.lanternDelta !== undefined && o.lanternLambda !== undefined)
+    throw new TesseraError('ERR_INVALID_ARGUMENT', '--lantern-delta and --lantern-lambda are alternatives: give one');
   if ((o.watermarkDelta !== undefined || o.watermarkGamma !== undefined) && o.watermarkKey === undefined)
     throw new TesseraError('ERR_INVALID_ARGUMENT', '--watermark-delta and --watermark-gamma need --watermark-key');
   const compute = computeFlag(o.compute);
@@ -89,7 +93,8 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     else if (decode === 'nar') result = await generateNar(model, options);
     else if (decode === 'lantern') {
       const table = await p.neighbourTable(o.lanternK ?? LANTERN_K);
-      result = await generateLantern(model, { ...options, table, k: o.lanternK, delta: o.lanternDelta ?? LANTERN_DELTA, drafter });
+      result = await generateLantern(model, { ...options, table, k: o.lanternK, drafter,
+        ...(o.lanternLambda !== undefined ? { lambda: o.lanternLambda } : { delta: o.lanternDelta ?? LANTERN_DELTA }) });
     } else result = await generateAr(model, { ...options, cfgInterval: o.cfgInterval });
     const img = await p.decodeImages(result.tokens, grid);
     await writeImage(o.out, img, 0);
@@ -102,12 +107,12 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
 }
 
 const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'cfg-interval', 'top-k', 'top-p', 'temperature', 'seed', 'decode', 'draft', 'window', 'heads', 'compute', 'out', 'tokens',
-  'lantern-k', 'lantern-delta', 'watermark-key', 'watermark-delta', 'watermark-gamma'];
+  'lantern-k', 'lantern-delta', 'lantern-lambda', 'watermark-key', 'watermark-delta', 'watermark-gamma'];
 
 export const LLAMAGEN_USAGE = `Usage: tessera generate --tokenizer <vq file> --weights <gpt file> --class <int>
          [--image-size 256] [--cfg 2.0] [--cfg-interval -1] [--top-k 2000] [--top-p 1] [--temperature 1]
          [--decode ar|sjd|lantern|draft|nar] [--window 16] [--draft <gpt file>]
-         [--lantern-k 1000] [--lantern-delta 0.1]
+         [--lantern-k 1000] [--lantern-delta 0.1 | --lantern-lambda L]
          [--watermark-key <key>] [--watermark-delta 2] [--watermark-gamma 0.25]
          [--seed 0] [--heads H] [--compute fp32|bf16] --out <file.png> [--tokens <file.json>]
 
@@ -132,6 +137,8 @@ LlamaGen GPT checkpoint). Prints the decoding counters on stdout.
   --draft <file>      a smaller LlamaGen GPT (same tokenizer and classes) to draft with
   --lantern-k <k>     LANTERN neighbours per draft (default 1000, at most V - 1)
   --lantern-delta <d> LANTERN total-variation budget (default 0.1; 0 = exact)
+  --lantern-lambda <L> LANTERN++'s multiplicative bound L > 1 instead of delta
+                      (moved neighbour mass at most (L - 1)·p(x))
   --watermark-key <s> add the keyed green-list bias (detect: tessera watermark detect)
   --watermark-delta   logit bias on green tokens (default 2)
   --watermark-gamma   green fraction of the vocabulary (default 0.25)
@@ -205,7 +212,7 @@ export async function runLlamaGenGenerate(argv: readonly string[]): Promise<numb
     cfg: numberFlag(f, 'cfg'), cfgInterval: numberFlag(f, 'cfg-interval'), topK: numberFlag(f, 'top-k', true), topP: numberFlag(f, 'top-p'),
     temperature: numberFlag(f, 'temperature'), seed: numberFlag(f, 'seed', true), window: numberFlag(f, 'window', true),
     heads: numberFlag(f, 'heads', true), compute: f.get('compute'), decode: typeof decode === 'string' ? decode as DecodeMode : undefined,
-    lanternK: numberFlag(f, 'lantern-k', true), lanternDelta: numberFlag(f, 'lantern-delta'),
+    lanternK: numberFlag(f, 'lantern-k', true), lanternDelta: numberFlag(f, 'lantern-delta'), lanternLambda: numberFlag(f, 'lantern-lambda'),
     watermarkKey: typeof f.get('watermark-key') === 'string' ? f.get('watermark-key') as string : undefined,
     watermarkDelta: numberFlag(f, 'watermark-delta'), watermarkGamma: numberFlag(f, 'watermark-gamma'),
     draft: typeof draft === 'string' ? draft : undefined, tokens: typeof tokens === 'string' ? tokens : undefined,
