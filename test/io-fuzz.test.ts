@@ -4,6 +4,7 @@
 // another exception, a crash or a hang. TESSERA_FUZZ_CASES sets the cases per
 // format (default 10,000): `npm run fuzz` runs 200,000.
 import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -17,6 +18,15 @@ import { decodeScene } from '../lib/io/scene-file.js';
 import { MemorySource } from '../lib/io/source.js';
 
 const CASES = Number(process.env.TESSERA_FUZZ_CASES ?? 10_000);
+
+/** The file of the first case matching `pick` in one of the official fixture bundles (manifest JSON + data). */
+function officialFile(bundle: string, pick: (c: Record<string, unknown>) => boolean): Uint8Array {
+  const raw = gunzipSync(readFileSync(join(__dirname, 'fixtures', 'official', bundle)));
+  const manifest = JSON.parse(raw.subarray(4, 4 + raw.readUInt32LE(0)).toString('utf8')) as { cases: Record<string, unknown>[] };
+  const c = manifest.cases.find(pick);
+  if (!c) throw new Error(`${bundle}: no such case`);
+  return new Uint8Array(Buffer.from(c.file as string, 'base64'));
+}
 const DIR = join(__dirname, 'fixtures', 'checkpoints');
 
 let seed = 0x9e3779b9;
@@ -111,4 +121,14 @@ describe(`loader fuzzing (${CASES} cases per format)`, { timeout: 600_000 }, () 
   });
   it('.splat', () => fuzz('splat', gaussiansToSplat(smallScene()), (b) => { decodeScene(b, 'f.splat'); }));
   it('.spz', () => fuzz('spz', gaussiansToSpz(smallScene(), 3), (b) => { decodeScene(b, 'f.spz'); }));
+  // Files the official writers produced (test/fixtures/official): an spz of
+  // version 4 (plain header, ZSTD streams) and gsplat's compressed PLY.
+  it('.spz version 4 (ZSTD)', () => {
+    const v4 = officialFile('spz-cases.bin.gz', (c) => c.version === 4 && c.shDegree === 3);
+    fuzz('spz v4', v4, (b) => { decodeScene(b, 'f.spz'); });
+  });
+  it('compressed ply (PlayCanvas layout)', () => {
+    const ply = officialFile('render-files.bin.gz', (c) => c.fileName === 'compressed.ply');
+    fuzz('compressed ply', ply, (b) => { decodeScene(b, 'c.ply'); });
+  });
 });
