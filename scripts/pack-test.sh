@@ -2,8 +2,9 @@
 # Proof that Tessera installs like a published package (issue 10): packs the
 # main package and the platform packages, installs the tarballs into an empty
 # project with the npm cache OFFLINE and no compiler on PATH, then runs
-# `tessera info`, a VAR generation on the tiny fixture checkpoints and a splat
-# render there, checks the PNGs and reports the package sizes.
+# `tessera info`, a VAR generation on the tiny fixture checkpoints, a splat
+# render and a LlamaGen generation (the embedded tiny model, plain and SJD)
+# through the package API there, checks the PNGs and reports the package sizes.
 #
 # Network: only while priming the npm cache, and only to the npm registry. The
 # third-party runtime dependencies (sharp, fastify, cmake-js, ...) are put in
@@ -139,10 +140,27 @@ console.log(`rendered ${width}x${height}, ${scene.count} Gaussians`);
 EOF
 run node render.mjs | sed 's/^/  /'
 
+step "generate with the embedded tiny LlamaGen through the package API (SJD, greedy = plain)"
+cat > "$app/llamagen.mjs" <<'EOF'
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { loadLlamaGen, generateLlamaGen, generateSjd, writeImageTensor } from 'tessera';
+const dir = join(dirname(createRequire(import.meta.url).resolve('tessera/package.json')), 'models', 'tiny-llamagen');
+const p = await loadLlamaGen(join(dir, 'vq.pt'), join(dir, 'gpt.pt'));
+const grid = p.grid(32), opts = { classes: [2], grid, cfg: 3, topK: 1 };
+const ar = await generateLlamaGen(p.model, opts), sjd = await generateSjd(p.model, opts);
+if (JSON.stringify(ar.tokens) !== JSON.stringify(sjd.tokens)) { console.error('SJD greedy differs from plain greedy'); process.exit(1); }
+const img = await p.decodeImages(ar.tokens, grid);
+await writeImageTensor('llamagen.png', img.reshape(img.shape.slice(1)));
+console.log(`LlamaGen ${grid}x${grid} tokens; SJD ${sjd.stats.forwardPasses} passes for ${ar.stats.forwardPasses}`);
+p.close();
+EOF
+run node llamagen.mjs | sed 's/^/  /'
+
 step "check the PNGs"
 run node -e '
 const { readFileSync } = require("node:fs");
-for (const f of ["gen.png", "render.png"]) {
+for (const f of ["gen.png", "render.png", "llamagen.png"]) {
   const b = readFileSync(f);
   const sig = b.subarray(0, 8).equals(Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]));
   if (!sig || b.toString("latin1", 12, 16) !== "IHDR") { console.error(`${f}: not a PNG`); process.exit(1); }
