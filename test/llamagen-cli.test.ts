@@ -67,6 +67,14 @@ describe('tessera generate (LlamaGen)', () => {
     expect(b16[0]).toBe(f32[0]);
   });
 
+  it('without --top-k it decodes greedily (the CLI contract\'s [--top-k 1])', () => {
+    const json = join(work, 'default.json');
+    const cls = String(ref('greedy_labels').data[0]);
+    const r = tessera(...model, '--class', cls, '--cfg', meta().greedy_cfg!, '--out', join(work, 'default.png'), '--tokens', json);
+    expect(r.code, r.err).toBe(0);
+    expect((JSON.parse(readFileSync(json, 'utf8')) as number[][])[0]).toEqual(Array.from(ref('greedy_ids').data.subarray(0, N)));
+  });
+
   it('one seed gives one image', () => {
     const a = join(work, 'a.json'), b = join(work, 'b.json');
     expect(tessera(...model, '--class', '2', '--seed', '9', '--top-k', '10', '--out', join(work, 'a.png'), '--tokens', a).code).toBe(0);

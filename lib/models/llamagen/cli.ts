@@ -27,6 +27,7 @@ export interface LlamaGenFileOptions {
   cfg?: number;
   /** The official --cfg-interval (plain decoding): guided only while decode step i <= it; -1 = always. */
   cfgInterval?: number;
+  /** Default 1 (greedy), as the issue's CLI contract `[--top-k 1]`; the library's generate* functions default to the official 2000. */
   topK?: number;
   topP?: number;
   temperature?: number;
@@ -83,7 +84,7 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
     const watermark = o.watermarkKey === undefined ? undefined
       : resolveWatermark({ key: o.watermarkKey, delta: o.watermarkDelta, gamma: o.watermarkGamma });
     const options = {
-      classes: [o.classId], grid, cfg: o.cfg, topK: o.topK, topP: o.topP, temperature: o.temperature, seed: o.seed,
+      classes: [o.classId], grid, cfg: o.cfg, topK: o.topK ?? 1, topP: o.topP, temperature: o.temperature, seed: o.seed,
       onProgress: o.onProgress, window: o.window,
       logitBias: watermark && watermarkBias(watermark, model.config.vocabulary, o.seed ?? 0, 1),
     };
@@ -110,7 +111,7 @@ const VALUED = ['tokenizer', 'weights', 'class', 'image-size', 'cfg', 'cfg-inter
   'lantern-k', 'lantern-delta', 'lantern-lambda', 'watermark-key', 'watermark-delta', 'watermark-gamma'];
 
 export const LLAMAGEN_USAGE = `Usage: tessera generate --tokenizer <vq file> --weights <gpt file> --class <int>
-         [--image-size 256] [--cfg 2.0] [--cfg-interval -1] [--top-k 2000] [--top-p 1] [--temperature 1]
+         [--image-size 256] [--cfg 2.0] [--cfg-interval -1] [--top-k 1] [--top-p 1] [--temperature 1]
          [--decode ar|sjd|lantern|draft|nar] [--window 16] [--draft <gpt file>]
          [--lantern-k 1000] [--lantern-delta 0.1 | --lantern-lambda L]
          [--watermark-key <key>] [--watermark-delta 2] [--watermark-gamma 0.25]
@@ -124,7 +125,8 @@ LlamaGen GPT checkpoint). Prints the decoding counters on stdout.
   --cfg-interval <i>  the official cfg_interval (--decode ar): decode step i
                       (token i+1) is guided only while i <= this; -1 = every
                       token (default)
-  --top-k <k>         keep the k largest logits; 1 greedy, 0 off (default 2000)
+  --top-k <k>         keep the k largest logits; 1 greedy (the default), 0 off;
+                      the official sample_c2i.py samples with 2000
   --top-p <p>         nucleus mass, 1 off (default); 0 keeps only the most
                       likely token (greedy), as the official filter
   --decode <mode>     ar (plain); sjd (speculative Jacobi, lossless); draft
