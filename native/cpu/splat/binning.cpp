@@ -102,8 +102,8 @@ void* Arena::get(size_t bytes) {
   return blocks_.back();
 }
 
-void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
-                     const ProjectSums& sums, Arena* arena, DepthBuckets* out) {
+void bucket_by_depth(const uint32_t* depth_key, const TileRect* rects, int64_t n, const ProjectSums& sums,
+                     Arena* arena, DepthBuckets* out) {
   ThreadPool& pool = ThreadPool::global();
   const int64_t nv = sums.count[kProjVisible];
   out->num_visible = nv;
@@ -119,14 +119,13 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
   const int nb = out->buckets, low = out->low_bits;
   // Counts per chunk and bucket (the key's top digit).
   int64_t* hist = arena->array<int64_t>(cg.count * nb);
-  pool.parallel_for(cg.count, cg.grain(), [&, status, depth_key, hist, cg, key_lo, nb, low](int64_t c0, int64_t c1, int) {
-    const int32_t* __restrict st = status;
+  pool.parallel_for(cg.count, cg.grain(), [&, depth_key, hist, cg, key_lo, nb, low](int64_t c0, int64_t c1, int) {
     const uint32_t* __restrict key = depth_key;
     for (int64_t c = c0; c < c1; ++c) {
       int64_t* __restrict h = hist + c * nb;
       std::fill(h, h + nb, 0);
       for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i)
-        if (st[i] == kProjVisible) ++h[(key[i] - key_lo) >> low];
+        if (key[i] != kNoDepthKey) ++h[(key[i] - key_lo) >> low];
     }
   });
   out->offsets = arena->array<int64_t>(nb + 1);
@@ -168,10 +167,9 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
     }
   out->items = arena->array<uint64_t>(nv);
   out->rects = arena->array<TileRect>(nv);
-  pool.parallel_for(cg.count, cg.grain(), [&, status, depth_key, rects, chunk_of, cur, cg, key_lo, nc, low](int64_t c0, int64_t c1, int) {
+  pool.parallel_for(cg.count, cg.grain(), [&, depth_key, rects, chunk_of, cur, cg, key_lo, nc, low](int64_t c0, int64_t c1, int) {
     uint64_t* __restrict dst = out->items;
     TileRect* __restrict dst_rects = out->rects;
-    const int32_t* __restrict st = status;
     const uint32_t* __restrict keys = depth_key;
     const TileRect* __restrict rc = rects;
     const int32_t* __restrict cof = chunk_of;
@@ -179,7 +177,7 @@ void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const Til
     for (int64_t c = c0; c < c1; ++c) {
       std::copy(cur + c * nc, cur + (c + 1) * nc, cc);
       for (int64_t i = cg.begin(c), e = cg.end(c); i < e; ++i) {
-        if (st[i] != kProjVisible) continue;
+        if (keys[i] == kNoDepthKey) continue;
         const uint32_t key = keys[i] - key_lo;
         const int64_t j = cc[cof[key >> low]]++;
         dst[j] = uint64_t(key) << 32 | uint64_t(i);

@@ -112,9 +112,10 @@ SPLAT_INLINE vi tile_of(vf v, float lim, float add = 0.f) {
   return __builtin_convertvector(vclamp(t, splat1(0.f), splat1(lim)), vi);
 }
 
-// Projects Gaussians [i0, i0 + count), count <= 16, into the camera: status
-// per Gaussian (kProj*), and its Projected record, depth key and tile
-// rectangle when visible; adds them up into *sums (ProjectSums).
+// Projects Gaussians [i0, i0 + count), count <= 16, into the camera: its
+// depth key (kNoDepthKey unless visible), and its Projected record and tile
+// rectangle when visible; adds the kProj* codes, key range and area up into
+// *sums (ProjectSums).
 // kPrepare: also computes the camera-independent Prepared record from the
 // raw parameters (spec §1.2; the first camera of a call), reading every
 // input once; otherwise reads it from s.prep.
@@ -135,7 +136,7 @@ struct LaneSums {
 
 template <bool kPrepare>
 SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const CameraFrame& cam, bool aa,
-                                Projected* proj, int32_t* status, uint32_t* depth_key, TileRect* rects,
+                                Projected* proj, uint32_t* depth_key, TileRect* rects,
                                 ProjectSums* sums, LaneSums* lanes, int packed) {
   const SplatScene& sc = *s.scene;
   vi lane;
@@ -381,7 +382,8 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
 #if defined(__AVX512F__)
   {
     // Every lane's record, rectangle and key is written (the invisible
-    // ones' are never read: their status says so). Records: the 16 field
+    // ones' records and rectangles are never read: their key says so,
+    // kNoDepthKey). Records: the 16 field
     // vectors transposed into 16 rows, streamed past the caches (the array
     // is far larger than them and read back at random by the blend; no read
     // for ownership of the line); project_range fences after the last one.
@@ -404,8 +406,9 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
       for (int l = 0; l < kLanes; ++l) vstream(reinterpret_cast<float*>(&proj[i0 + l]), rec[l]);
     else
       for (int l = 0; l < count; ++l) vstream(reinterpret_cast<float*>(&proj[i0 + l]), rec[l]);
-    _mm512_mask_storeu_epi32(status + i0, m, reinterpret_cast<__m512i>(code));
-    _mm512_mask_storeu_epi32(depth_key + i0, m, reinterpret_cast<__m512i>(key));
+    _mm512_mask_storeu_epi32(depth_key + i0, m,
+                             _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(reinterpret_cast<__m512i>(code), _mm512_setzero_si512()),
+                                                     _mm512_set1_epi32(static_cast<int32_t>(kNoDepthKey)), reinterpret_cast<__m512i>(key)));
     // TileRect {x0, x1, y0, y1} as int16: (x0 | x1 << 16) and (y0 | y1 << 16) interleaved.
     static_assert(sizeof(TileRect) == 8 && offsetof(TileRect, y0) == 4, "TileRect layout");
     const __m512i xs = reinterpret_cast<__m512i>((r0 & 0xffff) | (r1 << 16));
@@ -441,9 +444,11 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
         P.valid = valid[l] ? 1 : 0;
       }
     }
-    status[i] = code[l];
     ++sums->count[code[l]];
-    if (code[l] != kProjVisible) continue;
+    if (code[l] != kProjVisible) {
+      depth_key[i] = kNoDepthKey;
+      continue;
+    }
     sums->key_min = std::min<uint32_t>(sums->key_min, static_cast<uint32_t>(key[l]));
     sums->key_max = std::max<uint32_t>(sums->key_max, static_cast<uint32_t>(key[l]));
     sums->area += int64_t(r1[l] - r0[l]) * (r3[l] - r2[l]);
@@ -464,7 +469,7 @@ SPLAT_INLINE void project_lanes(const SceneRef& s, int64_t i0, int count, const 
 // Projects Gaussians [begin, end) and adds them up into *sums. With
 // s.prep_out set, also fills the Prepared records there.
 void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool aa, Projected* proj,
-                   int32_t* status, uint32_t* depth_key, TileRect* rects, ProjectSums* sums) {
+                   uint32_t* depth_key, TileRect* rects, ProjectSums* sums) {
   // The gathers address lane l's row at l·stride in int32; a view with rows
   // too far apart for that goes one Gaussian per step (every lane reads row 0).
   const SplatScene& sc = *s.scene;
@@ -510,8 +515,8 @@ void project_range(const SceneRef& s, int64_t begin, int64_t end, const CameraFr
         for (int64_t o = 0; o < next * int64_t(sizeof(Prepared)); o += 64) __builtin_prefetch(pp + o);
       }
     }
-    if (s.first) project_lanes<true>(s, i, count, cam, aa, proj, status, depth_key, rects, sums, &lanes, packed);
-    else project_lanes<false>(s, i, count, cam, aa, proj, status, depth_key, rects, sums, &lanes, packed);
+    if (s.first) project_lanes<true>(s, i, count, cam, aa, proj, depth_key, rects, sums, &lanes, packed);
+    else project_lanes<false>(s, i, count, cam, aa, proj, depth_key, rects, sums, &lanes, packed);
   }
 #if defined(__AVX512F__)
   alignas(64) int64_t area[16];

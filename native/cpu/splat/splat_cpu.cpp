@@ -70,7 +70,6 @@ class StageClock {
 struct CameraPass {
   CameraFrame cam;
   Projected* proj;
-  int32_t* status;
   TileBins bins;          // the backward's tile lists (blend_in_chunks)
   DepthBuckets buckets;   // the visible Gaussians by depth chunk
   TileRect* rects = nullptr;  // [n] per Gaussian
@@ -88,7 +87,6 @@ void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera
   }
   pass->cam = make_frame(camera, near_plane);
   pass->proj = arena->array<Projected>(s.n);
-  pass->status = arena->array<int32_t>(s.n);
   uint32_t* depth_key = arena->array<uint32_t>(s.n);
   TileRect* rects = pass->rects = arena->array<TileRect>(s.n);
   // Integer sums, minima and maxima: the order of the blocks does not matter.
@@ -97,7 +95,7 @@ void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera
   const RasterKernels& ker = kernels();
   ThreadPool::global().parallel_for(s.n, kGrainGaussians, [&](int64_t b, int64_t e, int) {
     ProjectSums part;
-    ker.project(s, b, e, pass->cam, aa, pass->proj, pass->status, depth_key, rects, &part);
+    ker.project(s, b, e, pass->cam, aa, pass->proj, depth_key, rects, &part);
     std::lock_guard<std::mutex> lk(m);
     for (int k = 0; k < 4; ++k) sums.count[k] += part.count[k];
     sums.key_min = std::min(sums.key_min, part.key_min);
@@ -105,7 +103,7 @@ void project_and_bin(const SceneRef& scene, int32_t c, const SplatCamera& camera
     sums.area += part.area;
   });
   clock->lap(kSplatStageProject);
-  bucket_by_depth(pass->status, depth_key, rects, s.n, sums, arena, &pass->buckets);
+  bucket_by_depth(depth_key, rects, s.n, sums, arena, &pass->buckets);
   stats->visible += pass->buckets.num_visible;
   stats->intersections += pass->buckets.intersections;
   clock->lap(kSplatStageBin);

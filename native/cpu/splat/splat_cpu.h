@@ -56,6 +56,9 @@ struct alignas(64) Projected {
 };
 
 enum : int32_t { kProjVisible = 0, kProjNear = 1, kProjOutside = 2, kProjInvalid = 3 };
+// The depth key of a Gaussian that is not visible (visible keys are the bits
+// of a positive finite depth, below 0x7f800000).
+constexpr uint32_t kNoDepthKey = ~0u;
 
 struct SceneRef {
   const SplatScene* scene;
@@ -133,8 +136,9 @@ struct DepthBuckets {
   int64_t* chunk_bucket = nullptr;  // [chunks + 1] chunk c = buckets [chunk_bucket[c], chunk_bucket[c + 1])
 };
 // sums: the projection's (the visible Gaussians' count, key range and area).
-void bucket_by_depth(const int32_t* status, const uint32_t* depth_key, const TileRect* rects, int64_t n,
-                     const ProjectSums& sums, Arena* arena, DepthBuckets* out);
+// depth_key: kNoDepthKey for the Gaussians that are not visible.
+void bucket_by_depth(const uint32_t* depth_key, const TileRect* rects, int64_t n, const ProjectSums& sums,
+                     Arena* arena, DepthBuckets* out);
 // The Gaussians of depth chunk `chunk` whose rectangle holds a tile with
 // live[t] != 0, in (depth, index) order (out->intersections is not set).
 void depth_chunk(const DepthBuckets& b, int chunk, const TileRect* rects, const CameraFrame& cam,
@@ -182,11 +186,11 @@ struct TileGrads {  // upstream gradients for one camera
 constexpr size_t kTileStateBytes = size_t(kSplatTile) * 7 * 64;  // 16 rows × (T, C[3], N, count, active)
 constexpr uint32_t kTileUnstarted = ~0u;
 struct RasterKernels {
-  // Projects Gaussians [begin, end) (project_simd.h): status[i] = kProj*
-  // code; when visible proj[i], depth_key[i] (the depth's float bits) and
-  // rects[i] filled; adds them up into *sums.
+  // Projects Gaussians [begin, end) (project_simd.h): depth_key[i] = the
+  // depth's float bits when visible (then proj[i] and rects[i] filled), else
+  // kNoDepthKey; adds the kProj* codes, key range and area up into *sums.
   void (*project)(const SceneRef& s, int64_t begin, int64_t end, const CameraFrame& cam, bool antialiased,
-                  Projected* proj, int32_t* status, uint32_t* depth_key, TileRect* rects, ProjectSums* sums);
+                  Projected* proj, uint32_t* depth_key, TileRect* rects, ProjectSums* sums);
   // The forward in depth chunks: blends the tile's list in `bins` (the next
   // chunk of its Gaussians) into its state (kTileStateBytes, initialised when
   // *live == kTileUnstarted); *live = bit mask of the rows still blending,
