@@ -12,9 +12,9 @@
 // Criteria (issue 4's): greedy token ids identical, images within 1/255
 // (PNGs within one 8-bit level of round(255·x)).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -25,26 +25,12 @@ import { editMask, encodeTokens, scaleMasks, type Box, type EditMode } from '../
 import { generate } from '../lib/models/var/generate.js';
 import { loadVar } from '../lib/models/var/load.js';
 import { Tensor } from '../lib/tensor.js';
-import { OfficialFixtures, type Ref } from './official-fixtures.js';
+import { OfficialFixtures, unpackedFixtureDir, type Ref } from './official-fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'tessera-official-cli-'));
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 
-/** The fixture directory, unpacked into `work` when it holds .gz files. */
-function fixtureDir(): string {
-  const given = process.env.TESSERA_OFFICIAL_CLI_DIR;
-  if (given) return resolve(given);
-  const src = join(import.meta.dirname, 'fixtures', 'official', 'cli');
-  const dst = join(work, 'fixtures');
-  for (const e of readdirSync(src, { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    const from = join(e.parentPath, e.name);
-    const to = join(dst, from.slice(src.length).replace(/\.gz$/, ''));
-    mkdirSync(join(to, '..'), { recursive: true });
-    writeFileSync(to, e.name.endsWith('.gz') ? gunzipSync(readFileSync(from)) : readFileSync(from));
-  }
-  return dst;
-}
+const fixtureDir = (): string => unpackedFixtureDir('cli', 'TESSERA_OFFICIAL_CLI_DIR', work);
 
 interface Entry { name: string; family: 'var'; dir: string; tokenizer: string; weights: string; side: number }
 

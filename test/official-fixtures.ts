@@ -2,8 +2,9 @@
 // scripts/reference/official/check_{var,llamagen,nar}.py): the manifest, the
 // expected outputs of each entry, and the error measures. Every checkpoint it
 // opens is closed by closeAll().
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { expect } from 'vitest';
 
 import { openCheckpoint, type Checkpoint } from '../lib/io/checkpoint.js';
@@ -12,6 +13,26 @@ import { openCheckpoint, type Checkpoint } from '../lib/io/checkpoint.js';
 export interface ManifestEntry { name: string; family: string; dir: string }
 
 export interface Ref { shape: readonly number[]; data: Float32Array | Int32Array }
+
+/**
+ * The committed fixture folder test/fixtures/official/<name>, unpacked into
+ * work/fixtures (its .gz files gunzipped); or the folder in the environment
+ * variable `env` when set (the scripts' larger --out configurations).
+ */
+export function unpackedFixtureDir(name: string, env: string, work: string): string {
+  const given = process.env[env];
+  if (given) return resolve(given);
+  const src = join(import.meta.dirname, 'fixtures', 'official', name);
+  const dst = join(work, 'fixtures');
+  for (const e of readdirSync(src, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile()) continue;
+    const from = join(e.parentPath, e.name);
+    const to = join(dst, from.slice(src.length).replace(/\.gz$/, ''));
+    mkdirSync(join(to, '..'), { recursive: true });
+    writeFileSync(to, e.name.endsWith('.gz') ? gunzipSync(readFileSync(from)) : readFileSync(from));
+  }
+  return dst;
+}
 
 export class OfficialFixtures<E extends ManifestEntry> {
   readonly entries: E[];

@@ -13,34 +13,20 @@
 // Criteria (issue 6's): greedy token ids identical, `--tokens` is [[G·G ids]],
 // the PNG within one 8-bit level of round(255·x) of the official image.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { generateAr } from '../lib/models/llamagen/generate.js';
 import { LlamaGenGpt } from '../lib/models/llamagen/gpt.js';
-import { OfficialFixtures, type Ref } from './official-fixtures.js';
+import { OfficialFixtures, unpackedFixtureDir, type Ref } from './official-fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'tessera-official-llamagen-cli-'));
 const cli = join(import.meta.dirname, '..', 'dist', 'lib', 'cli', 'main.js');
 
-function fixtureDir(): string {
-  const given = process.env.TESSERA_OFFICIAL_LLAMAGEN_CLI_DIR;
-  if (given) return resolve(given);
-  const src = join(import.meta.dirname, 'fixtures', 'official', 'llamagen-cli');
-  const dst = join(work, 'fixtures');
-  for (const e of readdirSync(src, { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    const from = join(e.parentPath, e.name);
-    const to = join(dst, from.slice(src.length).replace(/\.gz$/, ''));
-    mkdirSync(join(to, '..'), { recursive: true });
-    writeFileSync(to, e.name.endsWith('.gz') ? gunzipSync(readFileSync(from)) : readFileSync(from));
-  }
-  return dst;
-}
+const fixtureDir = (): string => unpackedFixtureDir('llamagen-cli', 'TESSERA_OFFICIAL_LLAMAGEN_CLI_DIR', work);
 
 interface Entry { name: string; family: 'llamagen'; dir: string; tokenizer: string; weights: string; grid: number; imageSize: number; heads?: number }
 
