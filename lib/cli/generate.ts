@@ -31,7 +31,7 @@ export function progress(si: number, scales: number): void {
 
 export const generateCommand: Command = {
   name: 'generate',
-  summary: 'class-conditional image generation with VAR (next-scale prediction)',
+  summary: 'class-conditional image generation: VAR (next-scale) or LlamaGen (next-token, speculative decoding)',
   usage: `Usage: tessera generate [--class <name|id>] [--seed 0] [--batch 8] [--out tessera-samples.png]
        tessera generate --tokenizer <vae file> --weights <var file> --class <int>
          [--cfg 1.5] [--top-k 900] [--top-p 0.96] [--seed 0] [--batch N]
@@ -45,6 +45,13 @@ only --class, by name or id), with the model's own sampling settings.
 Runs VAR's next-scale sampling (official CFG ramp: scale si uses
 cfg·si/(SN−1)) and decodes with the multi-scale VQVAE. Both files may be
 .pth (PyTorch) or .safetensors; the architecture is read from them.
+
+A LlamaGen GPT in --weights (told from its keys) runs LlamaGen instead:
+       tessera generate --tokenizer <vq file> --weights <gpt file> --class <int>
+         [--image-size 256] [--cfg 2.0] [--top-k 1] [--decode ar|sjd|lantern|draft|nar]
+         [--draft <gpt file>] [--seed 0] --out <file.png> [--tokens <file.json>]
+\`tessera generate --tokenizer <vq file> --weights <gpt file> --help\` lists
+its options (speculative decoding, watermarking, bf16 weights).
 
 Options:
   --tokenizer <file>  the VQVAE (vae_ch160v4096z32.pth)
