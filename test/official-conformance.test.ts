@@ -266,6 +266,27 @@ describe.each(llamaEntries.map((e) => [e.name, e] as const))('LlamaGen %s vs the
     }
   });
 
+  it('the VQ encoder and quantiser (watermark re-tokenisation) give the official z and code ids', async (ctx) => {
+    const { ref, meta } = exp();
+    if (meta.encode_min_margin === undefined) ctx.skip();  // a shared tokenizer: checked with its own entry
+    const tok = fx.open(e, e.tokenizer);
+    const vq = LlamaGenVq.load(tok.tensors, e.tokenizer);
+    const src = ref('encode_image');
+    const img = Tensor.from(Float32Array.from(src.data), [...src.shape]);
+    const z = await vq.encode(img);
+    const ids = await vq.quantize(z);
+    try {
+      const zr = maxRel(z.data as Float32Array, ref('encode_z').data);
+      const margin = Number(meta.encode_min_margin);
+      figures.push(`${e.name}: VQ encode z max rel ${zr.toExponential(2)}, code ids identical (min margin ${margin.toExponential(1)})`);
+      expect(zr).toBeLessThan(1e-4);
+      expect(margin).toBeGreaterThan(1e-5);  // far from a tie, so float32 rounding cannot flip a choice
+      expect(Array.from(ids.data as Int32Array)).toEqual(Array.from(ref('encode_ids').data));
+    } finally {
+      for (const t of [img, z, ids]) t.dispose();
+    }
+  });
+
   it.runIf(e === llamaEntries.find((x) => x.unsupported === undefined))('the CLI (--top-k 1 --tokens) writes the official greedy tokens and image', async () => {
     expect(existsSync(cli), 'dist/ is missing: run npx tsc -p tsconfig.json').toBe(true);
     const { ref, meta } = exp();

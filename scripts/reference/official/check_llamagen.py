@@ -156,6 +156,18 @@ def run_config(name, cfg, official, out, store, vq_cache):
         dec_ids = torch.randint(0, V, (B, N), generator=g)
         res['decode_ids'] = dec_ids
         res['decode_image'] = vq.decode_code(dec_ids, [B, code_dim, G, G])
+        if not shared:
+            # The official encode (what watermark detection re-tokenises with): encoder, quant_conv,
+            # then the nearest L2-normalised code; margin = how far each choice is from a tie.
+            side = G * 2 ** (len(cfg['vq']['encoder_ch_mult']) - 1)
+            enc_img = torch.rand(B, 3, side, side, generator=g) * 2 - 1
+            h = vq.quant_conv(vq.encoder(enc_img))
+            _, _, (_, _, idx) = vq.quantize(h)
+            zf = torch.nn.functional.normalize(h.permute(0, 2, 3, 1).reshape(-1, code_dim), dim=-1)
+            sims = zf @ torch.nn.functional.normalize(vq.quantize.embedding.weight, dim=-1).t()
+            res.update(encode_image=enc_img, encode_z=h, encode_ids=idx.view(B, G, G))
+            meta['encode_min_margin'] = common.margin(sims)
+            log.append(f'encode min margin {meta["encode_min_margin"]:.2e}')
     common.save_safetensors(res, meta, os.path.join(d, 'expected.safetensors'))
     size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
     ds = 2 ** (len(cfg['vq']['decoder_ch_mult']) - 1)
