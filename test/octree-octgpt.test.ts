@@ -96,7 +96,7 @@ describe('masked decoding schedule', () => {
 
 describe('OctGPT generation', () => {
   const steps = [3, 4, 5];
-  async function run(seed: number, extra: { topK?: number; remaskStage?: number } = {}) {
+  async function run(seed: number, extra: { topK?: number; remaskStage?: number; remaskRule?: 'official' | 'spec' } = {}) {
     const log: StepInfo[] = [];
     const r = await generateOctGpt(load('a'), { seed, steps, label, ...extra, onStep: (s) => log.push(s) });
     return { r, log };
@@ -130,7 +130,8 @@ describe('OctGPT generation', () => {
   });
 
   it('remasks after 70% of the steps: a fraction of the earlier tokens the new logits disagree with, most disagreeing first', async () => {
-    const { log } = await run(5, { remaskStage: 0 });  // from the second step on, so every depth remasks
+    // remaskRule 'spec'; the default, the released rule, is checked step by step in official-octgpt-generate.test.ts.
+    const { log } = await run(5, { remaskStage: 0, remaskRule: 'spec' });  // from the second step on, so every depth remasks
     let remaskedAny = 0;
     for (const s of log) {
       if (s.step === 0) { expect(s.remasked.length).toBe(0); continue; }
@@ -141,6 +142,13 @@ describe('OctGPT generation', () => {
       for (const node of s.remasked) expect(revealed.has(node)).toBe(false);
     }
     expect(remaskedAny).toBeGreaterThan(0);
+    // The released rule picks at most that many, never a token revealed in the same step.
+    const official = await run(5, { remaskStage: 0 });
+    for (const s of official.log) {
+      expect(s.remasked.length).toBeLessThanOrEqual(Math.floor(s.disagreeing * (s.kind === 'split' ? 0.2 : 0.1)));
+      const revealed = new Set(s.revealed);
+      for (const node of s.remasked) expect(revealed.has(node)).toBe(false);
+    }
     const def = await run(5);
     for (const s of def.log) if (!(s.step > s.steps * 0.7)) expect(s.remasked.length).toBe(0);
   });

@@ -4,23 +4,33 @@
 // For each depth d = fullDepth .. depthStop: the n_d nodes of depth d start
 // masked and are revealed in a random order (a Philox permutation of the
 // seed) over T_d steps. After step i, m_{i+1} = floor(n_d·cos(π/2·(i+1)/T_d))
-// tokens stay masked, clamped to [1, m_i - 1]; the last step reveals the
-// rest. Step i draws the newly revealed tokens from the model's logits at
-// temperature t0_d·(T_d - i)/T_d through the shared sampler (lib/ops/sampling:
-// Philox keyed by the seed, counter (row, step)). After 70% of the steps
-// (i > 0.7·T_d), previously drawn tokens whose sampled value the new logits
-// disagree with (argmax ≠ value; for codes: any bit) are remasked, i.e. drawn
-// again in this step: 20% of such split tokens, the lowest logit of their
-// value first, and 10% of such codes, the most wrong bits first (ties: lower
-// node index first).
+// tokens stay masked (the product in float32, as the released code computes
+// it), clamped to [1, m_i - 1]; the last step reveals the rest. Step i draws
+// the newly revealed tokens from the model's logits at temperature
+// t0_d·((T_d - i)/T_d) through the shared sampler (lib/ops/sampling: Philox
+// keyed by the seed, counter (row, step)). After 70% of the steps
+// (i > 0.7·T_d) some tokens are remasked, i.e. drawn again in this step.
 // Depths below depthStop carry split flags (then octree split + grow);
 // depthStop carries one BSQ code of codeBits bits per node.
 //
-// Where this follows the spec rather than the released code: the released
-// generate() also counts the tokens drawn for the first time in that step
-// among the "disagreeing" ones (their value is still -1), ranks remask
-// candidates with torch.topk (ties unordered) and, at the last step, keeps the
-// first token of the order out of the remask candidates.
+// Remasking, remaskRule 'official' (the default: the released generate() and
+// get_remask, checked step by step against them by
+// test/official-octgpt-generate.test.ts):
+//   - "wrong" per token: split: argmax of the new logits ≠ its value; code:
+//     the number of bits whose argmax ≠ its bit. Tokens not drawn yet (value
+//     -1) are wrong (every bit). Tokens still masked after this step (at the
+//     last step: the first token of the order) count 0.
+//   - k = floor(#wrong tokens · 0.2 (split) / 0.1 (code)), in float32.
+//   - The k highest scores are picked: split: -logit of its value (value -1
+//     reads the logit of 1, Python's index -1), over EVERY node, right or
+//     wrong; code: its wrong-bit count. Ties: lower node index first (the
+//     released code's torch.topk leaves them unordered).
+//   - Picked tokens still masked after this step are dropped; the others are
+//     drawn in this step (those revealed now are drawn anyway).
+// remaskRule 'spec' (spec octree.md §4 read literally): among tokens drawn
+// before this step that the new logits disagree with, 20% of split tokens,
+// the lowest logit of their value first, and 10% of codes, the most wrong
+// bits first (ties: lower node index first).
 import { fail } from '../../errors.js';
 import { philoxUniform, sample } from '../../ops/sampling.js';
 import { Tensor } from '../../tensor.js';
@@ -38,7 +48,8 @@ export function maskSchedule(n: number, steps: number): number[] {
   const m = [n];
   for (let i = 0; i < steps; i++) {
     if (i === steps - 1) { m.push(0); break; }
-    const len = Math.floor(n * Math.cos((Math.PI / 2) * (i + 1) / steps));
+    // numpy's float64 cos times a torch int64 count: a float32 product.
+    const len = Math.floor(Math.fround(Math.fround(n) * Math.fround(Math.cos((Math.PI / 2) * (i + 1) / steps))));
     m.push(Math.max(1, Math.min(m[i]! - 1, len)));
   }
   return m;
@@ -66,7 +77,7 @@ export interface StepInfo {
   revealed: Int32Array;
   /** Previously drawn nodes drawn again (remasking). */
   remasked: Int32Array;
-  /** Candidates for remasking (drawn earlier, argmax disagrees with the value). */
+  /** Tokens counted for remasking: 'official', wrong ones not masked after the step (new ones included); 'spec', wrong ones drawn earlier. */
   disagreeing: number;
   /** Drawn values of revealed ∪ remasked nodes (ascending node index): flags, or bits [n·codeBits]. */
   drawn: Int32Array;
@@ -88,6 +99,8 @@ export interface GenerateOptions {
   remaskStage?: number;
   remaskSplit?: number;
   remaskCode?: number;
+  /** 'official' (released generate(), default) or 'spec' (see the header). */
+  remaskRule?: 'official' | 'spec';
   label?: number;
   onStep?: (info: StepInfo) => void;
 }
@@ -134,6 +147,8 @@ export async function generateOctGpt(model: OctGpt, opts: GenerateOptions = {}):
   const seed = opts.seed ?? 0;
   const topK = opts.topK ?? 0;
   const remaskStage = opts.remaskStage ?? 0.7, remaskSplit = opts.remaskSplit ?? 0.2, remaskCode = opts.remaskCode ?? 0.1;
+  const remaskRule = opts.remaskRule ?? 'official';
+  if (remaskRule !== 'official' && remaskRule !== 'spec') fail('ERR_INVALID_ARGUMENT', `remaskRule must be 'official' or 'spec', got ${JSON.stringify(remaskRule)}`);
   const label = opts.label ?? 0;
   const cond = model.condition(label);
 
@@ -179,7 +194,29 @@ export async function generateOctGpt(model: OctGpt, opts: GenerateOptions = {}):
       // Remasking among tokens drawn before this step.
       const remask: number[] = [];
       let disagreeing = 0;
-      if (i > T * remaskStage) {
+      if (i > T * remaskStage && remaskRule === 'official') {
+        const keep = i === T - 1 ? 1 : next;  // the released loop keeps the first token of the order masked after its last step
+        const score = new Float64Array(n);
+        for (let node = 0; node < n; node++) {
+          let wrong = 0;
+          for (let g = 0; g < width; g++) {
+            const l0 = logits[node * L + 2 * g]!, l1 = logits[node * L + 2 * g + 1]!;
+            if ((l1 > l0 ? 1 : 0) !== value[node * width + g]) wrong++;
+          }
+          const open = rank[node]! >= keep;
+          if (open && wrong > 0) disagreeing++;
+          score[node] = isCode ? (open ? wrong : 0) : -logits[node * L + (value[node]! < 0 ? 1 : value[node]!)]!;
+        }
+        const count = Math.floor(Math.fround(Math.fround(disagreeing) * Math.fround(isCode ? remaskCode : remaskSplit)));
+        if (count > 0) {
+          const byScore = Array.from({ length: n }, (_, node) => node).sort((a, b) => score[b]! - score[a]! || a - b);
+          for (let c = 0; c < count; c++) {
+            const node = byScore[c]!;
+            if (rank[node]! >= keep && !isNew[node]) remask.push(node);
+          }
+          remask.sort((a, b) => a - b);
+        }
+      } else if (i > T * remaskStage) {
         const cand: { node: number; score: number }[] = [];
         for (let node = 0; node < n; node++) {
           if (rank[node]! < masked) continue;  // still masked before this step, or new now
@@ -202,7 +239,7 @@ export async function generateOctGpt(model: OctGpt, opts: GenerateOptions = {}):
       const nodes: number[] = [];
       for (let node = 0; node < n; node++) if (draw[node]) nodes.push(node);
       const p = nodes.length;
-      const temperature = t0 * (T - i) / T;
+      const temperature = t0 * ((T - i) / T);
       const rows = new Float32Array(p * L);
       nodes.forEach((node, j) => rows.set(logits.subarray(node * L, (node + 1) * L), j * L));
       let drawn: Int32Array = new Int32Array(0);
