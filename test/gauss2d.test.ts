@@ -108,9 +108,58 @@ describe('gauss2d safetensors files', () => {
     g2d.saveGauss2d(path, fitted.model, { psnr: '36' });
     const { model, metadata } = g2d.loadGauss2d(path);
     expect(model).toEqual(fitted.model);
-    expect(metadata).toMatchObject({ format: 'tessera.gauss2d', version: '1', width: '48', height: '40', psnr: '36' });
+    expect(metadata).toMatchObject({ format: 'tessera.gauss2d', version: '2', width: '48', height: '40', psnr: '36' });
     const a = await g2d.renderGauss2d(fitted.model, { scale: 1.5 }), b = await g2d.renderGauss2d(model, { scale: 1.5 });
     expect(Buffer.from(a.rgb.buffer).equals(Buffer.from(b.rgb.buffer))).toBe(true);
+  });
+
+  it('reads version 1 (pixel j sampled at j + 0.5) moved by half a pixel: it renders as before', async () => {
+    // A version-1 model renders as a version-2 one whose every mean is half a pixel higher: so
+    // a v2 model m, written with xy' (tanh xy' = tanh xy + 1/size, kept clear of the edges) and
+    // labelled version 1, must load back as m.
+    const m = fitted.model;
+    const shifted = Float32Array.from(m.xy, (v, i) => Math.atanh(Math.tanh(v) + 1 / (i % 2 === 0 ? m.width : m.height)));
+    const keep = Array.from({ length: m.count }, (_, i) => i).filter((i) => Math.abs(Math.tanh(shifted[2 * i]!)) < 0.99 && Math.abs(Math.tanh(shifted[2 * i + 1]!)) < 0.99);
+    const pick = (a: Float32Array, c: number) => Float32Array.from(keep.flatMap((i) => Array.from(a.subarray(c * i, c * i + c))));
+    const path = join(dir, 'v1.safetensors');
+    writeSafetensors(path, [
+      { name: 'xy', dtype: 'float32', shape: [keep.length, 2], data: pick(shifted, 2) },
+      { name: 'cholesky', dtype: 'float32', shape: [keep.length, 3], data: pick(m.cholesky, 3) },
+      { name: 'color', dtype: 'float32', shape: [keep.length, 3], data: pick(m.color, 3) },
+    ], { format: 'tessera.gauss2d', version: '1', width: String(m.width), height: String(m.height) });
+    const back = g2d.loadGauss2d(path).model, want = pick(m.xy, 2);
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(Math.tanh(back.xy[i]!) - Math.tanh(want[i]!)));
+    expect(keep.length).toBeGreaterThan(0.8 * m.count);
+    expect(worst).toBeLessThan(1e-6);
+  });
+
+  it('at scale 1 equals GaussianImage\'s rasterize_forward_sum written out (px = j, center = 0.5·W·x + 0.5·W, 3σ tiles)', async () => {
+    const m = fitted.model, W = m.width, H = m.height, T = 16;
+    const want = new Float64Array(W * H * 3);
+    const tilesX = Math.ceil(W / T), tilesY = Math.ceil(H / T);
+    for (let g = 0; g < m.count; g++) {
+      const l11 = m.cholesky[3 * g]! + 0.5, l21 = m.cholesky[3 * g + 1]!, l22 = m.cholesky[3 * g + 2]! + 0.5;
+      const a = l11 * l11, b = l11 * l21, c = l21 * l21 + l22 * l22, det = a * c - b * b;
+      if (!(det > 0)) continue;
+      const A = c / det, B = -b / det, C = a / det;
+      const cx = 0.5 * W * Math.tanh(m.xy[2 * g]!) + 0.5 * W, cy = 0.5 * H * Math.tanh(m.xy[2 * g + 1]!) + 0.5 * H;
+      const mid = 0.5 * (a + c), r = Math.ceil(3 * Math.sqrt(mid + Math.sqrt(Math.max(0.1, mid * mid - det))));
+      const t0x = Math.min(Math.max(0, Math.trunc((cx - r) / T)), tilesX), t1x = Math.min(Math.max(0, Math.trunc((cx + r + T - 1) / T)), tilesX);
+      const t0y = Math.min(Math.max(0, Math.trunc((cy - r) / T)), tilesY), t1y = Math.min(Math.max(0, Math.trunc((cy + r + T - 1) / T)), tilesY);
+      for (let y = t0y * T; y < Math.min(H, t1y * T); y++)
+        for (let x = t0x * T; x < Math.min(W, t1x * T); x++) {
+          const dx = cx - x, dy = cy - y;
+          const sigma = 0.5 * (A * dx * dx + C * dy * dy) + B * dx * dy;
+          const alpha = Math.min(1, Math.exp(-sigma));
+          if (sigma < 0 || alpha < 1 / 255) continue;
+          for (let k = 0; k < 3; k++) want[3 * (y * W + x) + k]! += m.color[3 * g + k]! * alpha;
+        }
+    }
+    const got = (await g2d.renderGauss2d(m, { scale: 1 })).rgb;
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - Math.min(1, Math.max(0, want[i]!))));
+    expect(worst).toBeLessThan(1e-4);
   });
 
   it('refuses files that are not models', () => {

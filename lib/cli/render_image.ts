@@ -12,9 +12,10 @@ export const renderImageCommand: Command = {
   usage: `Usage: tessera render-image <model.safetensors> --scale 3.7 --out <big.png> [--width W] [--height H] [--no-clamp]
 
 Renders the model's accumulated sum at round(scale·W) x round(scale·H) pixels.
-Every output pixel samples the continuous image at its centre, so each
-Gaussian's footprint grows with the factor (GSASR's scale-aware rendering);
-scale 1 reproduces the fitting render exactly.
+Every output pixel samples the continuous image where its centre falls
+(image pixel j sits at j, as in GaussianImage), so each Gaussian's footprint
+grows with the factor (GSASR's scale-aware rendering); scale 1 is
+GaussianImage's own render of the model (and the fitting render).
 
 Options:
   --scale S       scale factor > 0 (default 1)

@@ -5,10 +5,15 @@
 //   cholesky  [N, 3]  raw (l11, l21, l22); L = [[l11 + 0.5, 0], [l21, l22 + 0.5]], Σ = L·Lᵀ (pixels²)
 //   color     [N, 3]  linear RGB in the image's [0, 1] range, opacity 1
 // __metadata__ (all strings, as safetensors requires):
-//   format "tessera.gauss2d", version "1", width, height (the fitted image's
+//   format "tessera.gauss2d", version "2", width, height (the fitted image's
 //   size in pixels), parameterisation "gaussianimage-cholesky",
 //   render "accumulated-sum" (C = Σ c·min(1, e^−σ), clamped to [0, 1]),
 //   plus any extra entries the caller passes (e.g. psnr, source).
+// Version 2: image pixel j is sampled at j, as GaussianImage's rasterizer
+// does (native/include/tessera/gauss2d.h). Version 1 files (earlier Tessera
+// builds sampled pixel j at j + 0.5 with the same mean formula) are read and
+// moved by half a pixel so that they render as before; a mean in the last
+// half pixel of the image edge is clamped inside it.
 import { TesseraError } from '../errors.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { writeSafetensors } from '../io/safetensors.js';
@@ -23,7 +28,7 @@ export function saveGauss2d(path: string, m: Gauss2dModel, extra: Record<string,
     { name: 'cholesky', dtype: 'float32', shape: [m.count, 3], data: m.cholesky },
     { name: 'color', dtype: 'float32', shape: [m.count, 3], data: m.color },
   ], {
-    ...extra, format: GAUSS2D_FORMAT, version: '1', width: String(m.width), height: String(m.height),
+    ...extra, format: GAUSS2D_FORMAT, version: '2', width: String(m.width), height: String(m.height),
     parameterisation: 'gaussianimage-cholesky', render: 'accumulated-sum',
   });
 }
@@ -40,7 +45,7 @@ export function loadGauss2d(path: string): LoadedGauss2d {
     if (ck.format !== 'safetensors') bad(`a ${ck.format} file, expected safetensors`);
     const md = ck.metadata;
     if (md.format !== GAUSS2D_FORMAT) bad(`metadata format is ${JSON.stringify(md.format)}, expected "${GAUSS2D_FORMAT}"`);
-    if (md.version !== '1') bad(`unsupported version ${JSON.stringify(md.version)}`);
+    if (md.version !== '1' && md.version !== '2') bad(`unsupported version ${JSON.stringify(md.version)} (1 or 2)`);
     const width = Number(md.width), height = Number(md.height);
     if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || width > 65536 || height > 65536)
       bad(`width/height metadata must be integers in 1..65536, got ${md.width}x${md.height}`);
@@ -52,9 +57,24 @@ export function loadGauss2d(path: string): LoadedGauss2d {
     };
     const xy = load('xy', 2), cholesky = load('cholesky', 3), color = load('color', 3);
     const count = xy.length / 2;
+    if (md.version === '1') fromVersion1(xy, width, height);
     if (cholesky.length !== 3 * count || color.length !== 3 * count) bad('xy, cholesky and color disagree on N');
     return { model: { width, height, count, xy, cholesky, color }, metadata: { ...md } };
   } finally {
     ck.close();
+  }
+}
+
+/**
+ * Version 1 sampled image pixel j at j + 0.5 with mean ½·W·(tanh x + 1);
+ * version 2 samples it at j. The same image needs the mean half a pixel
+ * lower: tanh x' = tanh x − 1/W (clamped to stay inside (−1, 1)).
+ */
+function fromVersion1(xy: Float32Array, width: number, height: number): void {
+  const lim = 1 - 2 ** -24;
+  for (let i = 0; i < xy.length; i++) {
+    const size = i % 2 === 0 ? width : height;
+    const t = Math.min(lim, Math.max(-lim, Math.tanh(xy[i]!) - 1 / size));
+    xy[i] = Math.atanh(t);
   }
 }

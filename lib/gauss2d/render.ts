@@ -2,9 +2,11 @@
 // native CPU renderer (semantics: native/include/tessera/gauss2d.h).
 //
 // Output size at scale s: (round(s·W), round(s·H)), at least 1×1. The model
-// is a continuous image on [0,W]×[0,H]; each output pixel samples it at its
-// centre, so the footprint of every Gaussian grows with s in output pixels
-// (GSASR's scale-aware rendering) and scale 1 is exactly the fitting render.
+// is a continuous image in coordinates where image pixel j sits at j (as
+// GaussianImage's rasterizer samples it); output pixel j' samples it at
+// (j' + 0.5)/s − 0.5, so the footprint of every Gaussian grows with s in
+// output pixels (GSASR's scale-aware rendering) and scale 1 is exactly
+// GaussianImage's render of the same parameters (and the fitting render).
 import { fail } from '../errors.js';
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';

@@ -71,15 +71,17 @@ std::vector<double> ref_render(const Params& p, const std::vector<double>& q /* 
     const double det = a * c - b * b;
     g.ok = det > 0;
     g.A = c / det; g.B = -b / det; g.C = a / det;
-    g.mx = 0.5 * Wo * (std::tanh(xy[2 * i]) + 1);
-    g.my = 0.5 * Ho * (std::tanh(xy[2 * i + 1]) + 1);
+    // GaussianImage samples image pixel j at j: output pixel x sits at (x + 0.5)/s − 0.5.
+    g.mx = 0.5 * Wo * (std::tanh(xy[2 * i]) + 1) + 0.5 * sx;
+    g.my = 0.5 * Ho * (std::tanh(xy[2 * i + 1]) + 1) + 0.5 * sy;
     const double mid = 0.5 * (a + c), lmax = mid + std::sqrt(std::max(0.1, mid * mid - det));
     const double r = std::ceil(3 * std::sqrt(lmax));
     auto cl = [](double v, int hi) { return int(std::min<double>(std::max<double>(v, 0), hi)); };
-    g.rect[0] = cl(std::floor((g.mx - r) / 16), tx);
-    g.rect[1] = cl(std::floor((g.mx + r + 15) / 16), tx);
-    g.rect[2] = cl(std::floor((g.my - r) / 16), ty);
-    g.rect[3] = cl(std::floor((g.my + r + 15) / 16), ty);
+    // Tiles from the centre in pixel-index coordinates (GaussianImage's get_tile_bbox).
+    g.rect[0] = cl(std::floor((g.mx - 0.5 - r) / 16), tx);
+    g.rect[1] = cl(std::floor((g.mx - 0.5 + r + 15) / 16), tx);
+    g.rect[2] = cl(std::floor((g.my - 0.5 - r) / 16), ty);
+    g.rect[3] = cl(std::floor((g.my - 0.5 + r + 15) / 16), ty);
   }
   if (rec) { rec->pair.assign(size_t(P) * n, 0); rec->clamped.assign(size_t(P) * 3, 0); }
   std::vector<double> out(size_t(P) * 3, 0.0);

@@ -66,18 +66,24 @@ bool project(const Gauss2dImage& im, int64_t i, const Frame& f, Scale s, Project
   p->B = float(-b / det);
   p->C = float(a / det);
   p->ky = float(0.5 / c);  // ½(C − B²/A) = 1/(2Σyy)
-  p->mx = 0.5f * f.width * (std::tanh(r.x) + 1.f);
-  p->my = 0.5f * f.height * (std::tanh(r.y) + 1.f);
+  // GaussianImage's mean ½·W·(tanh + 1) is in coordinates where image pixel
+  // j is sampled at j (its rasterizer's px = j); output pixel j' (sampled at
+  // j' + 0.5 here) sits at (j' + 0.5)/s − 0.5 there, hence the ½·s offset.
+  p->mx = 0.5f * f.width * (std::tanh(r.x) + 1.f) + 0.5f * s.sx;
+  p->my = 0.5f * f.height * (std::tanh(r.y) + 1.f) + 0.5f * s.sy;
   for (int k = 0; k < 3; ++k) p->rgb[k] = r.rgb[k];
   const double mid = 0.5 * (a + c);
   const double lmax = mid + std::sqrt(std::max(0.1, mid * mid - det));
   const double rad = std::ceil(3.0 * std::sqrt(lmax));
   // Tile rectangle (spec §1.8), clamped before the conversion to int.
   auto clampd = [](double v, int hi) { return static_cast<int32_t>(std::min<double>(std::max<double>(v, 0.0), hi)); };
-  p->rect[0] = clampd(std::floor((p->mx - rad) / kGauss2dTile), f.tiles_x);
-  p->rect[1] = clampd(std::floor((p->mx + rad + kGauss2dTile - 1) / kGauss2dTile), f.tiles_x);
-  p->rect[2] = clampd(std::floor((p->my - rad) / kGauss2dTile), f.tiles_y);
-  p->rect[3] = clampd(std::floor((p->my + rad + kGauss2dTile - 1) / kGauss2dTile), f.tiles_y);
+  // From the centre in pixel-index coordinates (mean − ½), as GaussianImage's
+  // get_tile_bbox sees it.
+  const double cx = double(p->mx) - 0.5, cy = double(p->my) - 0.5;
+  p->rect[0] = clampd(std::floor((cx - rad) / kGauss2dTile), f.tiles_x);
+  p->rect[1] = clampd(std::floor((cx + rad + kGauss2dTile - 1) / kGauss2dTile), f.tiles_x);
+  p->rect[2] = clampd(std::floor((cy - rad) / kGauss2dTile), f.tiles_y);
+  p->rect[3] = clampd(std::floor((cy + rad + kGauss2dTile - 1) / kGauss2dTile), f.tiles_y);
   return true;
 }
 
@@ -158,7 +164,7 @@ int64_t num_tiles(const Frame& f) { return int64_t(f.tiles_x) * f.tiles_y; }
 void chain_rule(const Gauss2dImage& im, int64_t i, const Pass& pass, const float* g, float* dxy, float* dch, float* dco) {
   const Raw r = raw(im, i);
   const Projected& p = pass.proj[i];
-  // mx = ½·Wo·(tanh x + 1)
+  // mx = ½·Wo·(tanh x + 1) + ½·sx (the offset has no gradient)
   const float tx = std::tanh(r.x), ty = std::tanh(r.y);
   dxy[0] = g[0] * 0.5f * pass.frame.width * (1.f - tx * tx);
   dxy[1] = g[1] * 0.5f * pass.frame.height * (1.f - ty * ty);

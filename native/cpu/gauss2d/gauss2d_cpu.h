@@ -18,7 +18,7 @@ namespace tessera::cpu::gauss2d {
 
 // One Gaussian in output pixels.
 struct Projected {
-  float mx, my;     // mean (pixel centres at i + 0.5)
+  float mx, my;     // mean in output pixels (output pixel i sampled at i + 0.5)
   float A, B, C;    // conic Σ⁻¹ (σ = ½(A dx² + C dy²) + B dx dy)
   float rgb[3];
   float ky;         // ½(C − B²/A): a row at offset dy has σ >= dy²·ky

@@ -3,23 +3,28 @@
 // scale-aware footprint of GSASR). Spec: shared/spec/gaussian-splatting.md §3.
 //
 // Parameters (raw, as trained; float32, last dimension contiguous):
-//  * xy [N,2]: the mean is (½·W·(tanh x + 1), ½·H·(tanh y + 1)) in pixels of
-//    the W×H image the Gaussians were fitted to.
+//  * xy [N,2]: the mean is (½·W·(tanh x + 1), ½·H·(tanh y + 1)) in the
+//    coordinates of the W×H image the Gaussians were fitted to, where image
+//    pixel (i, j) is sampled at (i, j), as GaussianImage's rasterizer does
+//    (center = 0.5·W·x + 0.5·W, px = j).
 //  * cholesky [N,3] = (l11, l21, l22) before the (0.5, 0, 0.5) offset:
 //    L = [[l11 + 0.5, 0], [l21, l22 + 0.5]], Σ = L·Lᵀ in pixels².
 //  * color [N,3]: linear RGB, no activation. Opacity is fixed at 1.
 //
 // Rendering into an output of Wo×Ho pixels (scale sx = Wo/W, sy = Ho/H):
-// the image is a continuous function on [0,W]×[0,H]; output pixel (i, j)
-// samples it at its centre, ((i+0.5)/sx, (j+0.5)/sy). Equivalently, in
-// output pixels the mean becomes (½·Wo·(tanh x + 1), ½·Ho·(tanh y + 1)) and
-// Σ becomes S·Σ·S with S = diag(sx, sy): the footprint grows with the
-// factor while pixel centres stay aligned (at scale 1 this is exactly the
-// fitting render; GSASR's normalised-coordinate form says the same).
+// the image is a continuous function in those coordinates; output pixel
+// (i, j) samples it where its centre falls, ((i+0.5)/sx − 0.5,
+// (j+0.5)/sy − 0.5) (pixel centres aligned, as align_corners=False
+// resizing). Equivalently, in output pixels sampled at their centres the
+// mean becomes (½·Wo·(tanh x + 1) + ½·sx, ½·Ho·(tanh y + 1) + ½·sy) and Σ
+// becomes S·Σ·S with S = diag(sx, sy): the footprint grows with the factor
+// (GSASR's scale-aware rendering). At scale 1 this is GaussianImage's own
+// render of the same parameters, and the fitting render.
 //  * conic (A, B, C) = Σ⁻¹; σ = ½(A·dx² + C·dy²) + B·dx·dy with d = pixel − mean.
 //  * radius = ceil(3·sqrt(λmax)), λmax = mid + sqrt(max(0.1, mid² − det)),
 //    mid = (Σxx + Σyy)/2; a Gaussian is evaluated in the 16×16 tiles its
-//    square [mean ± radius] touches (tile rule of spec §1.8).
+//    square [centre ± radius] touches, centre = mean − ½ in pixel-index
+//    coordinates (tile rule of spec §1.8, GaussianImage's get_tile_bbox).
 //  * per pixel C = Σ c·α over the Gaussians of its tile, α = min(1, e^−σ),
 //    skipping σ < 0 and α < 1/255; then clamped to [0, 1] when `clamp`.
 //    The sum is order independent; it is taken in Gaussian index order, so
