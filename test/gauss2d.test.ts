@@ -15,6 +15,7 @@ import { TesseraError } from '../lib/errors.js';
 import * as g2d from '../lib/gauss2d/index.js';
 import { readImage, type RgbImage } from '../lib/io/image-read.js';
 import { writeSafetensors } from '../lib/io/safetensors.js';
+import { writeTorchCheckpoint } from '../lib/io/torch-writer.js';
 import { psnr } from '../lib/splat/fit.js';
 
 // A smooth synthetic image with one sharp-edged disc.
@@ -160,6 +161,77 @@ describe('gauss2d safetensors files', () => {
     let worst = 0;
     for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - Math.min(1, Math.max(0, want[i]!))));
     expect(worst).toBeLessThan(1e-4);
+  });
+
+  it('reads official GaussianImage checkpoints (Cholesky and RS state_dicts) given the image size', async () => {
+    const m = fitted.model, N = m.count, f32 = (a: ArrayLike<number>) => Float32Array.from(a);
+    const common = [
+      { name: '_xyz', dtype: 'float32' as const, shape: [N, 2], data: m.xy },
+      { name: '_opacity', dtype: 'float32' as const, shape: [N, 1], data: new Float32Array(N).fill(1) },
+      { name: '_features_dc', dtype: 'float32' as const, shape: [N, 3], data: m.color },
+      { name: 'background', dtype: 'float32' as const, shape: [3], data: f32([1, 1, 1]) },
+      { name: 'bound', dtype: 'float32' as const, shape: [1, 2], data: f32([0.5, 0.5]) },
+    ];
+    // GaussianImage_Cholesky: the same raw factor, its bound as a buffer.
+    const chol = join(dir, 'gaussian_model.pth.tar');
+    writeTorchCheckpoint(chol, [...common, { name: '_cholesky', dtype: 'float32', shape: [N, 3], data: m.cholesky },
+      { name: 'cholesky_bound', dtype: 'float32', shape: [1, 3], data: f32([0.5, 0, 0.5]) }]);
+    const size = { width: m.width, height: m.height };
+    const a = g2d.loadGauss2d(chol, { imageSize: size }).model;
+    expect(a).toEqual(m);
+    // GaussianImage_RS: scales and angle of the same covariances (its rotmat2d is [[c, s], [−s, c]]).
+    const sc = new Float32Array(2 * N), rot = new Float32Array(N);
+    for (let i = 0; i < N; i++) {
+      const l11 = m.cholesky[3 * i]! + 0.5, l21 = m.cholesky[3 * i + 1]!, l22 = m.cholesky[3 * i + 2]! + 0.5;
+      const xx = l11 * l11, xy = l11 * l21, yy = l21 * l21 + l22 * l22;
+      // Σ = Rᵀ-rotated diag: eigen-decomposition, angle θ with R = [[c, s], [−s, c]].
+      const th = 0.5 * Math.atan2(-2 * xy, xx - yy), c = Math.cos(th), s = Math.sin(th);
+      const e1 = c * c * xx - 2 * c * s * xy + s * s * yy, e2 = s * s * xx + 2 * c * s * xy + c * c * yy;
+      sc[2 * i] = Math.sqrt(e1) - 0.5;
+      sc[2 * i + 1] = Math.sqrt(e2) - 0.5;
+      const u = (((th / (2 * Math.PI)) % 1) + 1) % 1;  // θ = 2π·sigmoid(rot)
+      rot[i] = Math.log(u / (1 - u));
+    }
+    const rs = join(dir, 'gaussian_model_rs.pth.tar');
+    writeTorchCheckpoint(rs, [...common, { name: '_scaling', dtype: 'float32', shape: [N, 2], data: sc },
+      { name: '_rotation', dtype: 'float32', shape: [N, 1], data: rot }]);
+    const b = g2d.loadGauss2d(rs, { imageSize: size }).model;
+    // L is determined up to signs; compare Σ = L·Lᵀ.
+    const cov = (ch: Float32Array, i: number) => {
+      const l11 = ch[3 * i]! + 0.5, l21 = ch[3 * i + 1]!, l22 = ch[3 * i + 2]! + 0.5;
+      return [l11 * l11, l11 * l21, l21 * l21 + l22 * l22];
+    };
+    let worst = 0;
+    for (let i = 0; i < N; i++) {
+      const x = cov(b.cholesky, i), y = cov(m.cholesky, i);
+      for (let k = 0; k < 3; k++) worst = Math.max(worst, Math.abs(x[k]! - y[k]!) / Math.max(1, Math.abs(y[k]!)));
+    }
+    expect(worst).toBeLessThan(1e-4);
+    const ra = await g2d.renderGauss2d(m), rb = await g2d.renderGauss2d(b);
+    expect(psnr(rb.rgb, ra.rgb)).toBeGreaterThan(60);
+    // The CLI takes the size as --image-size.
+    const out = join(dir, 'gi.png');
+    const log = console.log;
+    console.log = () => {};
+    try {
+      expect(await renderImageCommand.run([chol, '--image-size', `${m.width}x${m.height}`, '--scale', '2', '--out', out])).toBe(0);
+    } finally {
+      console.log = log;
+    }
+    expect((await readImage(out)).width).toBe(2 * m.width);
+    // Refusals: no size; a size for a Tessera file; a quantised model; opacities that are not ones.
+    expect(() => g2d.loadGauss2d(chol)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT', message: expect.stringMatching(/--image-size/) }));
+    g2d.saveGauss2d(join(dir, 'own.safetensors'), m);
+    expect(() => g2d.loadGauss2d(join(dir, 'own.safetensors'), { imageSize: size })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
+    const quant = join(dir, 'quant.pth.tar');
+    writeTorchCheckpoint(quant, [...common, { name: '_cholesky', dtype: 'float32', shape: [N, 3], data: m.cholesky },
+      { name: 'cholesky_quantizer.a', dtype: 'float32', shape: [1], data: f32([1]) }]);
+    expect(() => g2d.loadGauss2d(quant, { imageSize: size })).toThrow(expect.objectContaining({ code: 'ERR_FORMAT', message: expect.stringMatching(/quantised/) }));
+    const opaque = join(dir, 'opaque.pth.tar');
+    writeTorchCheckpoint(opaque, [...common.map((t) => (t.name === '_opacity' ? { ...t, data: new Float32Array(N).fill(0.5) } : t)),
+      { name: '_cholesky', dtype: 'float32', shape: [N, 3], data: m.cholesky }]);
+    expect(() => g2d.loadGauss2d(opaque, { imageSize: size })).toThrow(expect.objectContaining({ code: 'ERR_FORMAT' }));
+    await expect(renderImageCommand.run([chol, '--image-size', '48by40', '--out', out])).rejects.toMatchObject({ code: 'ERR_INVALID_ARGUMENT' });
   });
 
   it('refuses files that are not models', () => {

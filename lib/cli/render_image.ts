@@ -10,6 +10,7 @@ export const renderImageCommand: Command = {
   name: 'render-image',
   summary: 'render a 2D-Gaussian model (from fit-image) at any scale factor',
   usage: `Usage: tessera render-image <model.safetensors> --scale 3.7 --out <big.png> [--width W] [--height H] [--no-clamp]
+       tessera render-image <gaussian_model.pth.tar> --image-size WxH --scale 3.7 --out <big.png>
 
 Renders the model's accumulated sum at round(scale·W) x round(scale·H) pixels.
 Every output pixel samples the continuous image where its centre falls
@@ -23,9 +24,12 @@ Options:
   --height H      output height instead of a scale
   --out PATH      output image; the format follows the extension (required)
   --no-clamp      keep values outside [0, 1] before quantisation (they are clipped anyway)
+  --image-size WxH  for an official GaussianImage checkpoint (Cholesky or RS,
+                  not quantised): the size of the image it was trained on,
+                  which its file does not store
   --help          show this help`,
   async run(argv) {
-    const args = parseArgs(argv, ['scale', 'out', 'width', 'height']);
+    const args = parseArgs(argv, ['scale', 'out', 'width', 'height', 'image-size']);
     if (args.flags.has('help')) { console.log(this.usage); return 0; }
     const [input] = args.positional;
     const out = args.flags.get('out');
@@ -37,7 +41,14 @@ Options:
       if (v === true || !Number.isFinite(n)) throw new TesseraError('ERR_INVALID_ARGUMENT', `--${name} must be a number, got ${String(v)}`);
       return n;
     };
-    const { model } = loadGauss2d(input);
+    const sizeFlag = args.flags.get('image-size');
+    let imageSize: { width: number; height: number } | undefined;
+    if (sizeFlag !== undefined) {
+      const m = typeof sizeFlag === 'string' ? /^(\d+)x(\d+)$/.exec(sizeFlag) : null;
+      if (!m) throw new TesseraError('ERR_INVALID_ARGUMENT', `--image-size must be WxH (e.g. 768x512), got ${String(sizeFlag)}`);
+      imageSize = { width: Number(m[1]), height: Number(m[2]) };
+    }
+    const { model } = loadGauss2d(input, { imageSize });
     const t0 = performance.now();
     const r = await renderGauss2d(model, { scale: num('scale'), width: num('width'), height: num('height'), clamp: !args.flags.has('no-clamp') });
     const ms = performance.now() - t0;
