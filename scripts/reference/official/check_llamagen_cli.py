@@ -32,7 +32,6 @@ The Tessera side is test/official-llamagen-cli.test.ts
 (TESSERA_OFFICIAL_LLAMAGEN_CLI_DIR=<out> for --out output). Fixture files are
 gzip-compressed.
 """
-import argparse
 import json
 import os
 import sys
@@ -41,11 +40,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check_llamagen  # noqa: E402
-import check_var_cli  # noqa: E402  (gzip_dir)
 import var_llamagen_common as common  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURE_DIR = os.path.join(HERE, '..', '..', '..', 'test', 'fixtures', 'official', 'llamagen-cli')
 
 # build_gpt / build_vq settings plus runs: (name, labels, cfg, temperature, top_p[, cfg_interval[, top_k]])
 # (cfg_interval -1 and top_k 1 when absent; 'topp0' is greedy through top_p = 0 with top_k = 0); heads_flag:
@@ -83,7 +79,7 @@ LARGE = {
 }
 
 
-def run_config(name, cfg, official, out, store):
+def run_config(name, cfg, official, out, store, _cache=None):
     gen, ModelArgs, Transformer, vq_model = official
     g = torch.Generator().manual_seed(sum(map(ord, name)))
     vq = check_llamagen.build_vq(cfg, vq_model, g)
@@ -143,28 +139,8 @@ def run_config(name, cfg, official, out, store):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--repo', required=True, help='extracted official LlamaGen repository')
-    ap.add_argument('--out', help='output directory (default with --fixtures: test/fixtures/official/llamagen-cli)')
-    ap.add_argument('--fixtures', action='store_true', help='write the committed fixtures (float16 weights, gzip)')
-    ap.add_argument('--only', help='comma-separated config names')
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    official = check_llamagen.load_official(a.repo)
-    out = a.out or (FIXTURE_DIR if a.fixtures else None)
-    if out is None:
-        sys.exit('give --out (or --fixtures)')
-    os.makedirs(out, exist_ok=True)
-    mpath = os.path.join(out, 'manifest.json')
-    entries = json.load(open(mpath)) if os.path.exists(mpath) else []
-    for name, cfg in (CONFIGS if a.fixtures else {**CONFIGS, **LARGE}).items():
-        if a.only and name not in a.only.split(','):
-            continue
-        entry = run_config(name, cfg, official, out, 'float16' if a.fixtures else 'float32')
-        if a.fixtures:
-            check_var_cli.gzip_dir(os.path.join(out, name))
-        entries = [e for e in entries if e['name'] != name] + [entry]
-    common.write_manifest(out, entries)
+    common.run_main(__doc__, 'LlamaGen', check_llamagen.load_official, {**CONFIGS, **LARGE}, CONFIGS, run_config,
+                    fixture_dir='llamagen-cli', gzip_fixtures=True)
 
 
 if __name__ == '__main__':

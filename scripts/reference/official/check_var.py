@@ -189,22 +189,9 @@ def run_config(name, cfg, official, out, store, vae_cache):
         meta['tf_cfg'] = cfg_scale
 
         # Greedy official sampling: record the token ids and how far each greedy choice is from a tie.
-        var_mod = official[0]
-        orig = var_mod.sample_with_top_k_top_p_
-        picked, margins = [], []
-
-        def recording(logits_BlV, **kw):
-            margins.append(common.margin(logits_BlV))
-            idx = orig(logits_BlV, **kw)
-            picked.append(idx[:, :, 0].clone())
-            return idx
-
-        var_mod.sample_with_top_k_top_p_ = recording
-        try:
+        with common.recorded_var_sampling(official[0]) as (picked, margins):
             g_labels = torch.tensor([0, ncls], dtype=torch.long)  # class 0 and the null class
             img = model.autoregressive_infer_cfg(B=B, label_B=g_labels, g_seed=0, cfg=cfg_scale, top_k=1, top_p=0.0)
-        finally:
-            var_mod.sample_with_top_k_top_p_ = orig
         res.update(greedy_labels=torch.tensor([0, -1]), greedy_ids=torch.cat(picked, 1), greedy_image=img.float())
         meta['greedy_cfg'] = cfg_scale
         meta['greedy_min_margin'] = min(margins)

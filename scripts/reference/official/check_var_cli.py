@@ -37,12 +37,10 @@ the even neighbour there (0.5 -> 0, 1.5 -> 2, 5.5 -> 6, 6.5 -> 6).
 The Tessera side is test/official-cli.test.ts (TESSERA_OFFICIAL_CLI_DIR=<out>
 points it at --out output). Fixture files are gzip-compressed.
 """
-import argparse
 import gzip
 import json
 import math
 import os
-import shutil
 import sys
 
 import torch
@@ -51,8 +49,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check_var  # noqa: E402
 import var_llamagen_common as common  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURE_DIR = os.path.join(HERE, '..', '..', '..', 'test', 'fixtures', 'official', 'cli')
 
 # check_var.build settings plus: gen (class labels, cfg, top_p of the mixed run), edit boxes.
 CONFIGS = {
@@ -122,7 +118,7 @@ def source_image(side, g):
     return (img.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def run_config(name, cfg, official, out, store):
+def run_config(name, cfg, official, out, store, _cache=None):
     (var_mod, *_), normalize_01_into_pm1, demo = official[0], official[1], official[2]
     g = torch.Generator().manual_seed(sum(map(ord, name)))
     vae, model = check_var.build(cfg, official[0], g)
@@ -136,20 +132,9 @@ def run_config(name, cfg, official, out, store):
 
     pn, ncls, L = model.patch_nums, model.num_classes, model.L
     res, meta = {}, {'config': json.dumps({k: v for k, v in cfg.items()}), 'schedule': ','.join(map(str, pn)), 'stored_as': store}
-    orig = var_mod.sample_with_top_k_top_p_
-    picked, margins = [], []
-
-    def recording(logits_BlV, **kw):
-        margins.append(common.margin(logits_BlV))
-        idx = orig(logits_BlV, **kw)
-        picked.append(idx[:, :, 0].clone())
-        return idx
-
     log = []
     with torch.no_grad():
-        var_mod.sample_with_top_k_top_p_ = recording
-        demo['sample_with_top_k_top_p_'] = recording
-        try:
+        with common.recorded_var_sampling(var_mod, demo) as (picked, margins):
             gen = cfg['gen']
             labels = torch.tensor([ncls if c < 0 else c for c in gen['labels']])
             runs = (('mixed', labels, gen['cfg'], gen['top_p'], False), ('smooth', labels, gen['cfg'], gen['top_p'], True),
@@ -194,9 +179,6 @@ def run_config(name, cfg, official, out, store):
                 meta[f'edit_{run}_min_margin'] = min(margins)
                 log.append(f'edit {run} margin {min(margins):.1e}, {int(mask.sum())}/{mask.numel()} kept')
             meta['edit_runs'] = ','.join(cfg['edits'])
-        finally:
-            var_mod.sample_with_top_k_top_p_ = orig
-            demo['sample_with_top_k_top_p_'] = orig
     common.save_safetensors(res, meta, os.path.join(d, 'expected.safetensors'))
     print(f'{name}: L={L} image {side}px, {", ".join(log)}')
     return {'name': name, 'family': 'var', 'dir': name, 'tokenizer': 'vae.pth', 'weights': 'var.pth', 'side': side}
@@ -258,43 +240,16 @@ def mask_table(demo, per_schedule=120):
     return cases
 
 
-def gzip_dir(d):
-    for f in os.listdir(d):
-        p = os.path.join(d, f)
-        if f.endswith('.gz'):
-            continue
-        with open(p, 'rb') as src, gzip.GzipFile(p + '.gz', 'wb', mtime=0) as dst:
-            shutil.copyfileobj(src, dst)
-        os.remove(p)
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--repo', required=True, help='extracted official VAR repository')
-    ap.add_argument('--out', help='output directory (default with --fixtures: test/fixtures/official/cli)')
-    ap.add_argument('--fixtures', action='store_true', help='write the committed fixtures (float16 weights, gzip)')
-    ap.add_argument('--only', help='comma-separated config names')
-    a = ap.parse_args()
-    torch.set_num_threads(1)
-    official = load_official(common.add_repo(a.repo))
-    out = a.out or (FIXTURE_DIR if a.fixtures else None)
-    if out is None:
-        sys.exit('give --out (or --fixtures)')
-    os.makedirs(out, exist_ok=True)
-    mpath = os.path.join(out, 'manifest.json')
-    entries = json.load(open(mpath)) if os.path.exists(mpath) else []
-    for name, cfg in (CONFIGS if a.fixtures else {**CONFIGS, **LARGE}).items():
-        if a.only and name not in a.only.split(','):
-            continue
-        entry = run_config(name, cfg, official, out, 'float16' if a.fixtures else 'float32')
-        if a.fixtures:
-            gzip_dir(os.path.join(out, name))
-        entries = [e for e in entries if e['name'] != name] + [entry]
-    common.write_manifest(out, entries)
+def write_mask_table(out, official):
     masks = mask_table(official[2])
     with gzip.GzipFile(os.path.join(out, 'edit-masks.json.gz'), 'wb', mtime=0) as f:
         f.write(json.dumps(masks).encode())
     print(f'edit-masks.json.gz: {len(masks)} boxes over {len(MASK_SCHEDULES)} schedules')
+
+
+def main():
+    common.run_main(__doc__, 'VAR', lambda repo: load_official(common.add_repo(repo)), {**CONFIGS, **LARGE}, CONFIGS, run_config,
+                    fixture_dir='cli', gzip_fixtures=True, after=write_mask_table)
 
 
 if __name__ == '__main__':

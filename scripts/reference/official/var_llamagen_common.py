@@ -6,6 +6,7 @@ their outputs for tiny non-standard configurations. Nothing here changes the
 official maths: the shims below only supply imports that Debian's PyTorch 1.13
 lacks (each is marked SHIM with the reason).
 """
+import contextlib
 import json
 import math
 import os
@@ -100,6 +101,32 @@ def margin(logits):
     return ((top[:, 0] - top[:, 1]).min() / flat.abs().max()).item()
 
 
+@contextlib.contextmanager
+def recorded_var_sampling(var_mod, *namespaces):
+    """Replaces the official VAR sample_with_top_k_top_p_ (in var_mod and in each
+    dict namespace holding a copy, such as the edit demo's) by a wrapper that
+    records, per call, the ids drawn and how far each choice is from a tie;
+    yields (picked, margins) and restores the original."""
+    orig = var_mod.sample_with_top_k_top_p_
+    picked, margins = [], []
+
+    def recording(logits_BlV, **kw):
+        margins.append(margin(logits_BlV))
+        idx = orig(logits_BlV, **kw)
+        picked.append(idx[:, :, 0].clone())
+        return idx
+
+    var_mod.sample_with_top_k_top_p_ = recording
+    for ns in namespaces:
+        ns['sample_with_top_k_top_p_'] = recording
+    try:
+        yield picked, margins
+    finally:
+        var_mod.sample_with_top_k_top_p_ = orig
+        for ns in namespaces:
+            ns['sample_with_top_k_top_p_'] = orig
+
+
 def write_manifest(out, entries):
     with open(os.path.join(out, 'manifest.json'), 'w') as f:
         json.dump(entries, f, indent=1)
@@ -115,28 +142,41 @@ def fan_in_std(w, gain=1.0):
     return gain / math.sqrt(max(1, w[0].numel()))
 
 
-def run_main(doc, family, load_official, configs, fixtures, run_config):
-    """The command line shared by check_var.py and check_llamagen.py: run the
-    configurations (or --only some), write their files and merge their
-    entries into the manifest of the output directory."""
-    import argparse
-    import json
-    import os
-    import sys
+FIXTURES_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'test', 'fixtures', 'official')
 
-    import torch
+
+def gzip_dir(d):
+    """Replaces every file of d by a gzip copy (mtime 0: the same bytes on every run)."""
+    import gzip
+    import shutil
+    for f in os.listdir(d):
+        p = os.path.join(d, f)
+        if f.endswith('.gz'):
+            continue
+        with open(p, 'rb') as src, gzip.GzipFile(p + '.gz', 'wb', mtime=0) as dst:
+            shutil.copyfileobj(src, dst)
+        os.remove(p)
+
+
+def run_main(doc, family, load_official, configs, fixtures, run_config, fixture_dir='var-llamagen', gzip_fixtures=False,
+             after=None):
+    """The command line shared by the check_{var,llamagen}*.py scripts: run the
+    configurations (or --only some; `fixtures` with --fixtures, float16
+    weights), write their files (gzipped with `gzip_fixtures` when writing
+    fixtures), merge their entries into the manifest of the output directory,
+    then call after(out, official) if given."""
+    import argparse
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--repo', required=True, help=f'extracted official {family} repository')
-    ap.add_argument('--out', help='output directory (default: test/fixtures/official/var-llamagen with --fixtures)')
+    ap.add_argument('--out', help=f'output directory (default with --fixtures: test/fixtures/official/{fixture_dir})')
     ap.add_argument('--fixtures', action='store_true', help='write the tiny committed fixtures (float16 weights)')
     ap.add_argument('--only', help='comma-separated config names')
     a = ap.parse_args()
     torch.set_num_threads(1)
     official = load_official(a.repo)
     chosen = fixtures if a.fixtures else configs
-    out = a.out or (os.path.join(os.path.dirname(__file__), '..', '..', '..', 'test', 'fixtures', 'official', 'var-llamagen')
-                    if a.fixtures else None)
+    out = a.out or (os.path.join(FIXTURES_ROOT, fixture_dir) if a.fixtures else None)
     if out is None:
         sys.exit('give --out (or --fixtures)')
     os.makedirs(out, exist_ok=True)
@@ -147,8 +187,12 @@ def run_main(doc, family, load_official, configs, fixtures, run_config):
         if a.only and name not in a.only.split(','):
             continue
         entry = run_config(name, cfg, official, out, 'float16' if a.fixtures else 'float32', cache)
+        if a.fixtures and gzip_fixtures:
+            gzip_dir(os.path.join(out, name))
         entries = [e for e in entries if e['name'] != name] + [entry]
     write_manifest(out, entries)
+    if after is not None:
+        after(out, official)
 
 
 def init_autoencoder(module, g):
