@@ -179,6 +179,17 @@ def randomise(model, g):
 
 
 
+def build_model(OctGPT, cfg):
+    """The official OctGPT of a CONFIGS entry, as the released unconditional/category configs build it."""
+    vq = types.SimpleNamespace(embedding_channels=cfg['bits'], quantizer_type='bsq')
+    return OctGPT(num_embed=cfg['C'], num_heads=cfg['heads'], num_blocks=cfg['blocks'],
+                  num_classes=cfg['classes'], patch_size=cfg['K'], dilation=cfg['D'],
+                  buffer_size=cfg['buffer'], drop_rate=0.0, pos_emb_type=cfg['pos'],
+                  norm_type=cfg['norm'], use_checkpoint=False, use_swin=cfg['swin'],
+                  vqvae_config=vq, condition_type='category' if cfg['classes'] > 1 else 'none',
+                  condition_policy='concat')
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--repo', required=True, help='extracted octree-nn/octgpt')
@@ -207,13 +218,7 @@ def main():
         torch.manual_seed(args.seed + ci)
         np.random.seed(args.seed + ci)
         g = torch.Generator().manual_seed(args.seed * 7 + ci)
-        vq = types.SimpleNamespace(embedding_channels=cfg['bits'], quantizer_type='bsq')
-        model = OctGPT(num_embed=cfg['C'], num_heads=cfg['heads'], num_blocks=cfg['blocks'],
-                       num_classes=cfg['classes'], patch_size=cfg['K'], dilation=cfg['D'],
-                       buffer_size=cfg['buffer'], drop_rate=0.0, pos_emb_type=cfg['pos'],
-                       norm_type=cfg['norm'], use_checkpoint=False, use_swin=cfg['swin'],
-                       vqvae_config=vq, condition_type='category' if cfg['classes'] > 1 else 'none',
-                       condition_policy='concat')  # as the released unconditional/category configs
+        model = build_model(OctGPT, cfg)
         randomise(model, g)
         if 'weights' in cfg:  # window, dilation, buffer and depths are not weights
             sd = saved[cfg['weights']]

@@ -68,7 +68,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import check_ocnn  # noqa: E402  (load_ocnn, arr, write_fixture)
-import check_octgpt  # noqa: E402  (install_shims, CONFIGS)
+import check_octgpt  # noqa: E402  (install_shims, CONFIGS, build_model)
 
 M32 = 0xFFFFFFFF
 STREAM = 0x4f43540000  # Tessera's order stream: step = STREAM + depth
@@ -150,13 +150,7 @@ class Stream:
 
 
 def load_model(OctGPT, cfg, fixtures):
-    vq = types.SimpleNamespace(embedding_channels=cfg['bits'], quantizer_type='bsq')
-    model = OctGPT(num_embed=cfg['C'], num_heads=cfg['heads'], num_blocks=cfg['blocks'],
-                   num_classes=cfg['classes'], patch_size=cfg['K'], dilation=cfg['D'],
-                   buffer_size=cfg['buffer'], drop_rate=0.0, pos_emb_type=cfg['pos'],
-                   norm_type=cfg['norm'], use_checkpoint=False, use_swin=cfg['swin'],
-                   vqvae_config=vq, condition_type='category' if cfg['classes'] > 1 else 'none',
-                   condition_policy='concat')
+    model = check_octgpt.build_model(OctGPT, cfg)
     name = f'octgpt-{cfg["name"]}.pth.gz'
     with gzip.open(os.path.join(fixtures, name), 'rb') as fh:
         sd = torch.load(io.BytesIO(fh.read()))
