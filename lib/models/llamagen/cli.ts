@@ -75,10 +75,7 @@ export async function generateLlamaGenToFile(o: LlamaGenFileOptions): Promise<De
   const p = await loadLlamaGen(o.tokenizer, o.weights, { heads: o.heads, compute, draft: o.draft });
   try {
     const { model, drafter } = p;
-    const size = o.imageSize ?? 256, f = p.vq.config.downsample;
-    if (!Number.isInteger(size) || size < f || size % f !== 0)
-      throw new TesseraError('ERR_INVALID_ARGUMENT', `--image-size must be a positive multiple of the tokenizer's downsampling ${f} (256 or 384 for VQ-16), got ${size}`);
-    const grid = p.grid(size);
+    const grid = p.grid(o.imageSize ?? 256, '--image-size');
     if (decode === 'nar' && !model.hasVerticalHead)
       throw new TesseraError('ERR_INVALID_ARGUMENT', `--decode nar needs a NAR checkpoint with the vertical head (layers.{n_layer}, medusa_norm, medusa_output): ${o.weights} has none`);
     const watermark = o.watermarkKey === undefined ? undefined

@@ -25,8 +25,11 @@ export interface LlamaGenPipeline {
   model: LlamaGenGpt;
   /** The draft model, when `draft` was given. */
   drafter?: LlamaGenGpt;
-  /** Token grid side for an image size in pixels (256 → 16 and 384 → 24 with VQ-16). */
-  grid(imageSize?: number): number;
+  /**
+   * Token grid side for an image size in pixels (256 → 16 and 384 → 24 with
+   * VQ-16); `what` names the size in the error (default "the image size").
+   */
+  grid(imageSize?: number, what?: string): number;
   /** LANTERN's neighbour table over the tokenizer's codebook (k nearest codes per code; default 1000). */
   neighbourTable(k?: number): Promise<NeighbourTable>;
   /** Token ids (one array of G·G ids per image, raster order) → images [B, 3, H, W] in [0, 1]. */
@@ -63,9 +66,9 @@ export async function loadLlamaGen(tokenizerPath: string, weightsPath: string, o
   const v = vq, f = v.config.downsample;
   return {
     vq: v, model, drafter,
-    grid(imageSize = 256) {
+    grid(imageSize = 256, what = 'the image size') {
       if (!Number.isInteger(imageSize) || imageSize < f || imageSize % f !== 0)
-        throw new TesseraError('ERR_INVALID_ARGUMENT', `the image size must be a positive multiple of the tokenizer's downsampling ${f} (256 or 384 for VQ-16), got ${imageSize}`);
+        throw new TesseraError('ERR_INVALID_ARGUMENT', `${what} must be a positive multiple of the tokenizer's downsampling ${f} (256 or 384 for VQ-16), got ${imageSize}`);
       return imageSize / f;
     },
     neighbourTable: (k = LANTERN_K) => vqNeighbourTable(files[0]!.tensors, tokenizerPath, k),
