@@ -241,6 +241,10 @@ describe('gauss2d safetensors files', () => {
     const junk = join(dir, 'junk.safetensors');
     writeFileSync(junk, 'not a model at all');
     expect(() => g2d.loadGauss2d(junk)).toThrow(expect.objectContaining({ code: 'ERR_FORMAT' }));
+    const future = join(dir, 'v3.safetensors');
+    writeSafetensors(future, [{ name: 'xy', dtype: 'float32', shape: [1, 2], data: new Float32Array(2) }],
+      { format: 'tessera.gauss2d', version: '3', width: '4', height: '4' });
+    expect(() => g2d.loadGauss2d(future)).toThrow(expect.objectContaining({ code: 'ERR_FORMAT', message: expect.stringMatching(/version "3"/) }));
     expect(() => g2d.loadGauss2d(join(dir, 'missing.safetensors'))).toThrow(expect.objectContaining({ code: 'ERR_IO' }));
   });
 });

@@ -185,6 +185,7 @@ describe('OctGPT checkpoints', () => {
     expect(OctGpt.load(ckpt.a.tensors, 'x', { ...opts, fullDepth: 5 }).config.depthStop).toBe(7);
     expect(await codeOf(() => OctGpt.load(ckpt.a.tensors, 'x', { ...opts, depthStop: m.config.fullDepth + 3 }))).toBe('ERR_INVALID_ARGUMENT');
     expect(await codeOf(() => m.condition(2))).toBe('ERR_INVALID_ARGUMENT');
+    expect(await codeOf(() => generateOctGpt(m, { seed: 1, steps: 2, remaskRule: 'paper' as 'spec' }))).toBe('ERR_INVALID_ARGUMENT');
   });
 
   it('random weights in the official layout load and generate', async () => {
